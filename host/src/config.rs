@@ -1,0 +1,19 @@
+//! Server configuration: where data lives, where to listen, and the limits that protect the host.
+
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    /// Largest JSON request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Config {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}

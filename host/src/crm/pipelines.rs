@@ -1,0 +1,93 @@
+//! Pipeline create / replace / delete with shape validation.
+
+use chrono::Utc;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::{CrmError, Result};
+use crate::model::id::is_valid_slug;
+use crate::model::pipeline::validate_stages;
+use crate::model::{Pipeline, PipelineKind, Stage};
+use crate::store::Store;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPipeline {
+    /// Slug; derived from the name when omitted.
+    pub id: Option<String>,
+    pub name: String,
+    pub kind: PipelineKind,
+    pub stages: Vec<Stage>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PipelinePatch {
+    pub name: Option<String>,
+    /// The full new list of stages, in order. Stages that records sit in cannot be dropped.
+    pub stages: Option<Vec<Stage>>,
+    /// Optimistic concurrency: the version this change was based on.
+    pub version: Option<u64>,
+}
+
+fn slugify(name: &str) -> String {
+    let s: String = name
+        .trim()
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    s.trim_matches('-').chars().take(64).collect()
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() || name.len() > 200 {
+        return Err(CrmError::Invalid(
+            "pipeline name must be 1-200 characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+pub fn create(store: &Store, tenant: &str, input: NewPipeline) -> Result<Pipeline> {
+    check_name(&input.name)?;
+    let id = input.id.unwrap_or_else(|| slugify(&input.name));
+    if !is_valid_slug(&id) {
+        return Err(CrmError::Invalid(format!(
+            "pipeline id {id:?} must be 1-64 characters of letters, digits, '-', '_' or '.'"
+        )));
+    }
+    validate_stages(input.kind, &input.stages).map_err(CrmError::Invalid)?;
+    let now = Utc::now();
+    let p = Pipeline {
+        id,
+        name: input.name,
+        kind: input.kind,
+        stages: input.stages,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    store.put_pipeline(tenant, &p, None)?;
+    Ok(p)
+}
+
+pub fn update(store: &Store, tenant: &str, id: &str, patch: PipelinePatch) -> Result<Pipeline> {
+    let current = store
+        .pipeline(tenant, id)?
+        .ok_or_else(|| CrmError::NotFound(format!("pipeline {id:?}")))?;
+    let base = patch.version.unwrap_or(current.version);
+    let mut p = current;
+    if let Some(name) = patch.name {
+        check_name(&name)?;
+        p.name = name;
+    }
+    if let Some(stages) = patch.stages {
+        validate_stages(p.kind, &stages).map_err(CrmError::Invalid)?;
+        p.stages = stages;
+    }
+    p.version = base + 1;
+    p.updated_at = Utc::now();
+    store.put_pipeline(tenant, &p, Some(base))?;
+    Ok(p)
+}

@@ -1,0 +1,114 @@
+//! Tenants and API keys: bootstrap of a fresh server, minting and hashing keys.
+
+use chrono::Utc;
+use rand::Rng;
+use sha2::{Digest, Sha256};
+
+use super::{CrmError, Result};
+use crate::model::id::{is_valid_slug, new_id};
+use crate::model::pipeline::default_stages;
+use crate::model::{ApiKey, Pipeline, PipelineKind, Role, Tenant};
+use crate::store::Store;
+
+/// SHA-256 of a key secret, hex. Keys are 256-bit random, so a fast hash is enough.
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn new_secret() -> String {
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("sc_{}", hex::encode(bytes))
+}
+
+fn key_for(tenant: &str, role: Role, name: &str, operator: bool, secret: &str) -> ApiKey {
+    ApiKey {
+        id: new_id("key"),
+        tenant: tenant.to_string(),
+        role,
+        name: name.to_string(),
+        operator,
+        created_at: Utc::now(),
+        hash: hash_secret(secret),
+    }
+}
+
+/// The lead and deal pipelines a tenant starts with.
+pub fn default_pipelines() -> Vec<Pipeline> {
+    let now = Utc::now();
+    [
+        ("leads", "Leads", PipelineKind::Lead),
+        ("deals", "Deals", PipelineKind::Deal),
+    ]
+    .into_iter()
+    .map(|(id, name, kind)| Pipeline {
+        id: id.into(),
+        name: name.into(),
+        kind,
+        stages: default_stages(kind),
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    })
+    .collect()
+}
+
+/// On a server with no tenant, creates tenant `default` with an operator admin key and
+/// returns the key's secret (`bootstrap` when given, else a fresh one). None when tenants
+/// already exist.
+pub fn bootstrap(store: &Store, bootstrap: Option<&str>) -> Result<Option<String>> {
+    if !store.tenants()?.is_empty() {
+        return Ok(None);
+    }
+    let secret = match bootstrap {
+        Some(s) if s.len() < 16 => {
+            return Err(CrmError::Invalid(
+                "STAGECRAFT_BOOTSTRAP_KEY must be at least 16 characters".into(),
+            ))
+        }
+        Some(s) => s.to_string(),
+        None => new_secret(),
+    };
+    let tenant = Tenant {
+        id: "default".into(),
+        name: "Default".into(),
+        created_at: Utc::now(),
+    };
+    let key = key_for(&tenant.id, Role::Admin, "bootstrap", true, &secret);
+    store.create_tenant(&tenant, &key, &default_pipelines())?;
+    Ok(Some(secret))
+}
+
+/// Creates a tenant with default pipelines and returns it with its first admin key's secret.
+pub fn create_tenant(store: &Store, id: &str, name: &str) -> Result<(Tenant, ApiKey, String)> {
+    if !is_valid_slug(id) {
+        return Err(CrmError::Invalid(format!(
+            "tenant id {id:?} must be 1-64 characters of letters, digits, '-', '_' or '.'"
+        )));
+    }
+    if name.trim().is_empty() {
+        return Err(CrmError::Invalid("tenant name must not be blank".into()));
+    }
+    let tenant = Tenant {
+        id: id.into(),
+        name: name.into(),
+        created_at: Utc::now(),
+    };
+    let secret = new_secret();
+    let key = key_for(id, Role::Admin, "first admin", false, &secret);
+    store.create_tenant(&tenant, &key, &default_pipelines())?;
+    Ok((tenant, key, secret))
+}
+
+/// Mints a key for `tenant` and returns it with its secret (shown once).
+pub fn mint_key(store: &Store, tenant: &str, role: Role, name: &str) -> Result<(ApiKey, String)> {
+    if name.trim().is_empty() || name.len() > 200 {
+        return Err(CrmError::Invalid(
+            "key name must be 1-200 characters".into(),
+        ));
+    }
+    let secret = new_secret();
+    let key = key_for(tenant, role, name, false, &secret);
+    store.put_key(&key)?;
+    Ok((key, secret))
+}

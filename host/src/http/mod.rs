@@ -1,0 +1,86 @@
+//! The HTTP API: axum routes, authentication, the error shape, and the OpenAPI document
+//! generated from the same route definitions (so the two cannot drift).
+
+mod auth;
+mod error;
+mod events;
+mod extract;
+mod keys;
+mod openapi;
+mod pipelines;
+mod records;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use tokio::net::TcpListener;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+pub use auth::Caller;
+pub use error::{ApiError, ErrorBody};
+
+use crate::config::Config;
+use crate::store::Store;
+
+/// Shared by every handler. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<Config>,
+}
+
+/// The API routes with their OpenAPI description.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(keys::routes())
+        .merge(pipelines::routes())
+        .merge(records::routes())
+        .merge(events::routes())
+}
+
+/// The OpenAPI document served at `/openapi.json`.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
+/// The whole application router over `state`.
+pub fn app(state: AppState) -> Router {
+    let (api, doc) = routes().split_for_parts();
+    let doc = Arc::new(doc);
+    let body_limit = state.config.max_body_bytes;
+    api.route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .fallback(|| async { ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not accept that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// Serves `app(state)` on `listener` until `shutdown` resolves, then flushes the store.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = state.store.clone();
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    store.flush()?;
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! `/v1/pipelines`: read for every role, written by admins.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::extract::ApiJson;
+use super::{ApiError, AppState, Caller, ErrorBody};
+use crate::crm::pipelines::{self, NewPipeline, PipelinePatch};
+use crate::model::{Pipeline, Role};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get, update, delete))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PipelineList {
+    pub pipelines: Vec<Pipeline>,
+}
+
+/// Lists the tenant's pipelines.
+#[utoipa::path(get, path = "/v1/pipelines", tag = "pipelines", responses((status = 200, body = PipelineList)))]
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<PipelineList>, ApiError> {
+    Ok(Json(PipelineList {
+        pipelines: state.store.pipelines(&caller.tenant)?,
+    }))
+}
+
+/// Creates a pipeline.
+#[utoipa::path(post, path = "/v1/pipelines", tag = "pipelines", request_body = NewPipeline,
+    responses((status = 201, body = Pipeline), (status = 422, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<NewPipeline>,
+) -> Result<(StatusCode, Json<Pipeline>), ApiError> {
+    caller.require(Role::Admin)?;
+    let p = pipelines::create(&state.store, &caller.tenant, body)?;
+    Ok((StatusCode::CREATED, Json(p)))
+}
+
+/// One pipeline.
+#[utoipa::path(get, path = "/v1/pipelines/{id}", tag = "pipelines", params(("id" = String, Path)),
+    responses((status = 200, body = Pipeline), (status = 404, body = ErrorBody)))]
+async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Pipeline>, ApiError> {
+    state
+        .store
+        .pipeline(&caller.tenant, &id)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("pipeline {id:?}")))
+}
+
+/// Renames a pipeline or replaces its stage list.
+#[utoipa::path(patch, path = "/v1/pipelines/{id}", tag = "pipelines", params(("id" = String, Path)),
+    request_body = PipelinePatch,
+    responses((status = 200, body = Pipeline), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PipelinePatch>,
+) -> Result<Json<Pipeline>, ApiError> {
+    caller.require(Role::Admin)?;
+    Ok(Json(pipelines::update(
+        &state.store,
+        &caller.tenant,
+        &id,
+        body,
+    )?))
+}
+
+/// Deletes a pipeline that holds no records.
+#[utoipa::path(delete, path = "/v1/pipelines/{id}", tag = "pipelines", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Role::Admin)?;
+    state.store.delete_pipeline(&caller.tenant, &id)?;
+    Ok(StatusCode::NO_CONTENT)
+}

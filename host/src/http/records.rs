@@ -1,0 +1,227 @@
+//! `/v1/records`: CRUD, stage moves and lead conversion. Reads for every role; writes for
+//! agents and admins.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::extract::{ApiJson, ApiQuery};
+use super::{ApiError, AppState, Caller, ErrorBody};
+use crate::crm::records::{self, Conversion, NewRecord};
+use crate::model::{Record, RecordKind, Role};
+use crate::store::{Changeset, RecordFilter};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get, patch, delete))
+        .routes(routes!(move_stage))
+        .routes(routes!(convert))
+}
+
+const WRITERS: &[Role] = &[Role::Agent, Role::Admin];
+
+/// Commits a changeset made by a request.
+fn apply(state: &AppState, cs: &Changeset) -> Result<(), ApiError> {
+    if cs.records.is_empty() && cs.events.is_empty() {
+        return Ok(());
+    }
+    state.store.commit(cs)?;
+    Ok(())
+}
+
+/// `If-Match: 3` or `If-Match: "3"` as an expected version.
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(v) = headers.get(axum::http::header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = v.to_str().unwrap_or_default().trim();
+    let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    text.parse().map(Some).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_header",
+            format!("If-Match must carry the record's version number, not {text:?}"),
+        )
+    })
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub kind: Option<RecordKind>,
+    pub pipeline: Option<String>,
+    pub stage: Option<String>,
+    pub owner: Option<String>,
+    /// Cursor: the `next` value of the previous page.
+    pub after: Option<String>,
+    /// Page size, 1-500 (default 50).
+    pub limit: Option<usize>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RecordList {
+    pub records: Vec<Record>,
+    /// Cursor for the next page; absent on the last page.
+    pub next: Option<String>,
+}
+
+/// Lists records, filtered, in creation order, a page at a time.
+#[utoipa::path(get, path = "/v1/records", tag = "records", params(ListQuery),
+    responses((status = 200, body = RecordList), (status = 400, body = ErrorBody)))]
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<RecordList>, ApiError> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be between 1 and 500",
+        ));
+    }
+    let filter = RecordFilter {
+        kind: q.kind,
+        pipeline: q.pipeline,
+        stage: q.stage,
+        owner: q.owner,
+    };
+    let page = state
+        .store
+        .records(&caller.tenant, &filter, q.after.as_deref(), limit, 10_000)?;
+    Ok(Json(RecordList {
+        records: page.records,
+        next: page.next,
+    }))
+}
+
+/// Creates a record; leads and deals start in their pipeline's first stage unless `stage` says.
+#[utoipa::path(post, path = "/v1/records", tag = "records", request_body = NewRecord,
+    responses((status = 201, body = Record), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<NewRecord>,
+) -> Result<(StatusCode, Json<Record>), ApiError> {
+    caller.require_one_of(WRITERS)?;
+    let (record, cs) = records::create(&state.store, &caller.tenant, body, Utc::now())?;
+    apply(&state, &cs)?;
+    Ok((StatusCode::CREATED, Json(record)))
+}
+
+/// One record.
+#[utoipa::path(get, path = "/v1/records/{id}", tag = "records", params(("id" = String, Path)),
+    responses((status = 200, body = Record), (status = 404, body = ErrorBody)))]
+async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Record>, ApiError> {
+    Ok(Json(records::get(&state.store, &caller.tenant, &id)?))
+}
+
+/// Changes fields. Core fields by name (null clears), `custom` merged key by key (null
+/// removes a key). Send `version` or `If-Match` to fail with 409 if someone else changed it.
+#[utoipa::path(patch, path = "/v1/records/{id}", tag = "records", params(("id" = String, Path)),
+    request_body(content = Object),
+    responses((status = 200, body = Record), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Map<String, Value>>,
+) -> Result<Json<Record>, ApiError> {
+    caller.require_one_of(WRITERS)?;
+    let (record, cs) = records::patch(
+        &state.store,
+        &caller.tenant,
+        &id,
+        body,
+        if_match(&headers)?,
+        Utc::now(),
+    )?;
+    apply(&state, &cs)?;
+    Ok(Json(record))
+}
+
+/// Deletes a record.
+#[utoipa::path(delete, path = "/v1/records/{id}", tag = "records", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    caller.require_one_of(WRITERS)?;
+    let cs = records::delete(
+        &state.store,
+        &caller.tenant,
+        &id,
+        if_match(&headers)?,
+        Utc::now(),
+    )?;
+    apply(&state, &cs)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StageMove {
+    pub stage: String,
+    /// Optimistic concurrency, as for PATCH.
+    pub version: Option<u64>,
+}
+
+/// Moves a lead or deal to another stage of its pipeline.
+#[utoipa::path(post, path = "/v1/records/{id}/stage", tag = "records", params(("id" = String, Path)),
+    request_body = StageMove,
+    responses((status = 200, body = Record), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn move_stage(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<StageMove>,
+) -> Result<Json<Record>, ApiError> {
+    caller.require_one_of(WRITERS)?;
+    let expected = body.version.or(if_match(&headers)?);
+    let (record, cs) = records::move_stage(
+        &state.store,
+        &caller.tenant,
+        &id,
+        &body.stage,
+        expected,
+        Utc::now(),
+    )?;
+    apply(&state, &cs)?;
+    Ok(Json(record))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Converted {
+    /// The lead (now in its won stage) first, then the records created from it.
+    pub records: Vec<Record>,
+}
+
+/// Converts a lead into a contact, company and/or deal (Bitrix24-style).
+#[utoipa::path(post, path = "/v1/records/{id}/convert", tag = "records", params(("id" = String, Path)),
+    request_body = Conversion,
+    responses((status = 201, body = Converted), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn convert(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Conversion>,
+) -> Result<(StatusCode, Json<Converted>), ApiError> {
+    caller.require_one_of(WRITERS)?;
+    let (records, cs) = records::convert(&state.store, &caller.tenant, &id, body, Utc::now())?;
+    apply(&state, &cs)?;
+    Ok((StatusCode::CREATED, Json(Converted { records })))
+}

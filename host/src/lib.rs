@@ -1,0 +1,12 @@
+//! Stagecraft: a self-hosted CRM automation host.
+//!
+//! CRM records live in sled ([`store`]); changes are validated by [`crm`] and journaled as
+//! events; customer automation modules run as WebAssembly components in [`sandbox`]; the
+//! HTTP API is [`http`]. See ARCHITECTURE.md for the map and the invariants.
+
+pub mod config;
+pub mod crm;
+pub mod http;
+pub mod model;
+pub mod server;
+pub mod store;

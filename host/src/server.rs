@@ -1,0 +1,33 @@
+//! Start-up glue: open the store, bootstrap a fresh server, assemble the shared state.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::crm::tenants;
+use crate::http::AppState;
+use crate::store::Store;
+
+/// A started host: its shared state, and the admin key if this start created the first
+/// tenant.
+pub struct Started {
+    pub state: AppState,
+    pub bootstrap_key: Option<String>,
+}
+
+/// Opens (or creates) the data dir and prepares everything `http::serve` needs.
+pub fn start(config: Config, bootstrap_key: Option<&str>) -> anyhow::Result<Started> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let store = Store::open(&config.data_dir.join("db"))
+        .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    let bootstrap_key = tenants::bootstrap(&store, bootstrap_key)?;
+    Ok(Started {
+        state: AppState {
+            store,
+            config: Arc::new(config),
+        },
+        bootstrap_key,
+    })
+}

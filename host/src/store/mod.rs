@@ -1,0 +1,201 @@
+//! Persistence: the only module that names sled.
+//!
+//! Everything lives in one sled tree under key families (`rec/{tenant}/{id}`, `evt/…`), so any
+//! set of writes can be one single-tree transaction. The rest of the host calls the small set of
+//! operations defined in this module's files — [`Store::commit`] for record changes and
+//! their events, plus typed reads — so another backend could replace sled without touching
+//! automation or HTTP.
+
+mod changeset;
+mod family;
+mod pipelines;
+mod records;
+mod tenants;
+
+use std::path::Path;
+
+use serde::{de::DeserializeOwned, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+
+pub use changeset::{Changeset, RecordWrite};
+pub use records::{RecordFilter, RecordPage};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage failure: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("stored value under {key} is corrupt: {source}")]
+    Corrupt {
+        key: String,
+        source: serde_json::Error,
+    },
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{what} was changed concurrently: expected version {expected}, found {found}")]
+    VersionConflict {
+        what: String,
+        expected: u64,
+        found: u64,
+    },
+    #[error("{0}")]
+    Refused(String),
+    /// sled's optimistic concurrency wants the transaction retried; never leaves `transact`.
+    #[error("transaction conflict")]
+    TxConflict,
+}
+
+impl From<TransactionError<StoreError>> for StoreError {
+    fn from(e: TransactionError<StoreError>) -> Self {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => StoreError::Sled(e),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The handle every part of the host shares. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    data: sled::Tree,
+}
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Store> {
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(Some(200))
+            .open()?;
+        let data = db.open_tree("data")?;
+        Ok(Store { db, data })
+    }
+
+    /// Writes everything to disk; called on shutdown.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        match self.data.get(key)? {
+            Some(bytes) => decode(key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Decoded values under `prefix`, starting strictly after `after` (a full key), in key order.
+    fn scan<T: DeserializeOwned>(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+    ) -> impl Iterator<Item = Result<(String, T)>> + '_ {
+        let iter = match after {
+            Some(a) => {
+                let mut start = a.as_bytes().to_vec();
+                start.push(0);
+                let mut end = prefix.as_bytes().to_vec();
+                end.push(0xff);
+                self.data.range(start..end)
+            }
+            None => self.data.scan_prefix(prefix),
+        };
+        let prefix = prefix.to_string();
+        iter.take_while(move |item| match item {
+            Ok((k, _)) => k.starts_with(prefix.as_bytes()),
+            Err(_) => true,
+        })
+        .map(|item| {
+            let (k, v) = item?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let value = decode(&key, &v)?;
+            Ok((key, value))
+        })
+    }
+
+    /// Runs `f` as one atomic transaction over the data tree.
+    fn transact<R>(&self, f: impl Fn(&Tx<'_>) -> Result<R>) -> Result<R> {
+        let out = self.data.transaction(|t| {
+            let tx = Tx { t };
+            f(&tx).map_err(|e| match e {
+                StoreError::Sled(e) => ConflictableTransactionError::Storage(e),
+                StoreError::TxConflict => ConflictableTransactionError::Conflict,
+                other => ConflictableTransactionError::Abort(other),
+            })
+        })?;
+        Ok(out)
+    }
+}
+
+/// Typed access to the data tree inside a transaction.
+pub(crate) struct Tx<'a> {
+    t: &'a TransactionalTree,
+}
+
+impl Tx<'_> {
+    fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        match self.t.get(key).map_err(unabortable)? {
+            Some(bytes) => decode(key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
+        let bytes = serde_json::to_vec(value).map_err(|source| StoreError::Corrupt {
+            key: key.to_string(),
+            source,
+        })?;
+        self.t.insert(key, bytes).map_err(unabortable)?;
+        Ok(())
+    }
+
+    fn remove(&self, key: &str) -> Result<bool> {
+        Ok(self.t.remove(key).map_err(unabortable)?.is_some())
+    }
+
+    fn exists(&self, key: &str) -> Result<bool> {
+        Ok(self.t.get(key).map_err(unabortable)?.is_some())
+    }
+
+    /// Adds `delta` to a counter stored as a big-endian i64 and returns the new value.
+    fn add(&self, key: &str, delta: i64) -> Result<i64> {
+        let now = self.counter(key)? + delta;
+        if now == 0 {
+            self.t.remove(key).map_err(unabortable)?;
+        } else {
+            self.t
+                .insert(key, &now.to_be_bytes()[..])
+                .map_err(unabortable)?;
+        }
+        Ok(now)
+    }
+
+    fn counter(&self, key: &str) -> Result<i64> {
+        Ok(match self.t.get(key).map_err(unabortable)? {
+            Some(b) if b.len() == 8 => {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(&b);
+                i64::from_be_bytes(a)
+            }
+            _ => 0,
+        })
+    }
+}
+
+fn unabortable(e: sled::transaction::UnabortableTransactionError) -> StoreError {
+    match e {
+        // Handed back to sled's retry loop by `transact`.
+        sled::transaction::UnabortableTransactionError::Conflict => StoreError::TxConflict,
+        sled::transaction::UnabortableTransactionError::Storage(e) => StoreError::Sled(e),
+    }
+}
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+        key: key.to_string(),
+        source,
+    })
+}

@@ -1,0 +1,192 @@
+//! Test harness: a real Stagecraft server (real sled in a temp dir, the real router on a real
+//! 127.0.0.1 socket) and a small JSON client, shared by the integration tests.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use serde_json::json;
+
+/// The admin key every test server bootstraps with.
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
+
+/// A running server plus what is needed to restart it on the same data dir.
+pub struct Server {
+    pub base: String,
+    pub dir: PathBuf,
+    pub state: stagecraft::http::AppState,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+    client: reqwest::Client,
+}
+
+pub struct Response {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Response {
+    /// The `error.code` of an error body.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    pub fn message(&self) -> &str {
+        self.body["error"]["message"].as_str().unwrap_or("")
+    }
+}
+
+impl Server {
+    /// Starts a server on `dir` (created if needed) with the default config.
+    pub async fn start(dir: &Path) -> Server {
+        Self::start_with(stagecraft::config::Config::new(dir)).await
+    }
+
+    pub async fn start_with(config: stagecraft::config::Config) -> Server {
+        let dir = config.data_dir.clone();
+        let started = stagecraft::server::start(config, Some(ADMIN_KEY)).expect("server starts");
+        let state = started.state.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(stagecraft::http::serve(listener, started.state, async {
+            let _ = rx.await;
+        }));
+        Server {
+            base,
+            dir,
+            state,
+            stop: Some(tx),
+            task: Some(task),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
+        }
+    }
+
+    /// Stops the server gracefully and waits until its store is flushed and released.
+    pub async fn stop(mut self) -> PathBuf {
+        self.shutdown().await;
+        self.dir.clone()
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("server task")
+                .expect("server stops cleanly");
+        }
+    }
+
+    /// Stops and starts again on the same data dir.
+    pub async fn restart(self) -> Server {
+        let dir = self.stop().await;
+        Server::start(&dir).await
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request reaches the server");
+        Self::read(resp).await
+    }
+
+    pub async fn read(resp: reqwest::Response) -> Response {
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Response {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    /// A raw request builder for cases the JSON helpers can't express.
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{}", self.base, path))
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Response {
+        self.call(Method::GET, path, Some(key), None).await
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> Response {
+        self.call(Method::POST, path, Some(key), Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, key: &str, body: Value) -> Response {
+        self.call(Method::PATCH, path, Some(key), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, key: &str) -> Response {
+        self.call(Method::DELETE, path, Some(key), None).await
+    }
+
+    /// Mints a key of `role` in the admin key's tenant.
+    pub async fn key(&self, admin: &str, role: &str) -> String {
+        let r = self
+            .post(
+                "/v1/keys",
+                admin,
+                json!({"role": role, "name": format!("{role} key")}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        r.body["secret"].as_str().expect("secret").to_string()
+    }
+
+    /// Creates a record and returns its JSON.
+    pub async fn record(&self, key: &str, body: Value) -> Value {
+        let r = self.post("/v1/records", key, body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        r.body
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A fresh temp dir for a server's data.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("stagecraft-test-")
+        .tempdir()
+        .expect("temp dir")
+}
