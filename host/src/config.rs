@@ -2,11 +2,15 @@
 
 use std::path::PathBuf;
 
+use crate::sandbox::Limits;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
     /// Largest JSON request body, in bytes.
     pub max_body_bytes: usize,
+    /// Limits for module uploads and runs.
+    pub limits: Limits,
 }
 
 impl Config {
@@ -14,6 +18,7 @@ impl Config {
         Config {
             data_dir: data_dir.into(),
             max_body_bytes: 1024 * 1024,
+            limits: Limits::default(),
         }
     }
 }

@@ -8,5 +8,6 @@ pub mod config;
 pub mod crm;
 pub mod http;
 pub mod model;
+pub mod sandbox;
 pub mod server;
 pub mod store;

@@ -7,6 +7,7 @@ use anyhow::Context;
 use crate::config::Config;
 use crate::crm::tenants;
 use crate::http::AppState;
+use crate::sandbox::Sandbox;
 use crate::store::Store;
 
 /// A started host: its shared state, and the admin key if this start created the first
@@ -23,9 +24,11 @@ pub fn start(config: Config, bootstrap_key: Option<&str>) -> anyhow::Result<Star
     let store = Store::open(&config.data_dir.join("db"))
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let bootstrap_key = tenants::bootstrap(&store, bootstrap_key)?;
+    let sandbox = Sandbox::new(&config.data_dir.join("modules"), config.limits.clone())?;
     Ok(Started {
         state: AppState {
             store,
+            sandbox,
             config: Arc::new(config),
         },
         bootstrap_key,

@@ -190,3 +190,52 @@ pub fn temp_dir() -> tempfile::TempDir {
         .tempdir()
         .expect("temp dir")
 }
+
+/// The bytes of a guest built by build.rs (`mover`, `spin`, `python-mover`, …).
+pub fn guest(name: &str) -> Vec<u8> {
+    let dir = env!("STAGECRAFT_GUESTS_DIR");
+    let path = Path::new(dir).join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "guest {name} was not built ({}: {e}); for Python/JavaScript guests run scripts/install-guest-tools",
+            path.display()
+        )
+    })
+}
+
+impl Server {
+    /// Uploads `bytes` as a new version of module `name`.
+    pub async fn upload(&self, key: &str, name: &str, bytes: Vec<u8>) -> Response {
+        let resp = self
+            .request(Method::POST, &format!("/v1/modules/{name}/versions"))
+            .bearer_auth(key)
+            .header("content-type", "application/wasm")
+            .body(bytes)
+            .send()
+            .await
+            .expect("upload reaches the server");
+        Self::read(resp).await
+    }
+
+    /// Uploads a built guest and returns its version number.
+    pub async fn upload_guest(&self, key: &str, name: &str, guest_name: &str) -> u64 {
+        let r = self.upload(key, name, guest(guest_name)).await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "upload {guest_name}: {:?}",
+            r.body
+        );
+        r.body["version"].as_u64().expect("version")
+    }
+
+    /// Dry-runs `module` version `n` with `body` and returns the result.
+    pub async fn dry_run(&self, key: &str, module: &str, n: u64, body: Value) -> Response {
+        self.post(
+            &format!("/v1/modules/{module}/versions/{n}/dry-run"),
+            key,
+            body,
+        )
+        .await
+    }
+}

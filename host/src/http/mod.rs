@@ -6,6 +6,7 @@ mod error;
 mod events;
 mod extract;
 mod keys;
+mod modules;
 mod openapi;
 mod pipelines;
 mod records;
@@ -23,32 +24,37 @@ pub use auth::Caller;
 pub use error::{ApiError, ErrorBody};
 
 use crate::config::Config;
+use crate::sandbox::Sandbox;
 use crate::store::Store;
 
 /// Shared by every handler. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    pub sandbox: Arc<Sandbox>,
     pub config: Arc<Config>,
 }
 
 /// The API routes with their OpenAPI description.
-fn routes() -> OpenApiRouter<AppState> {
+fn routes(module_bytes: usize) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(keys::routes())
         .merge(pipelines::routes())
         .merge(records::routes())
         .merge(events::routes())
+        .merge(modules::routes(module_bytes))
 }
 
 /// The OpenAPI document served at `/openapi.json`.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    routes().split_for_parts().1
+    routes(crate::sandbox::Limits::default().module_bytes)
+        .split_for_parts()
+        .1
 }
 
 /// The whole application router over `state`.
 pub fn app(state: AppState) -> Router {
-    let (api, doc) = routes().split_for_parts();
+    let (api, doc) = routes(state.config.limits.module_bytes).split_for_parts();
     let doc = Arc::new(doc);
     let body_limit = state.config.max_body_bytes;
     api.route("/healthz", axum::routing::get(|| async { "ok" }))

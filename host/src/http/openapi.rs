@@ -13,6 +13,7 @@ use utoipa::{Modify, OpenApi};
         (name = "pipelines", description = "Stages that leads and deals move through"),
         (name = "events", description = "The event journal"),
         (name = "access", description = "Tenants and API keys"),
+        (name = "modules", description = "Automation modules: upload, inspect, dry-run"),
     )
 )]
 pub struct ApiDoc;

@@ -5,11 +5,15 @@
 
 pub mod event;
 pub mod id;
+pub mod module;
 pub mod pipeline;
 pub mod record;
+pub mod run;
 pub mod tenant;
 
 pub use event::{Cause, Event, EventKind};
+pub use module::{Module, ModuleVersion};
 pub use pipeline::{Pipeline, PipelineKind, Stage, StageSemantic};
 pub use record::{Record, RecordKind};
+pub use run::{Channel, Effect, Grants, HostCall, LogLine, Outcome};
 pub use tenant::{ApiKey, Role, Tenant};

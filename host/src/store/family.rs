@@ -52,3 +52,25 @@ pub fn record_events(tenant: &str, record: &str) -> String {
 pub fn id_of(key: &str) -> &str {
     key.rsplit('/').next().unwrap_or(key)
 }
+
+pub fn module(tenant: &str, name: &str) -> String {
+    format!("mod/{tenant}/{name}")
+}
+
+pub fn modules(tenant: &str) -> String {
+    format!("mod/{tenant}/")
+}
+
+/// Versions are zero-padded so key order is numeric order.
+pub fn module_version(tenant: &str, name: &str, version: u32) -> String {
+    format!("modv/{tenant}/{name}/{version:010}")
+}
+
+pub fn module_versions(tenant: &str, name: &str) -> String {
+    format!("modv/{tenant}/{name}/")
+}
+
+/// How many bindings use a module version; a used version cannot be deleted.
+pub fn module_uses(tenant: &str, name: &str, version: u32) -> String {
+    format!("muse/{tenant}/{name}/{version:010}")
+}

@@ -8,6 +8,7 @@
 
 mod changeset;
 mod family;
+mod modules;
 mod pipelines;
 mod records;
 mod tenants;

@@ -1,0 +1,31 @@
+//! Automation modules: a name with immutable, numbered versions.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct Module {
+    pub name: String,
+    /// The highest version number uploaded so far (numbers are never reused).
+    pub latest: u32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One uploaded version. Immutable: a change is a new version.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct ModuleVersion {
+    pub module: String,
+    pub version: u32,
+    /// SHA-256 of the component bytes; compiled artifacts are cached under it.
+    pub hash: String,
+    pub size: u64,
+    /// From the component's producers section, when it says.
+    pub language: Option<String>,
+    /// What the component imports (all allowed by the upload policy).
+    pub imports: Vec<String>,
+    /// The id of the key that uploaded it.
+    pub uploaded_by: String,
+    pub uploaded_at: DateTime<Utc>,
+}

@@ -1,0 +1,188 @@
+//! What a module run produces: its outcome, the effects it asked for, its log, its host calls.
+//!
+//! The sandbox fills these in; automation commits the effects and keeps the rest as the run
+//! record, so both sides (and the API) share one vocabulary.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// How a run ended. Every limit has its own named outcome.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    /// `handle` returned Ok and nothing was denied: the effects may commit.
+    Ok,
+    /// `handle` returned Err with this message.
+    GuestError { message: String },
+    /// The guest panicked; the panic message from its stderr.
+    Panic { message: String },
+    /// The guest trapped (stack overflow, unreachable, out-of-bounds, …).
+    Trap { message: String },
+    /// The instruction budget ran out.
+    FuelExhausted,
+    /// The wall-clock deadline passed.
+    Timeout,
+    /// The guest tried to grow memory past the cap.
+    MemoryLimit,
+    /// The guest made more host calls than allowed.
+    HostCallLimit,
+    /// Too many messages, or one too large.
+    MessageLimit { message: String },
+    /// An effect was refused (ungranted field or channel, invalid or backward stage move).
+    Denied { message: String },
+    /// The guest called `exit`.
+    Exit { code: i32 },
+}
+
+impl Outcome {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::GuestError { .. } => "guest_error",
+            Outcome::Panic { .. } => "panic",
+            Outcome::Trap { .. } => "trap",
+            Outcome::FuelExhausted => "fuel_exhausted",
+            Outcome::Timeout => "timeout",
+            Outcome::MemoryLimit => "memory_limit",
+            Outcome::HostCallLimit => "host_call_limit",
+            Outcome::MessageLimit { .. } => "message_limit",
+            Outcome::Denied { .. } => "denied",
+            Outcome::Exit { .. } => "exit",
+        }
+    }
+
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Outcome::Ok)
+    }
+
+    /// A one-line description for people (and for inline rejections).
+    pub fn describe(&self) -> String {
+        match self {
+            Outcome::Ok => "ok".into(),
+            Outcome::GuestError { message } => message.clone(),
+            Outcome::Panic { message } => format!("the module panicked: {message}"),
+            Outcome::Trap { message } => format!("the module trapped: {message}"),
+            Outcome::FuelExhausted => "the module ran out of its instruction budget".into(),
+            Outcome::Timeout => "the module ran past its deadline".into(),
+            Outcome::MemoryLimit => "the module tried to use more memory than allowed".into(),
+            Outcome::HostCallLimit => "the module made more host calls than allowed".into(),
+            Outcome::MessageLimit { message } => message.clone(),
+            Outcome::Denied { message } => format!("denied: {message}"),
+            Outcome::Exit { code } => format!("the module exited with code {code}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Email,
+    Sms,
+    Webhook,
+    Notify,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 4] = [
+        Channel::Email,
+        Channel::Sms,
+        Channel::Webhook,
+        Channel::Notify,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Sms => "sms",
+            Channel::Webhook => "webhook",
+            Channel::Notify => "notify",
+        }
+    }
+}
+
+/// A change a module asked for. Buffered during the run; applied only if it ends `ok`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Effect {
+    MoveStage {
+        record: String,
+        from: String,
+        to: String,
+    },
+    SetField {
+        record: String,
+        field: String,
+        #[schema(value_type = Object)]
+        value: Value,
+    },
+    QueueMessage {
+        id: String,
+        channel: Channel,
+        to: String,
+        subject: String,
+        body: String,
+        idempotency_key: Option<String>,
+        record: Option<String>,
+    },
+    Schedule {
+        id: String,
+        record: String,
+        seconds: u64,
+        #[schema(value_type = Object)]
+        payload: Value,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct LogLine {
+    /// `debug`, `info`, `warn`, `error` from the log interface; `stdout` / `stderr` for
+    /// captured output; `host` for what the host noticed (e.g. a refused socket).
+    pub level: String,
+    pub message: String,
+}
+
+/// One call the module made into the host, for the run record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct HostCall {
+    /// e.g. `records.get`, `stages.move-to`.
+    pub call: String,
+    /// The main argument (record id, field name, channel …).
+    pub target: String,
+    /// The error returned to the module, if any.
+    pub error: Option<String>,
+}
+
+/// What a binding lets its module do. The default grants nothing beyond forward stage moves.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    /// Field names the module may write (`owner` included); `"*"` for any.
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// Channels the module may queue messages on.
+    #[serde(default)]
+    pub channels: Vec<Channel>,
+    /// Whether the module may move records to an earlier stage.
+    #[serde(default)]
+    pub backward: bool,
+}
+
+impl Grants {
+    /// Everything: what a dry-run without a binding uses.
+    pub fn all() -> Grants {
+        Grants {
+            fields: vec!["*".into()],
+            channels: Channel::ALL.to_vec(),
+            backward: true,
+        }
+    }
+
+    pub fn may_write(&self, field: &str) -> bool {
+        self.fields.iter().any(|f| f == "*" || f == field)
+    }
+
+    pub fn may_send(&self, channel: Channel) -> bool {
+        self.channels.contains(&channel)
+    }
+}

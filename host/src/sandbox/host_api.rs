@@ -1,0 +1,388 @@
+//! The host API a module calls: reads against committed state plus the run's own pending
+//! writes, effects buffered (never applied here), grants and per-run caps enforced.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::limits::Limits;
+use super::wit::stagecraft::automation::{
+    config, fields, log, messages, records, schedule, stages, types,
+};
+use super::wit::{channel_from_wit, kind_from_wit, record_to_wit, t};
+use crate::model::{Effect, Grants, HostCall, LogLine, Outcome, Record};
+use crate::store::{RecordFilter, Store};
+
+type HostResult<T> = wasmtime::Result<Result<T, t::HostError>>;
+
+/// Everything one run may see and everything it asked for.
+pub struct HostApi {
+    tenant: String,
+    store: Store,
+    event_record: Option<String>,
+    /// Makes ids of queued messages and follow-ups deterministic: same run → same ids.
+    run_key: String,
+    config: String,
+    grants: Grants,
+    limits: Limits,
+    /// Records this run changed, as they are now (pending, uncommitted).
+    pub overlay: BTreeMap<String, Record>,
+    pub effects: Vec<Effect>,
+    pub logs: Vec<LogLine>,
+    log_bytes: usize,
+    pub calls: Vec<HostCall>,
+    messages: u32,
+    seq: u32,
+    /// The first refused effect; the run ends `denied` whatever the module does next.
+    pub denied: Option<String>,
+    /// A cap the module hit that ends the run (host calls, messages).
+    pub tripped: Option<Outcome>,
+}
+
+/// The inputs of one run's host API.
+pub struct HostApiInput {
+    pub tenant: String,
+    pub store: Store,
+    pub event_record: Option<String>,
+    pub run_key: String,
+    pub config: String,
+    pub grants: Grants,
+    pub limits: Limits,
+}
+
+impl HostApi {
+    pub fn new(input: HostApiInput) -> HostApi {
+        HostApi {
+            tenant: input.tenant,
+            store: input.store,
+            event_record: input.event_record,
+            run_key: input.run_key,
+            config: input.config,
+            grants: input.grants,
+            limits: input.limits,
+            overlay: BTreeMap::new(),
+            effects: Vec::new(),
+            logs: Vec::new(),
+            log_bytes: 0,
+            calls: Vec::new(),
+            messages: 0,
+            seq: 0,
+            denied: None,
+            tripped: None,
+        }
+    }
+
+    /// Appends a line to the run log, within the log budget.
+    pub fn log_line(&mut self, level: &str, message: &str) {
+        if self.log_bytes >= self.limits.log_bytes {
+            return;
+        }
+        self.log_bytes += message.len();
+        let mut message = message.to_string();
+        if self.log_bytes > self.limits.log_bytes {
+            let keep = message
+                .len()
+                .saturating_sub(self.log_bytes - self.limits.log_bytes);
+            let mut cut = keep;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str(" … [log truncated: the run's log budget is spent]");
+        }
+        self.logs.push(LogLine {
+            level: level.to_string(),
+            message,
+        });
+    }
+
+    /// Counts a host call; past the budget the run ends with `host_call_limit`.
+    fn begin(&mut self, call: &str, target: &str) -> wasmtime::Result<()> {
+        if self.calls.len() as u64 >= u64::from(self.limits.host_calls) {
+            self.tripped = Some(Outcome::HostCallLimit);
+            return Err(wasmtime::Error::msg(format!(
+                "host call limit: more than {} host calls",
+                self.limits.host_calls
+            )));
+        }
+        let mut target = target.to_string();
+        target.truncate(200);
+        self.calls.push(HostCall {
+            call: call.to_string(),
+            target,
+            error: None,
+        });
+        Ok(())
+    }
+
+    fn fail<T>(&mut self, e: t::HostError) -> HostResult<T> {
+        let text = match &e {
+            t::HostError::NotFound(m) => format!("not-found: {m}"),
+            t::HostError::Denied(m) => format!("denied: {m}"),
+            t::HostError::Invalid(m) => format!("invalid: {m}"),
+            t::HostError::Limit(m) => format!("limit: {m}"),
+        };
+        if let Some(c) = self.calls.last_mut() {
+            c.error = Some(text);
+        }
+        Ok(Err(e))
+    }
+
+    fn deny<T>(&mut self, message: String) -> HostResult<T> {
+        if self.denied.is_none() {
+            self.denied = Some(message.clone());
+        }
+        self.fail(t::HostError::Denied(message))
+    }
+
+    fn trip(&mut self, outcome: Outcome) -> wasmtime::Error {
+        let text = outcome.describe();
+        self.tripped = Some(outcome);
+        wasmtime::Error::msg(text)
+    }
+
+    fn read(&self, id: &str) -> wasmtime::Result<Option<Record>> {
+        if let Some(r) = self.overlay.get(id) {
+            return Ok(Some(r.clone()));
+        }
+        self.store
+            .record(&self.tenant, id)
+            .map_err(|e| wasmtime::Error::msg(format!("storage failure while reading {id:?}: {e}")))
+    }
+
+    fn next_id(&mut self, prefix: &str) -> String {
+        self.seq += 1;
+        let digest = Sha256::digest(format!("{}#{}", self.run_key, self.seq).as_bytes());
+        format!("{prefix}_{}", &hex::encode(digest)[..24])
+    }
+
+    fn parse_json(&self, what: &str, text: &str) -> Result<Value, t::HostError> {
+        if text.len() > self.limits.value_bytes {
+            return Err(t::HostError::Limit(format!(
+                "{what} is {} bytes; the limit is {}",
+                text.len(),
+                self.limits.value_bytes
+            )));
+        }
+        serde_json::from_str(text)
+            .map_err(|e| t::HostError::Invalid(format!("{what} is not valid JSON: {e}")))
+    }
+}
+
+impl types::Host for HostApi {}
+
+impl records::Host for HostApi {
+    fn get(&mut self, id: String) -> HostResult<t::CrmRecord> {
+        self.begin("records.get", &id)?;
+        match self.read(&id)? {
+            Some(r) => Ok(Ok(record_to_wit(&r))),
+            None => self.fail(t::HostError::NotFound(format!("record {id:?}"))),
+        }
+    }
+
+    fn find(&mut self, filter: records::Filter, limit: u32) -> HostResult<Vec<t::CrmRecord>> {
+        self.begin("records.find", "")?;
+        let limit = limit.clamp(1, self.limits.find_limit) as usize;
+        let filter = RecordFilter {
+            kind: filter.kind.map(kind_from_wit),
+            pipeline: filter.pipeline,
+            stage: filter.stage,
+            owner: filter.owner,
+        };
+        let page = self
+            .store
+            .records(&self.tenant, &filter, None, limit, 10_000)
+            .map_err(|e| wasmtime::Error::msg(format!("storage failure in find: {e}")))?;
+        let mut out: Vec<Record> = Vec::new();
+        for r in page.records {
+            let current = self.overlay.get(&r.id).cloned().unwrap_or(r);
+            if filter.matches(&current) {
+                out.push(current);
+            }
+        }
+        for r in self.overlay.values() {
+            if out.len() >= limit {
+                break;
+            }
+            if filter.matches(r) && !out.iter().any(|o| o.id == r.id) {
+                out.push(r.clone());
+            }
+        }
+        out.truncate(limit);
+        Ok(Ok(out.iter().map(record_to_wit).collect()))
+    }
+}
+
+impl stages::Host for HostApi {
+    fn move_to(&mut self, id: String, stage: String) -> HostResult<()> {
+        self.begin("stages.move-to", &format!("{id} → {stage}"))?;
+        let Some(mut r) = self.read(&id)? else {
+            return self.fail(t::HostError::NotFound(format!("record {id:?}")));
+        };
+        let (Some(pid), Some(current)) = (r.pipeline.clone(), r.stage.clone()) else {
+            return self.deny(format!(
+                "record {id:?} is a {} and has no stages",
+                r.kind.as_str()
+            ));
+        };
+        let pipeline = self
+            .store
+            .pipeline(&self.tenant, &pid)
+            .map_err(|e| wasmtime::Error::msg(format!("storage failure: {e}")))?;
+        let Some(p) = pipeline else {
+            return self.deny(format!("pipeline {pid:?} no longer exists"));
+        };
+        let Some(to) = p.stage_index(&stage) else {
+            return self.deny(format!("stage {stage:?} is not in pipeline {pid:?}"));
+        };
+        if current == stage {
+            return Ok(Ok(()));
+        }
+        let from = p.stage_index(&current).unwrap_or(0);
+        if to < from && !self.grants.backward {
+            return self.deny(format!(
+                "moving {id:?} back from {current:?} to {stage:?} needs the backward grant"
+            ));
+        }
+        r.stage = Some(stage.clone());
+        self.overlay.insert(id.clone(), r);
+        self.effects.push(Effect::MoveStage {
+            record: id,
+            from: current,
+            to: stage,
+        });
+        Ok(Ok(()))
+    }
+}
+
+impl fields::Host for HostApi {
+    fn set(&mut self, id: String, name: String, value: String) -> HostResult<()> {
+        self.begin("fields.set", &format!("{id}.{name}"))?;
+        if !self.grants.may_write(&name) {
+            return self.deny(format!("field {name:?} is not granted to this binding"));
+        }
+        let value = match self.parse_json(&format!("the value for {name:?}"), &value) {
+            Ok(v) => v,
+            Err(e) => return self.fail(e),
+        };
+        let Some(mut r) = self.read(&id)? else {
+            return self.fail(t::HostError::NotFound(format!("record {id:?}")));
+        };
+        if let Err(m) = r.set_field(&name, value.clone()) {
+            return self.fail(t::HostError::Invalid(m));
+        }
+        if name == "company" || name == "contact" {
+            if let Err(e) = crate::crm::records::check_links(&self.store, &self.tenant, &r) {
+                return self.fail(t::HostError::Invalid(e.to_string()));
+            }
+        }
+        self.overlay.insert(id.clone(), r);
+        self.effects.push(Effect::SetField {
+            record: id,
+            field: name,
+            value,
+        });
+        Ok(Ok(()))
+    }
+}
+
+impl messages::Host for HostApi {
+    fn queue(&mut self, m: messages::Message) -> HostResult<String> {
+        let channel = channel_from_wit(m.channel);
+        self.begin("messages.queue", &format!("{} {}", channel.as_str(), m.to))?;
+        if !self.grants.may_send(channel) {
+            return self.deny(format!(
+                "channel {:?} is not granted to this binding",
+                channel.as_str()
+            ));
+        }
+        if self.messages >= self.limits.messages {
+            return Err(self.trip(Outcome::MessageLimit {
+                message: format!("more than {} messages in one run", self.limits.messages),
+            }));
+        }
+        let size = m.to.len() + m.subject.len() + m.body.len();
+        if size > self.limits.message_bytes {
+            return Err(self.trip(Outcome::MessageLimit {
+                message: format!(
+                    "a {} message of {size} bytes exceeds the limit of {} bytes",
+                    channel.as_str(),
+                    self.limits.message_bytes
+                ),
+            }));
+        }
+        if m.to.trim().is_empty() {
+            return self.fail(t::HostError::Invalid("a message needs a recipient".into()));
+        }
+        if let Some(k) = &m.idempotency_key {
+            if k.is_empty() || k.len() > 200 {
+                return self.fail(t::HostError::Invalid(
+                    "an idempotency key must be 1-200 bytes".into(),
+                ));
+            }
+        }
+        self.messages += 1;
+        let id = self.next_id("msg");
+        self.effects.push(Effect::QueueMessage {
+            id: id.clone(),
+            channel,
+            to: m.to,
+            subject: m.subject,
+            body: m.body,
+            idempotency_key: m.idempotency_key,
+            record: self.event_record.clone(),
+        });
+        Ok(Ok(id))
+    }
+}
+
+impl schedule::Host for HostApi {
+    fn after(&mut self, seconds: u64, payload: String) -> HostResult<String> {
+        self.begin("schedule.after", &format!("{seconds}s"))?;
+        let Some(record) = self.event_record.clone() else {
+            return self.fail(t::HostError::Invalid(
+                "this event has no record to follow up on".into(),
+            ));
+        };
+        if seconds > self.limits.max_delay.as_secs() {
+            return self.fail(t::HostError::Invalid(format!(
+                "a follow-up may be at most {} seconds away",
+                self.limits.max_delay.as_secs()
+            )));
+        }
+        let payload = match self.parse_json("the follow-up payload", &payload) {
+            Ok(v) => v,
+            Err(e) => return self.fail(e),
+        };
+        let id = self.next_id("tmr");
+        self.effects.push(Effect::Schedule {
+            id: id.clone(),
+            record,
+            seconds,
+            payload,
+        });
+        Ok(Ok(id))
+    }
+}
+
+impl log::Host for HostApi {
+    fn write(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        self.begin("log.write", "")?;
+        let level = match level {
+            log::Level::Debug => "debug",
+            log::Level::Info => "info",
+            log::Level::Warn => "warn",
+            log::Level::Error => "error",
+        };
+        self.log_line(level, &message);
+        Ok(())
+    }
+}
+
+impl config::Host for HostApi {
+    fn get(&mut self) -> wasmtime::Result<String> {
+        self.begin("config.get", "")?;
+        Ok(self.config.clone())
+    }
+}

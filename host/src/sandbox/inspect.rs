@@ -1,0 +1,176 @@
+//! Upload validation: is this a component, of a compatible world, importing only what the host
+//! allows? Every rejection names the problem (and the offending import).
+
+use wasmparser::{KnownCustom, Parser, Payload};
+
+/// Why an upload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("the body is empty: send the module's .wasm bytes")]
+    Empty,
+    #[error("the module is {size} bytes; the limit is {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error("the body is not a WebAssembly binary (it does not start with \\0asm)")]
+    NotWasm,
+    #[error("this is a core WebAssembly module, not a component: build for wasm32-wasip2 (or wrap it with `wasm-tools component new`)")]
+    CoreModule,
+    #[error("the component is invalid: {0}")]
+    Invalid(String),
+    #[error("import `{import}` is not allowed: {reason}")]
+    ForbiddenImport { import: String, reason: String },
+    #[error("the component does not export `handle`: build it against the `rule` world of stagecraft:automation@0.1")]
+    MissingExport,
+    #[error("the component cannot be linked: {0}")]
+    Link(String),
+}
+
+/// WASI 0.2 packages a module may import (backed by a context that grants nothing).
+const WASI_PACKAGES: &[&str] = &["cli", "clocks", "io", "random", "filesystem", "sockets"];
+
+/// Stagecraft interfaces this host provides, at 0.1.x.
+const HOST_INTERFACES: &[&str] = &[
+    "types", "records", "stages", "fields", "messages", "schedule", "log", "config",
+];
+
+/// Checks one import name against the policy.
+pub fn check_import(name: &str) -> Result<(), UploadError> {
+    let forbid = |reason: &str| UploadError::ForbiddenImport {
+        import: name.to_string(),
+        reason: reason.to_string(),
+    };
+    let Some((path, version)) = name.split_once('@') else {
+        return Err(forbid(
+            "modules may import only versioned stagecraft:automation@0.1 and WASI 0.2 interfaces",
+        ));
+    };
+    let Some((package, interface)) = path.split_once('/') else {
+        return Err(forbid("not an interface import"));
+    };
+    let mut parts = version.split('.');
+    let major = parts.next().unwrap_or_default();
+    let minor = parts.next().unwrap_or_default();
+    match package.split_once(':') {
+        Some(("wasi", pkg)) if WASI_PACKAGES.contains(&pkg) => {
+            if major == "0" && minor == "2" {
+                Ok(())
+            } else {
+                Err(forbid("only WASI 0.2.x interfaces are linked"))
+            }
+        }
+        Some(("wasi", _)) => Err(forbid(
+            "modules get no network, HTTP or other outside capability; allowed WASI packages are cli, clocks, io, random, filesystem and sockets (all granting nothing)",
+        )),
+        Some(("stagecraft", "automation")) => {
+            if major != "0" || minor != "1" {
+                Err(forbid(
+                    "it needs an incompatible version of the Stagecraft API; this host provides stagecraft:automation@0.1.x",
+                ))
+            } else if !HOST_INTERFACES.contains(&interface) {
+                Err(forbid("stagecraft:automation@0.1 has no such interface"))
+            } else {
+                Ok(())
+            }
+        }
+        _ => Err(forbid(
+            "unknown package; modules may import only stagecraft:automation@0.1 and WASI 0.2 interfaces",
+        )),
+    }
+}
+
+/// Cheap checks before compiling: size, magic, component vs core module.
+pub fn precheck(bytes: &[u8], limit: usize) -> Result<(), UploadError> {
+    if bytes.is_empty() {
+        return Err(UploadError::Empty);
+    }
+    if bytes.len() > limit {
+        return Err(UploadError::TooLarge {
+            size: bytes.len(),
+            limit,
+        });
+    }
+    if !bytes.starts_with(b"\0asm") {
+        return Err(UploadError::NotWasm);
+    }
+    if Parser::is_core_wasm(bytes) {
+        return Err(UploadError::CoreModule);
+    }
+    if !Parser::is_component(bytes) {
+        return Err(UploadError::Invalid(
+            "unknown WebAssembly binary version or layer".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The source language named by the producers sections, e.g. `Rust`, `Python`, `JavaScript`.
+pub fn language(bytes: &[u8]) -> Option<String> {
+    let mut found: Vec<String> = Vec::new();
+    for payload in Parser::new(0).parse_all(bytes) {
+        let Ok(Payload::CustomSection(section)) = payload else {
+            continue;
+        };
+        if let KnownCustom::Producers(reader) = section.as_known() {
+            for field in reader.into_iter().flatten() {
+                if field.name != "language" && field.name != "processed-by" {
+                    continue;
+                }
+                for value in field.values.into_iter().flatten() {
+                    found.push(value.name.to_string());
+                }
+            }
+        }
+    }
+    let has = |needle: &str| {
+        found
+            .iter()
+            .any(|f| f.to_ascii_lowercase().contains(needle))
+    };
+    if has("componentize-py") || has("python") {
+        Some("Python".into())
+    } else if has("componentize-js") || has("javascript") || has("starlingmonkey") {
+        Some("JavaScript".into())
+    } else if has("rust") {
+        Some("Rust".into())
+    } else {
+        found.into_iter().find(|f| !f.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_policy() {
+        assert!(check_import("wasi:cli/environment@0.2.9").is_ok());
+        assert!(check_import("wasi:io/streams@0.2.0").is_ok());
+        assert!(check_import("stagecraft:automation/records@0.1.0").is_ok());
+        assert!(check_import("stagecraft:automation/records@0.1.7").is_ok());
+        let e = check_import("wasi:http/outgoing-handler@0.2.0").unwrap_err();
+        assert!(
+            e.to_string().contains("wasi:http/outgoing-handler@0.2.0"),
+            "{e}"
+        );
+        let e = check_import("stagecraft:automation/records@1.0.0").unwrap_err();
+        assert!(e.to_string().contains("incompatible version"), "{e}");
+        assert!(check_import("acme:evil/steal@1.0.0").is_err());
+        assert!(check_import("wasi:cli/environment@0.3.0").is_err());
+        assert!(check_import("stagecraft:automation/payments@0.1.0").is_err());
+        assert!(check_import("env").is_err());
+    }
+
+    #[test]
+    fn prechecks_name_the_problem() {
+        assert!(matches!(precheck(b"", 10), Err(UploadError::Empty)));
+        assert!(matches!(
+            precheck(b"hello world", 100),
+            Err(UploadError::NotWasm)
+        ));
+        assert!(matches!(
+            precheck(&[0; 20], 10),
+            Err(UploadError::TooLarge { .. })
+        ));
+        let core = [0, b'a', b's', b'm', 1, 0, 0, 0];
+        assert!(matches!(precheck(&core, 100), Err(UploadError::CoreModule)));
+    }
+}

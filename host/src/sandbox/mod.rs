@@ -1,0 +1,473 @@
+//! The sandbox: one wasmtime engine with the pooling allocator, modules compiled once and
+//! cached by content hash (on disk, so a restart does not recompile), and runs on fresh
+//! instances under hard limits (fuel, epoch deadline, memory cap, host-call and message caps).
+//!
+//! A run only *collects* effects; committing them is automation's job.
+
+mod host_api;
+pub mod inspect;
+pub mod limits;
+mod wasi;
+mod wit;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::model::{Effect, Event, Grants, HostCall, LogLine, Outcome, Record};
+use crate::store::Store;
+use host_api::{HostApi, HostApiInput};
+pub use inspect::UploadError;
+pub use limits::Limits;
+use limits::MemoryLimiter;
+
+/// How often the epoch advances; the wall-clock deadline is counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the wasmtime engine could not be configured: {0}")]
+    Engine(String),
+    #[error("module {hash} has no stored bytes to load")]
+    Missing { hash: String },
+    #[error("module {hash} failed to compile: {message}")]
+    Compile { hash: String, message: String },
+}
+
+/// The store data of one run.
+struct RunState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    api: HostApi,
+}
+
+impl WasiView for RunState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A compiled, linked module version, ready to instantiate.
+pub struct Loaded {
+    pub hash: String,
+    pre: wit::RulePre<RunState>,
+}
+
+/// What upload validation learned about a component.
+pub struct Inspected {
+    pub hash: String,
+    pub size: usize,
+    pub language: Option<String>,
+    pub imports: Vec<String>,
+    component: Component,
+}
+
+/// The inputs of one run.
+pub struct RunInput<'a> {
+    pub tenant: &'a str,
+    pub store: &'a Store,
+    pub event: &'a Event,
+    /// Unique per (event, binding); seeds the ids of queued messages and follow-ups.
+    pub run_key: String,
+    pub config: String,
+    pub grants: Grants,
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct RunReport {
+    pub outcome: Outcome,
+    pub effects: Vec<Effect>,
+    pub logs: Vec<LogLine>,
+    pub host_calls: Vec<HostCall>,
+    pub fuel_used: u64,
+    /// Peak linear memory, bytes.
+    pub peak_memory: u64,
+    pub duration_us: u64,
+    /// The records this run changed, as they would be after commit (version not yet bumped).
+    #[serde(skip)]
+    pub records: Vec<Record>,
+}
+
+#[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
+pub struct SandboxStats {
+    /// Modules compiled from Wasm by this process.
+    pub compiles: u64,
+    /// Modules loaded from a precompiled artifact on disk.
+    pub artifact_loads: u64,
+    /// Module versions currently held ready in memory.
+    pub loaded: u64,
+}
+
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<RunState>,
+    limits: Limits,
+    dir: PathBuf,
+    loaded: Mutex<HashMap<String, Arc<Loaded>>>,
+    compiles: AtomicU64,
+    artifact_loads: AtomicU64,
+}
+
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn engine(limits: &Limits) -> Result<Engine, SandboxError> {
+    let n = limits.concurrent_runs.max(1);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(n)
+        .total_core_instances(n * 16)
+        .total_memories(n * 4)
+        .total_tables(n * 8)
+        .max_core_instances_per_component(32)
+        .max_memories_per_component(8)
+        .max_tables_per_component(16)
+        .max_memory_size(limits.memory_bytes)
+        .table_elements(100_000)
+        .max_component_instance_size(1 << 20)
+        .max_core_instance_size(1 << 20);
+    let mut c = wasmtime::Config::new();
+    c.wasm_component_model(true)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(1 << 20)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&c).map_err(|e| SandboxError::Engine(e.to_string()))
+}
+
+impl Sandbox {
+    /// A sandbox keeping compiled modules under `dir`. Starts the epoch ticker.
+    pub fn new(dir: &Path, limits: Limits) -> Result<Arc<Sandbox>, SandboxError> {
+        std::fs::create_dir_all(dir).map_err(|source| SandboxError::Io {
+            what: "creating",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let engine = engine(&limits)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| SandboxError::Engine(e.to_string()))?;
+        wit::Rule::add_to_linker::<RunState, HasSelf<HostApi>>(&mut linker, |s| &mut s.api)
+            .map_err(|e| SandboxError::Engine(e.to_string()))?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("stagecraft-epoch".into())
+            .spawn(move || loop {
+                std::thread::sleep(EPOCH_TICK);
+                match weak.upgrade() {
+                    Some(e) => e.increment_epoch(),
+                    None => break,
+                }
+            })
+            .map_err(|source| SandboxError::Io {
+                what: "starting the epoch thread for",
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        Ok(Arc::new(Sandbox {
+            engine,
+            linker,
+            limits,
+            dir: dir.to_path_buf(),
+            loaded: Mutex::new(HashMap::new()),
+            compiles: AtomicU64::new(0),
+            artifact_loads: AtomicU64::new(0),
+        }))
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn stats(&self) -> SandboxStats {
+        SandboxStats {
+            compiles: self.compiles.load(Ordering::Relaxed),
+            artifact_loads: self.artifact_loads.load(Ordering::Relaxed),
+            loaded: self.loaded.lock().map(|m| m.len() as u64).unwrap_or(0),
+        }
+    }
+
+    /// Validates and compiles an upload without storing anything.
+    pub fn inspect(&self, bytes: &[u8]) -> Result<Inspected, UploadError> {
+        inspect::precheck(bytes, self.limits.module_bytes)?;
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| UploadError::Invalid(format!("{e:#}")))?;
+        self.compiles.fetch_add(1, Ordering::Relaxed);
+        let ty = component.component_type();
+        let mut imports = Vec::new();
+        for (name, _) in ty.imports(&self.engine) {
+            inspect::check_import(name)?;
+            imports.push(name.to_string());
+        }
+        if !ty.exports(&self.engine).any(|(name, _)| name == "handle") {
+            return Err(UploadError::MissingExport);
+        }
+        self.prepare(&component)
+            .map_err(|e| UploadError::Link(format!("{e:#}")))?;
+        Ok(Inspected {
+            hash: content_hash(bytes),
+            size: bytes.len(),
+            language: inspect::language(bytes),
+            imports,
+            component,
+        })
+    }
+
+    fn prepare(&self, component: &Component) -> wasmtime::Result<wit::RulePre<RunState>> {
+        let pre = self.linker.instantiate_pre(component)?;
+        wit::RulePre::new(pre)
+    }
+
+    fn path(&self, hash: &str, ext: &str) -> PathBuf {
+        self.dir.join(format!("{hash}.{ext}"))
+    }
+
+    fn write(&self, path: &Path, bytes: &[u8]) -> Result<(), SandboxError> {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, bytes)
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .map_err(|source| SandboxError::Io {
+                what: "writing",
+                path: path.to_path_buf(),
+                source,
+            })
+    }
+
+    /// Persists an inspected upload (source and precompiled artifact, by content hash) and
+    /// keeps it ready in memory.
+    pub fn install(&self, ins: Inspected, bytes: &[u8]) -> Result<Arc<Loaded>, SandboxError> {
+        let compile_err = |e: wasmtime::Error| SandboxError::Compile {
+            hash: ins.hash.clone(),
+            message: format!("{e:#}"),
+        };
+        self.write(&self.path(&ins.hash, "wasm"), bytes)?;
+        let artifact = ins.component.serialize().map_err(compile_err)?;
+        self.write(&self.path(&ins.hash, "cwasm"), &artifact)?;
+        let pre = self.prepare(&ins.component).map_err(compile_err)?;
+        let loaded = Arc::new(Loaded {
+            hash: ins.hash.clone(),
+            pre,
+        });
+        if let Ok(mut m) = self.loaded.lock() {
+            m.insert(ins.hash.clone(), loaded.clone());
+        }
+        Ok(loaded)
+    }
+
+    /// The ready module for `hash`: from memory, else from its precompiled artifact, else
+    /// compiled again from its stored bytes (e.g. after a wasmtime upgrade).
+    pub fn load(&self, hash: &str) -> Result<Arc<Loaded>, SandboxError> {
+        if let Some(l) = self.loaded.lock().ok().and_then(|m| m.get(hash).cloned()) {
+            return Ok(l);
+        }
+        let compile_err = |e: wasmtime::Error| SandboxError::Compile {
+            hash: hash.to_string(),
+            message: format!("{e:#}"),
+        };
+        let artifact = self.path(hash, "cwasm");
+        let component = match self.deserialize(&artifact) {
+            Some(c) => {
+                self.artifact_loads.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(module = hash, "module loaded from its precompiled artifact");
+                c
+            }
+            None => {
+                let source = self.path(hash, "wasm");
+                let bytes = std::fs::read(&source).map_err(|_| SandboxError::Missing {
+                    hash: hash.to_string(),
+                })?;
+                let c = Component::new(&self.engine, &bytes).map_err(compile_err)?;
+                self.compiles.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(module = hash, "module recompiled from its stored bytes");
+                if let Ok(a) = c.serialize() {
+                    let _ = self.write(&artifact, &a);
+                }
+                c
+            }
+        };
+        let pre = self.prepare(&component).map_err(compile_err)?;
+        let loaded = Arc::new(Loaded {
+            hash: hash.to_string(),
+            pre,
+        });
+        if let Ok(mut m) = self.loaded.lock() {
+            m.insert(hash.to_string(), loaded.clone());
+        }
+        Ok(loaded)
+    }
+
+    #[allow(unsafe_code)]
+    fn deserialize(&self, path: &Path) -> Option<Component> {
+        if !path.exists() {
+            return None;
+        }
+        // SAFETY: the artifact was produced by `Component::serialize` of this host into its
+        // own data directory, which is as trusted as the database next to it. wasmtime
+        // checks that it matches this engine's version and configuration and refuses it
+        // otherwise, in which case we recompile from the stored bytes.
+        unsafe { Component::deserialize_file(&self.engine, path) }.ok()
+    }
+
+    /// Runs `module` on `input.event` in a fresh instance under the sandbox limits.
+    pub fn run(&self, module: &Loaded, input: RunInput<'_>) -> RunReport {
+        let started = Instant::now();
+        let event = input.event;
+        let (wasi, captured) = wasi::context(&event.id, event.occurred_at);
+        let api = HostApi::new(HostApiInput {
+            tenant: input.tenant.to_string(),
+            store: input.store.clone(),
+            event_record: event.record.clone(),
+            run_key: input.run_key,
+            config: input.config,
+            grants: input.grants,
+            limits: self.limits.clone(),
+        });
+        let mut store = wasmtime::Store::new(
+            &self.engine,
+            RunState {
+                wasi,
+                table: ResourceTable::new(),
+                limiter: MemoryLimiter::new(self.limits.memory_bytes),
+                api,
+            },
+        );
+        store.limiter(|s| &mut s.limiter);
+        let ticks = (self.limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        let fuel_ready = store.set_fuel(self.limits.fuel);
+        let wit_event = wit::event_to_wit(event);
+        let result = fuel_ready
+            .and_then(|_| module.pre.instantiate(&mut store))
+            .and_then(|rule| rule.call_handle(&mut store, &wit_event));
+        let fuel_used = self
+            .limits
+            .fuel
+            .saturating_sub(store.get_fuel().unwrap_or(0));
+        let state = store.into_data();
+        let stderr = String::from_utf8_lossy(&captured.stderr.contents()).into_owned();
+        let outcome = classify(result, &state, &stderr);
+        let mut api = state.api;
+        for line in captured
+            .refused
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default()
+        {
+            api.log_line("host", &line);
+        }
+        let stdout = String::from_utf8_lossy(&captured.stdout.contents()).into_owned();
+        for line in stdout.lines().filter(|l| !l.is_empty()) {
+            api.log_line("stdout", line);
+        }
+        for line in stderr.lines().filter(|l| !l.is_empty()) {
+            api.log_line("stderr", line);
+        }
+        RunReport {
+            outcome,
+            effects: api.effects,
+            logs: api.logs,
+            host_calls: api.calls,
+            fuel_used,
+            peak_memory: state.limiter.peak as u64,
+            duration_us: started.elapsed().as_micros() as u64,
+            records: api.overlay.into_values().collect(),
+        }
+    }
+}
+
+/// Names how a run ended.
+fn classify(
+    result: wasmtime::Result<Result<(), String>>,
+    state: &RunState,
+    stderr: &str,
+) -> Outcome {
+    let denied = state.api.denied.clone();
+    match result {
+        Ok(Ok(())) => match denied {
+            Some(message) => Outcome::Denied { message },
+            None => Outcome::Ok,
+        },
+        Ok(Err(message)) => match denied {
+            Some(message) => Outcome::Denied { message },
+            None => Outcome::GuestError { message },
+        },
+        Err(e) => {
+            if let Some(o) = &state.api.tripped {
+                return o.clone();
+            }
+            if state.limiter.hit {
+                return Outcome::MemoryLimit;
+            }
+            if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                return Outcome::Exit { code: exit.0 };
+            }
+            match e.downcast_ref::<Trap>() {
+                Some(Trap::OutOfFuel) => Outcome::FuelExhausted,
+                Some(Trap::Interrupt) => Outcome::Timeout,
+                Some(trap) => match panic_message(stderr) {
+                    Some(message) => Outcome::Panic { message },
+                    None => Outcome::Trap {
+                        message: trap.to_string(),
+                    },
+                },
+                None => Outcome::Trap {
+                    message: format!("{e:#}")
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
+                },
+            }
+        }
+    }
+}
+
+/// The message of a Rust panic, from the guest's stderr
+/// (`thread '…' panicked at src/lib.rs:5:9:\nmessage\nnote: …`).
+fn panic_message(stderr: &str) -> Option<String> {
+    let start = stderr.find("panicked at ")?;
+    let rest = &stderr[start + "panicked at ".len()..];
+    let (location, after) = rest.split_once('\n')?;
+    let message: Vec<&str> = after
+        .lines()
+        .take_while(|l| !l.starts_with("note:"))
+        .collect();
+    Some(format!(
+        "{} (at {})",
+        message.join("\n"),
+        location.trim_end_matches(':')
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_messages_are_extracted() {
+        let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:12:5:\nthe rule broke\nnote: run with `RUST_BACKTRACE=1`\n";
+        assert_eq!(
+            panic_message(stderr).as_deref(),
+            Some("the rule broke (at src/lib.rs:12:5)")
+        );
+        assert_eq!(panic_message("nothing here"), None);
+    }
+}
