@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::automation::AutomationConfig;
 use crate::sandbox::Limits;
 
 #[derive(Debug, Clone)]
@@ -11,6 +12,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Limits for module uploads and runs.
     pub limits: Limits,
+    /// Cascade depth, rate guard, scheduler tick.
+    pub automation: AutomationConfig,
 }
 
 impl Config {
@@ -19,6 +22,7 @@ impl Config {
             data_dir: data_dir.into(),
             max_body_bytes: 1024 * 1024,
             limits: Limits::default(),
+            automation: AutomationConfig::default(),
         }
     }
 }

@@ -4,6 +4,8 @@
 //! events; customer automation modules run as WebAssembly components in [`sandbox`]; the
 //! HTTP API is [`http`]. See ARCHITECTURE.md for the map and the invariants.
 
+pub mod automation;
+pub mod cli;
 pub mod config;
 pub mod crm;
 pub mod http;

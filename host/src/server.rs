@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::automation::Automation;
 use crate::config::Config;
 use crate::crm::tenants;
 use crate::http::AppState;
@@ -25,10 +26,12 @@ pub fn start(config: Config, bootstrap_key: Option<&str>) -> anyhow::Result<Star
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let bootstrap_key = tenants::bootstrap(&store, bootstrap_key)?;
     let sandbox = Sandbox::new(&config.data_dir.join("modules"), config.limits.clone())?;
+    let automation = Automation::new(store.clone(), sandbox.clone(), config.automation.clone());
     Ok(Started {
         state: AppState {
             store,
             sandbox,
+            automation,
             config: Arc::new(config),
         },
         bootstrap_key,

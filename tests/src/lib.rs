@@ -239,3 +239,35 @@ impl Server {
         .await
     }
 }
+
+/// Polls `check` until it returns Some, at most `tries` times 50 ms apart; panics with
+/// `what` when it never does. For waiting on background work, never for timing it.
+pub async fn eventually<T, F, Fut>(what: &str, tries: u32, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..tries {
+        if let Some(v) = check().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("gave up waiting: {what}");
+}
+
+impl Server {
+    /// Creates a binding and returns its id.
+    pub async fn bind(&self, key: &str, body: Value) -> String {
+        let r = self.post("/v1/bindings", key, body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        r.body["id"].as_str().expect("binding id").to_string()
+    }
+
+    /// The runs matching a query string (`binding=…&outcome=…`), newest first.
+    pub async fn runs(&self, key: &str, query: &str) -> Vec<Value> {
+        let r = self.get(&format!("/v1/runs?{query}"), key).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        r.body["runs"].as_array().cloned().unwrap_or_default()
+    }
+}

@@ -4,6 +4,7 @@
 //! Nothing here commits record changes: the caller hands the changeset to the commit path
 //! (where automation gets its say), so API writes and module effects share one set of rules.
 
+pub mod bindings;
 pub mod pipelines;
 pub mod records;
 pub mod tenants;

@@ -6,6 +6,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::automation::AutomationError;
 use crate::crm::CrmError;
 use crate::store::StoreError;
 
@@ -81,6 +82,19 @@ impl From<CrmError> for ApiError {
             CrmError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             CrmError::Refused(m) => ApiError::new(StatusCode::CONFLICT, "refused", m),
             CrmError::Store(e) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<AutomationError> for ApiError {
+    fn from(e: AutomationError) -> Self {
+        match e {
+            AutomationError::Rejected { run, message } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "rejected_by_automation",
+                format!("{message} (run {run})"),
+            ),
+            AutomationError::Crm(e) => e.into(),
         }
     }
 }

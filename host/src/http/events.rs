@@ -6,12 +6,68 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::ApiQuery;
+use axum::http::StatusCode;
+use chrono::Utc;
+use serde_json::Value;
+
+use super::extract::{ApiJson, ApiQuery};
 use super::{ApiError, AppState, Caller, ErrorBody};
-use crate::model::Event;
+use crate::model::{Event, EventKind, Role};
+use crate::store::Changeset;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list))
+    OpenApiRouter::new().routes(routes!(list, post_inbound))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Inbound {
+    /// What happened, e.g. `form_submitted`; bindings listen by name.
+    pub name: String,
+    /// The record it concerns, if any.
+    pub record: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub payload: Option<Value>,
+}
+
+/// Posts an inbound event (form submitted, email received, …); bindings listening for its
+/// name run on it.
+#[utoipa::path(post, path = "/v1/events", tag = "events", request_body = Inbound,
+    responses((status = 201, body = Event), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn post_inbound(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<Inbound>,
+) -> Result<(StatusCode, Json<Event>), ApiError> {
+    caller.require_one_of(&[Role::Agent, Role::Admin])?;
+    if body.name.trim().is_empty() || body.name.len() > 100 {
+        return Err(ApiError::invalid("\"name\" must be 1-100 characters"));
+    }
+    let payload = body
+        .payload
+        .unwrap_or_else(|| Value::Object(Default::default()));
+    if payload.to_string().len() > 64 * 1024 {
+        return Err(ApiError::invalid("\"payload\" is larger than 64 KiB"));
+    }
+    let snapshot = match &body.record {
+        Some(id) => Some(crate::crm::records::get(&state.store, &caller.tenant, id)?),
+        None => None,
+    };
+    let ev = crate::crm::records::event(
+        &caller.tenant,
+        EventKind::Inbound {
+            name: body.name,
+            payload,
+        },
+        snapshot.as_ref(),
+        Utc::now(),
+        None,
+    );
+    let mut cs = Changeset::new(&caller.tenant);
+    cs.events.push(ev.clone());
+    state.automation.submit(cs).await?;
+    Ok((StatusCode::CREATED, Json(ev)))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -2,6 +2,7 @@
 //! generated from the same route definitions (so the two cannot drift).
 
 mod auth;
+mod bindings;
 mod error;
 mod events;
 mod extract;
@@ -10,6 +11,7 @@ mod modules;
 mod openapi;
 mod pipelines;
 mod records;
+mod runs;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use utoipa_axum::router::OpenApiRouter;
 pub use auth::Caller;
 pub use error::{ApiError, ErrorBody};
 
+use crate::automation::Automation;
 use crate::config::Config;
 use crate::sandbox::Sandbox;
 use crate::store::Store;
@@ -32,6 +35,7 @@ use crate::store::Store;
 pub struct AppState {
     pub store: Store,
     pub sandbox: Arc<Sandbox>,
+    pub automation: Arc<Automation>,
     pub config: Arc<Config>,
 }
 
@@ -42,6 +46,8 @@ fn routes(module_bytes: usize) -> OpenApiRouter<AppState> {
         .merge(pipelines::routes())
         .merge(records::routes())
         .merge(events::routes())
+        .merge(bindings::routes())
+        .merge(runs::routes())
         .merge(modules::routes(module_bytes))
 }
 
@@ -77,16 +83,21 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `app(state)` on `listener` until `shutdown` resolves, then flushes the store.
+/// Starts background automation, serves `app(state)` on `listener` until `shutdown`
+/// resolves, then stops automation and flushes the store.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let store = state.store.clone();
-    axum::serve(listener, app(state))
+    let automation = state.automation.clone();
+    automation.start();
+    let served = axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
-        .await?;
+        .await;
+    automation.stop().await;
     store.flush()?;
+    served?;
     Ok(())
 }

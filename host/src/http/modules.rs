@@ -284,6 +284,7 @@ async fn dry_run(
                 run_key: format!("dry-run/{}/{}", ev.id, version.hash),
                 config: config.to_string(),
                 grants,
+                pending: Vec::new(),
             },
         ))
     })

@@ -14,6 +14,7 @@ use utoipa::{Modify, OpenApi};
         (name = "events", description = "The event journal"),
         (name = "access", description = "Tenants and API keys"),
         (name = "modules", description = "Automation modules: upload, inspect, dry-run"),
+        (name = "automation", description = "Bindings, runs and the outbox"),
     )
 )]
 pub struct ApiDoc;

@@ -26,13 +26,17 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 const WRITERS: &[Role] = &[Role::Agent, Role::Admin];
 
-/// Commits a changeset made by a request.
-fn apply(state: &AppState, cs: &Changeset) -> Result<(), ApiError> {
-    if cs.records.is_empty() && cs.events.is_empty() {
-        return Ok(());
+/// Commits a changeset made by a request, with inline automation.
+async fn apply(state: &AppState, cs: Changeset) -> Result<Changeset, ApiError> {
+    Ok(state.automation.submit(cs).await?)
+}
+
+/// The record as this request (and its inline automation) left it.
+fn after(committed: &Changeset, record: Record) -> Record {
+    match committed.pending(&record.id) {
+        Some(Some(r)) => r.clone(),
+        _ => record,
     }
-    state.store.commit(cs)?;
-    Ok(())
 }
 
 /// `If-Match: 3` or `If-Match: "3"` as an expected version.
@@ -110,8 +114,8 @@ async fn create(
 ) -> Result<(StatusCode, Json<Record>), ApiError> {
     caller.require_one_of(WRITERS)?;
     let (record, cs) = records::create(&state.store, &caller.tenant, body, Utc::now())?;
-    apply(&state, &cs)?;
-    Ok((StatusCode::CREATED, Json(record)))
+    let committed = apply(&state, cs).await?;
+    Ok((StatusCode::CREATED, Json(after(&committed, record))))
 }
 
 /// One record.
@@ -146,8 +150,8 @@ async fn patch(
         if_match(&headers)?,
         Utc::now(),
     )?;
-    apply(&state, &cs)?;
-    Ok(Json(record))
+    let committed = apply(&state, cs).await?;
+    Ok(Json(after(&committed, record)))
 }
 
 /// Deletes a record.
@@ -167,7 +171,7 @@ async fn delete(
         if_match(&headers)?,
         Utc::now(),
     )?;
-    apply(&state, &cs)?;
+    apply(&state, cs).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -200,8 +204,8 @@ async fn move_stage(
         expected,
         Utc::now(),
     )?;
-    apply(&state, &cs)?;
-    Ok(Json(record))
+    let committed = apply(&state, cs).await?;
+    Ok(Json(after(&committed, record)))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -221,7 +225,8 @@ async fn convert(
     ApiJson(body): ApiJson<Conversion>,
 ) -> Result<(StatusCode, Json<Converted>), ApiError> {
     caller.require_one_of(WRITERS)?;
-    let (records, cs) = records::convert(&state.store, &caller.tenant, &id, body, Utc::now())?;
-    apply(&state, &cs)?;
+    let (created, cs) = records::convert(&state.store, &caller.tenant, &id, body, Utc::now())?;
+    let committed = apply(&state, cs).await?;
+    let records = created.into_iter().map(|r| after(&committed, r)).collect();
     Ok((StatusCode::CREATED, Json(Converted { records })))
 }

@@ -3,6 +3,8 @@
 //! These are plain data with validation; they know nothing about sled, HTTP or Wasm, so the
 //! store, the API and the sandbox all speak the same language.
 
+pub mod automation;
+pub mod binding;
 pub mod event;
 pub mod id;
 pub mod module;
@@ -11,6 +13,8 @@ pub mod record;
 pub mod run;
 pub mod tenant;
 
+pub use automation::{Job, MessageStatus, OutboxMessage, RunRecord, Timer, TimerKind};
+pub use binding::{Binding, Mode, Trigger};
 pub use event::{Cause, Event, EventKind};
 pub use module::{Module, ModuleVersion};
 pub use pipeline::{Pipeline, PipelineKind, Stage, StageSemantic};

@@ -33,6 +33,10 @@ pub enum Outcome {
     Denied { message: String },
     /// The guest called `exit`.
     Exit { code: i32 },
+    /// Not run: the cascade was already as deep as allowed.
+    CascadeLimit { depth: u32 },
+    /// Not run: the record triggered too many runs in the last minute and is locked out.
+    RateLimited { message: String },
 }
 
 impl Outcome {
@@ -49,6 +53,8 @@ impl Outcome {
             Outcome::MessageLimit { .. } => "message_limit",
             Outcome::Denied { .. } => "denied",
             Outcome::Exit { .. } => "exit",
+            Outcome::CascadeLimit { .. } => "cascade_limit",
+            Outcome::RateLimited { .. } => "rate_limited",
         }
     }
 
@@ -70,6 +76,10 @@ impl Outcome {
             Outcome::MessageLimit { message } => message.clone(),
             Outcome::Denied { message } => format!("denied: {message}"),
             Outcome::Exit { code } => format!("the module exited with code {code}"),
+            Outcome::CascadeLimit { depth } => {
+                format!("not run: the cascade reached its depth limit of {depth}")
+            }
+            Outcome::RateLimited { message } => format!("not run: {message}"),
         }
     }
 }

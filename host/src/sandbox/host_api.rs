@@ -26,6 +26,8 @@ pub struct HostApi {
     config: String,
     grants: Grants,
     limits: Limits,
+    /// Uncommitted state the run must see (the triggering change, earlier runs' effects).
+    base: BTreeMap<String, Record>,
     /// Records this run changed, as they are now (pending, uncommitted).
     pub overlay: BTreeMap<String, Record>,
     pub effects: Vec<Effect>,
@@ -49,6 +51,7 @@ pub struct HostApiInput {
     pub config: String,
     pub grants: Grants,
     pub limits: Limits,
+    pub pending: Vec<Record>,
 }
 
 impl HostApi {
@@ -61,6 +64,11 @@ impl HostApi {
             config: input.config,
             grants: input.grants,
             limits: input.limits,
+            base: input
+                .pending
+                .into_iter()
+                .map(|r| (r.id.clone(), r))
+                .collect(),
             overlay: BTreeMap::new(),
             effects: Vec::new(),
             logs: Vec::new(),
@@ -143,7 +151,7 @@ impl HostApi {
     }
 
     fn read(&self, id: &str) -> wasmtime::Result<Option<Record>> {
-        if let Some(r) = self.overlay.get(id) {
+        if let Some(r) = self.overlay.get(id).or_else(|| self.base.get(id)) {
             return Ok(Some(r.clone()));
         }
         self.store
@@ -196,12 +204,14 @@ impl records::Host for HostApi {
             .map_err(|e| wasmtime::Error::msg(format!("storage failure in find: {e}")))?;
         let mut out: Vec<Record> = Vec::new();
         for r in page.records {
-            let current = self.overlay.get(&r.id).cloned().unwrap_or(r);
+            let current = (self.overlay.get(&r.id).or_else(|| self.base.get(&r.id)))
+                .cloned()
+                .unwrap_or(r);
             if filter.matches(&current) {
                 out.push(current);
             }
         }
-        for r in self.overlay.values() {
+        for r in self.overlay.values().chain(self.base.values()) {
             if out.len() >= limit {
                 break;
             }

@@ -102,8 +102,20 @@ pub fn precheck(bytes: &[u8], limit: usize) -> Result<(), UploadError> {
     Ok(())
 }
 
-/// The source language named by the producers sections, e.g. `Rust`, `Python`, `JavaScript`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The source language, e.g. `Rust`, `Python`, `JavaScript`. Python and JavaScript
+/// components embed an interpreter written in C and Rust, so their producers sections say
+/// "C" or "Rust"; the embedded runtimes' names tell them apart first.
 pub fn language(bytes: &[u8]) -> Option<String> {
+    if contains(bytes, b"componentize_py_runtime") || contains(bytes, b"libpython3.") {
+        return Some("Python".into());
+    }
+    if contains(bytes, b"StarlingMonkey") || contains(bytes, b"ComponentizeJS") {
+        return Some("JavaScript".into());
+    }
     let mut found: Vec<String> = Vec::new();
     for payload in Parser::new(0).parse_all(bytes) {
         let Ok(Payload::CustomSection(section)) = payload else {

@@ -88,6 +88,8 @@ pub struct RunInput<'a> {
     pub run_key: String,
     pub config: String,
     pub grants: Grants,
+    /// Uncommitted records the run must see as current (reads prefer them to the store).
+    pub pending: Vec<Record>,
 }
 
 /// Everything a run produced.
@@ -339,6 +341,7 @@ impl Sandbox {
             config: input.config,
             grants: input.grants,
             limits: self.limits.clone(),
+            pending: input.pending,
         });
         let mut store = wasmtime::Store::new(
             &self.engine,

@@ -1,8 +1,9 @@
-//! The one way records change: a changeset of record writes and the journal events they
-//! cause, committed in a single transaction with optimistic version checks.
+//! The one way records change: a changeset of record writes, the journal events they cause,
+//! and what automation adds (run records, outbox messages, timers, jobs), committed in a
+//! single transaction with optimistic version checks.
 
 use super::{family, Result, Store, StoreError, Tx};
-use crate::model::{Event, Record};
+use crate::model::{Event, Job, OutboxMessage, Record, RunRecord, Timer};
 
 #[derive(Debug, Clone)]
 pub enum RecordWrite {
@@ -18,12 +19,19 @@ pub enum RecordWrite {
     },
 }
 
-/// Everything one change (a request, or later a run) writes, applied all or nothing.
+/// Everything one change (a request and its inline automation, or a background run) writes,
+/// applied all or nothing.
 #[derive(Debug, Clone, Default)]
 pub struct Changeset {
     pub tenant: String,
     pub records: Vec<RecordWrite>,
     pub events: Vec<Event>,
+    /// A run id is committed once; a second commit of it fails with `AlreadyDone`.
+    pub runs: Vec<RunRecord>,
+    /// Messages whose idempotency key the tenant already used are dropped.
+    pub messages: Vec<OutboxMessage>,
+    pub timers: Vec<Timer>,
+    pub jobs: Vec<Job>,
 }
 
 impl Changeset {
@@ -32,6 +40,24 @@ impl Changeset {
             tenant: tenant.to_string(),
             ..Default::default()
         }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+            && self.events.is_empty()
+            && self.runs.is_empty()
+            && self.messages.is_empty()
+            && self.timers.is_empty()
+            && self.jobs.is_empty()
+    }
+
+    /// The record as this changeset leaves it: its last write, if any.
+    pub fn pending(&self, id: &str) -> Option<Option<&Record>> {
+        self.records.iter().rev().find_map(|w| match w {
+            RecordWrite::Put { record, .. } if record.id == id => Some(Some(record.as_ref())),
+            RecordWrite::Delete { id: d, .. } if d == id => Some(None),
+            _ => None,
+        })
     }
 }
 
@@ -51,6 +77,9 @@ pub(crate) fn apply(tx: &Tx<'_>, cs: &Changeset) -> Result<()> {
                 check_version(&record.id, current.as_ref(), *expected)?;
                 if let Some(c) = &current {
                     count(tx, tenant, c, -1)?;
+                    if c.stage != record.stage {
+                        cancel_timers(tx, tenant, &record.id, record.stage.as_deref())?;
+                    }
                 }
                 count(tx, tenant, record.as_ref(), 1)?;
                 tx.put(&key, record.as_ref())?;
@@ -62,6 +91,7 @@ pub(crate) fn apply(tx: &Tx<'_>, cs: &Changeset) -> Result<()> {
                 if let Some(c) = &current {
                     count(tx, tenant, c, -1)?;
                 }
+                cancel_timers(tx, tenant, id, None)?;
                 tx.remove(&key)?;
             }
         }
@@ -71,6 +101,60 @@ pub(crate) fn apply(tx: &Tx<'_>, cs: &Changeset) -> Result<()> {
         if let Some(r) = &e.record {
             tx.put(&family::record_event(tenant, r, &e.id), &())?;
         }
+    }
+    for r in &cs.runs {
+        let key = family::run(tenant, &r.id);
+        if tx.exists(&key)? {
+            return Err(StoreError::AlreadyDone(r.id.clone()));
+        }
+        tx.put(&key, r)?;
+    }
+    for m in &cs.messages {
+        if let Some(k) = &m.idempotency_key {
+            let ikey = family::idempotency(tenant, k);
+            if tx.exists(&ikey)? {
+                continue;
+            }
+            tx.put(&ikey, &m.id)?;
+        }
+        tx.put(&family::message(tenant, &m.id), m)?;
+    }
+    for t in &cs.timers {
+        let key = family::timer(t.due.timestamp_millis(), tenant, &t.id);
+        tx.put(&key, t)?;
+        let list_key = family::record_timers(tenant, &t.record);
+        let mut list: Vec<String> = tx.get(&list_key)?.unwrap_or_default();
+        list.push(key);
+        tx.put(&list_key, &list)?;
+    }
+    for j in &cs.jobs {
+        tx.put(&family::job(&j.id), j)?;
+    }
+    Ok(())
+}
+
+/// Drops the record's timers tied to a stage other than `now_in` (all of them when None).
+fn cancel_timers(tx: &Tx<'_>, tenant: &str, record: &str, now_in: Option<&str>) -> Result<()> {
+    let list_key = family::record_timers(tenant, record);
+    let Some(list) = tx.get::<Vec<String>>(&list_key)? else {
+        return Ok(());
+    };
+    let mut keep = Vec::new();
+    for key in list {
+        let Some(t) = tx.get::<Timer>(&key)? else {
+            continue; // fired already
+        };
+        let tied_elsewhere = t.stage.is_some() && t.stage.as_deref() != now_in;
+        if now_in.is_none() || tied_elsewhere {
+            tx.remove(&key)?;
+        } else {
+            keep.push(key);
+        }
+    }
+    if keep.is_empty() {
+        tx.remove(&list_key)?;
+    } else {
+        tx.put(&list_key, &keep)?;
     }
     Ok(())
 }

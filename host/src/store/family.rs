@@ -74,3 +74,51 @@ pub fn module_versions(tenant: &str, name: &str) -> String {
 pub fn module_uses(tenant: &str, name: &str, version: u32) -> String {
     format!("muse/{tenant}/{name}/{version:010}")
 }
+
+pub fn binding(tenant: &str, id: &str) -> String {
+    format!("bind/{tenant}/{id}")
+}
+
+pub fn bindings(tenant: &str) -> String {
+    format!("bind/{tenant}/")
+}
+
+pub fn run(tenant: &str, id: &str) -> String {
+    format!("run/{tenant}/{id}")
+}
+
+pub fn runs(tenant: &str) -> String {
+    format!("run/{tenant}/")
+}
+
+pub fn message(tenant: &str, id: &str) -> String {
+    format!("out/{tenant}/{id}")
+}
+
+pub fn messages(tenant: &str) -> String {
+    format!("out/{tenant}/")
+}
+
+/// Idempotency keys already used in a tenant's outbox.
+pub fn idempotency(tenant: &str, key: &str) -> String {
+    format!("idem/{tenant}/{}", hex::encode(key.as_bytes()))
+}
+
+/// Timers sort by due time across tenants, so the scheduler reads only what is due.
+pub fn timer(due_ms: i64, tenant: &str, id: &str) -> String {
+    format!("timer/{due_ms:016}/{tenant}/{id}")
+}
+
+pub const TIMERS: &str = "timer/";
+
+/// The keys of the timers tied to a record (for cancellation when it leaves a stage).
+pub fn record_timers(tenant: &str, record: &str) -> String {
+    format!("rtim/{tenant}/{record}")
+}
+
+/// Jobs sort by id (a ULID), so workers take them first in, first out.
+pub fn job(id: &str) -> String {
+    format!("job/{id}")
+}
+
+pub const JOBS: &str = "job/";

@@ -6,6 +6,8 @@
 //! their events, plus typed reads — so another backend could replace sled without touching
 //! automation or HTTP.
 
+mod automation;
+mod bindings;
 mod changeset;
 mod family;
 mod modules;
@@ -18,6 +20,7 @@ use std::path::Path;
 use serde::{de::DeserializeOwned, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
+pub use automation::{DueTimer, RunFilter};
 pub use changeset::{Changeset, RecordWrite};
 pub use records::{RecordFilter, RecordPage};
 
@@ -42,6 +45,9 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Refused(String),
+    /// The run was committed before (exactly-once processing skips it).
+    #[error("run {0} was already committed")]
+    AlreadyDone(String),
     /// sled's optimistic concurrency wants the transaction retried; never leaves `transact`.
     #[error("transaction conflict")]
     TxConflict,
@@ -117,7 +123,8 @@ impl Store {
         })
     }
 
-    /// Runs `f` as one atomic transaction over the data tree.
+    /// Runs `f` as one atomic transaction over the data tree, durable (on disk) before it
+    /// returns: whatever the caller acknowledges survives a crash.
     fn transact<R>(&self, f: impl Fn(&Tx<'_>) -> Result<R>) -> Result<R> {
         let out = self.data.transaction(|t| {
             let tx = Tx { t };
@@ -127,6 +134,7 @@ impl Store {
                 other => ConflictableTransactionError::Abort(other),
             })
         })?;
+        self.db.flush()?;
         Ok(out)
     }
 }

@@ -1,0 +1,97 @@
+//! Turning a successful run's report into changeset entries: record writes with the events
+//! they cause (marked with the run as their cause), outbox messages and follow-up timers.
+
+use chrono::{DateTime, Utc};
+
+use crate::crm::records::stage_write;
+use crate::model::{Binding, Cause, Effect, Event, MessageStatus, OutboxMessage, Timer, TimerKind};
+use crate::sandbox::RunReport;
+use crate::store::{Changeset, Store};
+
+pub fn apply(
+    store: &Store,
+    cs: &mut Changeset,
+    event: &Event,
+    binding: &Binding,
+    run: &str,
+    report: &RunReport,
+    now: DateTime<Utc>,
+) -> Result<(), String> {
+    let mut chain = event
+        .cause
+        .as_ref()
+        .map(|c| c.chain.clone())
+        .unwrap_or_default();
+    chain.push(binding.id.clone());
+    let cause = Cause {
+        run: run.to_string(),
+        binding: binding.id.clone(),
+        chain,
+        depth: event.depth() + 1,
+    };
+    for changed in &report.records {
+        let old = match cs.pending(&changed.id) {
+            Some(Some(r)) => r.clone(),
+            Some(None) => return Err(format!("record {:?} was deleted", changed.id)),
+            None => store
+                .record(&cs.tenant, &changed.id)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("record {:?} no longer exists", changed.id))?,
+        };
+        let mut new = changed.clone();
+        new.version = old.version + 1;
+        new.updated_at = now;
+        stage_write(cs, Some(&old), Some(new), now, Some(cause.clone()));
+    }
+    for e in &report.effects {
+        match e {
+            Effect::QueueMessage {
+                id,
+                channel,
+                to,
+                subject,
+                body,
+                idempotency_key,
+                record,
+            } => cs.messages.push(OutboxMessage {
+                id: id.clone(),
+                channel: *channel,
+                to: to.clone(),
+                subject: subject.clone(),
+                body: body.clone(),
+                idempotency_key: idempotency_key.clone(),
+                record: record.clone(),
+                run: run.to_string(),
+                status: MessageStatus::Queued,
+                created_at: now,
+            }),
+            Effect::Schedule {
+                id,
+                record,
+                seconds,
+                payload,
+            } => {
+                let stage = match cs.pending(record) {
+                    Some(r) => r.and_then(|r| r.stage.clone()),
+                    None => store
+                        .record(&cs.tenant, record)
+                        .map_err(|e| e.to_string())?
+                        .and_then(|r| r.stage),
+                };
+                cs.timers.push(Timer {
+                    id: id.clone(),
+                    due: event.occurred_at + chrono::Duration::seconds(*seconds as i64),
+                    binding: binding.id.clone(),
+                    record: record.clone(),
+                    stage,
+                    kind: TimerKind::FollowUp {
+                        payload: payload.clone(),
+                    },
+                    depth: event.depth(),
+                });
+            }
+            Effect::MoveStage { .. } | Effect::SetField { .. } => {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,360 @@
+//! Automation: events on records run the modules admins enabled on the record's pipeline, and
+//! the effects land atomically.
+//!
+//! One loop, [`Automation::cascade`], handles every event in a changeset: bindings that match
+//! run now (inline), get a job (background) or a timer (delayed trigger); the effects of a run
+//! go into the same changeset and their events go through the same loop. The changeset then
+//! commits in one transaction — the triggering change, every run record, effect, message,
+//! timer and job — or not at all.
+
+mod effects;
+mod guard;
+mod worker;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::crm::CrmError;
+use crate::model::id::new_id;
+use crate::model::{Binding, Event, Job, Mode, Outcome, Record, RunRecord, Timer, TimerKind};
+use crate::sandbox::{RunInput, Sandbox};
+use crate::store::{Changeset, RecordWrite, Store, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct AutomationConfig {
+    /// How many runs deep a cascade may go.
+    pub max_depth: u32,
+    /// Runs one record may trigger per minute before it is locked out until the next minute.
+    pub runs_per_minute: u32,
+    /// How often the scheduler looks for due timers.
+    pub tick: Duration,
+}
+
+impl Default for AutomationConfig {
+    fn default() -> Self {
+        AutomationConfig {
+            max_depth: 8,
+            runs_per_minute: 120,
+            tick: Duration::from_millis(100),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AutomationError {
+    /// An inline binding refused the change; nothing but its run record was stored.
+    #[error("{message}")]
+    Rejected { run: String, message: String },
+    #[error(transparent)]
+    Crm(#[from] CrmError),
+}
+
+impl From<StoreError> for AutomationError {
+    fn from(e: StoreError) -> Self {
+        AutomationError::Crm(e.into())
+    }
+}
+
+pub struct Automation {
+    store: Store,
+    sandbox: Arc<Sandbox>,
+    config: AutomationConfig,
+    guard: guard::RateGuard,
+    wake: Notify,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Derived from the event and the binding: the same run always has the same id, which makes
+/// committing it twice impossible. Sorts by the event's time.
+pub fn run_id(event: &str, binding: &str) -> String {
+    let tail = event.split('_').nth(1).unwrap_or(event);
+    let h = hex::encode(Sha256::digest(binding.as_bytes()));
+    format!("run_{tail}_{}", &h[..10])
+}
+
+/// A failed inline run, carried out of the cascade.
+struct Rejection {
+    run: Box<RunRecord>,
+}
+
+impl Automation {
+    pub fn new(store: Store, sandbox: Arc<Sandbox>, config: AutomationConfig) -> Arc<Automation> {
+        let (stop, _) = tokio::sync::watch::channel(false);
+        Arc::new(Automation {
+            guard: guard::RateGuard::new(config.runs_per_minute),
+            store,
+            sandbox,
+            config,
+            wake: Notify::new(),
+            stop,
+            tasks: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Commits a change made through the API, running inline automation first, and returns
+    /// what was committed (so a response can show the records as this change left them). On
+    /// rejection only the failed run's record is stored.
+    pub async fn submit(self: &Arc<Self>, cs: Changeset) -> Result<Changeset, AutomationError> {
+        if cs.is_empty() {
+            return Ok(cs);
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.submit_blocking(cs))
+            .await
+            .map_err(|e| {
+                AutomationError::Crm(CrmError::Invalid(format!("automation task failed: {e}")))
+            })?
+    }
+
+    fn submit_blocking(&self, mut cs: Changeset) -> Result<Changeset, AutomationError> {
+        let now = Utc::now();
+        if let Err(Rejection { run }) = self.cascade(&mut cs, 0, now) {
+            let message = run.outcome.describe();
+            let id = run.id.clone();
+            let mut failed = Changeset::new(&cs.tenant);
+            failed.runs.push(*run);
+            if let Err(e) = self.store.commit(&failed) {
+                tracing::warn!(error = %e, "could not store a rejected run's record");
+            }
+            return Err(AutomationError::Rejected { run: id, message });
+        }
+        self.store.commit(&cs)?;
+        if !cs.jobs.is_empty() {
+            self.wake.notify_one();
+        }
+        Ok(cs)
+    }
+
+    /// Handles `cs.events[from..]`, including the events that runs add while it goes.
+    fn cascade(
+        &self,
+        cs: &mut Changeset,
+        from: usize,
+        now: DateTime<Utc>,
+    ) -> Result<(), Rejection> {
+        let bindings = match self.store.bindings(&cs.tenant) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read bindings; automation skipped");
+                return Ok(());
+            }
+        };
+        let mut i = from;
+        while i < cs.events.len() {
+            let event = cs.events[i].clone();
+            i += 1;
+            for b in matching(&bindings, &event) {
+                let Some(trigger) = b.trigger_for(&event) else {
+                    continue;
+                };
+                if let Some(delay) = trigger.delay_seconds() {
+                    if let Some(record) = &event.record {
+                        cs.timers.push(Timer {
+                            id: new_id("tmr"),
+                            due: event.occurred_at + chrono::Duration::seconds(delay as i64),
+                            binding: b.id.clone(),
+                            record: record.clone(),
+                            stage: event.snapshot.as_ref().and_then(|r| r.stage.clone()),
+                            kind: TimerKind::Delayed {
+                                event: event.id.clone(),
+                            },
+                            depth: event.depth(),
+                        });
+                    }
+                    continue;
+                }
+                match b.mode {
+                    Mode::Background => cs.jobs.push(Job {
+                        id: new_id("job"),
+                        tenant: cs.tenant.clone(),
+                        event: event.id.clone(),
+                        binding: Some(b.id.clone()),
+                    }),
+                    Mode::Inline => {
+                        let run = self.execute(cs, &event, b, now);
+                        if run.outcome.is_ok() || skipped(&run.outcome) {
+                            cs.runs.push(run);
+                        } else {
+                            return Err(Rejection { run: Box::new(run) });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `binding` on `event` against the store plus `cs`'s pending writes; on success
+    /// its effects (and their events) are added to `cs`. Returns the run record (not yet
+    /// added to `cs`).
+    fn execute(
+        &self,
+        cs: &mut Changeset,
+        event: &Event,
+        binding: &Binding,
+        now: DateTime<Utc>,
+    ) -> RunRecord {
+        let id = run_id(&event.id, &binding.id);
+        let mut run = RunRecord {
+            id: id.clone(),
+            event: event.id.clone(),
+            event_kind: event.kind.name().to_string(),
+            record: event.record.clone(),
+            binding: binding.id.clone(),
+            module: binding.module.clone(),
+            version: binding.version,
+            mode: binding.mode,
+            depth: event.depth(),
+            outcome: Outcome::Ok,
+            effects: Vec::new(),
+            discarded: Vec::new(),
+            logs: Vec::new(),
+            host_calls: Vec::new(),
+            fuel_used: 0,
+            peak_memory: 0,
+            duration_us: 0,
+            started_at: now,
+        };
+        if event.depth() >= self.config.max_depth {
+            run.outcome = Outcome::CascadeLimit {
+                depth: self.config.max_depth,
+            };
+            return run;
+        }
+        if let Some(record) = &event.record {
+            if let Err(message) = self.guard.admit(&cs.tenant, record, now) {
+                run.outcome = Outcome::RateLimited { message };
+                return run;
+            }
+        }
+        let module = self
+            .store
+            .module_version(&cs.tenant, &binding.module, binding.version)
+            .map_err(|e| e.to_string())
+            .and_then(|v| {
+                v.ok_or_else(|| {
+                    format!(
+                        "module {:?} version {} no longer exists",
+                        binding.module, binding.version
+                    )
+                })
+            })
+            .and_then(|v| self.sandbox.load(&v.hash).map_err(|e| e.to_string()));
+        let module = match module {
+            Ok(m) => m,
+            Err(message) => {
+                run.outcome = Outcome::Trap { message };
+                return run;
+            }
+        };
+        let pending: Vec<Record> = cs
+            .records
+            .iter()
+            .filter_map(|w| match w {
+                RecordWrite::Put { record, .. } => Some(record.as_ref().clone()),
+                RecordWrite::Delete { .. } => None,
+            })
+            .collect();
+        let report = self.sandbox.run(
+            &module,
+            RunInput {
+                tenant: &cs.tenant,
+                store: &self.store,
+                event,
+                run_key: id.clone(),
+                config: binding.config.to_string(),
+                grants: binding.grants.clone(),
+                pending,
+            },
+        );
+        run.outcome = report.outcome.clone();
+        run.logs = report.logs.clone();
+        run.host_calls = report.host_calls.clone();
+        run.fuel_used = report.fuel_used;
+        run.peak_memory = report.peak_memory;
+        run.duration_us = report.duration_us;
+        if report.outcome.is_ok() {
+            match effects::apply(&self.store, cs, event, binding, &id, &report, now) {
+                Ok(()) => run.effects = report.effects,
+                Err(e) => {
+                    run.outcome = Outcome::Denied {
+                        message: format!("the effects could not be applied: {e}"),
+                    };
+                    run.discarded = report.effects;
+                }
+            }
+        } else {
+            run.discarded = report.effects;
+        }
+        run
+    }
+
+    /// Starts the background workers and the scheduler.
+    pub fn start(self: &Arc<Self>) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        if !tasks.is_empty() {
+            return;
+        }
+        tasks.push(tokio::spawn(worker::run_jobs(
+            self.clone(),
+            self.stop.subscribe(),
+        )));
+        tasks.push(tokio::spawn(worker::run_scheduler(
+            self.clone(),
+            self.stop.subscribe(),
+        )));
+    }
+
+    /// Stops the workers after the run in progress, if any, has committed.
+    pub async fn stop(&self) {
+        let _ = self.stop.send(true);
+        self.wake.notify_waiters();
+        let tasks: Vec<_> =
+            std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Runs that did not execute (and so cannot reject a change).
+fn skipped(o: &Outcome) -> bool {
+    matches!(
+        o,
+        Outcome::CascadeLimit { .. } | Outcome::RateLimited { .. }
+    )
+}
+
+/// The enabled bindings that `event` triggers, in order: same pipeline as the event's
+/// record (inbound events without a record: any pipeline), a matching trigger, and not a
+/// binding already in the event's causal chain (a module never re-triggers itself).
+/// Scheduled events are delivered only to the binding that asked for them, by job.
+pub fn matching<'a>(bindings: &'a [Binding], event: &Event) -> Vec<&'a Binding> {
+    if matches!(event.kind, crate::model::EventKind::Scheduled { .. }) {
+        return Vec::new();
+    }
+    let pipeline = event.snapshot.as_ref().and_then(|r| r.pipeline.as_deref());
+    let chain: &[String] = event.cause.as_ref().map_or(&[], |c| &c.chain);
+    let mut out: Vec<&Binding> = bindings
+        .iter()
+        .filter(|b| b.enabled)
+        .filter(|b| match pipeline {
+            Some(p) => b.pipeline == p,
+            None => event.record.is_none(),
+        })
+        .filter(|b| !chain.contains(&b.id))
+        .filter(|b| b.trigger_for(event).is_some())
+        .collect();
+    out.sort_by_key(|b| (b.order, b.id.clone()));
+    out
+}

@@ -1,0 +1,189 @@
+//! Background work: the job worker (runs queued bindings, exactly once per event and
+//! binding) and the scheduler (turns due timers into jobs). Both resume from sled after a
+//! restart: jobs and timers are durable, and a run id is committed at most once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
+
+use super::{run_id, Automation};
+use crate::crm::records::event;
+use crate::model::id::new_id;
+use crate::model::{EventKind, Job, Outcome, TimerKind};
+use crate::store::{Changeset, DueTimer, StoreError};
+
+pub async fn run_jobs(a: Arc<Automation>, mut stop: watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let jobs = match a.store.jobs(64) {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the job queue");
+                Vec::new()
+            }
+        };
+        if jobs.is_empty() {
+            tokio::select! {
+                _ = a.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        for job in jobs {
+            if *stop.borrow() {
+                return;
+            }
+            let a2 = a.clone();
+            let done = tokio::task::spawn_blocking(move || a2.process(&job)).await;
+            if let Err(e) = done {
+                tracing::error!(error = %e, "job task failed");
+            }
+        }
+    }
+}
+
+pub async fn run_scheduler(a: Arc<Automation>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(a.config.tick) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let due = match a.store.due_timers(Utc::now(), 256) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read timers");
+                continue;
+            }
+        };
+        let mut fired = false;
+        for t in due {
+            match a.fire(&t) {
+                Ok(f) => fired |= f,
+                Err(e) => tracing::error!(error = %e, timer = %t.timer.id, "cannot fire timer"),
+            }
+        }
+        if fired {
+            a.wake.notify_one();
+        }
+    }
+}
+
+impl Automation {
+    fn fire(&self, due: &DueTimer) -> Result<bool, StoreError> {
+        let t = &due.timer;
+        let (event, event_id) = match &t.kind {
+            TimerKind::Delayed { event } => (None, event.clone()),
+            TimerKind::FollowUp { payload } => {
+                let Some(record) = self.store.record(&due.tenant, &t.record)? else {
+                    return self.store.fire_timer(due, None, None);
+                };
+                let mut e = event(
+                    &due.tenant,
+                    EventKind::Scheduled {
+                        payload: payload.clone(),
+                    },
+                    Some(&record),
+                    t.due,
+                    None,
+                );
+                // The follow-up belongs to the chain of the run that scheduled it.
+                e.id = format!("evt_{}", t.id.trim_start_matches("tmr_"));
+                e.cause = Some(crate::model::Cause {
+                    run: String::new(),
+                    binding: t.binding.clone(),
+                    chain: Vec::new(),
+                    depth: t.depth,
+                });
+                let id = e.id.clone();
+                (Some(e), id)
+            }
+        };
+        let job = Job {
+            id: new_id("job"),
+            tenant: due.tenant.clone(),
+            event: event_id,
+            binding: Some(t.binding.clone()),
+        };
+        self.store.fire_timer(due, event.as_ref(), Some(&job))
+    }
+
+    /// Runs one job to a committed run record, retrying on write conflicts with concurrent
+    /// changes. Safe to repeat: a run already committed is skipped.
+    pub(super) fn process(&self, job: &Job) {
+        for attempt in 0..8 {
+            match self.try_process(job) {
+                Ok(()) => break,
+                Err(StoreError::AlreadyDone(_)) => break,
+                Err(e @ StoreError::VersionConflict { .. }) if attempt < 7 => {
+                    tracing::debug!(error = %e, job = %job.id, "conflict; running again on fresh state");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, job = %job.id, "job failed");
+                    std::thread::sleep(Duration::from_millis(50));
+                    if attempt == 7 {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.store.delete_job(&job.id) {
+            tracing::error!(error = %e, job = %job.id, "cannot delete finished job");
+        }
+    }
+
+    fn try_process(&self, job: &Job) -> Result<(), StoreError> {
+        let Some(binding_id) = &job.binding else {
+            return Ok(());
+        };
+        let Some(ev) = self.store.event(&job.tenant, &job.event)? else {
+            return Ok(());
+        };
+        let Some(binding) = self.store.binding(&job.tenant, binding_id)? else {
+            return Ok(());
+        };
+        if !binding.enabled {
+            return Ok(());
+        }
+        if self
+            .store
+            .run(&job.tenant, &run_id(&ev.id, &binding.id))?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let now = Utc::now();
+        let mut cs = Changeset::new(&job.tenant);
+        let mut run = self.execute(&mut cs, &ev, &binding, now);
+        if run.outcome.is_ok() {
+            if let Err(rejection) = self.cascade(&mut cs, 0, now) {
+                // An inline binding refused this run's effects: the run fails, nothing applies.
+                let mut failed = Changeset::new(&job.tenant);
+                run.outcome = Outcome::GuestError {
+                    message: format!(
+                        "its effects were rejected by binding {}: {}",
+                        rejection.run.binding,
+                        rejection.run.outcome.describe()
+                    ),
+                };
+                run.discarded = std::mem::take(&mut run.effects);
+                failed.runs.push(*rejection.run);
+                failed.runs.push(run);
+                return self.store.commit(&failed);
+            }
+        }
+        cs.runs.insert(0, run);
+        self.store.commit(&cs)?;
+        if !cs.jobs.is_empty() {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+}

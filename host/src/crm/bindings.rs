@@ -1,0 +1,173 @@
+//! Binding create / change with validation against the pipeline, the module registry and
+//! the sandbox limits.
+
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::{CrmError, Result};
+use crate::model::id::new_id;
+use crate::model::record::{is_custom_field_name, CORE_FIELDS};
+use crate::model::{Binding, Grants, Mode, Trigger};
+use crate::store::Store;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewBinding {
+    pub pipeline: String,
+    pub module: String,
+    pub version: u32,
+    pub triggers: Vec<Trigger>,
+    /// Default `background`.
+    pub mode: Option<Mode>,
+    /// Default 0; lower runs first.
+    pub order: Option<i32>,
+    #[schema(value_type = Object)]
+    pub config: Option<Value>,
+    /// Default: no field writes, no channels, forward moves only.
+    pub grants: Option<Grants>,
+    /// Default true.
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BindingPatch {
+    /// Switch to another version of the module (this is how you roll back).
+    pub version: Option<u32>,
+    pub triggers: Option<Vec<Trigger>>,
+    pub mode: Option<Mode>,
+    pub order: Option<i32>,
+    #[schema(value_type = Object)]
+    pub config: Option<Value>,
+    pub grants: Option<Grants>,
+    pub enabled: Option<bool>,
+    /// Optimistic concurrency: the revision this change was based on.
+    pub revision: Option<u64>,
+}
+
+const MAX_DELAY: u64 = 366 * 24 * 3600;
+
+fn validate(store: &Store, tenant: &str, b: &Binding) -> Result<()> {
+    let p = store
+        .pipeline(tenant, &b.pipeline)?
+        .ok_or_else(|| CrmError::Invalid(format!("pipeline {:?} does not exist", b.pipeline)))?;
+    if store
+        .module_version(tenant, &b.module, b.version)?
+        .is_none()
+    {
+        return Err(CrmError::Invalid(format!(
+            "module {:?} has no version {}",
+            b.module, b.version
+        )));
+    }
+    if b.triggers.is_empty() {
+        return Err(CrmError::Invalid(
+            "a binding needs at least one trigger".into(),
+        ));
+    }
+    for t in &b.triggers {
+        if let Trigger::EnteredStage { stage, .. } = t {
+            if p.stage(stage).is_none() {
+                return Err(CrmError::Invalid(format!(
+                    "trigger entered_stage: stage {stage:?} is not in pipeline {:?}",
+                    p.id
+                )));
+            }
+        }
+        if let Trigger::Inbound { name, .. } = t {
+            if name.trim().is_empty() || name.len() > 100 {
+                return Err(CrmError::Invalid(
+                    "trigger inbound: name must be 1-100 characters".into(),
+                ));
+            }
+        }
+        if let Trigger::Updated { fields, .. } = t {
+            for f in fields {
+                if !CORE_FIELDS.contains(&f.as_str()) && !is_custom_field_name(f) {
+                    return Err(CrmError::Invalid(format!(
+                        "trigger updated: {f:?} is not a field name"
+                    )));
+                }
+            }
+        }
+        if t.delay_seconds().is_some_and(|d| d > MAX_DELAY) {
+            return Err(CrmError::Invalid(format!(
+                "a trigger delay may be at most {MAX_DELAY} seconds"
+            )));
+        }
+    }
+    if !b.config.is_object() {
+        return Err(CrmError::Invalid("\"config\" must be a JSON object".into()));
+    }
+    if b.config.to_string().len() > 64 * 1024 {
+        return Err(CrmError::Invalid("\"config\" is larger than 64 KiB".into()));
+    }
+    for f in &b.grants.fields {
+        if f != "*" && !CORE_FIELDS.contains(&f.as_str()) && !is_custom_field_name(f) {
+            return Err(CrmError::Invalid(format!(
+                "grants.fields: {f:?} is not a writable field name"
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub fn create(store: &Store, tenant: &str, input: NewBinding) -> Result<Binding> {
+    let now = Utc::now();
+    let b = Binding {
+        id: new_id("bnd"),
+        pipeline: input.pipeline,
+        module: input.module,
+        version: input.version,
+        triggers: input.triggers,
+        mode: input.mode.unwrap_or(Mode::Background),
+        order: input.order.unwrap_or(0),
+        config: input
+            .config
+            .unwrap_or_else(|| Value::Object(Default::default())),
+        grants: input.grants.unwrap_or_default(),
+        enabled: input.enabled.unwrap_or(true),
+        revision: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    validate(store, tenant, &b)?;
+    store.put_binding(tenant, &b, None)?;
+    Ok(b)
+}
+
+pub fn update(store: &Store, tenant: &str, id: &str, patch: BindingPatch) -> Result<Binding> {
+    let current = store
+        .binding(tenant, id)?
+        .ok_or_else(|| CrmError::NotFound(format!("binding {id:?}")))?;
+    let base = patch.revision.unwrap_or(current.revision);
+    let mut b = current;
+    if let Some(v) = patch.version {
+        b.version = v;
+    }
+    if let Some(t) = patch.triggers {
+        b.triggers = t;
+    }
+    if let Some(m) = patch.mode {
+        b.mode = m;
+    }
+    if let Some(o) = patch.order {
+        b.order = o;
+    }
+    if let Some(c) = patch.config {
+        b.config = c;
+    }
+    if let Some(g) = patch.grants {
+        b.grants = g;
+    }
+    if let Some(e) = patch.enabled {
+        b.enabled = e;
+    }
+    validate(store, tenant, &b)?;
+    b.revision = base + 1;
+    b.updated_at = Utc::now();
+    store.put_binding(tenant, &b, Some(base))?;
+    Ok(b)
+}

@@ -1,0 +1,109 @@
+//! `/v1/bindings`: which module version runs on which pipeline (admins).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::extract::{ApiJson, ApiQuery};
+use super::{ApiError, AppState, Caller, ErrorBody};
+use crate::crm::bindings::{self, BindingPatch, NewBinding};
+use crate::model::{Binding, Role};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get, update, delete))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct BindingQuery {
+    pub pipeline: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BindingList {
+    pub bindings: Vec<Binding>,
+}
+
+/// The tenant's bindings, by pipeline and order.
+#[utoipa::path(get, path = "/v1/bindings", tag = "automation", params(BindingQuery),
+    responses((status = 200, body = BindingList)))]
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<BindingQuery>,
+) -> Result<Json<BindingList>, ApiError> {
+    caller.require(Role::Developer)?;
+    let mut all = state.store.bindings(&caller.tenant)?;
+    if let Some(p) = q.pipeline {
+        all.retain(|b| b.pipeline == p);
+    }
+    Ok(Json(BindingList { bindings: all }))
+}
+
+/// Enables a module version on a pipeline.
+#[utoipa::path(post, path = "/v1/bindings", tag = "automation", request_body = NewBinding,
+    responses((status = 201, body = Binding), (status = 422, body = ErrorBody)))]
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<NewBinding>,
+) -> Result<(StatusCode, Json<Binding>), ApiError> {
+    caller.require(Role::Admin)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(bindings::create(&state.store, &caller.tenant, body)?),
+    ))
+}
+
+/// One binding.
+#[utoipa::path(get, path = "/v1/bindings/{id}", tag = "automation", params(("id" = String, Path)),
+    responses((status = 200, body = Binding), (status = 404, body = ErrorBody)))]
+async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Binding>, ApiError> {
+    caller.require(Role::Developer)?;
+    state
+        .store
+        .binding(&caller.tenant, &id)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("binding {id:?}")))
+}
+
+/// Changes a binding; `version` switches the module version (rollback is a switch).
+#[utoipa::path(patch, path = "/v1/bindings/{id}", tag = "automation", params(("id" = String, Path)),
+    request_body = BindingPatch,
+    responses((status = 200, body = Binding), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<BindingPatch>,
+) -> Result<Json<Binding>, ApiError> {
+    caller.require(Role::Admin)?;
+    Ok(Json(bindings::update(
+        &state.store,
+        &caller.tenant,
+        &id,
+        body,
+    )?))
+}
+
+/// Removes a binding.
+#[utoipa::path(delete, path = "/v1/bindings/{id}", tag = "automation", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Role::Admin)?;
+    state.store.delete_binding(&caller.tenant, &id)?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,126 @@
+//! Bindings: which module version runs on which pipeline, on which events, how, and with
+//! which grants and config.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::event::{Event, EventKind};
+use super::run::Grants;
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Runs inside the triggering request; an error rejects the change (422).
+    Inline,
+    /// The change commits first; workers run the binding from the durable queue.
+    Background,
+}
+
+/// What a binding listens for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+#[serde(tag = "on", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Trigger {
+    Created {
+        #[serde(default)]
+        delay_seconds: Option<u64>,
+    },
+    /// Any update, or only when one of `fields` changed.
+    Updated {
+        #[serde(default)]
+        fields: Vec<String>,
+        #[serde(default)]
+        delay_seconds: Option<u64>,
+    },
+    /// The record entered `stage` (moved there, or was created there).
+    EnteredStage {
+        stage: String,
+        #[serde(default)]
+        delay_seconds: Option<u64>,
+    },
+    StageChanged {
+        #[serde(default)]
+        delay_seconds: Option<u64>,
+    },
+    Assigned {
+        #[serde(default)]
+        delay_seconds: Option<u64>,
+    },
+    Deleted {
+        #[serde(default)]
+        delay_seconds: Option<u64>,
+    },
+    /// An inbound event posted with this name.
+    Inbound {
+        name: String,
+        #[serde(default)]
+        delay_seconds: Option<u64>,
+    },
+}
+
+impl Trigger {
+    /// Run this long after the event (Bitrix24's "in 2 days"), cancelled if the record
+    /// leaves the stage it was in.
+    pub fn delay_seconds(&self) -> Option<u64> {
+        match self {
+            Trigger::Created { delay_seconds }
+            | Trigger::Updated { delay_seconds, .. }
+            | Trigger::EnteredStage { delay_seconds, .. }
+            | Trigger::StageChanged { delay_seconds }
+            | Trigger::Assigned { delay_seconds }
+            | Trigger::Deleted { delay_seconds }
+            | Trigger::Inbound { delay_seconds, .. } => delay_seconds.filter(|d| *d > 0),
+        }
+    }
+
+    pub fn matches(&self, event: &Event) -> bool {
+        match (self, &event.kind) {
+            (Trigger::Created { .. }, EventKind::Created) => true,
+            (Trigger::Updated { fields: want, .. }, EventKind::Updated { fields }) => {
+                want.is_empty() || want.iter().any(|w| fields.contains(w))
+            }
+            (Trigger::EnteredStage { stage, .. }, EventKind::StageChanged { to, .. }) => {
+                to == stage
+            }
+            (Trigger::EnteredStage { stage, .. }, EventKind::Created) => event
+                .snapshot
+                .as_ref()
+                .and_then(|r| r.stage.as_ref())
+                .is_some_and(|s| s == stage),
+            (Trigger::StageChanged { .. }, EventKind::StageChanged { .. }) => true,
+            (Trigger::Assigned { .. }, EventKind::Assigned { .. }) => true,
+            (Trigger::Deleted { .. }, EventKind::Deleted) => true,
+            (Trigger::Inbound { name: want, .. }, EventKind::Inbound { name, .. }) => want == name,
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct Binding {
+    pub id: String,
+    pub pipeline: String,
+    pub module: String,
+    /// The module version that runs. Switching it is the rollback.
+    pub version: u32,
+    pub triggers: Vec<Trigger>,
+    pub mode: Mode,
+    /// Lower runs first among a pipeline's bindings for the same event.
+    pub order: i32,
+    #[schema(value_type = Object)]
+    pub config: Value,
+    pub grants: Grants,
+    pub enabled: bool,
+    /// Row version for optimistic concurrency.
+    pub revision: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Binding {
+    /// The first trigger that matches `event`, if any.
+    pub fn trigger_for(&self, event: &Event) -> Option<&Trigger> {
+        self.triggers.iter().find(|t| t.matches(event))
+    }
+}
