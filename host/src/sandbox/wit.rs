@@ -14,7 +14,7 @@ mod generated {
 }
 pub use generated::*;
 
-pub use stagecraft::automation::types as t;
+pub use generated::stagecraft::automation::types as t;
 
 pub fn kind_to_wit(k: RecordKind) -> t::RecordKind {
     match k {
@@ -82,8 +82,8 @@ pub fn event_to_wit(e: &Event) -> t::Event {
     }
 }
 
-pub fn channel_from_wit(c: stagecraft::automation::messages::Channel) -> model::Channel {
-    use stagecraft::automation::messages::Channel as C;
+pub fn channel_from_wit(c: generated::stagecraft::automation::messages::Channel) -> model::Channel {
+    use generated::stagecraft::automation::messages::Channel as C;
     match c {
         C::Email => model::Channel::Email,
         C::Sms => model::Channel::Sms,
