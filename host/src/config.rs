@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::automation::AutomationConfig;
+use crate::delivery::DeliveryConfig;
 use crate::sandbox::Limits;
 
 #[derive(Debug, Clone)]
@@ -14,6 +15,8 @@ pub struct Config {
     pub limits: Limits,
     /// Cascade depth, rate guard, scheduler tick.
     pub automation: AutomationConfig,
+    /// Server-wide channel settings, retries, concurrency.
+    pub delivery: DeliveryConfig,
 }
 
 impl Config {
@@ -23,6 +26,7 @@ impl Config {
             max_body_bytes: 1024 * 1024,
             limits: Limits::default(),
             automation: AutomationConfig::default(),
+            delivery: DeliveryConfig::default(),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod automation;
 pub mod cli;
 pub mod config;
 pub mod crm;
+pub mod delivery;
 pub mod http;
 pub mod model;
 pub mod sandbox;

@@ -7,6 +7,7 @@ use anyhow::Context;
 use crate::automation::Automation;
 use crate::config::Config;
 use crate::crm::tenants;
+use crate::delivery::Delivery;
 use crate::http::AppState;
 use crate::sandbox::Sandbox;
 use crate::store::Store;
@@ -27,11 +28,13 @@ pub fn start(config: Config, bootstrap_key: Option<&str>) -> anyhow::Result<Star
     let bootstrap_key = tenants::bootstrap(&store, bootstrap_key)?;
     let sandbox = Sandbox::new(&config.data_dir.join("modules"), config.limits.clone())?;
     let automation = Automation::new(store.clone(), sandbox.clone(), config.automation.clone());
+    let delivery = Delivery::new(store.clone(), config.delivery.clone());
     Ok(Started {
         state: AppState {
             store,
             sandbox,
             automation,
+            delivery,
             config: Arc::new(config),
         },
         bootstrap_key,

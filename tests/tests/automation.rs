@@ -1,6 +1,8 @@
 //! Automation end to end: real modules built from source, bound to pipelines over HTTP,
 //! triggered by real changes; effects checked through the API.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -153,8 +155,12 @@ async fn background_runs_apply_their_effects_after_the_change() {
     let msgs = msgs.body["messages"].as_array().unwrap();
     assert_eq!(msgs.len(), 1, "{msgs:?}");
     assert_eq!(msgs[0]["channel"], "notify");
-    assert_eq!(msgs[0]["status"], "queued");
     assert_eq!(msgs[0]["to"], "ann");
+    eventually("the notification", 200, || async {
+        let n = s.get("/v1/notifications?user=ann", ADMIN_KEY).await;
+        (n.body["notifications"].as_array().unwrap().len() == 1).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! Kill -9 while background work is in flight, restart on the same data dir: every accepted
 //! event is processed, and its effects applied exactly once.
 
+#![allow(clippy::unwrap_used)]
+
 use std::process::Stdio;
 use std::time::Duration;
 

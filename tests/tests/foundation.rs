@@ -1,6 +1,8 @@
 //! The foundation through the real router and a real socket: keys and roles, tenants,
 //! pipelines, records, the journal, every error path, and persistence across a restart.
 
+#![allow(clippy::unwrap_used)]
+
 use reqwest::{Method, StatusCode};
 use stagecraft_tests::{json, temp_dir, Server, ADMIN_KEY};
 

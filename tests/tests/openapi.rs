@@ -1,6 +1,8 @@
 //! The OpenAPI document is generated from the routes; this keeps it honest: every documented
 //! operation exists on the real router, and the served document is the generated one.
 
+#![allow(clippy::unwrap_used)]
+
 use reqwest::{Method, StatusCode};
 use stagecraft_tests::{temp_dir, Server};
 

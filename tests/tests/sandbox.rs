@@ -1,6 +1,8 @@
 //! The sandbox through the API: real components built from source, uploaded over HTTP, run
 //! against real records under real limits.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use reqwest::StatusCode;

@@ -64,6 +64,9 @@ pub fn apply(
                 run: run.to_string(),
                 status: MessageStatus::Queued,
                 created_at: now,
+                attempts: Vec::new(),
+                next_attempt_at: Some(now),
+                sent_at: None,
             }),
             Effect::Schedule {
                 id,

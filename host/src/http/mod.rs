@@ -7,6 +7,7 @@ mod error;
 mod events;
 mod extract;
 mod keys;
+mod messages;
 mod modules;
 mod openapi;
 mod pipelines;
@@ -27,6 +28,7 @@ pub use error::{ApiError, ErrorBody};
 
 use crate::automation::Automation;
 use crate::config::Config;
+use crate::delivery::Delivery;
 use crate::sandbox::Sandbox;
 use crate::store::Store;
 
@@ -36,6 +38,7 @@ pub struct AppState {
     pub store: Store,
     pub sandbox: Arc<Sandbox>,
     pub automation: Arc<Automation>,
+    pub delivery: Arc<Delivery>,
     pub config: Arc<Config>,
 }
 
@@ -48,6 +51,7 @@ fn routes(module_bytes: usize) -> OpenApiRouter<AppState> {
         .merge(events::routes())
         .merge(bindings::routes())
         .merge(runs::routes())
+        .merge(messages::routes())
         .merge(modules::routes(module_bytes))
 }
 
@@ -83,7 +87,7 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Starts background automation, serves `app(state)` on `listener` until `shutdown`
+/// Starts background automation and delivery, serves `app(state)` on `listener` until `shutdown`
 /// resolves, then stops automation and flushes the store.
 pub async fn serve(
     listener: TcpListener,
@@ -92,11 +96,14 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let store = state.store.clone();
     let automation = state.automation.clone();
+    let delivery = state.delivery.clone();
     automation.start();
+    delivery.start();
     let served = axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await;
     automation.stop().await;
+    delivery.stop().await;
     store.flush()?;
     served?;
     Ok(())

@@ -1,4 +1,4 @@
-//! `/v1/runs` (the run history) and `/v1/messages` (the outbox as automation filled it).
+//! `/v1/runs`: the run history.
 
 use axum::extract::{Path, State};
 use axum::Json;
@@ -8,14 +8,13 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::ApiQuery;
 use super::{ApiError, AppState, Caller, ErrorBody};
-use crate::model::{OutboxMessage, Role, RunRecord};
+use crate::model::{Role, RunRecord};
 use crate::store::RunFilter;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list))
         .routes(routes!(get))
-        .routes(routes!(messages))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -83,21 +82,4 @@ async fn get(
         .run(&caller.tenant, &id)?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("run {id:?}")))
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct MessageList {
-    pub messages: Vec<OutboxMessage>,
-}
-
-/// The outbox: messages modules queued.
-#[utoipa::path(get, path = "/v1/messages", tag = "automation", responses((status = 200, body = MessageList)))]
-async fn messages(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> Result<Json<MessageList>, ApiError> {
-    caller.require(Role::Developer)?;
-    Ok(Json(MessageList {
-        messages: state.store.messages(&caller.tenant)?,
-    }))
 }

@@ -6,6 +6,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::binding::Mode;
+use super::delivery::Attempt;
 use super::run::{Channel, Effect, HostCall, LogLine, Outcome};
 
 /// The history of one binding handling one event. Its id is derived from the event and the
@@ -61,6 +62,14 @@ pub struct OutboxMessage {
     pub run: String,
     pub status: MessageStatus,
     pub created_at: DateTime<Utc>,
+    /// Every delivery attempt, oldest first.
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
+    /// When the next attempt is due (queued messages).
+    #[serde(default)]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub sent_at: Option<DateTime<Utc>>,
 }
 
 /// What a timer does when it comes due.

@@ -5,6 +5,7 @@
 
 pub mod automation;
 pub mod binding;
+pub mod delivery;
 pub mod event;
 pub mod id;
 pub mod module;
@@ -15,6 +16,7 @@ pub mod tenant;
 
 pub use automation::{Job, MessageStatus, OutboxMessage, RunRecord, Timer, TimerKind};
 pub use binding::{Binding, Mode, Trigger};
+pub use delivery::{Attempt, ChannelConfig, Notification};
 pub use event::{Cause, Event, EventKind};
 pub use module::{Module, ModuleVersion};
 pub use pipeline::{Pipeline, PipelineKind, Stage, StageSemantic};

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{family, Result, Store};
-use crate::model::{Event, Job, OutboxMessage, RunRecord, Timer};
+use crate::model::{Event, Job, RunRecord, Timer};
 
 /// Filters for the run history.
 #[derive(Debug, Default, Clone)]
@@ -70,12 +70,6 @@ impl Store {
             }
         }
         Ok(out)
-    }
-
-    pub fn messages(&self, tenant: &str) -> Result<Vec<OutboxMessage>> {
-        self.scan(&family::messages(tenant), None)
-            .map(|r| r.map(|(_, m)| m))
-            .collect()
     }
 
     /// Timers due at `now`, oldest first, at most `limit`.

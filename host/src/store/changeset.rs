@@ -118,6 +118,8 @@ pub(crate) fn apply(tx: &Tx<'_>, cs: &Changeset) -> Result<()> {
             tx.put(&ikey, &m.id)?;
         }
         tx.put(&family::message(tenant, &m.id), m)?;
+        let at = m.next_attempt_at.unwrap_or(m.created_at);
+        tx.put(&family::due(at.timestamp_millis(), tenant, &m.id), &())?;
     }
     for t in &cs.timers {
         let key = family::timer(t.due.timestamp_millis(), tenant, &t.id);

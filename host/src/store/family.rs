@@ -122,3 +122,26 @@ pub fn job(id: &str) -> String {
 }
 
 pub const JOBS: &str = "job/";
+
+/// Outbox messages waiting for a delivery attempt, by due time across tenants.
+pub fn due(at_ms: i64, tenant: &str, id: &str) -> String {
+    format!("due/{at_ms:016}/{tenant}/{id}")
+}
+
+pub const DUE: &str = "due/";
+
+pub fn channels(tenant: &str) -> String {
+    format!("chan/{tenant}")
+}
+
+pub fn webhook_secret(tenant: &str) -> String {
+    format!("whsec/{tenant}")
+}
+
+pub fn notification(tenant: &str, user: &str, id: &str) -> String {
+    format!("notif/{tenant}/{}/{id}", hex::encode(user.as_bytes()))
+}
+
+pub fn notifications(tenant: &str, user: &str) -> String {
+    format!("notif/{tenant}/{}/", hex::encode(user.as_bytes()))
+}

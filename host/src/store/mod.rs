@@ -11,6 +11,7 @@ mod bindings;
 mod changeset;
 mod family;
 mod modules;
+mod outbox;
 mod pipelines;
 mod records;
 mod tenants;
@@ -22,6 +23,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 
 pub use automation::{DueTimer, RunFilter};
 pub use changeset::{Changeset, RecordWrite};
+pub use outbox::{DueMessage, MessageFilter};
 pub use records::{RecordFilter, RecordPage};
 
 #[derive(Debug, thiserror::Error)]

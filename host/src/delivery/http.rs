@@ -1,0 +1,200 @@
+//! Webhooks and SMS over HTTP: the signed envelope, the provider call, and how an HTTP answer
+//! maps to sent / retry / dead.
+
+use std::time::{Duration, SystemTime};
+
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use super::Attempted;
+use crate::model::delivery::{SmsConfig, WebhookConfig};
+use crate::model::OutboxMessage;
+
+/// The header carrying `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
+pub const SIGNATURE_HEADER: &str = "stagecraft-signature";
+
+pub fn host_of(url: &str) -> Option<String> {
+    let u = reqwest::Url::parse(url).ok()?;
+    let host = u.host_str()?.to_string();
+    Some(match u.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host,
+    })
+}
+
+/// `t=…,v1=…` for `body` at `t`.
+pub fn signature(secret: &str, t: u64, body: &[u8]) -> String {
+    let mut mac = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
+        Ok(m) => m,
+        Err(_) => return String::new(), // HMAC takes keys of any length
+    };
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+pub async fn webhook(
+    client: &reqwest::Client,
+    tenant: &str,
+    m: &OutboxMessage,
+    cfg: &WebhookConfig,
+    secret: &str,
+) -> Attempted {
+    let url = match reqwest::Url::parse(&m.to) {
+        Ok(u) if u.scheme() == "http" || u.scheme() == "https" => u,
+        _ => {
+            return Attempted::Failed {
+                status: None,
+                error: format!("{:?} is not an http(s) URL", m.to),
+            }
+        }
+    };
+    let host = host_of(url.as_str()).unwrap_or_default();
+    let bare = url.host_str().unwrap_or_default();
+    let allowed = cfg
+        .allowed_hosts
+        .iter()
+        .any(|h| h == "*" || h == &host || h == bare);
+    if !allowed {
+        return Attempted::Failed {
+            status: None,
+            error: format!("webhooks to {host} are not allowed (webhook.allowed_hosts)"),
+        };
+    }
+    let payload: Value = serde_json::from_str(&m.body).unwrap_or(Value::Null);
+    let envelope = json!({
+        "id": m.id,
+        "tenant": tenant,
+        "idempotency_key": m.idempotency_key,
+        "record": m.record,
+        "run": m.run,
+        "subject": m.subject,
+        "body": m.body,
+        "payload": payload,
+        "created_at": m.created_at,
+    });
+    let body = envelope.to_string().into_bytes();
+    let t = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let request = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header(SIGNATURE_HEADER, signature(secret, t, &body))
+        .header("stagecraft-message-id", &m.id)
+        .header(
+            "idempotency-key",
+            m.idempotency_key.as_deref().unwrap_or(&m.id),
+        )
+        .body(body);
+    classify(request.send().await).await
+}
+
+pub async fn sms(
+    client: &reqwest::Client,
+    tenant: &str,
+    m: &OutboxMessage,
+    cfg: &SmsConfig,
+) -> Attempted {
+    let mut request = client
+        .post(&cfg.url)
+        .header(
+            "idempotency-key",
+            m.idempotency_key.as_deref().unwrap_or(&m.id),
+        )
+        .json(&json!({"id": m.id, "tenant": tenant, "to": m.to, "body": m.body}));
+    if let Some(token) = &cfg.token {
+        request = request.bearer_auth(token);
+    }
+    classify(request.send().await).await
+}
+
+/// 2xx sent; 429 and 5xx retry (honoring `Retry-After`); other statuses are final.
+async fn classify(result: reqwest::Result<reqwest::Response>) -> Attempted {
+    let resp = match result {
+        Ok(r) => r,
+        Err(e) => {
+            return Attempted::Retry {
+                status: None,
+                error: network_error(&e),
+                after: None,
+            }
+        }
+    };
+    let status = resp.status();
+    let code = Some(status.as_u16());
+    if status.is_success() {
+        return Attempted::Sent { status: code };
+    }
+    let after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(retry_after);
+    let text = resp.text().await.unwrap_or_default();
+    let mut snippet: String = text.chars().take(200).collect();
+    if snippet.is_empty() {
+        snippet = status.canonical_reason().unwrap_or("").to_string();
+    }
+    let error = format!("HTTP {}: {snippet}", status.as_u16());
+    if status.as_u16() == 429 || status.is_server_error() {
+        Attempted::Retry {
+            status: code,
+            error,
+            after,
+        }
+    } else {
+        Attempted::Failed {
+            status: code,
+            error,
+        }
+    }
+}
+
+fn network_error(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        format!("could not connect: {e}")
+    } else {
+        e.to_string()
+    }
+}
+
+/// `Retry-After`: delay-seconds or an HTTP date.
+fn retry_after(v: &str) -> Option<Duration> {
+    if let Ok(secs) = v.trim().parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v.trim()).ok()?;
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("soon"), None);
+    }
+
+    #[test]
+    fn signatures_cover_time_and_body() {
+        let a = signature("s", 10, b"{}");
+        assert!(a.starts_with("t=10,v1="));
+        assert_ne!(a, signature("s", 11, b"{}"));
+        assert_ne!(a, signature("s", 10, b"{ }"));
+        assert_ne!(a, signature("x", 10, b"{}"));
+    }
+}

@@ -1,0 +1,366 @@
+//! Delivery: workers drain the outbox. Each queued message gets an attempt on its channel —
+//! webhook (HMAC-signed POST), SMS (a provider's HTTP endpoint), email (an SMTP relay) or
+//! notify (an in-app notification) — under a global and a per-destination concurrency limit.
+//! Network errors, 429 and 5xx retry with exponential backoff and jitter (honoring
+//! `Retry-After`); other 4xx and permanent SMTP errors dead-letter at once; retries stop at
+//! the retry window. A channel with no settings keeps its messages queued.
+
+mod backoff;
+mod email;
+mod http;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::model::{Attempt, Channel, ChannelConfig, MessageStatus, Notification, OutboxMessage};
+use crate::store::{DueMessage, Store};
+
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Server-wide channel settings; a tenant's own settings win, channel by channel.
+    pub channels: ChannelConfig,
+    /// Give up (dead-letter) when a retry would fall past this long after queueing.
+    pub retry_window: Duration,
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Per attempt.
+    pub timeout: Duration,
+    /// Attempts in flight at once.
+    pub concurrency: usize,
+    /// Attempts in flight at once to one destination (host, relay or provider).
+    pub per_destination: usize,
+    pub tick: Duration,
+    /// How often a message on an unconfigured channel is looked at again.
+    pub recheck: Duration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            channels: ChannelConfig::default(),
+            retry_window: Duration::from_secs(24 * 3600),
+            base_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(3600),
+            timeout: Duration::from_secs(10),
+            concurrency: 16,
+            per_destination: 4,
+            tick: Duration::from_millis(100),
+            recheck: Duration::from_secs(5),
+        }
+    }
+}
+
+/// How one attempt went.
+#[derive(Debug)]
+pub enum Attempted {
+    Sent {
+        status: Option<u16>,
+    },
+    /// Worth trying again, no sooner than `after` if the other side said so.
+    Retry {
+        status: Option<u16>,
+        error: String,
+        after: Option<Duration>,
+    },
+    /// Will never work as it is: dead-letter now.
+    Failed {
+        status: Option<u16>,
+        error: String,
+    },
+}
+
+pub struct Delivery {
+    store: Store,
+    config: DeliveryConfig,
+    http: reqwest::Client,
+    global: Arc<Semaphore>,
+    destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Delivery {
+    pub fn new(store: Store, config: DeliveryConfig) -> Arc<Delivery> {
+        let (stop, _) = watch::channel(false);
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("stagecraft/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        Arc::new(Delivery {
+            global: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            store,
+            config,
+            http,
+            destinations: Mutex::new(HashMap::new()),
+            stop,
+            task: Mutex::new(None),
+        })
+    }
+
+    /// The settings in force for a tenant's channel, if any.
+    fn settings(&self, tenant: &str) -> ChannelConfig {
+        let own = self.store.channels(tenant).unwrap_or_default();
+        let server = &self.config.channels;
+        ChannelConfig {
+            email: own.email.or_else(|| server.email.clone()),
+            webhook: own.webhook.or_else(|| server.webhook.clone()),
+            sms: own.sms.or_else(|| server.sms.clone()),
+        }
+    }
+
+    fn configured(settings: &ChannelConfig, channel: Channel) -> bool {
+        match channel {
+            Channel::Email => settings.email.is_some(),
+            Channel::Webhook => settings.webhook.is_some(),
+            Channel::Sms => settings.sms.is_some(),
+            Channel::Notify => true,
+        }
+    }
+
+    /// Requeues what a crash interrupted, then starts the worker.
+    pub fn start(self: &Arc<Self>) {
+        let mut task = self.task.lock().unwrap_or_else(|p| p.into_inner());
+        if task.is_some() {
+            return;
+        }
+        match self.store.requeue_interrupted() {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(messages = n, "requeued messages interrupted mid-delivery"),
+            Err(e) => tracing::error!(error = %e, "cannot requeue interrupted messages"),
+        }
+        *task = Some(tokio::spawn(self.clone().run(self.stop.subscribe())));
+    }
+
+    /// Stops taking new messages and waits for the attempts in flight.
+    pub async fn stop(&self) {
+        let _ = self.stop.send(true);
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
+
+    async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut inflight = JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.tick) => {}
+                _ = stop.changed() => {}
+            }
+            while inflight.try_join_next().is_some() {}
+            if *stop.borrow() {
+                break;
+            }
+            let due = match self.store.due_messages(Utc::now(), 64) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the outbox");
+                    continue;
+                }
+            };
+            for d in due {
+                // A permit first, so a message is only claimed when it can be attempted.
+                let permit = tokio::select! {
+                    p = self.global.clone().acquire_owned() => p,
+                    _ = stop.changed() => break,
+                };
+                let Ok(permit) = permit else { break };
+                if let Some(job) = self.prepare(&d) {
+                    let this = self.clone();
+                    let stop = self.stop.subscribe();
+                    inflight.spawn(async move {
+                        this.deliver(job, stop).await;
+                        drop(permit);
+                    });
+                }
+            }
+        }
+        while inflight.join_next().await.is_some() {}
+    }
+
+    /// Claims a due message if its channel can deliver now; else pushes it back.
+    fn prepare(&self, d: &DueMessage) -> Option<(String, OutboxMessage, ChannelConfig)> {
+        let settings = self.settings(&d.tenant);
+        let channel = match self.store.message(&d.tenant, &d.id) {
+            Ok(Some(m)) => m.channel,
+            Ok(None) => {
+                let _ = self.store.claim_message(d); // drops the stale due entry
+                return None;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read a message");
+                return None;
+            }
+        };
+        if !Self::configured(&settings, channel) {
+            let later =
+                Utc::now() + chrono::Duration::from_std(self.config.recheck).unwrap_or_default();
+            if let Err(e) = self.store.defer_message(d, later) {
+                tracing::error!(error = %e, "cannot defer a message");
+            }
+            return None;
+        }
+        match self.store.claim_message(d) {
+            Ok(Some(m)) => Some((d.tenant.clone(), m, settings)),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot claim a message");
+                None
+            }
+        }
+    }
+
+    fn destination_limit(&self, destination: &str) -> Arc<Semaphore> {
+        let mut map = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(destination.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.config.per_destination.max(1))))
+            .clone()
+    }
+
+    async fn deliver(
+        &self,
+        (tenant, mut m, settings): (String, OutboxMessage, ChannelConfig),
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let destination = match m.channel {
+            Channel::Webhook => http::host_of(&m.to).unwrap_or_else(|| m.to.clone()),
+            Channel::Sms => settings
+                .sms
+                .as_ref()
+                .and_then(|s| http::host_of(&s.url))
+                .unwrap_or_default(),
+            Channel::Email => settings
+                .email
+                .as_ref()
+                .map(|e| e.host.clone())
+                .unwrap_or_default(),
+            Channel::Notify => "notify".into(),
+        };
+        let limit = self.destination_limit(&format!("{}:{destination}", m.channel.as_str()));
+        // Waiting for a slot at a busy destination ends with shutdown: the message goes back
+        // to the queue untouched instead of holding the shutdown up.
+        let _permit = tokio::select! {
+            p = limit.acquire_owned() => p,
+            _ = stop.wait_for(|s| *s) => {
+                m.status = MessageStatus::Queued;
+                m.next_attempt_at = Some(Utc::now());
+                if let Err(e) = self.store.finish_message(&tenant, &m) {
+                    tracing::error!(error = %e, message = %m.id, "cannot requeue a message at shutdown");
+                }
+                return;
+            }
+        };
+        let started = Instant::now();
+        let at = Utc::now();
+        let result = self.attempt(&tenant, &m, &settings).await;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let now = Utc::now();
+        let (status, error) = match &result {
+            Attempted::Sent { status } => (*status, None),
+            Attempted::Retry { status, error, .. } | Attempted::Failed { status, error } => {
+                (*status, Some(error.clone()))
+            }
+        };
+        m.attempts.push(Attempt {
+            at,
+            status,
+            error,
+            duration_ms,
+        });
+        match result {
+            Attempted::Sent { .. } => {
+                m.status = MessageStatus::Sent;
+                m.sent_at = Some(now);
+                m.next_attempt_at = None;
+            }
+            Attempted::Retry { after, .. } => {
+                let delay = backoff::delay(&self.config, m.attempts.len() as u32, after);
+                let next = now + chrono::Duration::from_std(delay).unwrap_or_default();
+                let window =
+                    chrono::Duration::from_std(self.config.retry_window).unwrap_or_default();
+                if next > m.created_at + window {
+                    m.status = MessageStatus::Dead;
+                    m.next_attempt_at = None;
+                } else {
+                    m.status = MessageStatus::Queued;
+                    m.next_attempt_at = Some(next);
+                }
+            }
+            Attempted::Failed { .. } => {
+                m.status = MessageStatus::Dead;
+                m.next_attempt_at = None;
+            }
+        }
+        tracing::info!(message = %m.id, channel = m.channel.as_str(), status = ?m.status, attempts = m.attempts.len(), "delivery attempt");
+        if let Err(e) = self.store.finish_message(&tenant, &m) {
+            tracing::error!(error = %e, message = %m.id, "cannot record a delivery attempt");
+        }
+    }
+
+    async fn attempt(
+        &self,
+        tenant: &str,
+        m: &OutboxMessage,
+        settings: &ChannelConfig,
+    ) -> Attempted {
+        match m.channel {
+            Channel::Notify => {
+                let n = Notification {
+                    id: m.id.clone(),
+                    user: m.to.clone(),
+                    subject: m.subject.clone(),
+                    body: m.body.clone(),
+                    record: m.record.clone(),
+                    created_at: Utc::now(),
+                };
+                match self.store.put_notification(tenant, &n) {
+                    Ok(()) => Attempted::Sent { status: None },
+                    Err(e) => Attempted::Retry {
+                        status: None,
+                        error: e.to_string(),
+                        after: None,
+                    },
+                }
+            }
+            Channel::Webhook => {
+                let Some(cfg) = &settings.webhook else {
+                    return not_configured();
+                };
+                let secret = match self.store.webhook_secret(tenant) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        return Attempted::Retry {
+                            status: None,
+                            error: e.to_string(),
+                            after: None,
+                        }
+                    }
+                };
+                http::webhook(&self.http, tenant, m, cfg, &secret).await
+            }
+            Channel::Sms => match &settings.sms {
+                Some(cfg) => http::sms(&self.http, tenant, m, cfg).await,
+                None => not_configured(),
+            },
+            Channel::Email => match &settings.email {
+                Some(cfg) => email::send(m, cfg, self.config.timeout).await,
+                None => not_configured(),
+            },
+        }
+    }
+}
+
+fn not_configured() -> Attempted {
+    Attempted::Retry {
+        status: None,
+        error: "the channel has no settings".into(),
+        after: None,
+    }
+}

@@ -1,0 +1,174 @@
+//! The outbox and delivery settings: `/v1/messages` (with attempts, and retry of dead
+//! letters), `/v1/channels` (where each channel delivers), `/v1/notifications` (in-app).
+
+use axum::extract::{Path, State};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::extract::{ApiJson, ApiQuery};
+use super::{ApiError, AppState, Caller, ErrorBody};
+use crate::model::{Channel, ChannelConfig, MessageStatus, Notification, OutboxMessage, Role};
+use crate::store::MessageFilter;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(get))
+        .routes(routes!(retry))
+        .routes(routes!(get_channels, put_channels))
+        .routes(routes!(notifications))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct MessageQuery {
+    pub status: Option<MessageStatus>,
+    pub channel: Option<Channel>,
+    pub record: Option<String>,
+    /// 1-500, default 100.
+    pub limit: Option<usize>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MessageList {
+    pub messages: Vec<OutboxMessage>,
+}
+
+/// The outbox, oldest first.
+#[utoipa::path(get, path = "/v1/messages", tag = "automation", params(MessageQuery),
+    responses((status = 200, body = MessageList), (status = 400, body = ErrorBody)))]
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<MessageQuery>,
+) -> Result<Json<MessageList>, ApiError> {
+    caller.require(Role::Developer)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be between 1 and 500",
+        ));
+    }
+    let filter = MessageFilter {
+        status: q.status,
+        channel: q.channel,
+        record: q.record,
+    };
+    Ok(Json(MessageList {
+        messages: state.store.messages(&caller.tenant, &filter, limit)?,
+    }))
+}
+
+/// One message with every delivery attempt (time, status code or error).
+#[utoipa::path(get, path = "/v1/messages/{id}", tag = "automation", params(("id" = String, Path)),
+    responses((status = 200, body = OutboxMessage), (status = 404, body = ErrorBody)))]
+async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<OutboxMessage>, ApiError> {
+    caller.require(Role::Developer)?;
+    state
+        .store
+        .message(&caller.tenant, &id)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("message {id:?}")))
+}
+
+/// Puts a dead letter back in the queue (its retry window starts again).
+#[utoipa::path(post, path = "/v1/messages/{id}/retry", tag = "automation", params(("id" = String, Path)),
+    responses((status = 200, body = OutboxMessage), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn retry(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<OutboxMessage>, ApiError> {
+    caller.require(Role::Admin)?;
+    Ok(Json(state.store.retry_message(&caller.tenant, &id)?))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Channels {
+    /// The tenant's own settings (secrets never returned).
+    pub settings: ChannelConfig,
+    /// Verify webhooks with it: `stagecraft-signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
+    pub webhook_secret: String,
+}
+
+/// The tenant's delivery settings and webhook signing secret.
+#[utoipa::path(get, path = "/v1/channels", tag = "automation", responses((status = 200, body = Channels)))]
+async fn get_channels(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Channels>, ApiError> {
+    caller.require(Role::Admin)?;
+    Ok(Json(Channels {
+        settings: state.store.channels(&caller.tenant)?.redacted(),
+        webhook_secret: state.store.webhook_secret(&caller.tenant)?,
+    }))
+}
+
+/// Sets where the tenant's email, webhook and SMS messages go. Omitted secrets keep their value.
+#[utoipa::path(put, path = "/v1/channels", tag = "automation", request_body = ChannelConfig,
+    responses((status = 200, body = Channels), (status = 422, body = ErrorBody)))]
+async fn put_channels(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<ChannelConfig>,
+) -> Result<Json<Channels>, ApiError> {
+    caller.require(Role::Admin)?;
+    if let Some(e) = &body.email {
+        if e.host.trim().is_empty() || e.port == 0 {
+            return Err(ApiError::invalid("email: host and port are required"));
+        }
+        if e.from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(ApiError::invalid(format!(
+                "email: from {:?} is not an address",
+                e.from
+            )));
+        }
+    }
+    if let Some(s) = &body.sms {
+        match reqwest::Url::parse(&s.url) {
+            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+            _ => {
+                return Err(ApiError::invalid(format!(
+                    "sms: {:?} is not an http(s) URL",
+                    s.url
+                )))
+            }
+        }
+    }
+    let saved = state.store.put_channels(&caller.tenant, &body)?;
+    Ok(Json(Channels {
+        settings: saved.redacted(),
+        webhook_secret: state.store.webhook_secret(&caller.tenant)?,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationQuery {
+    pub user: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NotificationList {
+    pub notifications: Vec<Notification>,
+}
+
+/// In-app notifications for a user (what the `notify` channel delivers).
+#[utoipa::path(get, path = "/v1/notifications", tag = "automation", params(NotificationQuery),
+    responses((status = 200, body = NotificationList)))]
+async fn notifications(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<NotificationQuery>,
+) -> Result<Json<NotificationList>, ApiError> {
+    Ok(Json(NotificationList {
+        notifications: state.store.notifications(&caller.tenant, &q.user, 500)?,
+    }))
+}

@@ -1,0 +1,93 @@
+//! Delivery settings and records: where each channel sends, what each attempt did, and the
+//! in-app notifications the `notify` channel produces.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    /// Plain SMTP (only for relays on a trusted network).
+    None,
+    /// Plain connection upgraded with STARTTLS (port 587).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub username: Option<String>,
+    /// Write-only: the API never returns it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// The From address, e.g. `Acme CRM <crm@acme.example>`.
+    pub from: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Hosts (or `host:port`) webhooks may go to; `*` allows any. Others are dead-lettered.
+    pub allowed_hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SmsConfig {
+    /// The SMS provider's HTTP endpoint; messages are POSTed to it as JSON.
+    pub url: String,
+    /// Sent as `Authorization: Bearer …`. Write-only: the API never returns it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// Where a tenant's messages go. A channel without a setting (here or on the server) keeps
+/// its messages queued; `notify` needs none.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    pub email: Option<EmailConfig>,
+    pub webhook: Option<WebhookConfig>,
+    pub sms: Option<SmsConfig>,
+}
+
+impl ChannelConfig {
+    /// The settings without their secrets, for API responses.
+    pub fn redacted(&self) -> ChannelConfig {
+        let mut c = self.clone();
+        if let Some(e) = &mut c.email {
+            e.password = None;
+        }
+        if let Some(s) = &mut c.sms {
+            s.token = None;
+        }
+        c
+    }
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct Attempt {
+    pub at: DateTime<Utc>,
+    /// HTTP status or SMTP reply code, when the other side answered.
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+/// An in-app notification for a CRM user (the `notify` channel).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct Notification {
+    pub id: String,
+    pub user: String,
+    pub subject: String,
+    pub body: String,
+    pub record: Option<String>,
+    pub created_at: DateTime<Utc>,
+}

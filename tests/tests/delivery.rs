@@ -1,0 +1,592 @@
+//! Delivery on loopback with real peers: an HTTP receiver that fails and then accepts (and
+//! checks signatures), one that refuses, a real SMTP server (aiosmtpd), and a restart in the
+//! middle of a backlog.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode as AxumStatus};
+use axum::response::IntoResponse;
+use hmac::{Hmac, Mac};
+use reqwest::StatusCode;
+use serde_json::Value;
+use sha2::Sha256;
+use stagecraft::config::Config;
+use stagecraft_tests::{eventually, json, temp_dir, Server, ADMIN_KEY};
+
+/// What the receiver does with the n-th request (0-based).
+#[derive(Clone, Copy)]
+enum Behaviour {
+    /// 503 with `Retry-After: 1` this many times, then 200.
+    FailThenAccept(usize),
+    Reject400,
+    Always503,
+    /// 200 after this long.
+    Slow(Duration),
+}
+
+/// Every request the receiver got: headers and body.
+type Seen = Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>;
+
+#[derive(Clone)]
+struct Receiver {
+    behaviour: Arc<Mutex<Behaviour>>,
+    seen: Seen,
+}
+
+impl Receiver {
+    async fn start(b: Behaviour) -> (Receiver, String) {
+        let r = Receiver {
+            behaviour: Arc::new(Mutex::new(b)),
+            seen: Arc::new(Mutex::new(Vec::new())),
+        };
+        let state = r.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+                let state = state.clone();
+                async move {
+                    let n = {
+                        let mut seen = state.seen.lock().unwrap();
+                        seen.push((headers, body.to_vec()));
+                        seen.len() - 1
+                    };
+                    let b = *state.behaviour.lock().unwrap();
+                    match b {
+                        Behaviour::FailThenAccept(k) if n < k => (
+                            AxumStatus::SERVICE_UNAVAILABLE,
+                            [("retry-after", "1")],
+                            "busy",
+                        )
+                            .into_response(),
+                        Behaviour::FailThenAccept(_) => (AxumStatus::OK, "ok").into_response(),
+                        Behaviour::Reject400 => {
+                            (AxumStatus::BAD_REQUEST, "no such order").into_response()
+                        }
+                        Behaviour::Always503 => {
+                            (AxumStatus::SERVICE_UNAVAILABLE, "down").into_response()
+                        }
+                        Behaviour::Slow(d) => {
+                            tokio::time::sleep(d).await;
+                            (AxumStatus::OK, "ok").into_response()
+                        }
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (r, url)
+    }
+
+    fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+fn config(dir: &std::path::Path) -> Config {
+    let mut c = Config::new(dir);
+    c.delivery.base_backoff = Duration::from_millis(100);
+    c.delivery.retry_window = Duration::from_secs(5);
+    c.delivery.tick = Duration::from_millis(25);
+    c.delivery.recheck = Duration::from_millis(100);
+    c
+}
+
+/// Binds the effector to queue one message per created lead.
+async fn queue_on_create(s: &Server, channel: &str, to: &str, key: Option<&str>) {
+    s.upload_guest(ADMIN_KEY, "effector", "effector").await;
+    let mut cfg = json!({"channel": channel, "to": to});
+    if let Some(k) = key {
+        cfg["key"] = json!(k);
+    }
+    s.bind(
+        ADMIN_KEY,
+        json!({"pipeline": "leads", "module": "effector", "version": 1, "mode": "inline",
+        "triggers": [{"on": "created"}], "config": cfg, "grants": {"channels": [channel]}}),
+    )
+    .await;
+}
+
+async fn only_message(s: &Server) -> Value {
+    let all = s.get("/v1/messages", ADMIN_KEY).await;
+    let msgs = all.body["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    msgs[0].clone()
+}
+
+async fn settled(s: &Server, id: &str, status: &str) -> Value {
+    eventually(&format!("message {id} to be {status}"), 400, || async {
+        let m = s.get(&format!("/v1/messages/{id}"), ADMIN_KEY).await.body;
+        (m["status"] == status).then_some(m)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn webhooks_retry_on_503_honoring_retry_after_then_deliver_signed() {
+    let (rx, url) = Receiver::start(Behaviour::FailThenAccept(2)).await;
+    let dir = temp_dir();
+    let s = Server::start_with(config(dir.path())).await;
+    let ch = s
+        .call(
+            reqwest::Method::PUT,
+            "/v1/channels",
+            Some(ADMIN_KEY),
+            Some(json!({"webhook": {"allowed_hosts": ["127.0.0.1"]}})),
+        )
+        .await;
+    assert_eq!(ch.status, StatusCode::OK, "{:?}", ch.body);
+    let secret = ch.body["webhook_secret"].as_str().unwrap().to_string();
+    queue_on_create(&s, "webhook", &url, Some("order-1")).await;
+    s.record(ADMIN_KEY, json!({"kind": "lead", "name": "Hook"}))
+        .await;
+    let id = only_message(&s).await["id"].as_str().unwrap().to_string();
+    let m = settled(&s, &id, "sent").await;
+
+    let attempts = m["attempts"].as_array().unwrap();
+    let codes: Vec<u64> = attempts
+        .iter()
+        .map(|a| a["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(codes, vec![503, 503, 200]);
+    let at = |i: usize| {
+        chrono::DateTime::parse_from_rfc3339(attempts[i]["at"].as_str().unwrap()).unwrap()
+    };
+    assert!(
+        at(1) - at(0) >= chrono::Duration::milliseconds(950),
+        "Retry-After: 1 was honored"
+    );
+    assert!(attempts[0]["error"].as_str().unwrap().contains("HTTP 503"));
+
+    let seen = rx.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3);
+    for (headers, body) in &seen {
+        assert_eq!(headers["stagecraft-message-id"], id.as_str());
+        assert_eq!(headers["idempotency-key"], "order-1");
+        let sig = headers["stagecraft-signature"].to_str().unwrap();
+        let (t, v1) = sig.split_once(",v1=").unwrap();
+        let t = t.trim_start_matches("t=");
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(format!("{t}.").as_bytes());
+        mac.update(body);
+        assert_eq!(
+            hex::encode(mac.finalize().into_bytes()),
+            v1,
+            "valid signature"
+        );
+        let envelope: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(envelope["id"], id.as_str());
+        assert_eq!(envelope["tenant"], "default");
+        assert_eq!(envelope["idempotency_key"], "order-1");
+    }
+
+    // The same idempotency key is never queued (or sent) again.
+    s.record(ADMIN_KEY, json!({"kind": "lead", "name": "Hook again"}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        s.get("/v1/messages", ADMIN_KEY).await.body["messages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(rx.count(), 3);
+}
+
+#[tokio::test]
+async fn a_4xx_is_a_dead_letter_at_once_and_an_admin_can_retry_it() {
+    let (rx, url) = Receiver::start(Behaviour::Reject400).await;
+    let dir = temp_dir();
+    let s = Server::start_with(config(dir.path())).await;
+    s.call(
+        reqwest::Method::PUT,
+        "/v1/channels",
+        Some(ADMIN_KEY),
+        Some(json!({"webhook": {"allowed_hosts": ["*"]}})),
+    )
+    .await;
+    queue_on_create(&s, "webhook", &url, None).await;
+    s.record(ADMIN_KEY, json!({"kind": "lead", "name": "Dead"}))
+        .await;
+    let id = only_message(&s).await["id"].as_str().unwrap().to_string();
+    let m = settled(&s, &id, "dead").await;
+    assert_eq!(
+        m["attempts"].as_array().unwrap().len(),
+        1,
+        "no retry on 400"
+    );
+    assert!(m["attempts"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("no such order"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.count(), 1);
+    let dead = s
+        .get("/v1/messages?status=dead&channel=webhook", ADMIN_KEY)
+        .await;
+    assert_eq!(dead.body["messages"].as_array().unwrap().len(), 1);
+
+    // Only admins retry, only dead letters.
+    let dev = s.key(ADMIN_KEY, "developer").await;
+    assert_eq!(
+        s.post(&format!("/v1/messages/{id}/retry"), &dev, json!({}))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    *rx.behaviour.lock().unwrap() = Behaviour::FailThenAccept(0);
+    let r = s
+        .post(&format!("/v1/messages/{id}/retry"), ADMIN_KEY, json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let m = settled(&s, &id, "sent").await;
+    assert_eq!(m["attempts"].as_array().unwrap().len(), 2);
+    let r = s
+        .post(&format!("/v1/messages/{id}/retry"), ADMIN_KEY, json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(
+        s.post("/v1/messages/msg_nope/retry", ADMIN_KEY, json!({}))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn retries_stop_at_the_retry_window_and_disallowed_hosts_are_refused() {
+    let (_rx, url) = Receiver::start(Behaviour::Always503).await;
+    let dir = temp_dir();
+    let mut c = config(dir.path());
+    c.delivery.retry_window = Duration::from_secs(1);
+    let s = Server::start_with(c).await;
+    s.call(
+        reqwest::Method::PUT,
+        "/v1/channels",
+        Some(ADMIN_KEY),
+        Some(json!({"webhook": {"allowed_hosts": ["127.0.0.1"]}})),
+    )
+    .await;
+    queue_on_create(&s, "webhook", &url, None).await;
+    s.record(ADMIN_KEY, json!({"kind": "lead", "name": "Down"}))
+        .await;
+    let id = only_message(&s).await["id"].as_str().unwrap().to_string();
+    let m = settled(&s, &id, "dead").await;
+    assert!(
+        m["attempts"].as_array().unwrap().len() >= 2,
+        "it retried before giving up: {m}"
+    );
+
+    // A host outside the allow-list is never contacted.
+    s.call(
+        reqwest::Method::PUT,
+        "/v1/channels",
+        Some(ADMIN_KEY),
+        Some(json!({"webhook": {"allowed_hosts": ["hooks.example.com"]}})),
+    )
+    .await;
+    let lead = s
+        .record(ADMIN_KEY, json!({"kind": "lead", "name": "Elsewhere"}))
+        .await;
+    let msgs = s
+        .get(
+            &format!("/v1/messages?record={}", lead["id"].as_str().unwrap()),
+            ADMIN_KEY,
+        )
+        .await;
+    let id = msgs.body["messages"][0]["id"].as_str().unwrap().to_string();
+    let m = settled(&s, &id, "dead").await;
+    assert!(
+        m["attempts"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not allowed"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn without_settings_messages_stay_queued_until_a_channel_is_configured() {
+    let (rx, url) = Receiver::start(Behaviour::FailThenAccept(0)).await;
+    let dir = temp_dir();
+    let s = Server::start_with(config(dir.path())).await;
+    queue_on_create(&s, "sms", "+48600100200", None).await;
+    s.record(ADMIN_KEY, json!({"kind": "lead", "name": "Text me"}))
+        .await;
+    let id = only_message(&s).await["id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let m = s.get(&format!("/v1/messages/{id}"), ADMIN_KEY).await.body;
+    assert_eq!(m["status"], "queued", "never dropped, never marked sent");
+    assert!(m["attempts"].as_array().unwrap().is_empty());
+
+    let r = s
+        .call(
+            reqwest::Method::PUT,
+            "/v1/channels",
+            Some(ADMIN_KEY),
+            Some(json!({"sms": {"url": "ftp://nope"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = s
+        .call(
+            reqwest::Method::PUT,
+            "/v1/channels",
+            Some(ADMIN_KEY),
+            Some(json!({"sms": {"url": url, "token": "provider-token"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.body["settings"]["sms"].get("token").is_none(),
+        "secrets are write-only"
+    );
+    settled(&s, &id, "sent").await;
+    let seen = rx.seen.lock().unwrap().clone();
+    assert_eq!(seen[0].0["authorization"], "Bearer provider-token");
+    let body: Value = serde_json::from_slice(&seen[0].1).unwrap();
+    assert_eq!(body["to"], "+48600100200");
+}
+
+#[tokio::test]
+async fn notify_creates_an_in_app_notification() {
+    let dir = temp_dir();
+    let s = Server::start_with(config(dir.path())).await;
+    queue_on_create(&s, "notify", "ann", None).await;
+    let lead = s
+        .record(ADMIN_KEY, json!({"kind": "lead", "name": "Ping ann"}))
+        .await;
+    let id = only_message(&s).await["id"].as_str().unwrap().to_string();
+    settled(&s, &id, "sent").await;
+    let n = s.get("/v1/notifications?user=ann", ADMIN_KEY).await;
+    let n = n.body["notifications"].as_array().unwrap().clone();
+    assert_eq!(n.len(), 1);
+    assert_eq!(n[0]["record"], lead["id"]);
+    assert!(
+        s.get("/v1/notifications?user=bob", ADMIN_KEY).await.body["notifications"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// aiosmtpd on loopback, writing what it receives into a Maildir.
+struct Smtp {
+    child: tokio::process::Child,
+    port: u16,
+    maildir: tempfile::TempDir,
+}
+
+impl Smtp {
+    async fn start() -> Smtp {
+        let tools = std::env::var("STAGECRAFT_TOOLS").unwrap_or_else(|_| {
+            format!("{}/.cache/stagecraft-tools", std::env::var("HOME").unwrap())
+        });
+        let python = format!("{tools}/py/bin/python");
+        assert!(
+            std::path::Path::new(&python).exists(),
+            "aiosmtpd missing: run scripts/install-guest-tools"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let maildir = temp_dir();
+        let child = tokio::process::Command::new(python)
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
+            .arg(maildir.path().join("mail"))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start aiosmtpd");
+        eventually("the SMTP server to listen", 200, || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        })
+        .await;
+        Smtp {
+            child,
+            port,
+            maildir,
+        }
+    }
+
+    fn received(&self) -> Vec<String> {
+        let dir = self.maildir.path().join("mail/new");
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| std::fs::read_to_string(e.path()).unwrap())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+#[tokio::test]
+async fn email_goes_through_a_real_smtp_relay() {
+    let mut smtp = Smtp::start().await;
+    let dir = temp_dir();
+    let s = Server::start_with(config(dir.path())).await;
+    let r = s
+        .call(
+            reqwest::Method::PUT,
+            "/v1/channels",
+            Some(ADMIN_KEY),
+            Some(json!({"email": {
+        "host": "127.0.0.1", "port": smtp.port, "tls": "none", "from": "Acme CRM <crm@acme.test>",
+        "username": null, "password": null}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    queue_on_create(&s, "email", "ada@example.com", None).await;
+    let lead = s
+        .record(ADMIN_KEY, json!({"kind": "lead", "name": "Mail me"}))
+        .await;
+    let id = only_message(&s).await["id"].as_str().unwrap().to_string();
+    let m = settled(&s, &id, "sent").await;
+    assert_eq!(m["attempts"][0]["status"], 250);
+    let mails = smtp.received();
+    assert_eq!(mails.len(), 1);
+    let mail = &mails[0];
+    assert!(mail.contains("Subject: hello"), "{mail}");
+    assert!(mail.contains("To: ada@example.com"), "{mail}");
+    assert!(
+        mail.contains(&format!("Message-ID: <{id}@stagecraft>")),
+        "{mail}"
+    );
+    assert!(
+        mail.contains(&format!("about {}", lead["id"].as_str().unwrap())),
+        "{mail}"
+    );
+
+    // A recipient that is not an address is a dead letter, not a retry loop.
+    let b = s.get("/v1/bindings", ADMIN_KEY).await.body["bindings"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.patch(
+        &format!("/v1/bindings/{b}"),
+        ADMIN_KEY,
+        json!({"config": {"channel": "email", "to": "not an address"}}),
+    )
+    .await;
+    let lead = s
+        .record(ADMIN_KEY, json!({"kind": "lead", "name": "Bad mail"}))
+        .await;
+    let msgs = s
+        .get(
+            &format!("/v1/messages?record={}", lead["id"].as_str().unwrap()),
+            ADMIN_KEY,
+        )
+        .await;
+    let bad = msgs.body["messages"][0]["id"].as_str().unwrap().to_string();
+    let m = settled(&s, &bad, "dead").await;
+    assert!(
+        m["attempts"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not an email address"),
+        "{m}"
+    );
+
+    // The relay going away means retries, not loss.
+    smtp.child.kill().await.unwrap();
+    let lead = s
+        .record(ADMIN_KEY, json!({"kind": "lead", "name": "Relay down"}))
+        .await;
+    let _ = lead;
+    s.patch(
+        &format!("/v1/bindings/{b}"),
+        ADMIN_KEY,
+        json!({"config": {"channel": "email", "to": "bob@example.com"}}),
+    )
+    .await;
+    let lead = s
+        .record(ADMIN_KEY, json!({"kind": "lead", "name": "Relay down 2"}))
+        .await;
+    let msgs = s
+        .get(
+            &format!("/v1/messages?record={}", lead["id"].as_str().unwrap()),
+            ADMIN_KEY,
+        )
+        .await;
+    let down = msgs.body["messages"][0]["id"].as_str().unwrap().to_string();
+    let m = eventually("a failed attempt", 200, || async {
+        let m = s.get(&format!("/v1/messages/{down}"), ADMIN_KEY).await.body;
+        (!m["attempts"].as_array().unwrap().is_empty()).then_some(m)
+    })
+    .await;
+    assert_ne!(m["status"], "sent");
+    assert_ne!(m["status"], "dead", "connection failures are retried: {m}");
+}
+
+#[tokio::test]
+async fn a_restart_in_the_middle_of_a_backlog_loses_nothing() {
+    const N: usize = 12;
+    let (rx, url) = Receiver::start(Behaviour::Slow(Duration::from_millis(100))).await;
+    let dir = temp_dir();
+    let mut c = config(dir.path());
+    c.delivery.per_destination = 1;
+    let s = Server::start_with(c.clone()).await;
+    s.call(
+        reqwest::Method::PUT,
+        "/v1/channels",
+        Some(ADMIN_KEY),
+        Some(json!({"webhook": {"allowed_hosts": ["*"]}})),
+    )
+    .await;
+    queue_on_create(&s, "webhook", &url, None).await;
+    for i in 0..N {
+        s.record(ADMIN_KEY, json!({"kind": "lead", "name": format!("B{i}")}))
+            .await;
+    }
+    eventually("some deliveries", 200, || async {
+        (rx.count() >= 2).then_some(())
+    })
+    .await;
+    let dir_path = s.stop().await;
+    let delivered_before = rx.count();
+    assert!(
+        delivered_before < N,
+        "the backlog was still draining ({delivered_before} of {N})"
+    );
+    let s = Server::start_with({
+        let mut c2 = c;
+        c2.data_dir = dir_path;
+        c2
+    })
+    .await;
+    eventually("the whole backlog", 400, || async {
+        let sent = s.get("/v1/messages?status=sent", ADMIN_KEY).await;
+        (sent.body["messages"].as_array().unwrap().len() == N).then_some(())
+    })
+    .await;
+    let mut per_id: HashMap<String, usize> = HashMap::new();
+    for (h, _) in rx.seen.lock().unwrap().iter() {
+        *per_id
+            .entry(h["stagecraft-message-id"].to_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(per_id.len(), N, "every message arrived");
+    assert!(
+        per_id.values().all(|n| *n <= 2),
+        "at most once more after a restart: {per_id:?}"
+    );
+}
