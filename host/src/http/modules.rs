@@ -17,6 +17,7 @@ use super::{ApiError, AppState, Caller, ErrorBody};
 use crate::crm::records::event;
 use crate::model::id::is_valid_slug;
 use crate::model::{Event, EventKind, Grants, Module, ModuleVersion, Role};
+use crate::registry::{self, PublishError};
 use crate::sandbox::{RunInput, RunReport, UploadError};
 
 const AUTHORS: &[Role] = &[Role::Developer, Role::Admin];
@@ -88,37 +89,21 @@ async fn upload(
             body_too_large()
         }
     })?;
-    let sandbox = state.sandbox.clone();
-    let compiled = tokio::task::spawn_blocking(move || {
-        let ins = sandbox.inspect(&bytes)?;
-        let meta = (
-            ins.hash.clone(),
-            ins.size,
-            ins.language.clone(),
-            ins.imports.clone(),
-        );
-        sandbox
-            .install(ins, &bytes)
-            .map_err(|e| UploadError::Invalid(e.to_string()))?;
-        Ok::<_, UploadError>(meta)
+    let (store, sandbox, tenant, key) = (
+        state.store.clone(),
+        state.sandbox.clone(),
+        caller.tenant.clone(),
+        caller.key_id.clone(),
+    );
+    let v = tokio::task::spawn_blocking(move || {
+        registry::publish(&store, &sandbox, &tenant, &name, &bytes, &key)
     })
     .await
-    .map_err(ApiError::internal)?;
-    let (hash, size, language, imports) = compiled.map_err(upload_error)?;
-    let now = Utc::now();
-    let v = state
-        .store
-        .add_module_version(&caller.tenant, &name, |version| ModuleVersion {
-            module: name.clone(),
-            version,
-            hash: hash.clone(),
-            size: size as u64,
-            language: language.clone(),
-            imports: imports.clone(),
-            uploaded_by: caller.key_id.clone(),
-            uploaded_at: now,
-        })?;
-    tracing::info!(module = %name, version = v.version, hash = %v.hash, "module version uploaded");
+    .map_err(ApiError::internal)?
+    .map_err(|e| match e {
+        PublishError::Upload(u) => upload_error(u),
+        PublishError::Store(s) => s.into(),
+    })?;
     Ok((StatusCode::CREATED, Json(v)))
 }
 
