@@ -1,6 +1,7 @@
 //! Builds the Wasm the integration tests upload, from source, on every test build:
-//! the Rust guest fixtures (tests/guests) and the example modules (examples/) for
-//! wasm32-wasip2, and the Python and JavaScript fixtures with their real toolchains
+//! the Rust guest fixtures (tests/guests) for wasm32-wasip2 (the example modules come
+//! embedded in the host, built by its own build.rs), and the Python and JavaScript fixtures
+//! with their real toolchains
 //! (scripts/build-polyglot-guests; the tools come from scripts/install-guest-tools).
 //! The tests find the results in `STAGECRAFT_GUESTS_DIR`.
 
@@ -27,17 +28,12 @@ fn main() {
         "tests/guests/python",
         "tests/guests/js",
         "scripts/build-polyglot-guests",
-        "examples",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
     println!("cargo:rerun-if-env-changed=STAGECRAFT_TOOLS");
 
     build_rust(&root.join("tests/guests/Cargo.toml"), &target, &out);
-    let examples = root.join("examples/Cargo.toml");
-    if examples.exists() {
-        build_rust(&examples, &target, &out);
-    }
 
     let script = root.join("scripts/build-polyglot-guests");
     if script.exists() {

@@ -25,6 +25,9 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Seed the default tenant with the example modules, bindings and sample records.
+        #[arg(long)]
+        demo: bool,
     },
 }
 
@@ -39,12 +42,25 @@ pub async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { data_dir, listen } => {
+        Command::Serve {
+            data_dir,
+            listen,
+            demo,
+        } => {
             let config = Config::new(data_dir);
             let bootstrap = std::env::var("STAGECRAFT_BOOTSTRAP_KEY").ok();
             let started = crate::server::start(config, bootstrap.as_deref())?;
             if let Some(key) = &started.bootstrap_key {
                 println!("admin key: {key}");
+            }
+            if demo {
+                match crate::demo::seed(&started.state, "default").await? {
+                    Some(s) => println!(
+                        "demo: {} example modules enabled, {} sample records created in tenant default",
+                        s.modules, s.records
+                    ),
+                    None => println!("demo: tenant default already has the example modules"),
+                }
             }
             let listener = tokio::net::TcpListener::bind(listen)
                 .await

@@ -1,0 +1,291 @@
+//! lead-scoring: on lead created/updated, score it from configurable rules (job title, company
+//! size, source, email domain) into a field; when the score passes the threshold, assign an
+//! owner from the team (least busy, or round robin), move the lead to the qualified stage and
+//! notify the owner.
+//!
+//! Config (every key optional):
+//! ```json
+//! {"title_points": {"cto": 30, "vp": 20}, "size_points": [{"min": 100, "points": 15}],
+//!  "source_points": {"referral": 25}, "domain_points": {"gmail.com": -15},
+//!  "threshold": 50, "team": ["ann", "bob"], "assign": "least_busy",
+//!  "qualified_stage": "qualified", "score_field": "score"}
+//! ```
+//! Reads custom fields `job_title`, `company_size`, `source` and the core `email`.
+//! Grants needed: fields `score` (the score field) and `owner`; channel `notify`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use stagecraft_sdk::prelude::*;
+
+#[derive(Debug, Deserialize, Clone)]
+pub struct SizeRule {
+    pub min: u64,
+    pub points: i64,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Assign {
+    #[default]
+    LeastBusy,
+    RoundRobin,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub title_points: BTreeMap<String, i64>,
+    /// First rule (highest `min` first) the company size reaches wins.
+    pub size_points: Vec<SizeRule>,
+    pub source_points: BTreeMap<String, i64>,
+    pub domain_points: BTreeMap<String, i64>,
+    pub threshold: i64,
+    pub team: Vec<String>,
+    pub assign: Assign,
+    pub qualified_stage: String,
+    pub score_field: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            title_points: BTreeMap::from([
+                ("cto".into(), 30),
+                ("ceo".into(), 30),
+                ("vp".into(), 20),
+                ("head".into(), 15),
+                ("manager".into(), 10),
+            ]),
+            size_points: vec![
+                SizeRule {
+                    min: 1000,
+                    points: 25,
+                },
+                SizeRule {
+                    min: 100,
+                    points: 15,
+                },
+                SizeRule { min: 10, points: 5 },
+            ],
+            source_points: BTreeMap::from([("referral".into(), 25), ("webinar".into(), 15)]),
+            domain_points: BTreeMap::from([("gmail.com".into(), -15), ("yahoo.com".into(), -15)]),
+            threshold: 50,
+            team: Vec::new(),
+            assign: Assign::LeastBusy,
+            qualified_stage: "qualified".into(),
+            score_field: "score".into(),
+        }
+    }
+}
+
+/// The score and the reasons behind it, from the record's fields alone.
+pub fn score(config: &Config, lead: &Record) -> (i64, Vec<String>) {
+    let mut total = 0;
+    let mut why = Vec::new();
+    if let Some(title) = lead.custom_field::<String>("job_title") {
+        let title = title.to_lowercase();
+        if let Some((k, p)) = config
+            .title_points
+            .iter()
+            .filter(|(k, _)| title.contains(k.as_str()))
+            .max_by_key(|(_, p)| **p)
+        {
+            total += p;
+            why.push(format!("title {k} {p:+}"));
+        }
+    }
+    if let Some(size) = lead.custom_field::<u64>("company_size") {
+        let mut rules = config.size_points.clone();
+        rules.sort_by_key(|r| std::cmp::Reverse(r.min));
+        if let Some(r) = rules.iter().find(|r| size >= r.min) {
+            total += r.points;
+            why.push(format!("size {size} {:+}", r.points));
+        }
+    }
+    if let Some(source) = lead.custom_field::<String>("source") {
+        if let Some(p) = config.source_points.get(&source.to_lowercase()) {
+            total += p;
+            why.push(format!("source {source} {p:+}"));
+        }
+    }
+    if let Some(domain) = lead
+        .email
+        .as_deref()
+        .and_then(|e| e.rsplit_once('@'))
+        .map(|(_, d)| d.to_lowercase())
+    {
+        if let Some(p) = config.domain_points.get(&domain) {
+            total += p;
+            why.push(format!("domain {domain} {p:+}"));
+        }
+    }
+    (total, why)
+}
+
+/// Picks an owner from the team by current load (or in turn).
+fn pick_owner(ctx: &mut Ctx<'_>, config: &Config, lead: &Record) -> Result<Option<String>, String> {
+    if config.team.is_empty() {
+        return Ok(None);
+    }
+    let mut loads = Vec::new();
+    for member in &config.team {
+        let mut filter = Filter::default()
+            .of_kind(RecordKind::Lead)
+            .owned_by(member.clone());
+        if let Some(p) = &lead.pipeline {
+            filter = filter.in_pipeline(p.clone());
+        }
+        loads.push(ctx.find(&filter, 100)?.len());
+    }
+    let index = match config.assign {
+        Assign::LeastBusy => loads
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, n)| (**n, *i))
+            .map_or(0, |(i, _)| i),
+        Assign::RoundRobin => loads.iter().sum::<usize>() % config.team.len(),
+    };
+    Ok(config.team.get(index).cloned())
+}
+
+pub struct LeadScoring;
+
+impl Rule for LeadScoring {
+    fn handle(ctx: &mut Ctx<'_>, event: &Event) -> Result<(), String> {
+        let config: Config = ctx.config()?;
+        let lead = ctx.get(&event.record()?.id)?;
+        if lead.kind != RecordKind::Lead {
+            return Ok(());
+        }
+        let (points, why) = score(&config, &lead);
+        ctx.info(format!(
+            "{} scores {points} ({})",
+            lead.id,
+            if why.is_empty() {
+                "no signals".into()
+            } else {
+                why.join(", ")
+            }
+        ));
+        if lead.custom_field::<i64>(&config.score_field) != Some(points) {
+            ctx.set_field(&lead.id, &config.score_field, &points)?;
+        }
+        if points < config.threshold
+            || lead.owner.is_some()
+            || lead.in_stage(&config.qualified_stage)
+        {
+            return Ok(());
+        }
+        let Some(owner) = pick_owner(ctx, &config, &lead)? else {
+            ctx.warn("qualified, but the config has no team to assign to");
+            return Ok(());
+        };
+        ctx.set_field(&lead.id, "owner", &owner)?;
+        ctx.move_to(&lead.id, &config.qualified_stage)?;
+        ctx.queue(
+            Message::notify(
+                owner.clone(),
+                "New qualified lead",
+                format!("{} (score {points}) is yours", lead.name),
+            )
+            .idempotency_key(format!("lead-scoring/assigned/{}", lead.id)),
+        )?;
+        Ok(())
+    }
+}
+
+stagecraft_sdk::export_rule!(LeadScoring);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use stagecraft_sdk::testing::{self, Effect, MockHost};
+
+    fn lead(id: &str, title: &str, size: u64, source: &str, email: &str) -> Record {
+        let mut r = testing::lead(id, "Lead", "leads", "new");
+        r.email = Some(email.into());
+        r.custom.insert("job_title".into(), json!(title));
+        r.custom.insert("company_size".into(), json!(size));
+        r.custom.insert("source".into(), json!(source));
+        r
+    }
+
+    #[test]
+    fn scores_from_every_signal() {
+        let c = Config::default();
+        let (s, why) = score(&c, &lead("l1", "VP Sales", 250, "Referral", "x@acme.io"));
+        assert_eq!(s, 20 + 15 + 25);
+        assert_eq!(why.len(), 3);
+        let (s, _) = score(&c, &lead("l2", "intern", 5, "ads", "x@gmail.com"));
+        assert_eq!(s, -15);
+    }
+
+    #[test]
+    fn hot_leads_go_to_the_least_busy_member() -> Result<(), String> {
+        let mut busy = testing::lead("other", "Other", "leads", "qualified");
+        busy.owner = Some("ann".into());
+        let mut host = MockHost::new()
+            .with_record(busy)
+            .with_record(lead("l1", "CTO", 2000, "referral", "cto@acme.io"))
+            .with_config(r#"{"team": ["ann", "bob"]}"#)
+            .with_pipeline("leads", &["new", "contacted", "qualified", "converted"]);
+        host.run::<LeadScoring>(&Event::created(lead(
+            "l1",
+            "CTO",
+            2000,
+            "referral",
+            "cto@acme.io",
+        )))?;
+        let l1 = host.record("l1").ok_or("no l1")?;
+        assert_eq!(l1.owner.as_deref(), Some("bob"));
+        assert!(l1.in_stage("qualified"));
+        assert_eq!(l1.custom_field::<i64>("score"), Some(80));
+        assert_eq!(host.queued()[0].to, "bob");
+        Ok(())
+    }
+
+    #[test]
+    fn round_robin_counts_assigned_leads() -> Result<(), String> {
+        let mut a = testing::lead("a", "A", "leads", "qualified");
+        a.owner = Some("ann".into());
+        let mut host = MockHost::new().with_record(a).with_config(
+            r#"{"team": ["ann", "bob", "cy"], "assign": "round_robin", "threshold": 0}"#,
+        );
+        host.run::<LeadScoring>(&Event::created(testing::lead("l1", "L", "leads", "new")))?;
+        assert_eq!(
+            host.record("l1").and_then(|r| r.owner.clone()).as_deref(),
+            Some("bob")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn cold_leads_only_get_a_score() -> Result<(), String> {
+        let cold = lead("l1", "student", 1, "ads", "kid@gmail.com");
+        let mut host = MockHost::new()
+            .with_record(cold.clone())
+            .with_config(r#"{"team": ["ann"]}"#);
+        host.run::<LeadScoring>(&Event::created(cold))?;
+        assert_eq!(
+            host.effects,
+            vec![Effect::SetField {
+                record: "l1".into(),
+                name: "score".into(),
+                value: json!(-15)
+            }]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn bad_config_names_the_problem() {
+        let l = testing::lead("l1", "L", "leads", "new");
+        let mut host = MockHost::new()
+            .with_record(l.clone())
+            .with_config(r#"{"treshold": 3}"#);
+        let err = host.run::<LeadScoring>(&Event::created(l)).unwrap_err();
+        assert!(err.contains("treshold"), "{err}");
+    }
+}

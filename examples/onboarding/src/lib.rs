@@ -1,0 +1,204 @@
+//! onboarding: when a deal enters its won stage, email the customer a welcome now, a
+//! follow-up after 2 days and a check-in after 7 days. The follow-ups are durable timers the
+//! host cancels if the deal leaves the won stage (Bitrix24 semantics), so a deal reopened by
+//! mistake gets no further mail.
+//!
+//! Config (every key optional):
+//! ```json
+//! {"won_stage": "won", "follow_up_seconds": 172800, "check_in_seconds": 604800,
+//!  "fallback_email": "success@acme.example", "product": "Acme CRM"}
+//! ```
+//! The recipient is the email of the deal's linked contact (else `fallback_email`).
+//! Bind to: `entered_stage` won. Grants needed: field `onboarding_step`; channel `email`.
+
+use serde::Deserialize;
+use serde_json::json;
+use stagecraft_sdk::prelude::*;
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub won_stage: String,
+    pub follow_up_seconds: u64,
+    pub check_in_seconds: u64,
+    pub fallback_email: Option<String>,
+    pub product: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            won_stage: "won".into(),
+            follow_up_seconds: 2 * 24 * 3600,
+            check_in_seconds: 7 * 24 * 3600,
+            fallback_email: None,
+            product: "our product".into(),
+        }
+    }
+}
+
+/// Subject and body of each step's email.
+pub fn email_for(step: &str, customer: &str, product: &str) -> (String, String) {
+    match step {
+        "welcome" => (
+            format!("Welcome to {product}"),
+            format!(
+                "Hi {customer},\n\nthank you for choosing {product}. Your onboarding starts today."
+            ),
+        ),
+        "follow_up" => (
+            format!("How are your first days with {product}?"),
+            format!("Hi {customer},\n\nanything we can help with while you set up?"),
+        ),
+        _ => (
+            format!("A week with {product}"),
+            format!("Hi {customer},\n\nit has been a week: shall we review your setup together?"),
+        ),
+    }
+}
+
+fn recipient(
+    ctx: &mut Ctx<'_>,
+    deal: &Record,
+    config: &Config,
+) -> Result<Option<(String, String)>, String> {
+    if let Some(contact_id) = &deal.contact {
+        match ctx.get(contact_id) {
+            Ok(c) => {
+                if let Some(email) = c.email.clone() {
+                    return Ok(Some((email, c.name)));
+                }
+            }
+            Err(HostError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(config
+        .fallback_email
+        .clone()
+        .map(|e| (e, "there".to_string())))
+}
+
+fn send(ctx: &mut Ctx<'_>, deal: &Record, config: &Config, step: &str) -> Result<(), String> {
+    let Some((to, name)) = recipient(ctx, deal, config)? else {
+        ctx.warn(format!(
+            "deal {} has no contact email and no fallback_email: {step} not sent",
+            deal.id
+        ));
+        return Ok(());
+    };
+    let (subject, body) = email_for(step, &name, &config.product);
+    ctx.queue(
+        Message::email(to, subject, body).idempotency_key(format!("onboarding/{step}/{}", deal.id)),
+    )?;
+    ctx.set_field(&deal.id, "onboarding_step", &step)?;
+    Ok(())
+}
+
+pub struct Onboarding;
+
+impl Rule for Onboarding {
+    fn handle(ctx: &mut Ctx<'_>, event: &Event) -> Result<(), String> {
+        let config: Config = ctx.config()?;
+        let deal = ctx.get(&event.record()?.id)?;
+        if !deal.in_stage(&config.won_stage) {
+            return Ok(());
+        }
+        match &event.kind {
+            EventKind::Scheduled { payload } => {
+                let step = payload["step"].as_str().unwrap_or("check_in").to_string();
+                send(ctx, &deal, &config, &step)
+            }
+            _ => {
+                send(ctx, &deal, &config, "welcome")?;
+                ctx.schedule_after(config.follow_up_seconds, &json!({"step": "follow_up"}))?;
+                ctx.schedule_after(config.check_in_seconds, &json!({"step": "check_in"}))?;
+                Ok(())
+            }
+        }
+    }
+}
+
+stagecraft_sdk::export_rule!(Onboarding);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stagecraft_sdk::testing::{self, Effect, MockHost};
+
+    fn won_deal() -> Record {
+        let mut d = testing::deal("d1", "Big deal", "deals", "won", 5000.0);
+        d.contact = Some("c1".into());
+        d
+    }
+
+    #[test]
+    fn welcomes_now_and_schedules_two_follow_ups() -> Result<(), String> {
+        let mut host = MockHost::new()
+            .with_record(won_deal())
+            .with_record(testing::contact("c1", "Grace", "grace@navy.example"))
+            .with_config(r#"{"product": "Acme CRM"}"#);
+        host.run::<Onboarding>(&Event::stage_changed(won_deal(), "negotiation", "won"))?;
+        let mail = host.queued();
+        assert_eq!(mail.len(), 1);
+        assert_eq!(mail[0].to, "grace@navy.example");
+        assert_eq!(mail[0].subject, "Welcome to Acme CRM");
+        assert_eq!(
+            mail[0].idempotency_key.as_deref(),
+            Some("onboarding/welcome/d1")
+        );
+        let delays: Vec<u64> = host
+            .effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Schedule { seconds, .. } => Some(*seconds),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(delays, vec![172_800, 604_800]);
+        Ok(())
+    }
+
+    #[test]
+    fn the_follow_up_sends_its_own_mail() -> Result<(), String> {
+        let mut host = MockHost::new()
+            .with_record(won_deal())
+            .with_record(testing::contact("c1", "Grace", "grace@navy.example"));
+        host.run::<Onboarding>(&Event::scheduled(won_deal(), json!({"step": "follow_up"})))?;
+        assert_eq!(
+            host.queued()[0].idempotency_key.as_deref(),
+            Some("onboarding/follow_up/d1")
+        );
+        assert_eq!(
+            host.record("d1")
+                .and_then(|d| d.custom_field::<String>("onboarding_step"))
+                .as_deref(),
+            Some("follow_up")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_deal_that_left_won_gets_nothing() -> Result<(), String> {
+        let mut lost = won_deal();
+        lost.stage = Some("negotiation".into());
+        let mut host = MockHost::new().with_record(lost.clone());
+        host.run::<Onboarding>(&Event::scheduled(lost, json!({"step": "check_in"})))?;
+        assert!(host.effects.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn no_email_anywhere_is_a_warning_not_a_failure() -> Result<(), String> {
+        let mut d = won_deal();
+        d.contact = None;
+        let mut host = MockHost::new().with_record(d.clone());
+        host.run::<Onboarding>(&Event::created(d))?;
+        assert!(host.queued().is_empty());
+        assert!(host
+            .logs
+            .iter()
+            .any(|(_, m)| m.contains("no contact email")));
+        Ok(())
+    }
+}
