@@ -301,10 +301,11 @@ const RESERVED: &[&str] = &[
     "updated_at",
 ];
 
-fn opt_string(name: &str, value: Value) -> Result<Option<String>, String> {
+fn opt_string(name: &str, value: Value, max: usize) -> Result<Option<String>, String> {
     match value {
         Value::Null => Ok(None),
-        Value::String(s) => Ok(Some(s)),
+        Value::String(s) if s.len() <= max => Ok(Some(s)),
+        Value::String(_) => Err(format!("field {name:?} is longer than {max} bytes")),
         other => Err(format!(
             "field {name:?} must be a string or null, not {}",
             json_type(&other)
@@ -312,11 +313,15 @@ fn opt_string(name: &str, value: Value) -> Result<Option<String>, String> {
     }
 }
 
-/// The host's field-writing rules, simplified (no length limits or link checks).
+/// The host's field-writing rules (host/src/model/record.rs), minus the check that linked
+/// records exist. `tests/tests/field_rules.rs` fails when the two disagree.
 fn apply_field(r: &mut Record, name: &str, value: Value) -> Result<(), String> {
     match name {
         "name" => match value {
-            Value::String(s) if !s.trim().is_empty() => r.name = s,
+            Value::String(s) if !s.trim().is_empty() && s.len() <= 500 => r.name = s,
+            Value::String(_) => {
+                return Err("field \"name\" must be 1-500 characters and not blank".into())
+            }
             other => {
                 return Err(format!(
                     "field \"name\" must be a non-blank string, not {}",
@@ -325,7 +330,7 @@ fn apply_field(r: &mut Record, name: &str, value: Value) -> Result<(), String> {
             }
         },
         "email" => {
-            let v = opt_string(name, value)?;
+            let v = opt_string(name, value, 320)?;
             if let Some(e) = &v {
                 let ok = e
                     .split_once('@')
@@ -336,10 +341,10 @@ fn apply_field(r: &mut Record, name: &str, value: Value) -> Result<(), String> {
             }
             r.email = v;
         }
-        "phone" => r.phone = opt_string(name, value)?,
-        "owner" => r.owner = opt_string(name, value)?,
-        "company" => r.company = opt_string(name, value)?,
-        "contact" => r.contact = opt_string(name, value)?,
+        "phone" => r.phone = opt_string(name, value, 64)?,
+        "owner" => r.owner = opt_string(name, value, 200)?,
+        "company" => r.company = opt_string(name, value, 64)?,
+        "contact" => r.contact = opt_string(name, value, 64)?,
         "amount" | "currency" if r.kind != RecordKind::Deal => {
             return Err(format!(
                 "field {name:?} belongs to deals, not {}s",
@@ -362,7 +367,7 @@ fn apply_field(r: &mut Record, name: &str, value: Value) -> Result<(), String> {
             }
         }
         "currency" => {
-            let v = opt_string(name, value)?;
+            let v = opt_string(name, value, 16)?;
             if let Some(c) = &v {
                 if c.len() != 3 || !c.chars().all(|ch| ch.is_ascii_uppercase()) {
                     return Err(format!(
@@ -383,6 +388,12 @@ fn apply_field(r: &mut Record, name: &str, value: Value) -> Result<(), String> {
             }
         }
         _ => return Err(format!("{name:?} is not a valid field name")),
+    }
+    if r.kind == RecordKind::Contact && r.contact.is_some() {
+        return Err("field \"contact\" links deals to contacts; contacts cannot have one".into());
+    }
+    if r.kind == RecordKind::Company && (r.company.is_some() || r.contact.is_some()) {
+        return Err("companies cannot link to a company or contact".into());
     }
     Ok(())
 }
