@@ -715,3 +715,71 @@ async fn bindings_are_validated_and_inbound_events_trigger_them() {
     let r = s.post("/v1/events", ADMIN_KEY, json!({"name": ""})).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test]
+async fn a_background_run_never_overwrites_a_concurrent_change() {
+    let dir = temp_dir();
+    let s = Server::start(dir.path()).await;
+    s.upload_guest(ADMIN_KEY, "effector", "effector").await;
+    // Slow enough that the agent's edit lands while the module runs.
+    s.bind(ADMIN_KEY, json!({"pipeline": "leads", "module": "effector", "version": 1,
+        "triggers": [{"on": "created"}], "config": {"field": "checked", "value": true, "work": 60_000_000},
+        "grants": {"fields": ["checked"]}})).await;
+    let lead = s
+        .record(ADMIN_KEY, json!({"kind": "lead", "name": "Busy"}))
+        .await;
+    let id = lead["id"].as_str().unwrap().to_string();
+    let r = s
+        .patch(
+            &format!("/v1/records/{id}"),
+            ADMIN_KEY,
+            json!({"phone": "+48 600 100 200"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let done = eventually("the background run", 400, || async {
+        let r = record(&s, &id).await;
+        (r["custom"]["checked"] == true).then_some(r)
+    })
+    .await;
+    assert_eq!(
+        done["phone"], "+48 600 100 200",
+        "the agent's change survived the run: {done}"
+    );
+    assert_eq!(done["version"], 3);
+    let runs = s.runs(ADMIN_KEY, &format!("record={id}")).await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["outcome"]["kind"], "ok");
+}
+
+#[tokio::test]
+async fn a_timer_tied_to_a_stage_left_in_the_same_change_is_never_created() {
+    let dir = temp_dir();
+    let s = Server::start(dir.path()).await;
+    s.upload_guest(ADMIN_KEY, "follower", "follower").await;
+    s.upload_guest(ADMIN_KEY, "effector", "effector").await;
+    s.bind(ADMIN_KEY, json!({"pipeline": "leads", "module": "follower", "version": 1, "mode": "inline", "order": 0,
+        "triggers": [{"on": "created"}], "config": {"after": 60}})).await;
+    s.bind(ADMIN_KEY, json!({"pipeline": "leads", "module": "effector", "version": 1, "mode": "inline", "order": 1,
+        "triggers": [{"on": "created"}], "config": {"stage": "contacted"}})).await;
+    let lead = s
+        .record(
+            ADMIN_KEY,
+            json!({"kind": "lead", "name": "Moved on at once"}),
+        )
+        .await;
+    assert_eq!(lead["stage"], "contacted");
+    assert!(
+        s.state.store.timers("default").unwrap().is_empty(),
+        "the follow-up was tied to \"new\", which the lead left in the same change"
+    );
+    let r = s
+        .post(
+            "/v1/bindings",
+            ADMIN_KEY,
+            json!({"pipeline": "leads", "module": "effector", "version": 1,
+        "triggers": [{"on": "deleted", "delay_seconds": 60}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+}

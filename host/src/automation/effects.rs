@@ -8,6 +8,15 @@ use crate::model::{Binding, Cause, Effect, Event, MessageStatus, OutboxMessage, 
 use crate::sandbox::RunReport;
 use crate::store::{Changeset, Store};
 
+/// Why effects could not be applied.
+#[derive(Debug)]
+pub enum ApplyError {
+    /// A record changed (or vanished) after the module read it: run it again on fresh state.
+    Stale(String),
+    Store(String),
+}
+
+/// Adds a successful run's effects to `cs`, all or nothing: on error `cs` is as before.
 pub fn apply(
     store: &Store,
     cs: &mut Changeset,
@@ -16,7 +25,32 @@ pub fn apply(
     run: &str,
     report: &RunReport,
     now: DateTime<Utc>,
-) -> Result<(), String> {
+) -> Result<(), ApplyError> {
+    let marks = (
+        cs.records.len(),
+        cs.events.len(),
+        cs.messages.len(),
+        cs.timers.len(),
+    );
+    let out = apply_all(store, cs, event, binding, run, report, now);
+    if out.is_err() {
+        cs.records.truncate(marks.0);
+        cs.events.truncate(marks.1);
+        cs.messages.truncate(marks.2);
+        cs.timers.truncate(marks.3);
+    }
+    out
+}
+
+fn apply_all(
+    store: &Store,
+    cs: &mut Changeset,
+    event: &Event,
+    binding: &Binding,
+    run: &str,
+    report: &RunReport,
+    now: DateTime<Utc>,
+) -> Result<(), ApplyError> {
     let mut chain = event
         .cause
         .as_ref()
@@ -30,14 +64,28 @@ pub fn apply(
         depth: event.depth() + 1,
     };
     for changed in &report.records {
+        let gone = || {
+            ApplyError::Stale(format!(
+                "record {:?} was deleted while the module ran",
+                changed.id
+            ))
+        };
         let old = match cs.pending(&changed.id) {
             Some(Some(r)) => r.clone(),
-            Some(None) => return Err(format!("record {:?} was deleted", changed.id)),
+            Some(None) => return Err(gone()),
             None => store
                 .record(&cs.tenant, &changed.id)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("record {:?} no longer exists", changed.id))?,
+                .map_err(|e| ApplyError::Store(e.to_string()))?
+                .ok_or_else(gone)?,
         };
+        // The module's copy still carries the version it read: anything newer means someone
+        // else changed the record meanwhile, and writing the copy would lose their change.
+        if old.version != changed.version {
+            return Err(ApplyError::Stale(format!(
+                "record {:?} changed while the module ran (read version {}, now {})",
+                changed.id, changed.version, old.version
+            )));
+        }
         let mut new = changed.clone();
         new.version = old.version + 1;
         new.updated_at = now;
@@ -78,7 +126,7 @@ pub fn apply(
                     Some(r) => r.and_then(|r| r.stage.clone()),
                     None => store
                         .record(&cs.tenant, record)
-                        .map_err(|e| e.to_string())?
+                        .map_err(|e| ApplyError::Store(e.to_string()))?
                         .and_then(|r| r.stage),
                 };
                 cs.timers.push(Timer {

@@ -78,9 +78,12 @@ pub fn run_id(event: &str, binding: &str) -> String {
     format!("run_{tail}_{}", &h[..10])
 }
 
-/// A failed inline run, carried out of the cascade.
-struct Rejection {
-    run: Box<RunRecord>,
+/// Why a cascade stopped.
+enum Halt {
+    /// An inline run failed: the change is rejected.
+    Rejected(Box<RunRecord>),
+    /// A record changed under a run (or storage failed): nothing commits; try again.
+    Store(StoreError),
 }
 
 impl Automation {
@@ -118,7 +121,12 @@ impl Automation {
 
     fn submit_blocking(&self, mut cs: Changeset) -> Result<Changeset, AutomationError> {
         let now = Utc::now();
-        if let Err(Rejection { run }) = self.cascade(&mut cs, 0, now) {
+        let run = match self.cascade(&mut cs, 0, now) {
+            Ok(()) => None,
+            Err(Halt::Store(e)) => return Err(e.into()),
+            Err(Halt::Rejected(run)) => Some(run),
+        };
+        if let Some(run) = run {
             let message = run.outcome.describe();
             let id = run.id.clone();
             let mut failed = Changeset::new(&cs.tenant);
@@ -136,12 +144,7 @@ impl Automation {
     }
 
     /// Handles `cs.events[from..]`, including the events that runs add while it goes.
-    fn cascade(
-        &self,
-        cs: &mut Changeset,
-        from: usize,
-        now: DateTime<Utc>,
-    ) -> Result<(), Rejection> {
+    fn cascade(&self, cs: &mut Changeset, from: usize, now: DateTime<Utc>) -> Result<(), Halt> {
         let bindings = match self.store.bindings(&cs.tenant) {
             Ok(b) => b,
             Err(e) => {
@@ -181,11 +184,11 @@ impl Automation {
                         binding: Some(b.id.clone()),
                     }),
                     Mode::Inline => {
-                        let run = self.execute(cs, &event, b, now);
+                        let run = self.execute(cs, &event, b, now).map_err(Halt::Store)?;
                         if run.outcome.is_ok() || skipped(&run.outcome) {
                             cs.runs.push(run);
                         } else {
-                            return Err(Rejection { run: Box::new(run) });
+                            return Err(Halt::Rejected(Box::new(run)));
                         }
                     }
                 }
@@ -196,14 +199,14 @@ impl Automation {
 
     /// Runs `binding` on `event` against the store plus `cs`'s pending writes; on success
     /// its effects (and their events) are added to `cs`. Returns the run record (not yet
-    /// added to `cs`).
+    /// added to `cs`), or a version conflict when a record it wrote changed meanwhile.
     fn execute(
         &self,
         cs: &mut Changeset,
         event: &Event,
         binding: &Binding,
         now: DateTime<Utc>,
-    ) -> RunRecord {
+    ) -> Result<RunRecord, StoreError> {
         let id = run_id(&event.id, &binding.id);
         let mut run = RunRecord {
             id: id.clone(),
@@ -229,12 +232,12 @@ impl Automation {
             run.outcome = Outcome::CascadeLimit {
                 depth: self.config.max_depth,
             };
-            return run;
+            return Ok(run);
         }
         if let Some(record) = &event.record {
             if let Err(message) = self.guard.admit(&cs.tenant, record, now) {
                 run.outcome = Outcome::RateLimited { message };
-                return run;
+                return Ok(run);
             }
         }
         let module = self
@@ -254,7 +257,7 @@ impl Automation {
             Ok(m) => m,
             Err(message) => {
                 run.outcome = Outcome::Trap { message };
-                return run;
+                return Ok(run);
             }
         };
         let pending: Vec<Record> = cs
@@ -286,17 +289,13 @@ impl Automation {
         if report.outcome.is_ok() {
             match effects::apply(&self.store, cs, event, binding, &id, &report, now) {
                 Ok(()) => run.effects = report.effects,
-                Err(e) => {
-                    run.outcome = Outcome::Denied {
-                        message: format!("the effects could not be applied: {e}"),
-                    };
-                    run.discarded = report.effects;
-                }
+                Err(effects::ApplyError::Stale(what)) => return Err(StoreError::Stale(what)),
+                Err(effects::ApplyError::Store(e)) => return Err(StoreError::Refused(e)),
             }
         } else {
             run.discarded = report.effects;
         }
-        run
+        Ok(run)
     }
 
     /// Starts the background workers and the scheduler.

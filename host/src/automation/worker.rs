@@ -39,9 +39,14 @@ pub async fn run_jobs(a: Arc<Automation>, mut stop: watch::Receiver<bool>) {
                 return;
             }
             let a2 = a.clone();
+            let id = job.id.clone();
             let done = tokio::task::spawn_blocking(move || a2.process(&job)).await;
             if let Err(e) = done {
-                tracing::error!(error = %e, "job task failed");
+                // A bug, not a guest outcome: drop the job rather than spin on it.
+                tracing::error!(error = %e, job = %id, "job task panicked; dropping the job");
+                if let Err(e) = a.store.delete_job(&id) {
+                    tracing::error!(error = %e, job = %id, "cannot delete the job");
+                }
             }
         }
     }
@@ -79,10 +84,20 @@ pub async fn run_scheduler(a: Arc<Automation>, mut stop: watch::Receiver<bool>) 
 impl Automation {
     fn fire(&self, due: &DueTimer) -> Result<bool, StoreError> {
         let t = &due.timer;
+        // Belt and braces: a timer whose record left its stage never fires.
+        let record = self.store.record(&due.tenant, &t.record)?;
+        let in_stage = match (&t.stage, &record) {
+            (Some(s), Some(r)) => r.stage.as_ref() == Some(s),
+            (None, Some(_)) => true,
+            (_, None) => false,
+        };
+        if !in_stage {
+            return self.store.fire_timer(due, None, None);
+        }
         let (event, event_id) = match &t.kind {
             TimerKind::Delayed { event } => (None, event.clone()),
             TimerKind::FollowUp { payload } => {
-                let Some(record) = self.store.record(&due.tenant, &t.record)? else {
+                let Some(record) = record else {
                     return self.store.fire_timer(due, None, None);
                 };
                 let mut e = event(
@@ -118,24 +133,74 @@ impl Automation {
     /// Runs one job to a committed run record, retrying on write conflicts with concurrent
     /// changes. Safe to repeat: a run already committed is skipped.
     pub(super) fn process(&self, job: &Job) {
-        for attempt in 0..8 {
+        let mut failure = None;
+        for _ in 0..8 {
             match self.try_process(job) {
-                Ok(()) => break,
-                Err(StoreError::AlreadyDone(_)) => break,
-                Err(e @ StoreError::VersionConflict { .. }) if attempt < 7 => {
+                Ok(()) | Err(StoreError::AlreadyDone(_)) => {
+                    failure = None;
+                    break;
+                }
+                Err(e @ (StoreError::VersionConflict { .. } | StoreError::Stale(_))) => {
                     tracing::debug!(error = %e, job = %job.id, "conflict; running again on fresh state");
+                    failure = Some(e);
                 }
                 Err(e) => {
                     tracing::error!(error = %e, job = %job.id, "job failed");
+                    failure = Some(e);
                     std::thread::sleep(Duration::from_millis(50));
-                    if attempt == 7 {
-                        break;
-                    }
                 }
+            }
+        }
+        if let Some(e) = failure {
+            // Never vanish without a trace: the run's record says why it did not apply. If
+            // even that cannot be stored, the job stays queued for the next round.
+            if let Err(e2) = self.record_failure(job, &e) {
+                tracing::error!(error = %e2, job = %job.id, "cannot record a failed run; keeping the job");
+                return;
             }
         }
         if let Err(e) = self.store.delete_job(&job.id) {
             tracing::error!(error = %e, job = %job.id, "cannot delete finished job");
+        }
+    }
+
+    fn record_failure(&self, job: &Job, error: &StoreError) -> Result<(), StoreError> {
+        let (Some(binding_id), Some(ev)) =
+            (&job.binding, self.store.event(&job.tenant, &job.event)?)
+        else {
+            return Ok(());
+        };
+        let Some(binding) = self.store.binding(&job.tenant, binding_id)? else {
+            return Ok(());
+        };
+        let mut cs = Changeset::new(&job.tenant);
+        cs.runs.push(crate::model::RunRecord {
+            id: run_id(&ev.id, &binding.id),
+            event: ev.id.clone(),
+            event_kind: ev.kind.name().to_string(),
+            record: ev.record.clone(),
+            binding: binding.id.clone(),
+            module: binding.module.clone(),
+            version: binding.version,
+            mode: binding.mode,
+            depth: ev.depth(),
+            outcome: Outcome::Trap {
+                message: format!(
+                    "the run's effects could not be committed after 8 attempts: {error}"
+                ),
+            },
+            effects: Vec::new(),
+            discarded: Vec::new(),
+            logs: Vec::new(),
+            host_calls: Vec::new(),
+            fuel_used: 0,
+            peak_memory: 0,
+            duration_us: 0,
+            started_at: Utc::now(),
+        });
+        match self.store.commit(&cs) {
+            Ok(()) | Err(StoreError::AlreadyDone(_)) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
@@ -161,20 +226,25 @@ impl Automation {
         }
         let now = Utc::now();
         let mut cs = Changeset::new(&job.tenant);
-        let mut run = self.execute(&mut cs, &ev, &binding, now);
+        let mut run = self.execute(&mut cs, &ev, &binding, now)?;
         if run.outcome.is_ok() {
-            if let Err(rejection) = self.cascade(&mut cs, 0, now) {
+            let halt = match self.cascade(&mut cs, 0, now) {
+                Ok(()) => None,
+                Err(super::Halt::Store(e)) => return Err(e),
+                Err(super::Halt::Rejected(r)) => Some(r),
+            };
+            if let Some(rejected) = halt {
                 // An inline binding refused this run's effects: the run fails, nothing applies.
                 let mut failed = Changeset::new(&job.tenant);
                 run.outcome = Outcome::GuestError {
                     message: format!(
                         "its effects were rejected by binding {}: {}",
-                        rejection.run.binding,
-                        rejection.run.outcome.describe()
+                        rejected.binding,
+                        rejected.outcome.describe()
                     ),
                 };
                 run.discarded = std::mem::take(&mut run.effects);
-                failed.runs.push(*rejection.run);
+                failed.runs.push(*rejected);
                 failed.runs.push(run);
                 return self.store.commit(&failed);
             }

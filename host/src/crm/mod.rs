@@ -33,6 +33,7 @@ impl From<StoreError> for CrmError {
             StoreError::NotFound(w) => CrmError::NotFound(w),
             StoreError::AlreadyExists(w) => CrmError::Conflict(format!("{w} already exists")),
             e @ StoreError::VersionConflict { .. } => CrmError::Conflict(e.to_string()),
+            StoreError::Stale(m) => CrmError::Conflict(m),
             StoreError::Refused(m) => CrmError::Refused(m),
             other => CrmError::Store(other),
         }

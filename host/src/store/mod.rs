@@ -47,6 +47,9 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Refused(String),
+    /// What a module read changed before its effects could commit; run it again.
+    #[error("{0}")]
+    Stale(String),
     /// The run was committed before (exactly-once processing skips it).
     #[error("run {0} was already committed")]
     AlreadyDone(String),

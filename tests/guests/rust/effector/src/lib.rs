@@ -10,12 +10,6 @@ impl Rule for Effector {
     fn handle(ctx: &mut Ctx<'_>, event: &Event) -> Result<(), String> {
         let id = event.record()?.id.clone();
         let config = ctx.config_value();
-        // `work`: burn this many rounds of arithmetic first (keeps background work in flight).
-        let mut acc: u64 = 1;
-        for i in 0..config["work"].as_u64().unwrap_or(0) {
-            acc = std::hint::black_box(acc.wrapping_mul(6364136223846793005).wrapping_add(i));
-        }
-        std::hint::black_box(acc);
         if let Some(field) = config["field"].as_str() {
             ctx.set_field(&id, field, &config["value"])?;
         }
@@ -36,6 +30,13 @@ impl Rule for Effector {
         if let Some(stage) = config["stage"].as_str() {
             ctx.move_to(&id, stage)?;
         }
+        // `work`: burn this many rounds of arithmetic after the effects are asked for (keeps
+        // background work in flight, and holds the run open between its writes and commit).
+        let mut acc: u64 = 1;
+        for i in 0..config["work"].as_u64().unwrap_or(0) {
+            acc = std::hint::black_box(acc.wrapping_mul(6364136223846793005).wrapping_add(i));
+        }
+        std::hint::black_box(acc);
         if config["fail"] == Value::Bool(true) {
             return Err("configured to fail".into());
         }
