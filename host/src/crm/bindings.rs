@@ -92,6 +92,11 @@ fn validate(store: &Store, tenant: &str, b: &Binding) -> Result<()> {
                 }
             }
         }
+        if matches!(t, Trigger::Deleted { .. }) && t.delay_seconds().is_some() {
+            return Err(CrmError::Invalid(
+                "trigger deleted cannot have a delay: the record is gone by then".into(),
+            ));
+        }
         if t.delay_seconds().is_some_and(|d| d > MAX_DELAY) {
             return Err(CrmError::Invalid(format!(
                 "a trigger delay may be at most {MAX_DELAY} seconds"

@@ -122,6 +122,14 @@ pub(crate) fn apply(tx: &Tx<'_>, cs: &Changeset) -> Result<()> {
         tx.put(&family::due(at.timestamp_millis(), tenant, &m.id), &())?;
     }
     for t in &cs.timers {
+        // A timer tied to a stage the record has already left within this same change (or a
+        // record this change deleted) is born cancelled.
+        if let Some(stage) = &t.stage {
+            let now_in: Option<Record> = tx.get(&family::record(tenant, &t.record))?;
+            if now_in.and_then(|r| r.stage).as_deref() != Some(stage.as_str()) {
+                continue;
+            }
+        }
         let key = family::timer(t.due.timestamp_millis(), tenant, &t.id);
         tx.put(&key, t)?;
         let list_key = family::record_timers(tenant, &t.record);
