@@ -350,6 +350,41 @@ async fn without_settings_messages_stay_queued_until_a_channel_is_configured() {
     settled(&s, &id, "sent").await;
     let seen = rx.seen.lock().unwrap().clone();
     assert_eq!(seen[0].0["authorization"], "Bearer provider-token");
+    // Omitting the token keeps it for the same endpoint, but never carries it to a new one.
+    s.call(
+        reqwest::Method::PUT,
+        "/v1/channels",
+        Some(ADMIN_KEY),
+        Some(json!({"sms": {"url": url}})),
+    )
+    .await;
+    assert_eq!(
+        s.state
+            .store
+            .channels("default")
+            .unwrap()
+            .sms
+            .unwrap()
+            .token
+            .as_deref(),
+        Some("provider-token")
+    );
+    s.call(
+        reqwest::Method::PUT,
+        "/v1/channels",
+        Some(ADMIN_KEY),
+        Some(json!({"sms": {"url": "https://attacker.example/collect"}})),
+    )
+    .await;
+    assert!(s
+        .state
+        .store
+        .channels("default")
+        .unwrap()
+        .sms
+        .unwrap()
+        .token
+        .is_none());
     let body: Value = serde_json::from_slice(&seen[0].1).unwrap();
     assert_eq!(body["to"], "+48600100200");
 }

@@ -7,7 +7,8 @@ use rand::RngExt;
 use super::DeliveryConfig;
 
 /// The delay before attempt `attempts + 1`: `base · 2^(attempts-1)`, capped, jittered into its
-/// upper half; at least `retry_after` when the receiver sent one.
+/// upper half; at least `retry_after` when the receiver sent one, but never past the retry
+/// window (a hostile `Retry-After` cannot park a message forever).
 pub fn delay(config: &DeliveryConfig, attempts: u32, retry_after: Option<Duration>) -> Duration {
     let exp = config
         .base_backoff
@@ -17,7 +18,7 @@ pub fn delay(config: &DeliveryConfig, attempts: u32, retry_after: Option<Duratio
     let jitter = rand::rng().random_range(0..=half.as_millis().max(1) as u64);
     let backoff = half + Duration::from_millis(jitter);
     match retry_after {
-        Some(r) => r.max(Duration::from_millis(100)),
+        Some(r) => r.max(backoff).min(config.retry_window),
         None => backoff,
     }
 }

@@ -282,15 +282,22 @@ impl Delivery {
             }
             Attempted::Retry { after, .. } => {
                 let delay = backoff::delay(&self.config, m.attempts.len() as u32, after);
-                let next = now + chrono::Duration::from_std(delay).unwrap_or_default();
                 let window =
                     chrono::Duration::from_std(self.config.retry_window).unwrap_or_default();
-                if next > m.created_at + window {
-                    m.status = MessageStatus::Dead;
-                    m.next_attempt_at = None;
-                } else {
-                    m.status = MessageStatus::Queued;
-                    m.next_attempt_at = Some(next);
+                // Checked arithmetic: no receiver-supplied delay can overflow the clock.
+                let next = chrono::Duration::from_std(delay)
+                    .ok()
+                    .and_then(|d| now.checked_add_signed(d));
+                let give_up = m.created_at.checked_add_signed(window);
+                match (next, give_up) {
+                    (Some(next), Some(give_up)) if next <= give_up => {
+                        m.status = MessageStatus::Queued;
+                        m.next_attempt_at = Some(next);
+                    }
+                    _ => {
+                        m.status = MessageStatus::Dead;
+                        m.next_attempt_at = None;
+                    }
                 }
             }
             Attempted::Failed { .. } => {

@@ -114,8 +114,7 @@ impl HostApi {
                 self.limits.host_calls
             )));
         }
-        let mut target = target.to_string();
-        target.truncate(200);
+        let target = clip(target, 200).to_string();
         self.calls.push(HostCall {
             call: call.to_string(),
             target,
@@ -176,6 +175,15 @@ impl HostApi {
         serde_json::from_str(text)
             .map_err(|e| t::HostError::Invalid(format!("{what} is not valid JSON: {e}")))
     }
+}
+
+/// At most `max` bytes of `s`, cut on a character boundary (guest strings are arbitrary).
+fn clip(s: &str, max: usize) -> &str {
+    let mut cut = s.len().min(max);
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &s[..cut]
 }
 
 impl types::Host for HostApi {}
@@ -394,5 +402,18 @@ impl config::Host for HostApi {
     fn get(&mut self) -> wasmtime::Result<String> {
         self.begin("config.get", "")?;
         Ok(self.config.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clip;
+
+    #[test]
+    fn clipping_never_splits_a_character() {
+        let euros = "€".repeat(100);
+        assert_eq!(clip(&euros, 200).len(), 198);
+        assert_eq!(clip("a → b", 3), "a ");
+        assert_eq!(clip("short", 200), "short");
     }
 }

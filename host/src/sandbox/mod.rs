@@ -118,7 +118,35 @@ pub struct SandboxStats {
     pub loaded: u64,
 }
 
+/// Counts runs in flight so they never outnumber the pooling allocator's instance slots
+/// (past that, instantiation would fail and look like a guest failure).
+struct Slots {
+    free: Mutex<u32>,
+    freed: std::sync::Condvar,
+}
+
+struct Slot<'a>(&'a Slots);
+
+impl Slots {
+    fn take(&self) -> Slot<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        Slot(self)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.0.freed.notify_one();
+    }
+}
+
 pub struct Sandbox {
+    slots: Slots,
     engine: Engine,
     linker: Linker<RunState>,
     limits: Limits,
@@ -185,6 +213,10 @@ impl Sandbox {
                 source,
             })?;
         Ok(Arc::new(Sandbox {
+            slots: Slots {
+                free: Mutex::new(limits.concurrent_runs.max(1)),
+                freed: std::sync::Condvar::new(),
+            },
             engine,
             linker,
             limits,
@@ -330,6 +362,7 @@ impl Sandbox {
 
     /// Runs `module` on `input.event` in a fresh instance under the sandbox limits.
     pub fn run(&self, module: &Loaded, input: RunInput<'_>) -> RunReport {
+        let _slot = self.slots.take();
         let started = Instant::now();
         let event = input.event;
         let (wasi, captured) = wasi::context(&event.id, event.occurred_at);

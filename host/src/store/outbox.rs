@@ -172,13 +172,15 @@ impl Store {
             let key = family::channels(tenant);
             let old: ChannelConfig = tx.get(&key)?.unwrap_or_default();
             let mut new = cfg.clone();
+            // A kept secret only ever goes where it went before: changing the destination
+            // without resending the secret drops it.
             if let (Some(n), Some(o)) = (&mut new.email, &old.email) {
-                if n.password.is_none() {
+                if n.password.is_none() && n.host == o.host && n.port == o.port {
                     n.password = o.password.clone();
                 }
             }
             if let (Some(n), Some(o)) = (&mut new.sms, &old.sms) {
-                if n.token.is_none() {
+                if n.token.is_none() && n.url == o.url {
                     n.token = o.token.clone();
                 }
             }
