@@ -625,3 +625,52 @@ async fn a_restart_in_the_middle_of_a_backlog_loses_nothing() {
         "at most once more after a restart: {per_id:?}"
     );
 }
+
+#[tokio::test]
+async fn a_slow_destination_does_not_hold_up_the_others() {
+    let (slow, slow_url) = Receiver::start(Behaviour::Slow(Duration::from_millis(1500))).await;
+    let (fast, fast_url) = Receiver::start(Behaviour::FailThenAccept(0)).await;
+    let dir = temp_dir();
+    let mut c = config(dir.path());
+    c.delivery.concurrency = 2;
+    c.delivery.per_destination = 1;
+    let s = Server::start_with(c).await;
+    s.call(
+        reqwest::Method::PUT,
+        "/v1/channels",
+        Some(ADMIN_KEY),
+        Some(json!({"webhook": {"allowed_hosts": ["*"]}})),
+    )
+    .await;
+    queue_on_create(&s, "webhook", &slow_url, None).await;
+    for i in 0..4 {
+        s.record(
+            ADMIN_KEY,
+            json!({"kind": "lead", "name": format!("Slow {i}")}),
+        )
+        .await;
+    }
+    eventually("the slow receiver to be busy", 100, || async {
+        (slow.count() >= 1).then_some(())
+    })
+    .await;
+    let b = s.get("/v1/bindings", ADMIN_KEY).await.body["bindings"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.patch(
+        &format!("/v1/bindings/{b}"),
+        ADMIN_KEY,
+        json!({"config": {"channel": "webhook", "to": fast_url}}),
+    )
+    .await;
+    s.record(ADMIN_KEY, json!({"kind": "lead", "name": "Fast"}))
+        .await;
+    eventually(
+        "the fast receiver served while the slow one is busy",
+        20,
+        || async { (fast.count() == 1).then_some(()) },
+    )
+    .await;
+    assert!(slow.count() < 4, "the slow backlog was still draining");
+}

@@ -166,30 +166,51 @@ impl Delivery {
                 }
             };
             for d in due {
-                // A permit first, so a message is only claimed when it can be attempted.
+                let Some((message, settings)) = self.ready(&d) else {
+                    continue;
+                };
+                // A slot at the destination first, without waiting: a busy destination's
+                // messages step aside (a little later in the queue) instead of holding the
+                // global permits that every other destination needs.
+                let slot = self.destination_limit(&destination(&message, &settings));
+                let Ok(slot) = slot.try_acquire_owned() else {
+                    let later = Utc::now() + chrono::Duration::milliseconds(250);
+                    if let Err(e) = self.store.defer_message(&d, later) {
+                        tracing::error!(error = %e, "cannot defer a message");
+                    }
+                    continue;
+                };
                 let permit = tokio::select! {
                     p = self.global.clone().acquire_owned() => p,
                     _ = stop.changed() => break,
                 };
                 let Ok(permit) = permit else { break };
-                if let Some(job) = self.prepare(&d) {
-                    let this = self.clone();
-                    let stop = self.stop.subscribe();
-                    inflight.spawn(async move {
-                        this.deliver(job, stop).await;
-                        drop(permit);
-                    });
-                }
+                // Claimed only now, with both permits in hand.
+                let claimed = match self.store.claim_message(&d) {
+                    Ok(Some(m)) => m,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot claim a message");
+                        continue;
+                    }
+                };
+                let this = self.clone();
+                let tenant = d.tenant.clone();
+                inflight.spawn(async move {
+                    this.deliver(tenant, claimed, settings).await;
+                    drop((slot, permit));
+                });
             }
         }
         while inflight.join_next().await.is_some() {}
     }
 
-    /// Claims a due message if its channel can deliver now; else pushes it back.
-    fn prepare(&self, d: &DueMessage) -> Option<(String, OutboxMessage, ChannelConfig)> {
+    /// The due message and its channel settings when its channel can deliver; else the
+    /// message is pushed back (unconfigured channel) or its stale due entry dropped.
+    fn ready(&self, d: &DueMessage) -> Option<(OutboxMessage, ChannelConfig)> {
         let settings = self.settings(&d.tenant);
-        let channel = match self.store.message(&d.tenant, &d.id) {
-            Ok(Some(m)) => m.channel,
+        let m = match self.store.message(&d.tenant, &d.id) {
+            Ok(Some(m)) => m,
             Ok(None) => {
                 let _ = self.store.claim_message(d); // drops the stale due entry
                 return None;
@@ -199,7 +220,7 @@ impl Delivery {
                 return None;
             }
         };
-        if !Self::configured(&settings, channel) {
+        if !Self::configured(&settings, m.channel) {
             let later =
                 Utc::now() + chrono::Duration::from_std(self.config.recheck).unwrap_or_default();
             if let Err(e) = self.store.defer_message(d, later) {
@@ -207,14 +228,7 @@ impl Delivery {
             }
             return None;
         }
-        match self.store.claim_message(d) {
-            Ok(Some(m)) => Some((d.tenant.clone(), m, settings)),
-            Ok(None) => None,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot claim a message");
-                None
-            }
-        }
+        Some((m, settings))
     }
 
     fn destination_limit(&self, destination: &str) -> Arc<Semaphore> {
@@ -224,39 +238,7 @@ impl Delivery {
             .clone()
     }
 
-    async fn deliver(
-        &self,
-        (tenant, mut m, settings): (String, OutboxMessage, ChannelConfig),
-        mut stop: watch::Receiver<bool>,
-    ) {
-        let destination = match m.channel {
-            Channel::Webhook => http::host_of(&m.to).unwrap_or_else(|| m.to.clone()),
-            Channel::Sms => settings
-                .sms
-                .as_ref()
-                .and_then(|s| http::host_of(&s.url))
-                .unwrap_or_default(),
-            Channel::Email => settings
-                .email
-                .as_ref()
-                .map(|e| e.host.clone())
-                .unwrap_or_default(),
-            Channel::Notify => "notify".into(),
-        };
-        let limit = self.destination_limit(&format!("{}:{destination}", m.channel.as_str()));
-        // Waiting for a slot at a busy destination ends with shutdown: the message goes back
-        // to the queue untouched instead of holding the shutdown up.
-        let _permit = tokio::select! {
-            p = limit.acquire_owned() => p,
-            _ = stop.wait_for(|s| *s) => {
-                m.status = MessageStatus::Queued;
-                m.next_attempt_at = Some(Utc::now());
-                if let Err(e) = self.store.finish_message(&tenant, &m) {
-                    tracing::error!(error = %e, message = %m.id, "cannot requeue a message at shutdown");
-                }
-                return;
-            }
-        };
+    async fn deliver(&self, tenant: String, mut m: OutboxMessage, settings: ChannelConfig) {
         let started = Instant::now();
         let at = Utc::now();
         let result = self.attempt(&tenant, &m, &settings).await;
@@ -362,6 +344,26 @@ impl Delivery {
             },
         }
     }
+}
+
+/// Where an attempt goes, for the per-destination limit: the webhook's host, the SMS
+/// provider's host, the SMTP relay, or the in-process notification store.
+fn destination(m: &OutboxMessage, settings: &ChannelConfig) -> String {
+    let place = match m.channel {
+        Channel::Webhook => http::host_of(&m.to).unwrap_or_else(|| m.to.clone()),
+        Channel::Sms => settings
+            .sms
+            .as_ref()
+            .and_then(|s| http::host_of(&s.url))
+            .unwrap_or_default(),
+        Channel::Email => settings
+            .email
+            .as_ref()
+            .map(|e| e.host.clone())
+            .unwrap_or_default(),
+        Channel::Notify => "notify".into(),
+    };
+    format!("{}:{place}", m.channel.as_str())
 }
 
 fn not_configured() -> Attempted {
