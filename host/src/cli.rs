@@ -28,6 +28,10 @@ enum Command {
         /// Seed the default tenant with the example modules, bindings and sample records.
         #[arg(long)]
         demo: bool,
+        /// Let webhooks reach loopback, private and link-local addresses (off: modules pick
+        /// webhook URLs and must not reach this host's network).
+        #[arg(long)]
+        allow_internal_webhooks: bool,
     },
 }
 
@@ -46,8 +50,10 @@ pub async fn main() -> anyhow::Result<()> {
             data_dir,
             listen,
             demo,
+            allow_internal_webhooks,
         } => {
-            let config = Config::new(data_dir);
+            let mut config = Config::new(data_dir);
+            config.delivery.allow_internal_webhooks = allow_internal_webhooks;
             let bootstrap = std::env::var("STAGECRAFT_BOOTSTRAP_KEY").ok();
             let started = crate::server::start(config, bootstrap.as_deref())?;
             if let Some(key) = &started.bootstrap_key {

@@ -94,6 +94,8 @@ fn config(dir: &std::path::Path) -> Config {
     c.delivery.retry_window = Duration::from_secs(5);
     c.delivery.tick = Duration::from_millis(25);
     c.delivery.recheck = Duration::from_millis(100);
+    // The receivers here live on loopback, which webhooks may not reach by default.
+    c.delivery.allow_internal_webhooks = true;
     c
 }
 
@@ -673,4 +675,56 @@ async fn a_slow_destination_does_not_hold_up_the_others() {
     )
     .await;
     assert!(slow.count() < 4, "the slow backlog was still draining");
+}
+
+#[tokio::test]
+async fn by_default_webhooks_cannot_reach_internal_addresses() {
+    let (rx, url) = Receiver::start(Behaviour::FailThenAccept(0)).await;
+    let dir = temp_dir();
+    let mut c = config(dir.path());
+    c.delivery.allow_internal_webhooks = false;
+    let s = Server::start_with(c).await;
+    s.call(
+        reqwest::Method::PUT,
+        "/v1/channels",
+        Some(ADMIN_KEY),
+        Some(json!({"webhook": {"allowed_hosts": ["*"]}})),
+    )
+    .await;
+    queue_on_create(&s, "webhook", &url, None).await;
+    s.record(ADMIN_KEY, json!({"kind": "lead", "name": "Probe loopback"}))
+        .await;
+    let b = s.get("/v1/bindings", ADMIN_KEY).await.body["bindings"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A name that resolves to loopback is refused too, not just the literal.
+    let by_name = url.replace("127.0.0.1", "localhost");
+    s.patch(
+        &format!("/v1/bindings/{b}"),
+        ADMIN_KEY,
+        json!({"config": {"channel": "webhook", "to": by_name}}),
+    )
+    .await;
+    s.record(ADMIN_KEY, json!({"kind": "lead", "name": "Probe by name"}))
+        .await;
+    let all = s.get("/v1/messages", ADMIN_KEY).await.body["messages"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(all.len(), 2);
+    for m in all {
+        let id = m["id"].as_str().unwrap().to_string();
+        let m = eventually("an attempt", 200, || async {
+            let m = s.get(&format!("/v1/messages/{id}"), ADMIN_KEY).await.body;
+            (!m["attempts"].as_array().unwrap().is_empty()).then_some(m)
+        })
+        .await;
+        let error = m["attempts"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(error.contains("internal"), "{m}");
+    }
+    assert_eq!(rx.count(), 0, "the internal receiver was never reached");
 }

@@ -40,6 +40,7 @@ pub async fn webhook(
     m: &OutboxMessage,
     cfg: &WebhookConfig,
     secret: &str,
+    allow_internal: bool,
 ) -> Attempted {
     let url = match reqwest::Url::parse(&m.to) {
         Ok(u) if u.scheme() == "http" || u.scheme() == "https" => u,
@@ -60,6 +61,15 @@ pub async fn webhook(
         return Attempted::Failed {
             status: None,
             error: format!("webhooks to {host} are not allowed (webhook.allowed_hosts)"),
+        };
+    }
+    // IP literals skip the resolver, so they are checked here; names are checked there.
+    let literal: Option<std::net::IpAddr> =
+        bare.trim_matches(|c| c == '[' || c == ']').parse().ok();
+    if !allow_internal && literal.is_some_and(super::guard::is_internal) {
+        return Attempted::Failed {
+            status: None,
+            error: format!("webhooks may not reach the internal address {host}"),
         };
     }
     let payload: Value = serde_json::from_str(&m.body).unwrap_or(Value::Null);
@@ -116,11 +126,19 @@ async fn classify(result: reqwest::Result<reqwest::Response>) -> Attempted {
     let resp = match result {
         Ok(r) => r,
         Err(e) => {
+            let error = network_error(&e);
+            // The resolver refused an internal destination: that will not change by retrying.
+            if error.contains(super::guard::REFUSED) {
+                return Attempted::Failed {
+                    status: None,
+                    error,
+                };
+            }
             return Attempted::Retry {
                 status: None,
-                error: network_error(&e),
+                error,
                 after: None,
-            }
+            };
         }
     };
     let status = resp.status();
@@ -153,14 +171,23 @@ async fn classify(result: reqwest::Result<reqwest::Response>) -> Attempted {
     }
 }
 
+/// The error with its causes (reqwest's own message says little: "error sending request").
 fn network_error(e: &reqwest::Error) -> String {
     if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_connect() {
+        return "timed out".into();
+    }
+    let mut text = if e.is_connect() {
         format!("could not connect: {e}")
     } else {
         e.to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
     }
+    text
 }
 
 /// `Retry-After`: delay-seconds or an HTTP date.

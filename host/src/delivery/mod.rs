@@ -7,6 +7,7 @@
 
 mod backoff;
 mod email;
+mod guard;
 mod http;
 
 use std::collections::HashMap;
@@ -37,6 +38,9 @@ pub struct DeliveryConfig {
     pub tick: Duration,
     /// How often a message on an unconfigured channel is looked at again.
     pub recheck: Duration,
+    /// Let webhooks reach loopback, private and link-local addresses. Off by default:
+    /// modules choose webhook URLs, and must not reach the host's own network.
+    pub allow_internal_webhooks: bool,
 }
 
 impl Default for DeliveryConfig {
@@ -51,6 +55,7 @@ impl Default for DeliveryConfig {
             per_destination: 4,
             tick: Duration::from_millis(100),
             recheck: Duration::from_secs(5),
+            allow_internal_webhooks: false,
         }
     }
 }
@@ -87,7 +92,11 @@ pub struct Delivery {
 impl Delivery {
     pub fn new(store: Store, config: DeliveryConfig) -> Arc<Delivery> {
         let (stop, _) = watch::channel(false);
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder();
+        if !config.allow_internal_webhooks {
+            http = http.dns_resolver(guard::resolver());
+        }
+        let http = http
             .timeout(config.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("stagecraft/", env!("CARGO_PKG_VERSION")))
@@ -332,7 +341,15 @@ impl Delivery {
                         }
                     }
                 };
-                http::webhook(&self.http, tenant, m, cfg, &secret).await
+                http::webhook(
+                    &self.http,
+                    tenant,
+                    m,
+                    cfg,
+                    &secret,
+                    self.config.allow_internal_webhooks,
+                )
+                .await
             }
             Channel::Sms => match &settings.sms {
                 Some(cfg) => http::sms(&self.http, tenant, m, cfg).await,
