@@ -783,3 +783,26 @@ async fn a_timer_tied_to_a_stage_left_in_the_same_change_is_never_created() {
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test]
+async fn an_inline_run_on_a_deletion_sees_the_record_as_gone() {
+    let dir = temp_dir();
+    let s = Server::start(dir.path()).await;
+    s.upload_guest(ADMIN_KEY, "mover", "mover").await;
+    s.bind(
+        ADMIN_KEY,
+        json!({"pipeline": "leads", "module": "mover", "version": 1, "mode": "inline",
+        "triggers": [{"on": "deleted"}]}),
+    )
+    .await;
+    let lead = s
+        .record(ADMIN_KEY, json!({"kind": "lead", "name": "Going"}))
+        .await;
+    let id = lead["id"].as_str().unwrap();
+    // The mover re-reads its record: within the deletion it no longer exists, so the rule
+    // fails (and, being inline, refuses the deletion) instead of acting on a ghost.
+    let r = s.delete(&format!("/v1/records/{id}"), ADMIN_KEY).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    assert!(r.message().contains("not found"), "{}", r.message());
+    assert_eq!(record(&s, id).await["name"], "Going", "nothing was deleted");
+}

@@ -260,14 +260,22 @@ impl Automation {
                 return Ok(run);
             }
         };
-        let pending: Vec<Record> = cs
-            .records
-            .iter()
-            .filter_map(|w| match w {
-                RecordWrite::Put { record, .. } => Some(record.as_ref().clone()),
-                RecordWrite::Delete { .. } => None,
-            })
-            .collect();
+        // The run sees the change in progress: each record's last write in `cs`.
+        let mut pending: Vec<Record> = Vec::new();
+        let mut deleted: Vec<String> = Vec::new();
+        for w in &cs.records {
+            let id = match w {
+                RecordWrite::Put { record, .. } => &record.id,
+                RecordWrite::Delete { id, .. } => id,
+            };
+            if pending.iter().any(|r| &r.id == id) || deleted.contains(id) {
+                continue;
+            }
+            match cs.pending(id) {
+                Some(Some(r)) => pending.push(r.clone()),
+                _ => deleted.push(id.clone()),
+            }
+        }
         let report = self.sandbox.run(
             &module,
             RunInput {
@@ -278,6 +286,7 @@ impl Automation {
                 config: binding.config.to_string(),
                 grants: binding.grants.clone(),
                 pending,
+                deleted,
             },
         );
         run.outcome = report.outcome.clone();

@@ -270,6 +270,7 @@ async fn dry_run(
                 config: config.to_string(),
                 grants,
                 pending: Vec::new(),
+                deleted: Vec::new(),
             },
         ))
     })

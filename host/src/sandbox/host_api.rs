@@ -28,6 +28,8 @@ pub struct HostApi {
     limits: Limits,
     /// Uncommitted state the run must see (the triggering change, earlier runs' effects).
     base: BTreeMap<String, Record>,
+    /// Records deleted by that uncommitted state: gone for this run, whatever the store says.
+    deleted: std::collections::BTreeSet<String>,
     /// Records this run changed, as they are now (pending, uncommitted).
     pub overlay: BTreeMap<String, Record>,
     pub effects: Vec<Effect>,
@@ -52,6 +54,7 @@ pub struct HostApiInput {
     pub grants: Grants,
     pub limits: Limits,
     pub pending: Vec<Record>,
+    pub deleted: Vec<String>,
 }
 
 impl HostApi {
@@ -69,6 +72,7 @@ impl HostApi {
                 .into_iter()
                 .map(|r| (r.id.clone(), r))
                 .collect(),
+            deleted: input.deleted.into_iter().collect(),
             overlay: BTreeMap::new(),
             effects: Vec::new(),
             logs: Vec::new(),
@@ -153,6 +157,9 @@ impl HostApi {
         if let Some(r) = self.overlay.get(id).or_else(|| self.base.get(id)) {
             return Ok(Some(r.clone()));
         }
+        if self.deleted.contains(id) {
+            return Ok(None);
+        }
         self.store
             .record(&self.tenant, id)
             .map_err(|e| wasmtime::Error::msg(format!("storage failure while reading {id:?}: {e}")))
@@ -212,6 +219,9 @@ impl records::Host for HostApi {
             .map_err(|e| wasmtime::Error::msg(format!("storage failure in find: {e}")))?;
         let mut out: Vec<Record> = Vec::new();
         for r in page.records {
+            if self.deleted.contains(&r.id) && !self.overlay.contains_key(&r.id) {
+                continue;
+            }
             let current = (self.overlay.get(&r.id).or_else(|| self.base.get(&r.id)))
                 .cloned()
                 .unwrap_or(r);
@@ -291,8 +301,19 @@ impl fields::Host for HostApi {
             return self.fail(t::HostError::Invalid(m));
         }
         if name == "company" || name == "contact" {
-            if let Err(e) = crate::crm::records::check_links(&self.store, &self.tenant, &r) {
-                return self.fail(t::HostError::Invalid(e.to_string()));
+            // Links resolve through the run's own view, so a record created earlier in the
+            // same change (e.g. by a lead conversion) counts.
+            for (field, target, kind) in r.links() {
+                let problem = match self.read(target)? {
+                    Some(t) if t.kind == kind => continue,
+                    Some(t) => format!(
+                        "field {field:?}: record {target:?} is a {}, not a {}",
+                        t.kind.as_str(),
+                        kind.as_str()
+                    ),
+                    None => format!("field {field:?}: record {target:?} does not exist"),
+                };
+                return self.fail(t::HostError::Invalid(problem));
             }
         }
         self.overlay.insert(id.clone(), r);

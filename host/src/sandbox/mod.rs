@@ -90,6 +90,8 @@ pub struct RunInput<'a> {
     pub grants: Grants,
     /// Uncommitted records the run must see as current (reads prefer them to the store).
     pub pending: Vec<Record>,
+    /// Ids of records the uncommitted change deletes (the run sees them as gone).
+    pub deleted: Vec<String>,
 }
 
 /// Everything a run produced.
@@ -375,6 +377,7 @@ impl Sandbox {
             grants: input.grants,
             limits: self.limits.clone(),
             pending: input.pending,
+            deleted: input.deleted,
         });
         let mut store = wasmtime::Store::new(
             &self.engine,
