@@ -411,6 +411,33 @@ async fn notify_creates_an_in_app_notification() {
             .unwrap()
             .is_empty()
     );
+
+    // Other keys read only the notifications of the user they act for.
+    let r = s
+        .post(
+            "/v1/keys",
+            ADMIN_KEY,
+            json!({"role": "agent", "name": "ann's key", "user": "ann"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["user"], "ann");
+    let ann = r.body["secret"].as_str().unwrap().to_string();
+    assert_eq!(
+        s.get("/v1/notifications?user=ann", &ann).await.body["notifications"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let r = s.get("/v1/notifications?user=bob", &ann).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.message().contains("own user"), "{}", r.message());
+    let anonymous = s.key(ADMIN_KEY, "agent").await;
+    assert_eq!(
+        s.get("/v1/notifications?user=ann", &anonymous).await.status,
+        StatusCode::FORBIDDEN
+    );
 }
 
 /// aiosmtpd on loopback, writing what it receives into a Maildir.

@@ -28,6 +28,7 @@ fn key_for(tenant: &str, role: Role, name: &str, operator: bool, secret: &str) -
         role,
         name: name.to_string(),
         operator,
+        user: None,
         created_at: Utc::now(),
         hash: hash_secret(secret),
     }
@@ -100,15 +101,31 @@ pub fn create_tenant(store: &Store, id: &str, name: &str) -> Result<(Tenant, Api
     Ok((tenant, key, secret))
 }
 
-/// Mints a key for `tenant` and returns it with its secret (shown once).
-pub fn mint_key(store: &Store, tenant: &str, role: Role, name: &str) -> Result<(ApiKey, String)> {
+/// Mints a key for `tenant` (acting for CRM `user`, if given) and returns it with its secret
+/// (shown once).
+pub fn mint_key(
+    store: &Store,
+    tenant: &str,
+    role: Role,
+    name: &str,
+    user: Option<String>,
+) -> Result<(ApiKey, String)> {
     if name.trim().is_empty() || name.len() > 200 {
         return Err(CrmError::Invalid(
             "key name must be 1-200 characters".into(),
         ));
     }
+    if user
+        .as_ref()
+        .is_some_and(|u| u.trim().is_empty() || u.len() > 200)
+    {
+        return Err(CrmError::Invalid(
+            "key user must be 1-200 characters".into(),
+        ));
+    }
     let secret = new_secret();
-    let key = key_for(tenant, role, name, false, &secret);
+    let mut key = key_for(tenant, role, name, false, &secret);
+    key.user = user;
     store.put_key(&key)?;
     Ok((key, secret))
 }

@@ -16,6 +16,8 @@ pub struct Caller {
     pub role: Role,
     pub operator: bool,
     pub key_id: String,
+    /// The CRM user the key acts for, if any.
+    pub user: Option<String>,
 }
 
 impl Caller {
@@ -82,6 +84,7 @@ impl FromRequestParts<AppState> for Caller {
             role: key.role,
             operator: key.operator,
             key_id: key.id,
+            user: key.user,
         })
     }
 }

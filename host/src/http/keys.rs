@@ -64,6 +64,8 @@ pub struct NewKey {
     pub role: Role,
     /// What the key is for, e.g. "zapier integration".
     pub name: String,
+    /// The CRM user the key acts for, e.g. "ann" (an agent's own key).
+    pub user: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -83,7 +85,13 @@ async fn create_key(
     ApiJson(body): ApiJson<NewKey>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     caller.require(Role::Admin)?;
-    let (key, secret) = tenants::mint_key(&state.store, &caller.tenant, body.role, &body.name)?;
+    let (key, secret) = tenants::mint_key(
+        &state.store,
+        &caller.tenant,
+        body.role,
+        &body.name,
+        body.user,
+    )?;
     Ok((StatusCode::CREATED, Json(CreatedKey { key, secret })))
 }
 

@@ -160,7 +160,8 @@ pub struct NotificationList {
     pub notifications: Vec<Notification>,
 }
 
-/// In-app notifications for a user (what the `notify` channel delivers).
+/// In-app notifications for a user (what the `notify` channel delivers). Admins read anyone's;
+/// other keys only those of the user they act for.
 #[utoipa::path(get, path = "/v1/notifications", tag = "automation", params(NotificationQuery),
     responses((status = 200, body = NotificationList)))]
 async fn notifications(
@@ -168,6 +169,16 @@ async fn notifications(
     caller: Caller,
     ApiQuery(q): ApiQuery<NotificationQuery>,
 ) -> Result<Json<NotificationList>, ApiError> {
+    if caller.role != Role::Admin && caller.user.as_deref() != Some(q.user.as_str()) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "this key may only read its own user's notifications, not {:?}'s",
+                q.user
+            ),
+        ));
+    }
     Ok(Json(NotificationList {
         notifications: state.store.notifications(&caller.tenant, &q.user, 500)?,
     }))

@@ -42,6 +42,9 @@ pub struct ApiKey {
     /// A server-operator key may create tenants.
     #[serde(default)]
     pub operator: bool,
+    /// The CRM user this key acts for (whose in-app notifications it may read).
+    #[serde(default)]
+    pub user: Option<String>,
     pub created_at: DateTime<Utc>,
     #[serde(skip_serializing, default)]
     #[schema(ignore)]
