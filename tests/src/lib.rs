@@ -27,7 +27,6 @@ pub struct Server {
 pub struct Response {
     pub status: StatusCode,
     pub body: Value,
-    pub headers: reqwest::header::HeaderMap,
 }
 
 impl Response {
@@ -117,7 +116,6 @@ impl Server {
 
     pub async fn read(resp: reqwest::Response) -> Response {
         let status = resp.status();
-        let headers = resp.headers().clone();
         let bytes = resp.bytes().await.expect("body");
         let body = if bytes.is_empty() {
             Value::Null
@@ -125,11 +123,7 @@ impl Server {
             serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
         };
-        Response {
-            status,
-            body,
-            headers,
-        }
+        Response { status, body }
     }
 
     /// A raw request builder for cases the JSON helpers can't express.

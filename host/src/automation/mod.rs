@@ -100,10 +100,6 @@ impl Automation {
         })
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// Commits a change made through the API, running inline automation first, and returns
     /// what was committed (so a response can show the records as this change left them). On
     /// rejection only the failed run's record is stored.

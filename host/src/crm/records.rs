@@ -336,7 +336,7 @@ pub fn move_stage(
 }
 
 /// `old` moved to `stage`, validated; the caller decides about direction.
-pub fn moved(store: &Store, tenant: &str, old: &Record, stage: &str) -> Result<Record> {
+fn moved(store: &Store, tenant: &str, old: &Record, stage: &str) -> Result<Record> {
     let Some(pid) = &old.pipeline else {
         return Err(CrmError::Invalid(format!(
             "{}s have no stages",

@@ -76,9 +76,4 @@ impl Store {
             Ok(())
         })
     }
-
-    /// How many records sit in a stage now.
-    pub fn stage_count(&self, tenant: &str, pipeline: &str, stage: &str) -> Result<i64> {
-        self.transact(|tx| tx.counter(&family::stage_count(tenant, pipeline, stage)))
-    }
 }

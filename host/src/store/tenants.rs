@@ -25,10 +25,6 @@ impl Store {
         })
     }
 
-    pub fn tenant(&self, id: &str) -> Result<Option<Tenant>> {
-        self.get(&family::tenant(id))
-    }
-
     pub fn tenants(&self) -> Result<Vec<Tenant>> {
         self.scan("tenant/", None)
             .map(|r| r.map(|(_, t)| t))
