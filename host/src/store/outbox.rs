@@ -189,8 +189,12 @@ impl Store {
         })
     }
 
-    /// The tenant's webhook signing secret, created on first use.
+    /// The tenant's webhook signing secret, created on first use. Read on every webhook
+    /// attempt, so only the first call pays for a (durable) transaction.
     pub fn webhook_secret(&self, tenant: &str) -> Result<String> {
+        if let Some(s) = self.get::<String>(&family::webhook_secret(tenant))? {
+            return Ok(s);
+        }
         self.transact(|tx| {
             let key = family::webhook_secret(tenant);
             if let Some(s) = tx.get::<String>(&key)? {
