@@ -4,13 +4,16 @@
 use chrono::Utc;
 
 use crate::model::ModuleVersion;
-use crate::sandbox::{Sandbox, UploadError};
+use crate::sandbox::{Sandbox, SandboxError, UploadError};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     #[error(transparent)]
     Upload(#[from] UploadError),
+    /// The upload was fine; storing its artifact failed (a server fault).
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -32,9 +35,7 @@ pub fn publish(
         ins.language.clone(),
         ins.imports.clone(),
     );
-    sandbox
-        .install(ins, bytes)
-        .map_err(|e| UploadError::Invalid(e.to_string()))?;
+    sandbox.install(ins, bytes)?;
     let now = Utc::now();
     let v = store.add_module_version(tenant, name, |version| ModuleVersion {
         module: name.to_string(),

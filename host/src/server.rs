@@ -28,7 +28,8 @@ pub fn start(config: Config, bootstrap_key: Option<&str>) -> anyhow::Result<Star
     let bootstrap_key = tenants::bootstrap(&store, bootstrap_key)?;
     let sandbox = Sandbox::new(&config.data_dir.join("modules"), config.limits.clone())?;
     let automation = Automation::new(store.clone(), sandbox.clone(), config.automation.clone());
-    let delivery = Delivery::new(store.clone(), config.delivery.clone());
+    let delivery = Delivery::new(store.clone(), config.delivery.clone())
+        .context("building the delivery HTTP client")?;
     Ok(Started {
         state: AppState {
             store,

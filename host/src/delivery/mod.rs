@@ -90,7 +90,9 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    pub fn new(store: Store, config: DeliveryConfig) -> Arc<Delivery> {
+    /// Fails when the HTTP client cannot be built: falling back to a default client would
+    /// silently drop the resolver that keeps webhooks off internal addresses.
+    pub fn new(store: Store, config: DeliveryConfig) -> Result<Arc<Delivery>, reqwest::Error> {
         let (stop, _) = watch::channel(false);
         let mut http = reqwest::Client::builder();
         if !config.allow_internal_webhooks {
@@ -100,9 +102,8 @@ impl Delivery {
             .timeout(config.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("stagecraft/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
-        Arc::new(Delivery {
+            .build()?;
+        Ok(Arc::new(Delivery {
             global: Arc::new(Semaphore::new(config.concurrency.max(1))),
             store,
             config,
@@ -110,7 +111,7 @@ impl Delivery {
             destinations: Mutex::new(HashMap::new()),
             stop,
             task: Mutex::new(None),
-        })
+        }))
     }
 
     /// The settings in force for a tenant's channel, if any.

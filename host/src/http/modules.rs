@@ -102,6 +102,7 @@ async fn upload(
     .map_err(ApiError::internal)?
     .map_err(|e| match e {
         PublishError::Upload(u) => upload_error(u),
+        PublishError::Sandbox(e) => ApiError::internal(e),
         PublishError::Store(s) => s.into(),
     })?;
     Ok((StatusCode::CREATED, Json(v)))
