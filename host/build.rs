@@ -4,7 +4,10 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+#[path = "build/wasm_cargo.rs"]
+mod wasm_cargo;
+use wasm_cargo::wasm_cargo;
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
@@ -15,6 +18,7 @@ fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default());
     let examples_dir = root.join("examples");
     println!("cargo:rerun-if-changed={}", examples_dir.display());
+    println!("cargo:rerun-if-changed=build/wasm_cargo.rs");
     println!(
         "cargo:rerun-if-changed={}",
         root.join("guest-sdk/src").display()
@@ -36,50 +40,27 @@ fn main() {
 
     let mut code = String::from("/// The example modules, built from `examples/` by build.rs: (name, component bytes).\npub const EXAMPLES: &[(&str, &[u8])] = &[\n");
     if !names.is_empty() {
-        ensure_wasm_target();
-        let target = std::env::var("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| root.join("target"))
-            .join("guests");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
+        let (mut cmd, built_dir) = wasm_cargo(&root, &root.join("Cargo.toml"));
         // Small components: no debug info, stripped, optimized for size.
-        cmd.args(["build", "--release", "--target", "wasm32-wasip2"])
-            .args([
-                "--config",
-                "profile.release.debug=false",
-                "--config",
-                "profile.release.strip=true",
-            ])
-            .args([
-                "--config",
-                "profile.release.opt-level=\"s\"",
-                "--config",
-                "profile.release.lto=true",
-            ])
-            .arg("--manifest-path")
-            .arg(root.join("Cargo.toml"))
-            .env("CARGO_TARGET_DIR", &target);
+        cmd.args([
+            "--config",
+            "profile.release.debug=false",
+            "--config",
+            "profile.release.strip=true",
+        ])
+        .args([
+            "--config",
+            "profile.release.opt-level=\"s\"",
+            "--config",
+            "profile.release.lto=true",
+        ]);
         for n in &names {
             cmd.args(["-p", n]);
-        }
-        for k in [
-            "RUSTFLAGS",
-            "CARGO_ENCODED_RUSTFLAGS",
-            "RUSTC_WRAPPER",
-            "RUSTC_WORKSPACE_WRAPPER",
-            "CARGO_MAKEFLAGS",
-            "CARGO_BUILD_TARGET",
-            "CARGO_PRIMARY_PACKAGE",
-        ] {
-            cmd.env_remove(k);
         }
         let ok = cmd.status().map(|s| s.success()).unwrap_or(false);
         assert!(ok, "building the example modules for wasm32-wasip2 failed");
         for n in &names {
-            let built = target
-                .join("wasm32-wasip2/release")
-                .join(format!("{}.wasm", n.replace('-', "_")));
+            let built = built_dir.join(format!("{}.wasm", n.replace('-', "_")));
             let copy = out.join(format!("{n}.wasm"));
             std::fs::copy(&built, &copy)
                 .unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
@@ -93,20 +74,4 @@ fn main() {
     code.push_str("];\n");
     std::fs::write(out.join("examples.rs"), code)
         .unwrap_or_else(|e| panic!("write examples.rs: {e}"));
-}
-
-/// `rustup target add wasm32-wasip2` unless the standard library for it is already there.
-fn ensure_wasm_target() {
-    let sysroot = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
-        .args(["--print", "sysroot"])
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    let installed =
-        sysroot.is_some_and(|s| Path::new(&s).join("lib/rustlib/wasm32-wasip2").exists());
-    if !installed {
-        let _ = Command::new("rustup")
-            .args(["target", "add", "wasm32-wasip2"])
-            .status();
-    }
 }

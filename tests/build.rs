@@ -8,16 +8,15 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "../host/build/wasm_cargo.rs"]
+mod wasm_cargo;
+use wasm_cargo::wasm_cargo;
+
 fn main() {
     let manifest = PathBuf::from(env("CARGO_MANIFEST_DIR"));
     let root = manifest.parent().expect("workspace root").to_path_buf();
     let out = PathBuf::from(env("OUT_DIR")).join("guests");
     std::fs::create_dir_all(&out).expect("create guests out dir");
-    // A target dir of its own: the outer build holds a lock on the main one.
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("target"))
-        .join("guests");
 
     for p in [
         "tests/guests/Cargo.toml",
@@ -32,8 +31,12 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
     println!("cargo:rerun-if-env-changed=STAGECRAFT_TOOLS");
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("host/build/wasm_cargo.rs").display()
+    );
 
-    build_rust(&root.join("tests/guests/Cargo.toml"), &target, &out);
+    build_rust(&root, &root.join("tests/guests/Cargo.toml"), &out);
 
     let script = root.join("scripts/build-polyglot-guests");
     if script.exists() {
@@ -55,36 +58,14 @@ fn env(k: &str) -> String {
 
 /// `cargo build --release --target wasm32-wasip2` of a guest workspace, copying every
 /// produced component into `out` as `<crate-name>.wasm` (dashes kept).
-fn build_rust(manifest: &Path, target: &Path, out: &Path) {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "--release",
-        "--target",
-        "wasm32-wasip2",
-        "--manifest-path",
-    ])
-    .arg(manifest)
-    .env("CARGO_TARGET_DIR", target);
-    for k in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_MAKEFLAGS",
-        "CARGO_BUILD_TARGET",
-        "CARGO_PRIMARY_PACKAGE",
-    ] {
-        cmd.env_remove(k);
-    }
+fn build_rust(root: &Path, manifest: &Path, out: &Path) {
+    let (mut cmd, dir) = wasm_cargo(root, manifest);
     let status = cmd.status().expect("run cargo for the guests");
     assert!(
         status.success(),
-        "building {} for wasm32-wasip2 failed (is the target installed? `rustup target add wasm32-wasip2`)",
+        "building {} for wasm32-wasip2 failed",
         manifest.display()
     );
-    let dir = target.join("wasm32-wasip2/release");
     for entry in std::fs::read_dir(&dir).expect("guest output dir").flatten() {
         let p = entry.path();
         if p.extension().is_some_and(|e| e == "wasm") {
