@@ -114,6 +114,24 @@ async fn queue_on_create(s: &Server, channel: &str, to: &str, key: Option<&str>)
     .await;
 }
 
+/// Sets the tenant's channel settings (admin).
+async fn set_channels(s: &Server, settings: Value) -> stagecraft_tests::Response {
+    s.call(
+        reqwest::Method::PUT,
+        "/v1/channels",
+        Some(ADMIN_KEY),
+        Some(settings),
+    )
+    .await
+}
+
+/// The id of the one message queued for `record`.
+async fn message_for(s: &Server, record: &Value) -> String {
+    let id = record["id"].as_str().unwrap();
+    let msgs = s.get(&format!("/v1/messages?record={id}"), ADMIN_KEY).await;
+    msgs.body["messages"][0]["id"].as_str().unwrap().to_string()
+}
+
 async fn only_message(s: &Server) -> Value {
     let all = s.get("/v1/messages", ADMIN_KEY).await;
     let msgs = all.body["messages"].as_array().unwrap();
@@ -134,14 +152,7 @@ async fn webhooks_retry_on_503_honoring_retry_after_then_deliver_signed() {
     let (rx, url) = Receiver::start(Behaviour::FailThenAccept(2)).await;
     let dir = temp_dir();
     let s = Server::start_with(config(dir.path())).await;
-    let ch = s
-        .call(
-            reqwest::Method::PUT,
-            "/v1/channels",
-            Some(ADMIN_KEY),
-            Some(json!({"webhook": {"allowed_hosts": ["127.0.0.1"]}})),
-        )
-        .await;
+    let ch = set_channels(&s, json!({"webhook": {"allowed_hosts": ["127.0.0.1"]}})).await;
     assert_eq!(ch.status, StatusCode::OK, "{:?}", ch.body);
     let secret = ch.body["webhook_secret"].as_str().unwrap().to_string();
     queue_on_create(&s, "webhook", &url, Some("order-1")).await;
@@ -206,13 +217,7 @@ async fn a_4xx_is_a_dead_letter_at_once_and_an_admin_can_retry_it() {
     let (rx, url) = Receiver::start(Behaviour::Reject400).await;
     let dir = temp_dir();
     let s = Server::start_with(config(dir.path())).await;
-    s.call(
-        reqwest::Method::PUT,
-        "/v1/channels",
-        Some(ADMIN_KEY),
-        Some(json!({"webhook": {"allowed_hosts": ["*"]}})),
-    )
-    .await;
+    set_channels(&s, json!({"webhook": {"allowed_hosts": ["*"]}})).await;
     queue_on_create(&s, "webhook", &url, None).await;
     s.record(ADMIN_KEY, json!({"kind": "lead", "name": "Dead"}))
         .await;
@@ -268,13 +273,7 @@ async fn retries_stop_at_the_retry_window_and_disallowed_hosts_are_refused() {
     let mut c = config(dir.path());
     c.delivery.retry_window = Duration::from_secs(1);
     let s = Server::start_with(c).await;
-    s.call(
-        reqwest::Method::PUT,
-        "/v1/channels",
-        Some(ADMIN_KEY),
-        Some(json!({"webhook": {"allowed_hosts": ["127.0.0.1"]}})),
-    )
-    .await;
+    set_channels(&s, json!({"webhook": {"allowed_hosts": ["127.0.0.1"]}})).await;
     queue_on_create(&s, "webhook", &url, None).await;
     s.record(ADMIN_KEY, json!({"kind": "lead", "name": "Down"}))
         .await;
@@ -286,23 +285,15 @@ async fn retries_stop_at_the_retry_window_and_disallowed_hosts_are_refused() {
     );
 
     // A host outside the allow-list is never contacted.
-    s.call(
-        reqwest::Method::PUT,
-        "/v1/channels",
-        Some(ADMIN_KEY),
-        Some(json!({"webhook": {"allowed_hosts": ["hooks.example.com"]}})),
+    set_channels(
+        &s,
+        json!({"webhook": {"allowed_hosts": ["hooks.example.com"]}}),
     )
     .await;
     let lead = s
         .record(ADMIN_KEY, json!({"kind": "lead", "name": "Elsewhere"}))
         .await;
-    let msgs = s
-        .get(
-            &format!("/v1/messages?record={}", lead["id"].as_str().unwrap()),
-            ADMIN_KEY,
-        )
-        .await;
-    let id = msgs.body["messages"][0]["id"].as_str().unwrap().to_string();
+    let id = message_for(&s, &lead).await;
     let m = settled(&s, &id, "dead").await;
     assert!(
         m["attempts"][0]["error"]
@@ -327,23 +318,9 @@ async fn without_settings_messages_stay_queued_until_a_channel_is_configured() {
     assert_eq!(m["status"], "queued", "never dropped, never marked sent");
     assert!(m["attempts"].as_array().unwrap().is_empty());
 
-    let r = s
-        .call(
-            reqwest::Method::PUT,
-            "/v1/channels",
-            Some(ADMIN_KEY),
-            Some(json!({"sms": {"url": "ftp://nope"}})),
-        )
-        .await;
+    let r = set_channels(&s, json!({"sms": {"url": "ftp://nope"}})).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let r = s
-        .call(
-            reqwest::Method::PUT,
-            "/v1/channels",
-            Some(ADMIN_KEY),
-            Some(json!({"sms": {"url": url, "token": "provider-token"}})),
-        )
-        .await;
+    let r = set_channels(&s, json!({"sms": {"url": url, "token": "provider-token"}})).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(
         r.body["settings"]["sms"].get("token").is_none(),
@@ -353,13 +330,7 @@ async fn without_settings_messages_stay_queued_until_a_channel_is_configured() {
     let seen = rx.seen.lock().unwrap().clone();
     assert_eq!(seen[0].0["authorization"], "Bearer provider-token");
     // Omitting the token keeps it for the same endpoint, but never carries it to a new one.
-    s.call(
-        reqwest::Method::PUT,
-        "/v1/channels",
-        Some(ADMIN_KEY),
-        Some(json!({"sms": {"url": url}})),
-    )
-    .await;
+    set_channels(&s, json!({"sms": {"url": url}})).await;
     assert_eq!(
         s.state
             .store
@@ -371,11 +342,9 @@ async fn without_settings_messages_stay_queued_until_a_channel_is_configured() {
             .as_deref(),
         Some("provider-token")
     );
-    s.call(
-        reqwest::Method::PUT,
-        "/v1/channels",
-        Some(ADMIN_KEY),
-        Some(json!({"sms": {"url": "https://attacker.example/collect"}})),
+    set_channels(
+        &s,
+        json!({"sms": {"url": "https://attacker.example/collect"}}),
     )
     .await;
     assert!(s
@@ -508,16 +477,13 @@ async fn email_goes_through_a_real_smtp_relay() {
     let mut smtp = Smtp::start().await;
     let dir = temp_dir();
     let s = Server::start_with(config(dir.path())).await;
-    let r = s
-        .call(
-            reqwest::Method::PUT,
-            "/v1/channels",
-            Some(ADMIN_KEY),
-            Some(json!({"email": {
+    let r = set_channels(
+        &s,
+        json!({"email": {
         "host": "127.0.0.1", "port": smtp.port, "tls": "none", "from": "Acme CRM <crm@acme.test>",
-        "username": null, "password": null}})),
-        )
-        .await;
+        "username": null, "password": null}}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     queue_on_create(&s, "email", "ada@example.com", None).await;
     let lead = s
@@ -554,13 +520,7 @@ async fn email_goes_through_a_real_smtp_relay() {
     let lead = s
         .record(ADMIN_KEY, json!({"kind": "lead", "name": "Bad mail"}))
         .await;
-    let msgs = s
-        .get(
-            &format!("/v1/messages?record={}", lead["id"].as_str().unwrap()),
-            ADMIN_KEY,
-        )
-        .await;
-    let bad = msgs.body["messages"][0]["id"].as_str().unwrap().to_string();
+    let bad = message_for(&s, &lead).await;
     let m = settled(&s, &bad, "dead").await;
     assert!(
         m["attempts"][0]["error"]
@@ -585,13 +545,7 @@ async fn email_goes_through_a_real_smtp_relay() {
     let lead = s
         .record(ADMIN_KEY, json!({"kind": "lead", "name": "Relay down 2"}))
         .await;
-    let msgs = s
-        .get(
-            &format!("/v1/messages?record={}", lead["id"].as_str().unwrap()),
-            ADMIN_KEY,
-        )
-        .await;
-    let down = msgs.body["messages"][0]["id"].as_str().unwrap().to_string();
+    let down = message_for(&s, &lead).await;
     let m = eventually("a failed attempt", 200, || async {
         let m = s.get(&format!("/v1/messages/{down}"), ADMIN_KEY).await.body;
         (!m["attempts"].as_array().unwrap().is_empty()).then_some(m)
@@ -609,13 +563,7 @@ async fn a_restart_in_the_middle_of_a_backlog_loses_nothing() {
     let mut c = config(dir.path());
     c.delivery.per_destination = 1;
     let s = Server::start_with(c.clone()).await;
-    s.call(
-        reqwest::Method::PUT,
-        "/v1/channels",
-        Some(ADMIN_KEY),
-        Some(json!({"webhook": {"allowed_hosts": ["*"]}})),
-    )
-    .await;
+    set_channels(&s, json!({"webhook": {"allowed_hosts": ["*"]}})).await;
     queue_on_create(&s, "webhook", &url, None).await;
     for i in 0..N {
         s.record(ADMIN_KEY, json!({"kind": "lead", "name": format!("B{i}")}))
@@ -664,13 +612,7 @@ async fn a_slow_destination_does_not_hold_up_the_others() {
     c.delivery.concurrency = 2;
     c.delivery.per_destination = 1;
     let s = Server::start_with(c).await;
-    s.call(
-        reqwest::Method::PUT,
-        "/v1/channels",
-        Some(ADMIN_KEY),
-        Some(json!({"webhook": {"allowed_hosts": ["*"]}})),
-    )
-    .await;
+    set_channels(&s, json!({"webhook": {"allowed_hosts": ["*"]}})).await;
     queue_on_create(&s, "webhook", &slow_url, None).await;
     for i in 0..4 {
         s.record(
@@ -711,13 +653,7 @@ async fn by_default_webhooks_cannot_reach_internal_addresses() {
     let mut c = config(dir.path());
     c.delivery.allow_internal_webhooks = false;
     let s = Server::start_with(c).await;
-    s.call(
-        reqwest::Method::PUT,
-        "/v1/channels",
-        Some(ADMIN_KEY),
-        Some(json!({"webhook": {"allowed_hosts": ["*"]}})),
-    )
-    .await;
+    set_channels(&s, json!({"webhook": {"allowed_hosts": ["*"]}})).await;
     queue_on_create(&s, "webhook", &url, None).await;
     s.record(ADMIN_KEY, json!({"kind": "lead", "name": "Probe loopback"}))
         .await;
