@@ -806,3 +806,75 @@ async fn an_inline_run_on_a_deletion_sees_the_record_as_gone() {
     assert!(r.message().contains("not found"), "{}", r.message());
     assert_eq!(record(&s, id).await["name"], "Going", "nothing was deleted");
 }
+
+#[tokio::test]
+async fn bad_binding_changes_and_inbound_events_are_refused() {
+    let dir = temp_dir();
+    let s = Server::start(dir.path()).await;
+    s.upload_guest(ADMIN_KEY, "effector", "effector").await;
+    let b = s
+        .bind(
+            ADMIN_KEY,
+            json!({"pipeline": "leads", "module": "effector", "version": 1,
+        "triggers": [{"on": "created"}]}),
+        )
+        .await;
+    let r = s
+        .patch(&format!("/v1/bindings/{b}"), ADMIN_KEY, json!({"order": 2}))
+        .await;
+    assert_eq!(r.body["revision"], 2);
+    // A change based on an old revision loses, and changes nothing.
+    let r = s
+        .patch(
+            &format!("/v1/bindings/{b}"),
+            ADMIN_KEY,
+            json!({"order": 5, "revision": 1}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    assert!(
+        r.message().contains("expected version 1, found 2"),
+        "{}",
+        r.message()
+    );
+    let r = s
+        .patch(
+            &format!("/v1/bindings/{b}"),
+            ADMIN_KEY,
+            json!({"version": 9}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        s.get(&format!("/v1/bindings/{b}"), ADMIN_KEY).await.body["order"],
+        2
+    );
+    assert_eq!(
+        s.patch("/v1/bindings/bnd_nope", ADMIN_KEY, json!({"order": 1}))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        s.delete("/v1/bindings/bnd_nope", ADMIN_KEY).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    let big = "x".repeat(70 * 1024);
+    let r = s
+        .post(
+            "/v1/events",
+            ADMIN_KEY,
+            json!({"name": "form_submitted", "payload": {"blob": big}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.message().contains("64 KiB"), "{}", r.message());
+    let dev = s.key(ADMIN_KEY, "developer").await;
+    assert_eq!(
+        s.post("/v1/events", &dev, json!({"name": "x"}))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+}

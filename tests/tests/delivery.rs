@@ -691,3 +691,45 @@ async fn by_default_webhooks_cannot_reach_internal_addresses() {
     }
     assert_eq!(rx.count(), 0, "the internal receiver was never reached");
 }
+
+#[tokio::test]
+async fn bad_channel_settings_are_refused_by_name() {
+    let dir = temp_dir();
+    let s = Server::start_with(config(dir.path())).await;
+    let email = |from: &str, port: u16| json!({"email": {"host": "smtp.example.com", "port": port, "tls": "starttls", "from": from}});
+    let r = set_channels(&s, email("not an address", 587)).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.message().contains("from"), "{}", r.message());
+    let r = set_channels(&s, email("crm@example.com", 0)).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.message().contains("port"), "{}", r.message());
+    let r = set_channels(&s, json!({"fax": {"number": "1"}})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.code(), "unknown_field");
+    let r = set_channels(
+        &s,
+        json!({"email": {"host": "h", "port": 25, "tls": "sometimes", "from": "a@b.co"}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.message().contains("sometimes"), "{}", r.message());
+    let dev = s.key(ADMIN_KEY, "developer").await;
+    let r = s
+        .call(
+            reqwest::Method::PUT,
+            "/v1/channels",
+            Some(&dev),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        s.get("/v1/channels", &dev).await.status,
+        StatusCode::FORBIDDEN
+    );
+    // Nothing refused was stored.
+    assert_eq!(
+        s.state.store.channels("default").unwrap(),
+        stagecraft::model::ChannelConfig::default()
+    );
+}

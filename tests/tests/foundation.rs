@@ -755,3 +755,44 @@ async fn concurrent_patches_never_lose_an_update() {
         2
     );
 }
+
+#[tokio::test]
+async fn bad_key_requests_are_refused_by_name() {
+    let dir = temp_dir();
+    let s = Server::start(dir.path()).await;
+    let cases = [
+        (
+            json!({"role": "agent", "name": "  "}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name",
+        ),
+        (
+            json!({"role": "agent", "name": "k", "user": ""}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "user",
+        ),
+        (
+            json!({"role": "root", "name": "k"}),
+            StatusCode::BAD_REQUEST,
+            "root",
+        ),
+        (json!({"role": "agent"}), StatusCode::BAD_REQUEST, "name"),
+    ];
+    for (body, status, word) in cases {
+        let r = s.post("/v1/keys", ADMIN_KEY, body.clone()).await;
+        assert_eq!(r.status, status, "{body}: {:?}", r.body);
+        assert!(r.message().contains(word), "{body}: {}", r.message());
+    }
+    assert_eq!(
+        s.get("/v1/keys", ADMIN_KEY).await.body["keys"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "only the bootstrap key"
+    );
+    assert_eq!(
+        s.delete("/v1/keys/key_nope", ADMIN_KEY).await.status,
+        StatusCode::NOT_FOUND
+    );
+}

@@ -128,6 +128,22 @@ async fn a_rust_rule_reads_and_moves_without_committing() {
     );
     let r = s.dry_run(&dev, "mover", 1, json!({})).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = s
+        .dry_run(&dev, "mover", 1, json!({"record": id, "event": "evt_x"}))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.message().contains("not both"), "{}", r.message());
+    assert_eq!(
+        s.dry_run(&dev, "mover", 1, json!({"event": "evt_nope"}))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let r = s
+        .dry_run(&dev, "mover", 1, json!({"record": id, "config": [1]}))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.message().contains("config"), "{}", r.message());
     assert_eq!(
         s.dry_run(&dev, "mover", 9, json!({"record": id}))
             .await
