@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use super::{run_id, Automation};
 use crate::crm::records::event;
 use crate::model::id::new_id;
-use crate::model::{EventKind, Job, Outcome, TimerKind};
+use crate::model::{Binding, Event, EventKind, Job, Outcome, RunRecord, TimerKind};
 use crate::store::{Changeset, DueTimer, StoreError};
 
 pub async fn run_jobs(a: Arc<Automation>, mut stop: watch::Receiver<bool>) {
@@ -224,9 +224,21 @@ impl Automation {
         {
             return Ok(());
         }
+        self.run_and_commit(&job.tenant, &ev, &binding).map(|_| ())
+    }
+
+    /// Runs `binding` on the journal event `ev` and commits the run with its effects (and
+    /// the inline runs those effects set off) in one transaction: what a background job
+    /// does once it has its event and binding. Returns the committed run record.
+    pub fn run_and_commit(
+        &self,
+        tenant: &str,
+        ev: &Event,
+        binding: &Binding,
+    ) -> Result<RunRecord, StoreError> {
         let now = Utc::now();
-        let mut cs = Changeset::new(&job.tenant);
-        let mut run = self.execute(&mut cs, &ev, &binding, now)?;
+        let mut cs = Changeset::new(tenant);
+        let mut run = self.execute(&mut cs, ev, binding, now)?;
         if run.outcome.is_ok() {
             let halt = match self.cascade(&mut cs, 0, now) {
                 Ok(()) => None,
@@ -235,7 +247,7 @@ impl Automation {
             };
             if let Some(rejected) = halt {
                 // An inline binding refused this run's effects: the run fails, nothing applies.
-                let mut failed = Changeset::new(&job.tenant);
+                let mut failed = Changeset::new(tenant);
                 run.outcome = Outcome::GuestError {
                     message: format!(
                         "its effects were rejected by binding {}: {}",
@@ -245,15 +257,16 @@ impl Automation {
                 };
                 run.discarded = std::mem::take(&mut run.effects);
                 failed.runs.push(*rejected);
-                failed.runs.push(run);
-                return self.store.commit(&failed);
+                failed.runs.push(run.clone());
+                self.store.commit(&failed)?;
+                return Ok(run);
             }
         }
-        cs.runs.insert(0, run);
+        cs.runs.insert(0, run.clone());
         self.store.commit(&cs)?;
         if !cs.jobs.is_empty() {
             self.wake.notify_one();
         }
-        Ok(())
+        Ok(run)
     }
 }

@@ -105,6 +105,8 @@ pub struct RunReport {
     /// Peak linear memory, bytes.
     pub peak_memory: u64,
     pub duration_us: u64,
+    /// The part of `duration_us` spent creating the instance (before the module's code ran).
+    pub instantiate_us: u64,
     /// The records this run changed, as they would be after commit (version not yet bumped).
     #[serde(skip)]
     pub records: Vec<Record>,
@@ -393,9 +395,10 @@ impl Sandbox {
         store.set_epoch_deadline(ticks);
         let fuel_ready = store.set_fuel(self.limits.fuel);
         let wit_event = wit::event_to_wit(event);
-        let result = fuel_ready
-            .and_then(|_| module.pre.instantiate(&mut store))
-            .and_then(|rule| rule.call_handle(&mut store, &wit_event));
+        let instantiating = Instant::now();
+        let instance = fuel_ready.and_then(|_| module.pre.instantiate(&mut store));
+        let instantiate_us = instantiating.elapsed().as_micros() as u64;
+        let result = instance.and_then(|rule| rule.call_handle(&mut store, &wit_event));
         let fuel_used = self
             .limits
             .fuel
@@ -427,6 +430,7 @@ impl Sandbox {
             fuel_used,
             peak_memory: state.limiter.peak as u64,
             duration_us: started.elapsed().as_micros() as u64,
+            instantiate_us,
             records: api.overlay.into_values().collect(),
         }
     }
