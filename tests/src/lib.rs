@@ -65,7 +65,7 @@ impl Server {
             stop: Some(tx),
             task: Some(task),
             client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
+                .timeout(Duration::from_secs(180))
                 .build()
                 .expect("client"),
         }

@@ -76,8 +76,10 @@ impl Store {
     }
 
     /// Moves a due message to `sending` for one attempt. None when it is no longer queued.
+    /// Not flushed: the attempt's result is, and a claim lost in a crash leaves the message
+    /// queued — the same single extra attempt a `sending` message gets at start-up.
     pub fn claim_message(&self, due: &DueMessage) -> Result<Option<OutboxMessage>> {
-        self.transact(|tx| {
+        self.transact_unflushed(|tx| {
             if !tx.remove(&due.key)? {
                 return Ok(None);
             }
@@ -95,9 +97,9 @@ impl Store {
     }
 
     /// Leaves a due message queued but looks at it again at `at` (its channel has no
-    /// setting yet).
+    /// setting yet). Not flushed: a lost deferral only makes the message due sooner.
     pub fn defer_message(&self, due: &DueMessage, at: DateTime<Utc>) -> Result<()> {
-        self.transact(|tx| {
+        self.transact_unflushed(|tx| {
             if tx.remove(&due.key)? {
                 tx.put(
                     &family::due(at.timestamp_millis(), &due.tenant, &due.id),
