@@ -32,6 +32,9 @@ pub struct HostApi {
     deleted: std::collections::BTreeSet<String>,
     /// Records this run changed, as they are now (pending, uncommitted).
     pub overlay: BTreeMap<String, Record>,
+    /// Committed records this run has read: a record is decoded from the store once per run,
+    /// and the run sees one state of it throughout (commit still checks versions).
+    read: std::cell::RefCell<BTreeMap<String, Option<Record>>>,
     pub effects: Vec<Effect>,
     pub logs: Vec<LogLine>,
     log_bytes: usize,
@@ -74,6 +77,7 @@ impl HostApi {
                 .collect(),
             deleted: input.deleted.into_iter().collect(),
             overlay: BTreeMap::new(),
+            read: std::cell::RefCell::new(BTreeMap::new()),
             effects: Vec::new(),
             logs: Vec::new(),
             log_bytes: 0,
@@ -160,9 +164,14 @@ impl HostApi {
         if self.deleted.contains(id) {
             return Ok(None);
         }
-        self.store
-            .record(&self.tenant, id)
-            .map_err(|e| wasmtime::Error::msg(format!("storage failure while reading {id:?}: {e}")))
+        if let Some(r) = self.read.borrow().get(id) {
+            return Ok(r.clone());
+        }
+        let r = self.store.record(&self.tenant, id).map_err(|e| {
+            wasmtime::Error::msg(format!("storage failure while reading {id:?}: {e}"))
+        })?;
+        self.read.borrow_mut().insert(id.to_string(), r.clone());
+        Ok(r)
     }
 
     fn next_id(&mut self, prefix: &str) -> String {

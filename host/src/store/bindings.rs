@@ -14,19 +14,29 @@ impl Store {
         self.get(&family::binding(tenant, id))
     }
 
-    /// The tenant's bindings, in (pipeline, order, id) order.
+    /// The tenant's bindings, in (pipeline, order, id) order. Read on every change, so kept
+    /// decoded in memory until a binding of the tenant is written.
     pub fn bindings(&self, tenant: &str) -> Result<Vec<Binding>> {
-        let mut all: Vec<Binding> = self
-            .scan(&family::bindings(tenant), None)
-            .map(|r| r.map(|(_, b)| b))
-            .collect::<Result<_>>()?;
-        all.sort_by(|a, b| (&a.pipeline, a.order, &a.id).cmp(&(&b.pipeline, b.order, &b.id)));
-        Ok(all)
+        let all = self.bindings.get_or_load(tenant, || {
+            let mut all: Vec<Binding> = self
+                .scan(&family::bindings(tenant), None)
+                .map(|r| r.map(|(_, b)| b))
+                .collect::<Result<_>>()?;
+            all.sort_by(|a, b| (&a.pipeline, a.order, &a.id).cmp(&(&b.pipeline, b.order, &b.id)));
+            Ok(Some(all))
+        })?;
+        Ok(all.map(|a| a.as_ref().clone()).unwrap_or_default())
     }
 
     /// Creates (`expected` None) or replaces a binding at revision `expected`. The module
     /// version and pipeline must exist at commit time.
     pub fn put_binding(&self, tenant: &str, b: &Binding, expected: Option<u64>) -> Result<()> {
+        let done = self.put_binding_tx(tenant, b, expected);
+        self.bindings.invalidate(tenant);
+        done
+    }
+
+    fn put_binding_tx(&self, tenant: &str, b: &Binding, expected: Option<u64>) -> Result<()> {
         self.transact(|tx| {
             let key = family::binding(tenant, &b.id);
             let current: Option<Binding> = tx.get(&key)?;
@@ -65,6 +75,12 @@ impl Store {
     }
 
     pub fn delete_binding(&self, tenant: &str, id: &str) -> Result<()> {
+        let done = self.delete_binding_tx(tenant, id);
+        self.bindings.invalidate(tenant);
+        done
+    }
+
+    fn delete_binding_tx(&self, tenant: &str, id: &str) -> Result<()> {
         self.transact(|tx| {
             let key = family::binding(tenant, id);
             let Some(b) = tx.get::<Binding>(&key)? else {

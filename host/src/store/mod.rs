@@ -8,6 +8,7 @@
 
 mod automation;
 mod bindings;
+mod cache;
 mod changeset;
 mod family;
 mod modules;
@@ -17,6 +18,7 @@ mod records;
 mod tenants;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{de::DeserializeOwned, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
@@ -25,6 +27,8 @@ pub use automation::{DueTimer, RunFilter};
 pub use changeset::{Changeset, RecordWrite};
 pub use outbox::{DueMessage, MessageFilter};
 pub use records::{RecordFilter, RecordPage};
+
+use crate::model::{Binding, Pipeline};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -74,6 +78,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct Store {
     db: sled::Db,
     data: sled::Tree,
+    bindings: Arc<cache::Cache<Vec<Binding>>>,
+    pipelines: Arc<cache::Cache<Pipeline>>,
 }
 
 impl Store {
@@ -83,7 +89,12 @@ impl Store {
             .flush_every_ms(Some(200))
             .open()?;
         let data = db.open_tree("data")?;
-        Ok(Store { db, data })
+        Ok(Store {
+            db,
+            data,
+            bindings: Arc::default(),
+            pipelines: Arc::default(),
+        })
     }
 
     /// Writes everything to disk; called on shutdown.
@@ -105,6 +116,19 @@ impl Store {
         prefix: &str,
         after: Option<&str>,
     ) -> impl Iterator<Item = Result<(String, T)>> + '_ {
+        self.scan_raw(prefix, after).map(|item| {
+            let (key, v) = item?;
+            let value = decode(&key, &v)?;
+            Ok((key, value))
+        })
+    }
+
+    /// [`Store::scan`] without decoding, for callers that decode only part of what they see.
+    fn scan_raw(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+    ) -> impl Iterator<Item = Result<(String, sled::IVec)>> + '_ {
         let iter = match after {
             Some(a) => {
                 let mut start = a.as_bytes().to_vec();
@@ -122,9 +146,7 @@ impl Store {
         })
         .map(|item| {
             let (k, v) = item?;
-            let key = String::from_utf8_lossy(&k).into_owned();
-            let value = decode(&key, &v)?;
-            Ok((key, value))
+            Ok((String::from_utf8_lossy(&k).into_owned(), v))
         })
     }
 

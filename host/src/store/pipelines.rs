@@ -4,8 +4,11 @@ use super::{family, Result, Store, StoreError};
 use crate::model::Pipeline;
 
 impl Store {
+    /// Read on every stage move, so kept decoded in memory until the pipeline is written.
     pub fn pipeline(&self, tenant: &str, id: &str) -> Result<Option<Pipeline>> {
-        self.get(&family::pipeline(tenant, id))
+        let key = family::pipeline(tenant, id);
+        let p = self.pipelines.get_or_load(&key, || self.get(&key))?;
+        Ok(p.map(|p| p.as_ref().clone()))
     }
 
     pub fn pipelines(&self, tenant: &str) -> Result<Vec<Pipeline>> {
@@ -17,6 +20,17 @@ impl Store {
     /// Creates (`expected_version` None) or replaces a pipeline. Refuses to drop a stage that
     /// records still sit in, checked in the same transaction as the write.
     pub fn put_pipeline(
+        &self,
+        tenant: &str,
+        p: &Pipeline,
+        expected_version: Option<u64>,
+    ) -> Result<()> {
+        let done = self.put_pipeline_tx(tenant, p, expected_version);
+        self.pipelines.invalidate(&family::pipeline(tenant, &p.id));
+        done
+    }
+
+    fn put_pipeline_tx(
         &self,
         tenant: &str,
         p: &Pipeline,
@@ -58,6 +72,12 @@ impl Store {
 
     /// Deletes a pipeline that no record uses.
     pub fn delete_pipeline(&self, tenant: &str, id: &str) -> Result<()> {
+        let done = self.delete_pipeline_tx(tenant, id);
+        self.pipelines.invalidate(&family::pipeline(tenant, id));
+        done
+    }
+
+    fn delete_pipeline_tx(&self, tenant: &str, id: &str) -> Result<()> {
         self.transact(|tx| {
             let key = family::pipeline(tenant, id);
             let Some(p) = tx.get::<Pipeline>(&key)? else {

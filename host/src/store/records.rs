@@ -1,6 +1,8 @@
 //! Record and journal reads: get, filtered pages, a record's events.
 
-use super::{family, Result, Store};
+use serde::Deserialize;
+
+use super::{decode, family, Result, Store};
 use crate::model::{Event, Record, RecordKind};
 
 #[derive(Debug, Default, Clone)]
@@ -13,20 +15,44 @@ pub struct RecordFilter {
 
 impl RecordFilter {
     pub fn matches(&self, r: &Record) -> bool {
-        self.kind.is_none_or(|k| r.kind == k)
+        self.matches_fields(r.kind, &r.pipeline, &r.stage, &r.owner)
+    }
+
+    fn matches_fields(
+        &self,
+        kind: RecordKind,
+        pipeline: &Option<String>,
+        stage: &Option<String>,
+        owner: &Option<String>,
+    ) -> bool {
+        self.kind.is_none_or(|k| kind == k)
             && self
                 .pipeline
                 .as_ref()
-                .is_none_or(|p| r.pipeline.as_ref() == Some(p))
+                .is_none_or(|p| pipeline.as_ref() == Some(p))
             && self
                 .stage
                 .as_ref()
-                .is_none_or(|s| r.stage.as_ref() == Some(s))
+                .is_none_or(|s| stage.as_ref() == Some(s))
             && self
                 .owner
                 .as_ref()
-                .is_none_or(|o| r.owner.as_ref() == Some(o))
+                .is_none_or(|o| owner.as_ref() == Some(o))
     }
+}
+
+/// The fields a filter looks at: decoding only these (serde skips the rest without
+/// allocating, and no timestamps are parsed) makes scanning past non-matches cheap.
+#[derive(Deserialize)]
+struct Head {
+    id: String,
+    kind: RecordKind,
+    #[serde(default)]
+    pipeline: Option<String>,
+    #[serde(default)]
+    stage: Option<String>,
+    #[serde(default)]
+    owner: Option<String>,
 }
 
 pub struct RecordPage {
@@ -56,12 +82,13 @@ impl Store {
         let mut records = Vec::new();
         let mut last = None;
         let mut scanned = 0;
-        for item in self.scan::<Record>(&prefix, after_key.as_deref()) {
-            let (_, r) = item?;
+        for item in self.scan_raw(&prefix, after_key.as_deref()) {
+            let (key, bytes) = item?;
+            let head: Head = decode(&key, &bytes)?;
             scanned += 1;
-            last = Some(r.id.clone());
-            if filter.matches(&r) {
-                records.push(r);
+            last = Some(head.id);
+            if filter.matches_fields(head.kind, &head.pipeline, &head.stage, &head.owner) {
+                records.push(decode(&key, &bytes)?);
                 if records.len() == limit {
                     break;
                 }

@@ -118,7 +118,14 @@ impl Bare {
         pool.max_memory_size(64 << 20)
             .max_component_instance_size(1 << 20)
             .max_core_instance_size(1 << 20)
-            .table_elements(100_000);
+            .table_elements(100_000)
+            // The slot-reset tuning the sandbox uses (see `stagecraft::sandbox`): without it
+            // the floor would be a straw man, since any host running short-lived instances
+            // should set it.
+            .linear_memory_keep_resident(4 << 20)
+            .table_keep_resident(4 << 20)
+            .pagemap_scan(wasmtime::Enabled::Auto)
+            .decommit_batch_size(8);
         let mut c = Config::new();
         c.wasm_component_model(true)
             .consume_fuel(metered)

@@ -125,9 +125,16 @@ pub fn section(n: usize) {
     let v = s.world.publish("lead-scoring", &bytes);
     let module = s.world.sandbox.load(&v.hash).expect("load");
     let warm = (n / 10).max(3);
+    // For profiling one variant alone (e.g. `perf record … --only 1` with
+    // STAGECRAFT_BENCH_VARIANT=c): the others run once.
+    let variant = std::env::var("STAGECRAFT_BENCH_VARIANT").ok();
+    let n_for = |v: &str| match &variant {
+        Some(only) if only != v => 1,
+        _ => n,
+    };
 
     let (mock, sdk_event) = mock_host(&s);
-    let a = Samples::time(n, warm, |_| {
+    let a = Samples::time(n_for("a"), warm, |_| {
         let mut h = mock.clone();
         h.run::<LeadScoring>(&sdk_event).expect("native run");
         assert_eq!(h.effects.len(), 4);
@@ -136,15 +143,15 @@ pub fn section(n: usize) {
 
     let (canned, wit_event) = canned(&s);
     let bare_plain = Bare::new(&bytes, canned.clone(), false);
-    let b = Samples::time(n, warm, |_| {
+    let b = Samples::time(n_for("b"), warm, |_| {
         bare_plain.run(&wit_event).expect("bare run");
     });
     let bare_metered = Bare::new(&bytes, canned, true);
-    let b2 = Samples::time(n, warm, |_| {
+    let b2 = Samples::time(n_for("b'"), warm, |_| {
         bare_metered.run(&wit_event).expect("bare metered run");
     });
 
-    let c = Samples::time(n, warm, |_| {
+    let c = Samples::time(n_for("c"), warm, |_| {
         let r = s.run(&module, &s.event);
         check(&r, "sandbox");
     });
@@ -162,7 +169,7 @@ pub fn section(n: usize) {
     let mut current: Option<String> = None;
     let mut each = Vec::with_capacity(n);
     let mut wall = Duration::ZERO;
-    for i in 0..n + warm {
+    for i in 0..n_for("d") + warm {
         if let Some(id) = current.take() {
             let cs =
                 stagecraft::crm::records::delete(&s.world.store, TENANT, &id, None, Utc::now())

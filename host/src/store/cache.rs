@@ -1,0 +1,88 @@
+//! Decoded copies of small values that every change reads and almost nothing writes: a
+//! tenant's bindings (read on every submitted change) and pipelines (read on every stage
+//! move). Decoding them from sled each time was a measurable share of a run (see
+//! BENCHMARKS.md). The store is the only writer of its database, so its own write paths
+//! invalidate; a generation counter keeps a read that raced with a write from caching the
+//! value the write replaced.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use super::Result;
+
+pub(crate) struct Cache<V> {
+    generation: AtomicU64,
+    map: RwLock<HashMap<String, Arc<V>>>,
+}
+
+impl<V> Default for Cache<V> {
+    fn default() -> Self {
+        Cache {
+            generation: AtomicU64::new(0),
+            map: RwLock::new(HashMap::new()),
+        }
+    }
+}
+
+impl<V> Cache<V> {
+    /// The cached value for `key`, else `load()` (cached when found and no write to any key
+    /// of this cache happened meanwhile).
+    pub fn get_or_load(
+        &self,
+        key: &str,
+        load: impl FnOnce() -> Result<Option<V>>,
+    ) -> Result<Option<Arc<V>>> {
+        if let Some(v) = self.map.read().ok().and_then(|m| m.get(key).cloned()) {
+            return Ok(Some(v));
+        }
+        let seen = self.generation.load(Ordering::Acquire);
+        let Some(v) = load()? else {
+            return Ok(None);
+        };
+        let v = Arc::new(v);
+        if let Ok(mut m) = self.map.write() {
+            if self.generation.load(Ordering::Acquire) == seen {
+                m.insert(key.to_string(), v.clone());
+            }
+        }
+        Ok(Some(v))
+    }
+
+    /// Forgets `key`; called after a write to it has committed.
+    pub fn invalidate(&self, key: &str) {
+        let mut m = self.map.write().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        m.remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caches_until_invalidated() {
+        let c: Cache<u32> = Cache::default();
+        assert_eq!(*c.get_or_load("k", || Ok(Some(1))).unwrap().unwrap(), 1);
+        assert_eq!(*c.get_or_load("k", || Ok(Some(2))).unwrap().unwrap(), 1);
+        c.invalidate("k");
+        assert_eq!(*c.get_or_load("k", || Ok(Some(3))).unwrap().unwrap(), 3);
+        assert!(c.get_or_load("missing", || Ok(None)).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_read_racing_a_write_does_not_cache_the_old_value() {
+        let c: Cache<u32> = Cache::default();
+        let v = c
+            .get_or_load("k", || {
+                // The write commits and invalidates while this read is in flight.
+                c.invalidate("k");
+                Ok(Some(1))
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(*v, 1, "the reader still gets what it read");
+        assert_eq!(*c.get_or_load("k", || Ok(Some(2))).unwrap().unwrap(), 2);
+    }
+}
