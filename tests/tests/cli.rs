@@ -697,3 +697,57 @@ async fn from_new_to_a_pushed_enabled_module_that_moves_a_record() {
         .ok();
     assert_eq!(table.stdout.lines().count(), 3, "{}", table.stdout);
 }
+
+/// The next stdout line as JSON. The timeout bounds a hang; it asserts no timing.
+async fn next_json(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) -> Value {
+    let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("a line within a minute")
+        .unwrap()
+        .expect("stdout stays open");
+    serde_json::from_str(&line).unwrap()
+}
+
+#[tokio::test]
+async fn runs_follow_prints_new_runs_until_ctrl_c() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let dir = temp_dir();
+    let s = Server::start(&dir.path().join("data")).await;
+    s.upload_guest(ADMIN_KEY, "mover", "mover").await;
+    s.bind(
+        ADMIN_KEY,
+        json!({"pipeline": "leads", "module": "mover", "version": 1, "mode": "inline",
+               "triggers": [{"on": "created"}]}),
+    )
+    .await;
+    let before = lead(&s, json!({"kind": "lead", "name": "Ada"})).await;
+
+    let mut cmd = stagecraft();
+    cmd.env("STAGECRAFT_URL", &s.base)
+        .env("STAGECRAFT_KEY", ADMIN_KEY)
+        .args(["runs", "--follow", "--json", "--interval", "0.2"])
+        .stdout(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // The existing run first, then each new one as it appears, one JSON document per line.
+    let first = next_json(&mut lines).await;
+    assert_eq!(first["record"], before["id"]);
+    let after = lead(&s, json!({"kind": "lead", "name": "Grace"})).await;
+    let second = next_json(&mut lines).await;
+    assert_eq!(second["record"], after["id"]);
+    assert_eq!(second["outcome"]["kind"], "ok");
+
+    // Ctrl-C ends it cleanly.
+    let pid = child.id().unwrap().to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().await.unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
