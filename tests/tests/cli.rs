@@ -559,6 +559,14 @@ async fn from_new_to_a_pushed_enabled_module_that_moves_a_record() {
         out.stdout
     );
 
+    // Pin the crate's dependencies to the workspace's lock file (cargo drops what it does not
+    // use), so the test builds the versions already fetched and checked here.
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock"),
+        krate.join("Cargo.lock"),
+    )
+    .unwrap();
+
     // The scaffolded unit tests pass on the SDK's mock host.
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut test = for_cargo(tokio::process::Command::new(cargo));

@@ -49,18 +49,16 @@ pub async fn list(client: &Client, a: RunsArgs, json: bool) -> Result<(), CliErr
     let mut seen: HashSet<String> = HashSet::new();
     let mut shown_header = false;
     let mut emit = |fresh: Vec<(RunRecord, Value)>| {
-        if json {
-            for (_, raw) in &fresh {
+        for (r, raw) in &fresh {
+            if json {
                 println!("{raw}");
+                continue;
             }
-        } else if !fresh.is_empty() {
-            let t = runs_table(&fresh.iter().map(|(r, _)| r.clone()).collect::<Vec<_>>());
-            for (i, line) in t.lines().enumerate() {
-                if i == 0 && std::mem::replace(&mut shown_header, true) {
-                    continue;
-                }
-                println!("{}", line.trim_end());
+            // Fixed widths: rows printed poll by poll still line up.
+            if !std::mem::replace(&mut shown_header, true) {
+                println!("{}", follow_line(&RUN_HEADERS.map(String::from)));
             }
+            println!("{}", follow_line(&run_row(r)));
         }
     };
     let raw_runs = |v: &Value| -> Result<Vec<(RunRecord, Value)>, CliError> {
@@ -105,23 +103,39 @@ fn runs_of(v: &Value) -> Result<Vec<RunRecord>, CliError> {
     Ok(typed(&v["runs"], "run list")?)
 }
 
+const RUN_HEADERS: [&str; 8] = [
+    "RUN", "STARTED", "MODULE", "EVENT", "RECORD", "OUTCOME", "EFFECTS", "TIME",
+];
+
+fn run_row(r: &RunRecord) -> [String; 8] {
+    [
+        r.id.clone(),
+        table::time(&r.started_at),
+        format!("{}@{}", r.module, r.version),
+        r.event_kind.clone(),
+        r.record.clone().unwrap_or_else(|| "-".into()),
+        r.outcome.name().to_string(),
+        r.effects.len().to_string(),
+        table::micros(r.duration_us),
+    ]
+}
+
 fn runs_table(runs: &[RunRecord]) -> comfy_table::Table {
-    let mut t = table::new(&[
-        "RUN", "STARTED", "MODULE", "EVENT", "RECORD", "OUTCOME", "EFFECTS", "TIME",
-    ]);
+    let mut t = table::new(&RUN_HEADERS);
     for r in runs {
-        t.add_row([
-            r.id.clone(),
-            table::time(&r.started_at),
-            format!("{}@{}", r.module, r.version),
-            r.event_kind.clone(),
-            r.record.clone().unwrap_or_else(|| "-".into()),
-            r.outcome.name().to_string(),
-            r.effects.len().to_string(),
-            table::micros(r.duration_us),
-        ]);
+        t.add_row(run_row(r));
     }
     t
+}
+
+/// One `--follow` line, in columns wide enough for typical ids and names.
+fn follow_line(c: &[String; 8]) -> String {
+    format!(
+        "{:<42}  {:<19}  {:<24}  {:<13}  {:<30}  {:<15}  {:<7}  {}",
+        c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+    )
+    .trim_end()
+    .to_string()
 }
 
 /// Prints one run in full.
