@@ -516,6 +516,27 @@ async fn new_refuses_to_overwrite_and_needs_an_sdk() {
     for f in ["src/lib.rs", "README.md", ".gitignore"] {
         assert!(empty.join(f).is_file(), "{f}");
     }
+
+    // build: a directory without a crate, and a toolchain without the wasm target, are named.
+    let out = run(stagecraft(), &["build", "--path", taken.to_str().unwrap()]).await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("is not a crate directory"),
+        "{}",
+        out.stderr
+    );
+    // `echo` as rustc: the "sysroot" it prints has no wasm32-wasip2 standard library.
+    let mut cmd = stagecraft();
+    cmd.env("RUSTC", "echo");
+    let out = run(cmd, &["build", "--path", empty.to_str().unwrap()]).await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("the Rust target wasm32-wasip2 is not installed")
+            && out.stderr.contains("run `rustup target add wasm32-wasip2`"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// Where the scaffolded crate builds: a fixed dir under the target dir, so repeated runs are

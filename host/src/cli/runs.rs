@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::client::{typed, Client};
+use super::client::{typed, Client, ClientError};
 use super::{table, CliError, RunsArgs};
 use crate::model::{Effect, HostCall, LogLine, Outcome, RunRecord};
 
@@ -73,6 +73,7 @@ pub async fn list(client: &Client, a: RunsArgs, json: bool) -> Result<(), CliErr
     first.reverse();
     emit(first);
     let interval = Duration::from_secs_f64(a.interval);
+    let mut away = false;
     let stop = tokio::signal::ctrl_c();
     tokio::pin!(stop);
     loop {
@@ -83,7 +84,23 @@ pub async fn list(client: &Client, a: RunsArgs, json: bool) -> Result<(), CliErr
         let q = page(FOLLOW_WINDOW);
         let v = tokio::select! {
             _ = &mut stop => return Ok(()),
-            v = client.get(&["v1", "runs"], &q) => v?,
+            v = client.get(&["v1", "runs"], &q) => v,
+        };
+        // A server restarting is waited for; anything else ends the follow.
+        let v = match v {
+            Ok(v) => {
+                if std::mem::take(&mut away) {
+                    eprintln!("reconnected to {}", client.base());
+                }
+                v
+            }
+            Err(e @ ClientError::Unreachable { .. }) => {
+                if !std::mem::replace(&mut away, true) {
+                    eprintln!("{e}; still trying (Ctrl-C to stop)");
+                }
+                continue;
+            }
+            Err(e) => return Err(e.into()),
         };
         let window = raw_runs(&v)?;
         let ids: HashSet<String> = window.iter().map(|(r, _)| r.id.clone()).collect();
@@ -92,8 +109,9 @@ pub async fn list(client: &Client, a: RunsArgs, json: bool) -> Result<(), CliErr
             .filter(|(r, _)| !seen.contains(&r.id))
             .collect();
         fresh.sort_by(|(a, _), (b, _)| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
-        // Runs only ever leave the window (newer ones push them out), so remembering the
-        // window is enough and keeps the memory bounded.
+        // Runs are only ever added, so a run that left the window never comes back:
+        // remembering the window is enough, and keeps memory bounded. (A run committed for an
+        // event older than the whole window is not shown.)
         seen = ids;
         emit(fresh);
     }
