@@ -260,6 +260,31 @@ async fn push_enable_dry_run_and_inspect_runs_through_the_cli() {
     );
     let same = s.get(&format!("/v1/bindings/{binding}"), ADMIN_KEY).await;
     assert_eq!(same.body, back.body);
+
+    // modules: what is uploaded, and which version runs where.
+    let out = cli(&s, &dev, &["modules"]).await.ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.stdout);
+    assert!(lines[1].starts_with("mover   2  "), "{}", out.stdout);
+    let out = cli(&s, &dev, &["modules", "mover"]).await.ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", out.stdout);
+    assert!(
+        lines[1].starts_with("mover@2") && lines[1].ends_with("  -"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines[2].starts_with("mover@1") && lines[2].ends_with(&format!("leads ({binding})")),
+        "{}",
+        out.stdout
+    );
+    let out = cli(&s, &dev, &["modules", "nothing"]).await;
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr.trim(),
+        r#"error: not_found: module "nothing" not found"#
+    );
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 //! The command line: `stagecraft serve` runs the server; the other subcommands are a plain
-//! HTTP client of its API (`push`, `enable`, `dry-run`, `runs`, `logs`, `messages`) plus the
+//! HTTP client of its API (`push`, `modules`, `enable`, `dry-run`, `runs`, `logs`, `messages`) plus the
 //! rule-crate tools (`new`, `build`). Lives in the library so test harnesses run the real
 //! binary as a separate process.
 //!
@@ -51,7 +51,7 @@ struct Global {
     )]
     url: String,
     /// API key (admin for `enable`; developer or admin for `push`, `dry-run`, `runs`, `logs`,
-    /// `messages`).
+    /// `messages`; any for `modules` without a name).
     #[arg(long, global = true, env = "STAGECRAFT_KEY", hide_env_values = true)]
     key: Option<String>,
     /// Print the server's JSON instead of tables.
@@ -98,6 +98,11 @@ enum Command {
         /// The module's name.
         #[arg(long)]
         module: String,
+    },
+    /// The modules, or one module's versions and where each is enabled.
+    Modules {
+        /// A module's name: list its versions.
+        name: Option<String>,
     },
     /// Enable a module version on a pipeline: creates its binding there, or switches the
     /// existing one to this version (that is also how you roll back).
@@ -265,6 +270,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::New { path, sdk_path } => scaffold::new(&path, sdk_path.as_deref()),
         Command::Build { path } => scaffold::build(&path, g.json),
         Command::Push { file, module } => modules::push(&client(&g)?, &file, &module, g.json).await,
+        Command::Modules { name } => modules::list(&client(&g)?, name.as_deref(), g.json).await,
         Command::Enable(a) => bindings::enable(&client(&g)?, a, g.json).await,
         Command::DryRun(a) => modules::dry_run(&client(&g)?, a, g.json).await,
         Command::Runs(a) => runs::list(&client(&g)?, a, g.json).await,

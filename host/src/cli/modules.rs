@@ -1,5 +1,6 @@
 //! `stagecraft push` (upload a component as a module's next version, streamed with a
-//! progress bar) and `stagecraft dry-run` (run a version against real data, commit nothing).
+//! progress bar), `stagecraft modules` (what is uploaded, and which version runs where) and
+//! `stagecraft dry-run` (run a version against real data, commit nothing).
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -12,7 +13,7 @@ use tokio::io::AsyncReadExt;
 use super::client::{typed, Client};
 use super::syntax::{grants_json, json_object, put};
 use super::{runs, table, CliError, DryRunArgs};
-use crate::model::{Effect, Event, HostCall, LogLine, ModuleVersion, Outcome};
+use crate::model::{Binding, Effect, Event, HostCall, LogLine, Module, ModuleVersion, Outcome};
 
 const CHUNK: usize = 64 * 1024;
 
@@ -152,5 +153,69 @@ pub async fn dry_run(client: &Client, a: DryRunArgs, json: bool) -> Result<(), C
         peak_memory: r.peak_memory,
         duration_us: r.duration_us,
     });
+    Ok(())
+}
+
+/// Lists the modules, or `name`'s versions with the bindings that run each.
+pub async fn list(client: &Client, name: Option<&str>, json: bool) -> Result<(), CliError> {
+    let Some(name) = name else {
+        let v = client.get(&["v1", "modules"], &[]).await?;
+        if json {
+            table::print_json(&v);
+            return Ok(());
+        }
+        let modules: Vec<Module> = typed(&v["modules"], "module list")?;
+        let mut t = table::new(&["MODULE", "LATEST", "UPDATED"]);
+        for m in &modules {
+            t.add_row([
+                m.name.clone(),
+                m.latest.to_string(),
+                table::time(&m.updated_at),
+            ]);
+        }
+        table::print(&t, "no modules");
+        return Ok(());
+    };
+    let v = client.get(&["v1", "modules", name], &[]).await?;
+    if json {
+        table::print_json(&v);
+        return Ok(());
+    }
+    let versions: Vec<ModuleVersion> = typed(&v["versions"], "module version list")?;
+    let bindings: Vec<Binding> = typed(
+        &client.get(&["v1", "bindings"], &[]).await?["bindings"],
+        "binding list",
+    )?;
+    let mut t = table::new(&[
+        "VERSION",
+        "UPLOADED",
+        "SIZE",
+        "LANGUAGE",
+        "SHA256",
+        "ENABLED ON",
+    ]);
+    for mv in versions.iter().rev() {
+        let on: Vec<String> = bindings
+            .iter()
+            .filter(|b| b.module == mv.module && b.version == mv.version)
+            .map(|b| {
+                let paused = if b.enabled { "" } else { " (paused)" };
+                format!("{} ({}){paused}", b.pipeline, b.id)
+            })
+            .collect();
+        t.add_row([
+            format!("{}@{}", mv.module, mv.version),
+            table::time(&mv.uploaded_at),
+            table::bytes(mv.size),
+            mv.language.clone().unwrap_or_else(|| "-".into()),
+            mv.hash.chars().take(12).collect(),
+            if on.is_empty() {
+                "-".into()
+            } else {
+                on.join(", ")
+            },
+        ]);
+    }
+    table::print(&t, "no versions");
     Ok(())
 }
