@@ -1,6 +1,6 @@
 //! The `stagecraft` binary; everything happens in [`stagecraft::cli`].
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     stagecraft::cli::main().await
 }

@@ -1,7 +1,7 @@
-//! The real `stagecraft` command, built inside the tests crate so tests can run it as a
-//! separate process (and kill it).
+//! The real `stagecraft` command (every subcommand: `serve` and the client ones), built inside
+//! the tests crate so tests can run it as a separate process (and kill it).
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     stagecraft::cli::main().await
 }

@@ -1,0 +1,64 @@
+//! `stagecraft serve`: start the server (store, automation, delivery, HTTP) and run until
+//! Ctrl-C or SIGTERM, flushing the store on the way out.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::config::Config;
+
+/// Starts the server on `listen` with data in `data_dir`, optionally seeding the demo.
+pub async fn run(
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    demo: bool,
+    allow_internal_webhooks: bool,
+) -> anyhow::Result<()> {
+    let mut config = Config::new(data_dir);
+    config.delivery.allow_internal_webhooks = allow_internal_webhooks;
+    let bootstrap = std::env::var("STAGECRAFT_BOOTSTRAP_KEY").ok();
+    let started = crate::server::start(config, bootstrap.as_deref())?;
+    if let Some(key) = &started.bootstrap_key {
+        println!("admin key: {key}");
+    }
+    if demo {
+        match crate::demo::seed(&started.state, "default").await? {
+            Some(s) => println!(
+                "demo: {} example modules enabled, {} sample records created in tenant default",
+                s.modules, s.records
+            ),
+            None => println!("demo: tenant default already has the example modules"),
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "stagecraft listening");
+    println!("listening on {addr}");
+    crate::http::serve(listener, started.state, shutdown_signal()).await?;
+    tracing::info!("stopped; data flushed");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
