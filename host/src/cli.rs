@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::config::Config;
+use crate::telemetry::LogFormat;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
@@ -32,28 +33,39 @@ enum Command {
         /// webhook URLs and must not reach this host's network).
         #[arg(long)]
         allow_internal_webhooks: bool,
+        /// Log lines as text or as JSON objects (with the request / event / run spans).
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+        /// Days to keep run history, journal snapshots and delivered messages.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=36500))]
+        retention_days: u64,
     },
+}
+
+impl Command {
+    fn log_format(&self) -> LogFormat {
+        match self {
+            Command::Serve { log_format, .. } => *log_format,
+        }
+    }
 }
 
 /// Parses the command line and runs it.
 pub async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,cranelift=warn,wasmtime=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    crate::telemetry::init_logs(cli.command.log_format());
     match cli.command {
         Command::Serve {
             data_dir,
             listen,
             demo,
             allow_internal_webhooks,
+            retention_days,
+            ..
         } => {
             let mut config = Config::new(data_dir);
             config.delivery.allow_internal_webhooks = allow_internal_webhooks;
+            config.retention.max_age = std::time::Duration::from_secs(retention_days * 24 * 3600);
             let bootstrap = std::env::var("STAGECRAFT_BOOTSTRAP_KEY").ok();
             let started = crate::server::start(config, bootstrap.as_deref())?;
             if let Some(key) = &started.bootstrap_key {
