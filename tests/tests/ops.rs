@@ -780,3 +780,25 @@ async fn pruning_removes_old_history_and_keeps_recent_under_concurrent_writes() 
         .unwrap();
     assert_eq!(again, stagecraft::store::Pruned::default());
 }
+
+#[tokio::test]
+async fn the_retention_worker_prunes_in_the_background() {
+    let dir = temp_dir();
+    let mut config = stagecraft::config::Config::new(dir.path());
+    config.retention.max_age = Duration::from_millis(1);
+    config.retention.every = Duration::from_millis(50);
+    let s = Server::start_with(config).await;
+    let b = scoring(&s).await;
+    let id = lead(&s, "soon old", Some(100)).await.unwrap();
+    eventually("the worker prunes the run", 400, || async {
+        s.runs(ADMIN_KEY, &format!("binding={b}"))
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    let r = s.get(&format!("/v1/records/{id}"), ADMIN_KEY).await;
+    assert_eq!(r.status, StatusCode::OK, "records are never pruned");
+    let st = s.get(&format!("/v1/bindings/{b}/stats"), ADMIN_KEY).await;
+    assert_eq!(st.body["runs"], 1);
+}

@@ -87,7 +87,9 @@ impl Store {
     }
 
     /// Drops the record snapshot of journal events journaled before `cutoff`. Events are
-    /// never rewritten otherwise, so a mark remembers how far this got.
+    /// never rewritten otherwise, so a mark remembers how far this got. (A follow-up event
+    /// is keyed by when it was scheduled but journaled when due: one due later than the
+    /// retention age after scheduling lands behind the mark and keeps its snapshot.)
     fn prune_snapshots(&self, tenant: &str, cutoff: DateTime<Utc>, batch: usize) -> Result<u64> {
         let prefix = family::events(tenant);
         let mark_key = family::retention_mark("evt", tenant);
