@@ -304,6 +304,29 @@ async fn replay_refuses_bad_requests_clearly() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["total"], 0);
+    let mine = r.body["id"].as_str().unwrap().to_string();
+
+    // Another tenant sees none of it: not the replay, not the binding, not the stats.
+    let other = s
+        .post(
+            "/v1/tenants",
+            ADMIN_KEY,
+            json!({"id": "globex", "name": "Globex"}),
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::CREATED, "{:?}", other.body);
+    let other = other.body["admin_key"].as_str().unwrap().to_string();
+    assert_eq!(s.upload_guest(&other, "scoring", "scorer").await, 1);
+    for r in [
+        s.get(&format!("/v1/replays/{mine}"), &other).await,
+        s.post(path, &other, json!({"binding": b, "last": 5})).await,
+        s.get(&format!("/v1/bindings/{b}/stats"), &other).await,
+    ] {
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
+    }
+    let st = s.get("/v1/modules/scoring/stats", &other).await;
+    assert_eq!(st.status, StatusCode::OK);
+    assert_eq!(st.body["runs"], 0, "the other tenant's module has no runs");
 }
 
 /// The true `q` quantile of `sorted` (rank ⌈q·n⌉).
