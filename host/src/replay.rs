@@ -30,6 +30,8 @@ pub const MAX_EVENTS: usize = 5000;
 pub const INLINE_EVENTS: usize = 50;
 /// Replays kept for `GET /v1/replays/{id}`.
 pub const KEEP: usize = 100;
+/// Replays running at once in this process; more are refused until one finishes.
+pub const RUNNING: usize = 4;
 
 /// Which past runs to replay.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -377,9 +379,17 @@ pub struct Replays {
 }
 
 impl Replays {
-    pub fn add(&self, r: Replay) -> Arc<Mutex<Replay>> {
+    /// Registers a replay about to run; None when [`RUNNING`] replays already run.
+    pub fn add(&self, r: Replay) -> Option<Arc<Mutex<Replay>>> {
         let shared = Arc::new(Mutex::new(r));
         let mut list = self.list.lock().unwrap_or_else(|p| p.into_inner());
+        let running = list
+            .iter()
+            .filter(|r| r.lock().unwrap_or_else(|p| p.into_inner()).status == ReplayStatus::Running)
+            .count();
+        if running >= RUNNING {
+            return None;
+        }
         list.push_back(shared.clone());
         while list.len() > KEEP {
             let finished = list.iter().position(|r| {
@@ -392,7 +402,7 @@ impl Replays {
                 None => break,
             }
         }
-        shared
+        Some(shared)
     }
 
     /// The replay `id` of `tenant`, as it is now.
@@ -402,5 +412,56 @@ impl Replays {
             let r = r.lock().unwrap_or_else(|p| p.into_inner());
             (r.id == id && r.tenant == tenant).then(|| r.clone())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replay(tenant: &str) -> Replay {
+        Replay {
+            id: new_id("rpl"),
+            tenant: tenant.into(),
+            module: "m".into(),
+            version: 1,
+            bindings: Vec::new(),
+            status: ReplayStatus::Running,
+            total: 0,
+            done: 0,
+            summary: ReplaySummary::default(),
+            differences: Vec::new(),
+            error: None,
+            created_at: Utc::now(),
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn running_replays_are_capped_and_finished_ones_make_room() {
+        let r = Replays::default();
+        let running: Vec<_> = (0..RUNNING).map(|_| r.add(replay("t")).unwrap()).collect();
+        assert!(r.add(replay("t")).is_none(), "one over the cap");
+        running[0].lock().unwrap().status = ReplayStatus::Done;
+        let next = r.add(replay("t")).unwrap();
+        let id = next.lock().unwrap().id.clone();
+        assert!(r.get("t", &id).is_some());
+        assert!(
+            r.get("other", &id).is_none(),
+            "tenants never see each other's"
+        );
+    }
+
+    #[test]
+    fn only_finished_replays_are_forgotten() {
+        let r = Replays::default();
+        let first = r.add(replay("t")).unwrap();
+        let first_id = first.lock().unwrap().id.clone();
+        for _ in 0..KEEP + 10 {
+            let x = r.add(replay("t")).unwrap();
+            x.lock().unwrap().status = ReplayStatus::Done;
+        }
+        assert!(r.get("t", &first_id).is_some(), "a running replay is kept");
+        assert_eq!(r.list.lock().unwrap().len(), KEEP);
     }
 }

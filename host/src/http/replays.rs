@@ -43,7 +43,8 @@ impl From<ReplayError> for ApiError {
 #[utoipa::path(post, path = "/v1/modules/{name}/versions/{n}/replay", tag = "modules",
     params(("name" = String, Path), ("n" = u32, Path)), request_body = ReplayRequest,
     responses((status = 200, body = Replay), (status = 202, body = Replay),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody)))]
 async fn start(
     State(state): State<AppState>,
     caller: Caller,
@@ -61,7 +62,16 @@ async fn start(
         .await
         .map_err(ApiError::internal)??;
     let inline = plan.replay.total as usize <= replay::INLINE_EVENTS;
-    let shared = state.replays.add(plan.replay.clone());
+    let shared = state.replays.add(plan.replay.clone()).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "replays_busy",
+            format!(
+                "{} replays are already running; try again when one has finished",
+                replay::RUNNING
+            ),
+        )
+    })?;
     let (store, sandbox, job) = (state.store.clone(), state.sandbox.clone(), shared.clone());
     let task = tokio::task::spawn_blocking(move || replay::execute(&store, &sandbox, plan, &job));
     if inline {
