@@ -427,6 +427,19 @@ async fn stats_match_the_run_history() {
         assert_eq!(total, runs.len() as u64);
     }
 
+    // Background runs replay exactly too: the candidate sees the event's snapshot, which is
+    // what the background run read (nothing changed the records in between).
+    let r = s
+        .post(
+            "/v1/modules/scoring/versions/1/replay",
+            ADMIN_KEY,
+            json!({"binding": background, "last": 100}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["summary"]["replayed"], qualified, "{:?}", r.body);
+    assert_eq!(r.body["summary"]["same"], qualified, "{:?}", r.body);
+
     // Windows without runs are empty, not errors; bad windows and unknown names are refused.
     let r = s
         .get(
