@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::automation::AutomationConfig;
 use crate::delivery::DeliveryConfig;
+use crate::retention::RetentionConfig;
 use crate::sandbox::Limits;
 
 #[derive(Debug, Clone)]
@@ -17,6 +18,8 @@ pub struct Config {
     pub automation: AutomationConfig,
     /// Server-wide channel settings, retries, concurrency.
     pub delivery: DeliveryConfig,
+    /// How long run history, journal snapshots and delivered messages are kept.
+    pub retention: RetentionConfig,
 }
 
 impl Config {
@@ -27,6 +30,7 @@ impl Config {
             limits: Limits::default(),
             automation: AutomationConfig::default(),
             delivery: DeliveryConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }

@@ -37,6 +37,7 @@ pub fn start(config: Config, bootstrap_key: Option<&str>) -> anyhow::Result<Star
             automation,
             delivery,
             config: Arc::new(config),
+            replays: Arc::default(),
         },
         bootstrap_key,
     })

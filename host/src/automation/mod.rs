@@ -7,6 +7,7 @@
 //! commits in one transaction — the triggering change, every run record, effect, message,
 //! timer and job — or not at all.
 
+pub mod dry_run;
 mod effects;
 mod guard;
 mod worker;
@@ -78,6 +79,12 @@ pub fn run_id(event: &str, binding: &str) -> String {
     format!("run_{tail}_{}", &h[..10])
 }
 
+/// The id of the event a run (by its id, see [`run_id`]) handled.
+pub fn event_of_run(run: &str) -> Option<String> {
+    let tail = run.strip_prefix("run_")?.split('_').next()?;
+    Some(format!("evt_{tail}"))
+}
+
 /// Why a cascade stopped.
 enum Halt {
     /// An inline run failed: the change is rejected.
@@ -108,7 +115,9 @@ impl Automation {
             return Ok(cs);
         }
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.submit_blocking(cs))
+        // The request's span follows the change into the blocking cascade.
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| this.submit_blocking(cs)))
             .await
             .map_err(|e| {
                 AutomationError::Crm(CrmError::Invalid(format!("automation task failed: {e}")))
@@ -126,7 +135,9 @@ impl Automation {
             let message = run.outcome.describe();
             let id = run.id.clone();
             let mut failed = Changeset::new(&cs.tenant);
-            failed.runs.push(*run);
+            let mut run = *run;
+            run.unjournaled_event = unjournaled(&cs, &run.event);
+            failed.runs.push(run);
             if let Err(e) = self.store.commit(&failed) {
                 tracing::warn!(error = %e, "could not store a rejected run's record");
             }
@@ -152,6 +163,8 @@ impl Automation {
         while i < cs.events.len() {
             let event = cs.events[i].clone();
             i += 1;
+            let span = tracing::info_span!("event", event_id = %event.id, kind = event.kind.name());
+            let _entered = span.enter();
             for b in matching(&bindings, &event) {
                 let Some(trigger) = b.trigger_for(&event) else {
                     continue;
@@ -204,6 +217,15 @@ impl Automation {
         now: DateTime<Utc>,
     ) -> Result<RunRecord, StoreError> {
         let id = run_id(&event.id, &binding.id);
+        let span = tracing::info_span!(
+            "run",
+            run = %id,
+            event_id = %event.id,
+            binding = %binding.id,
+            module = %binding.module,
+            version = binding.version
+        );
+        let _entered = span.enter();
         let mut run = RunRecord {
             id: id.clone(),
             event: event.id.clone(),
@@ -223,6 +245,7 @@ impl Automation {
             peak_memory: 0,
             duration_us: 0,
             started_at: now,
+            unjournaled_event: None,
         };
         if event.depth() >= self.config.max_depth {
             run.outcome = Outcome::CascadeLimit {
@@ -291,6 +314,13 @@ impl Automation {
         run.fuel_used = report.fuel_used;
         run.peak_memory = report.peak_memory;
         run.duration_us = report.duration_us;
+        tracing::debug!(
+            outcome = report.outcome.name(),
+            fuel = report.fuel_used,
+            duration_us = report.duration_us,
+            effects = report.effects.len(),
+            "module ran"
+        );
         if report.outcome.is_ok() {
             match effects::apply(&self.store, cs, event, binding, &id, &report, now) {
                 Ok(()) => run.effects = report.effects,
@@ -329,6 +359,11 @@ impl Automation {
             let _ = t.await;
         }
     }
+}
+
+/// The event `id` of a changeset that will not commit, for the run record that explains why.
+fn unjournaled(cs: &Changeset, id: &str) -> Option<Box<Event>> {
+    cs.events.iter().find(|e| e.id == id).cloned().map(Box::new)
 }
 
 /// Runs that did not execute (and so cannot reject a change).

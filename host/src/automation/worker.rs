@@ -69,7 +69,9 @@ pub async fn run_scheduler(a: Arc<Automation>, mut stop: watch::Receiver<bool>) 
             }
         };
         let mut fired = false;
+        let now = Utc::now();
         for t in due {
+            crate::telemetry::scheduler_lag(now - t.timer.due);
             match a.fire(&t) {
                 Ok(f) => fired |= f,
                 Err(e) => tracing::error!(error = %e, timer = %t.timer.id, "cannot fire timer"),
@@ -133,6 +135,8 @@ impl Automation {
     /// Runs one job to a committed run record, retrying on write conflicts with concurrent
     /// changes. Safe to repeat: a run already committed is skipped.
     pub(super) fn process(&self, job: &Job) {
+        let span = tracing::info_span!("event", event_id = %job.event, job = %job.id);
+        let _entered = span.enter();
         let mut failure = None;
         for _ in 0..8 {
             match self.try_process(job) {
@@ -197,6 +201,7 @@ impl Automation {
             peak_memory: 0,
             duration_us: 0,
             started_at: Utc::now(),
+            unjournaled_event: None,
         });
         match self.store.commit(&cs) {
             Ok(()) | Err(StoreError::AlreadyDone(_)) => Ok(()),
@@ -256,7 +261,9 @@ impl Automation {
                     ),
                 };
                 run.discarded = std::mem::take(&mut run.effects);
-                failed.runs.push(*rejected);
+                let mut rejected = *rejected;
+                rejected.unjournaled_event = super::unjournaled(&cs, &rejected.event);
+                failed.runs.push(rejected);
                 failed.runs.push(run.clone());
                 self.store.commit(&failed)?;
                 return Ok(run);

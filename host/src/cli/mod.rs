@@ -22,6 +22,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::telemetry::LogFormat;
+
 pub use client::{Client, ClientError};
 use syntax::{GrantArg, ModuleRef, TriggerArg};
 
@@ -76,6 +78,12 @@ enum Command {
         /// webhook URLs and must not reach this host's network).
         #[arg(long)]
         allow_internal_webhooks: bool,
+        /// Log lines as text or as JSON objects (with the request / event / run spans).
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+        /// Days to keep run history, journal snapshots and delivered messages.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=36500))]
+        retention_days: u64,
     },
     /// Create a rule crate wired to stagecraft-sdk, with a unit test on the mock host.
     New {
@@ -239,14 +247,11 @@ impl CliError {
 /// Parses the command line, runs it, prints any error as `error: …` and returns the exit
 /// code.
 pub async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,cranelift=warn,wasmtime=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    crate::telemetry::init_logs(match &cli.command {
+        Command::Serve { log_format, .. } => *log_format,
+        _ => LogFormat::Text,
+    });
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -264,9 +269,17 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             listen,
             demo,
             allow_internal_webhooks,
-        } => serve::run(data_dir, listen, demo, allow_internal_webhooks)
-            .await
-            .map_err(CliError::Serve),
+            retention_days,
+            ..
+        } => serve::run(serve::Options {
+            data_dir,
+            listen,
+            demo,
+            allow_internal_webhooks,
+            retention: std::time::Duration::from_secs(retention_days * 24 * 3600),
+        })
+        .await
+        .map_err(CliError::Serve),
         Command::New { path, sdk_path } => scaffold::new(&path, sdk_path.as_deref()),
         Command::Build { path } => scaffold::build(&path, g.json),
         Command::Push { file, module } => modules::push(&client(&g)?, &file, &module, g.json).await,

@@ -8,15 +8,29 @@ use anyhow::Context;
 
 use crate::config::Config;
 
+/// What `stagecraft serve` was asked for.
+pub struct Options {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Seed the default tenant with the example modules.
+    pub demo: bool,
+    pub allow_internal_webhooks: bool,
+    /// Age after which run history, journal snapshots and delivered messages are pruned.
+    pub retention: std::time::Duration,
+}
+
 /// Starts the server on `listen` with data in `data_dir`, optionally seeding the demo.
-pub async fn run(
-    data_dir: PathBuf,
-    listen: SocketAddr,
-    demo: bool,
-    allow_internal_webhooks: bool,
-) -> anyhow::Result<()> {
+pub async fn run(o: Options) -> anyhow::Result<()> {
+    let Options {
+        data_dir,
+        listen,
+        demo,
+        allow_internal_webhooks,
+        retention,
+    } = o;
     let mut config = Config::new(data_dir);
     config.delivery.allow_internal_webhooks = allow_internal_webhooks;
+    config.retention.max_age = retention;
     let bootstrap = std::env::var("STAGECRAFT_BOOTSTRAP_KEY").ok();
     let started = crate::server::start(config, bootstrap.as_deref())?;
     if let Some(key) = &started.bootstrap_key {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::model::{Attempt, Channel, ChannelConfig, MessageStatus, Notification, OutboxMessage};
 use crate::store::{DueMessage, Store};
@@ -248,7 +249,20 @@ impl Delivery {
             .clone()
     }
 
-    async fn deliver(&self, tenant: String, mut m: OutboxMessage, settings: ChannelConfig) {
+    async fn deliver(&self, tenant: String, m: OutboxMessage, settings: ChannelConfig) {
+        let span = tracing::info_span!(
+            "delivery",
+            message = %m.id,
+            channel = m.channel.as_str(),
+            run = %m.run,
+            event_id = %crate::automation::event_of_run(&m.run).unwrap_or_default()
+        );
+        self.deliver_in_span(tenant, m, settings)
+            .instrument(span)
+            .await
+    }
+
+    async fn deliver_in_span(&self, tenant: String, mut m: OutboxMessage, settings: ChannelConfig) {
         let started = Instant::now();
         let at = Utc::now();
         let result = self.attempt(&tenant, &m, &settings).await;
@@ -298,6 +312,14 @@ impl Delivery {
             }
         }
         tracing::info!(message = %m.id, channel = m.channel.as_str(), status = ?m.status, attempts = m.attempts.len(), "delivery attempt");
+        crate::telemetry::delivery_attempt(
+            m.channel.as_str(),
+            match m.status {
+                MessageStatus::Sent => "sent",
+                MessageStatus::Dead => "dead",
+                _ => "retry",
+            },
+        );
         if let Err(e) = self.store.finish_message(&tenant, &m) {
             tracing::error!(error = %e, message = %m.id, "cannot record a delivery attempt");
         }

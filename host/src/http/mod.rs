@@ -12,7 +12,9 @@ mod modules;
 mod openapi;
 mod pipelines;
 mod records;
+mod replays;
 mod runs;
+mod stats;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -40,6 +42,8 @@ pub struct AppState {
     pub automation: Arc<Automation>,
     pub delivery: Arc<Delivery>,
     pub config: Arc<Config>,
+    /// Replays of this process (in memory: they commit nothing).
+    pub replays: Arc<crate::replay::Replays>,
 }
 
 /// The API routes with their OpenAPI description.
@@ -53,6 +57,8 @@ fn routes(module_bytes: usize) -> OpenApiRouter<AppState> {
         .merge(runs::routes())
         .merge(messages::routes())
         .merge(modules::routes(module_bytes))
+        .merge(replays::routes())
+        .merge(stats::routes())
 }
 
 /// The OpenAPI document served at `/openapi.json`.
@@ -67,7 +73,12 @@ pub fn app(state: AppState) -> Router {
     let (api, doc) = routes(state.config.limits.module_bytes).split_for_parts();
     let doc = Arc::new(doc);
     let body_limit = state.config.max_body_bytes;
+    crate::telemetry::install();
     api.route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            axum::routing::get(crate::telemetry::metrics_endpoint),
+        )
         .route(
             "/openapi.json",
             axum::routing::get(move || {
@@ -84,11 +95,12 @@ pub fn app(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(crate::telemetry::track))
         .with_state(state)
 }
 
-/// Starts background automation and delivery, serves `app(state)` on `listener` until `shutdown`
-/// resolves, then stops automation and flushes the store.
+/// Starts background automation, delivery and retention, serves `app(state)` on `listener`
+/// until `shutdown` resolves, then stops them and flushes the store.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -97,6 +109,8 @@ pub async fn serve(
     let store = state.store.clone();
     let automation = state.automation.clone();
     let delivery = state.delivery.clone();
+    let retention =
+        crate::retention::Retention::start(store.clone(), state.config.retention.clone());
     automation.start();
     delivery.start();
     let served = axum::serve(listener, app(state))
@@ -104,6 +118,7 @@ pub async fn serve(
         .await;
     automation.stop().await;
     delivery.stop().await;
+    retention.stop().await;
     store.flush()?;
     served?;
     Ok(())

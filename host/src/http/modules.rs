@@ -14,11 +14,12 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{body_too_large, ApiJson};
 use super::{ApiError, AppState, Caller, ErrorBody};
+use crate::automation::dry_run::{self as sandbox_run, DryRunInput};
 use crate::crm::records::event;
 use crate::model::id::is_valid_slug;
 use crate::model::{Event, EventKind, Grants, Module, ModuleVersion, Role};
 use crate::registry::{self, PublishError};
-use crate::sandbox::{RunInput, RunReport, UploadError};
+use crate::sandbox::{RunReport, UploadError};
 
 const AUTHORS: &[Role] = &[Role::Developer, Role::Admin];
 
@@ -259,21 +260,21 @@ async fn dry_run(
     let store = state.store.clone();
     let tenant = caller.tenant.clone();
     let ev = event.clone();
+    let as_of_event = body.event.is_some();
     let report = tokio::task::spawn_blocking(move || {
-        let module = sandbox.load(&version.hash)?;
-        Ok::<_, crate::sandbox::SandboxError>(sandbox.run(
-            &module,
-            RunInput {
+        sandbox_run::dry_run(
+            &sandbox,
+            &store,
+            &version.hash,
+            DryRunInput {
                 tenant: &tenant,
-                store: &store,
                 event: &ev,
                 run_key: format!("dry-run/{}/{}", ev.id, version.hash),
                 config: config.to_string(),
                 grants,
-                pending: Vec::new(),
-                deleted: Vec::new(),
+                as_of_event,
             },
-        ))
+        )
     })
     .await
     .map_err(ApiError::internal)?

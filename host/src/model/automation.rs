@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 use super::binding::Mode;
 use super::delivery::Attempt;
+use super::event::Event;
 use super::run::{Channel, Effect, HostCall, LogLine, Outcome};
 
 /// The history of one binding handling one event. Its id is derived from the event and the
@@ -36,6 +37,10 @@ pub struct RunRecord {
     pub peak_memory: u64,
     pub duration_us: u64,
     pub started_at: DateTime<Utc>,
+    /// The event itself when the change it belongs to was rejected (by this run or another
+    /// inline run) and so never reached the journal; replay runs on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unjournaled_event: Option<Box<Event>>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, ToSchema)]

@@ -18,6 +18,13 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", ulid.to_string().to_ascii_lowercase())
 }
 
+/// The largest id `"{prefix}_{ulid}"` minted at or before `ms` (Unix milliseconds): every id
+/// from that millisecond or earlier sorts at or below it.
+pub fn last_id_at(prefix: &str, ms: i64) -> String {
+    let ulid = ulid::Ulid::from_parts(ms.max(0) as u64, u128::MAX);
+    format!("{prefix}_{}", ulid.to_string().to_ascii_lowercase())
+}
+
 /// True when `s` can be used as an id or slug inside store keys and URLs.
 pub fn is_valid_slug(s: &str) -> bool {
     !s.is_empty()
@@ -39,5 +46,13 @@ mod tests {
         assert!(is_valid_slug(&a));
         assert!(!is_valid_slug("a/b"));
         assert!(!is_valid_slug(""));
+    }
+
+    #[test]
+    fn last_id_at_bounds_ids_of_that_millisecond() {
+        let a = new_id("evt");
+        let now = chrono::Utc::now().timestamp_millis();
+        assert!(a <= last_id_at("evt", now));
+        assert!(a > last_id_at("evt", now - 60_000));
     }
 }

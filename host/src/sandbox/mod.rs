@@ -269,6 +269,7 @@ impl Sandbox {
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| UploadError::Invalid(format!("{e:#}")))?;
         self.compiles.fetch_add(1, Ordering::Relaxed);
+        crate::telemetry::module_compiled();
         let ty = component.component_type();
         let mut imports = Vec::new();
         for (name, _) in ty.imports(&self.engine) {
@@ -334,6 +335,7 @@ impl Sandbox {
     /// compiled again from its stored bytes (e.g. after a wasmtime upgrade).
     pub fn load(&self, hash: &str) -> Result<Arc<Loaded>, SandboxError> {
         if let Some(l) = self.loaded.lock().ok().and_then(|m| m.get(hash).cloned()) {
+            crate::telemetry::module_load("memory");
             return Ok(l);
         }
         let compile_err = |e: wasmtime::Error| SandboxError::Compile {
@@ -344,6 +346,7 @@ impl Sandbox {
         let component = match self.deserialize(&artifact) {
             Some(c) => {
                 self.artifact_loads.fetch_add(1, Ordering::Relaxed);
+                crate::telemetry::module_load("artifact");
                 tracing::info!(module = hash, "module loaded from its precompiled artifact");
                 c
             }
@@ -354,6 +357,8 @@ impl Sandbox {
                 })?;
                 let c = Component::new(&self.engine, &bytes).map_err(compile_err)?;
                 self.compiles.fetch_add(1, Ordering::Relaxed);
+                crate::telemetry::module_load("compile");
+                crate::telemetry::module_compiled();
                 tracing::info!(module = hash, "module recompiled from its stored bytes");
                 if let Ok(a) = c.serialize() {
                     let _ = self.write(&artifact, &a);

@@ -63,7 +63,18 @@ impl Changeset {
 
 impl Store {
     pub fn commit(&self, cs: &Changeset) -> Result<()> {
-        self.transact(|tx| apply(tx, cs))
+        let span = tracing::debug_span!(
+            "commit",
+            tenant = %cs.tenant,
+            events = cs.events.len(),
+            runs = cs.runs.len(),
+            messages = cs.messages.len()
+        );
+        let _entered = span.enter();
+        self.transact(|tx| apply(tx, cs))?;
+        tracing::debug!("committed");
+        crate::telemetry::runs_committed(&cs.runs);
+        Ok(())
     }
 }
 
@@ -108,6 +119,8 @@ pub(crate) fn apply(tx: &Tx<'_>, cs: &Changeset) -> Result<()> {
             return Err(StoreError::AlreadyDone(r.id.clone()));
         }
         tx.put(&key, r)?;
+        // Stats and the binding's run index move with the run, in this same transaction.
+        super::stats::add_run(tx, tenant, r)?;
     }
     for m in &cs.messages {
         if let Some(k) = &m.idempotency_key {

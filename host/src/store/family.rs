@@ -91,6 +91,25 @@ pub fn runs(tenant: &str) -> String {
     format!("run/{tenant}/")
 }
 
+/// A binding's runs by when they started (replay windows, retention).
+pub fn binding_run(tenant: &str, binding: &str, started_ms: i64, run: &str) -> String {
+    format!("brun/{tenant}/{binding}/{started_ms:016}/{run}")
+}
+
+pub fn binding_runs(tenant: &str, binding: &str) -> String {
+    format!("brun/{tenant}/{binding}/")
+}
+
+/// What a module's (`m`) or a binding's (`b`) runs in one hour add up to.
+pub fn rollup(tenant: &str, scope: &str, name: &str, hour: i64) -> String {
+    format!("roll/{tenant}/{scope}/{name}/{hour:012}")
+}
+
+/// Where retention last stopped in a family (per tenant), so it never rescans what it pruned.
+pub fn retention_mark(what: &str, tenant: &str) -> String {
+    format!("retm/{what}/{tenant}")
+}
+
 pub fn message(tenant: &str, id: &str) -> String {
     format!("out/{tenant}/{id}")
 }
@@ -129,6 +148,13 @@ pub fn due(at_ms: i64, tenant: &str, id: &str) -> String {
 }
 
 pub const DUE: &str = "due/";
+
+/// Delivered messages by when they were sent, across tenants (for retention).
+pub fn sent(at_ms: i64, tenant: &str, id: &str) -> String {
+    format!("sent/{at_ms:016}/{tenant}/{id}")
+}
+
+pub const SENT: &str = "sent/";
 
 pub fn channels(tenant: &str) -> String {
     format!("chan/{tenant}")

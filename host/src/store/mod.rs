@@ -15,6 +15,8 @@ mod modules;
 mod outbox;
 mod pipelines;
 mod records;
+mod retention;
+mod stats;
 mod tenants;
 
 use std::path::Path;
@@ -27,6 +29,8 @@ pub use automation::{DueTimer, RunFilter};
 pub use changeset::{Changeset, RecordWrite};
 pub use outbox::{DueMessage, MessageFilter};
 pub use records::{RecordFilter, RecordPage};
+pub use retention::Pruned;
+pub use stats::Scope;
 
 use crate::model::{Binding, Pipeline};
 

@@ -51,6 +51,16 @@ impl Store {
         Ok(out)
     }
 
+    /// How many messages wait for a delivery attempt, across tenants (the `due/` index).
+    pub fn outbox_depth(&self) -> Result<usize> {
+        let mut n = 0;
+        for item in self.data.scan_prefix(family::DUE) {
+            item?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Messages due at `now`, oldest first.
     pub fn due_messages(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<DueMessage>> {
         let end = family::due(now.timestamp_millis() + 1, "", "");
@@ -117,6 +127,11 @@ impl Store {
             if m.status == MessageStatus::Queued {
                 let at = m.next_attempt_at.unwrap_or_else(Utc::now);
                 tx.put(&family::due(at.timestamp_millis(), tenant, &m.id), &())?;
+            }
+            if m.status == MessageStatus::Sent {
+                // Retention finds delivered messages by when they were sent.
+                let at = m.sent_at.unwrap_or_else(Utc::now);
+                tx.put(&family::sent(at.timestamp_millis(), tenant, &m.id), &())?;
             }
             Ok(())
         })

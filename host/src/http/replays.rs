@@ -1,0 +1,100 @@
+//! Replay routes: `POST /v1/modules/{name}/versions/{n}/replay` compares a candidate version
+//! with what really happened; `GET /v1/replays/{id}` follows a large one. Developers and
+//! admins.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::extract::ApiJson;
+use super::{ApiError, AppState, Caller, ErrorBody};
+use crate::model::Role;
+use crate::replay::{self, Replay, ReplayError, ReplayRequest};
+
+const AUTHORS: &[Role] = &[Role::Developer, Role::Admin];
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(start))
+        .routes(routes!(get))
+}
+
+impl From<ReplayError> for ApiError {
+    fn from(e: ReplayError) -> Self {
+        match e {
+            ReplayError::NotFound(w) => ApiError::not_found(w),
+            ReplayError::Invalid(m) => ApiError::invalid(m),
+            ReplayError::TooLarge => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "window_too_large",
+                e.to_string(),
+            ),
+            ReplayError::Store(s) => s.into(),
+        }
+    }
+}
+
+/// Replays version `n` on the past events a binding (or every binding of a pipeline running
+/// this module) handled in a window, as a dry run, and compares its outcome and effects with
+/// what the enabled version committed. Commits nothing, sends nothing. Up to 50 runs the
+/// finished replay comes back (200); larger windows run in the background (202; follow
+/// `GET /v1/replays/{id}`).
+#[utoipa::path(post, path = "/v1/modules/{name}/versions/{n}/replay", tag = "modules",
+    params(("name" = String, Path), ("n" = u32, Path)), request_body = ReplayRequest,
+    responses((status = 200, body = Replay), (status = 202, body = Replay),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody)))]
+async fn start(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, n)): Path<(String, u32)>,
+    ApiJson(req): ApiJson<ReplayRequest>,
+) -> Result<(StatusCode, Json<Replay>), ApiError> {
+    caller.require_one_of(AUTHORS)?;
+    let candidate = state
+        .store
+        .module_version(&caller.tenant, &name, n)?
+        .ok_or_else(|| ApiError::not_found(format!("module {name:?} version {n}")))?;
+    let store = state.store.clone();
+    let tenant = caller.tenant.clone();
+    let plan = tokio::task::spawn_blocking(move || replay::plan(&store, &tenant, &candidate, &req))
+        .await
+        .map_err(ApiError::internal)??;
+    let inline = plan.replay.total as usize <= replay::INLINE_EVENTS;
+    let shared = state.replays.add(plan.replay.clone()).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "replays_busy",
+            format!(
+                "{} replays are already running; try again when one has finished",
+                replay::RUNNING
+            ),
+        )
+    })?;
+    let (store, sandbox, job) = (state.store.clone(), state.sandbox.clone(), shared.clone());
+    let task = tokio::task::spawn_blocking(move || replay::execute(&store, &sandbox, plan, &job));
+    if inline {
+        task.await.map_err(ApiError::internal)?;
+        let done = shared.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        return Ok((StatusCode::OK, Json(done)));
+    }
+    let now = shared.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    Ok((StatusCode::ACCEPTED, Json(now)))
+}
+
+/// A replay: its progress, and once done its summary and differences.
+#[utoipa::path(get, path = "/v1/replays/{id}", tag = "modules", params(("id" = String, Path)),
+    responses((status = 200, body = Replay), (status = 404, body = ErrorBody)))]
+async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Replay>, ApiError> {
+    caller.require_one_of(AUTHORS)?;
+    state
+        .replays
+        .get(&caller.tenant, &id)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("replay {id:?}")))
+}

@@ -1,0 +1,179 @@
+//! Retention: removes run history, journal snapshots and delivered messages older than a
+//! cutoff, in bounded batches of small transactions so writers never wait behind it.
+//!
+//! What stays: the journal's events themselves (without their snapshot), hourly rollups
+//! (stats outlive the runs they count), idempotency keys (a key used once is never queued
+//! again), and everything not yet delivered.
+
+use chrono::{DateTime, Utc};
+
+use super::{family, Result, Store};
+use crate::model::id::last_id_at;
+use crate::model::{Event, MessageStatus, OutboxMessage, RunRecord};
+
+/// What one prune pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub runs: u64,
+    pub snapshots: u64,
+    pub messages: u64,
+}
+
+impl Store {
+    /// Prunes everything older than `cutoff`, `batch` keys per transaction.
+    pub fn prune(&self, cutoff: DateTime<Utc>, batch: usize) -> Result<Pruned> {
+        let batch = batch.max(1);
+        let mut out = Pruned::default();
+        for t in self.tenants()? {
+            out.runs += self.prune_runs(&t.id, cutoff, batch)?;
+            out.snapshots += self.prune_snapshots(&t.id, cutoff, batch)?;
+        }
+        out.messages += self.prune_sent(cutoff, batch)?;
+        Ok(out)
+    }
+
+    /// Runs that started before `cutoff`, with their binding-index entries. Run ids sort by
+    /// their event's time and a run never starts before its event, so only ids up to the
+    /// cutoff's need looking at.
+    fn prune_runs(&self, tenant: &str, cutoff: DateTime<Utc>, batch: usize) -> Result<u64> {
+        let prefix = family::runs(tenant);
+        let end = format!(
+            "{prefix}{}\u{ff}",
+            last_id_at("run", cutoff.timestamp_millis())
+        );
+        let mut after: Option<Vec<u8>> = None;
+        let mut n = 0;
+        loop {
+            let start = match &after {
+                Some(a) => {
+                    let mut s = a.clone();
+                    s.push(0);
+                    s
+                }
+                None => prefix.as_bytes().to_vec(),
+            };
+            let mut old: Vec<RunRecord> = Vec::new();
+            let mut scanned = 0;
+            for item in self.data.range(start..end.as_bytes().to_vec()) {
+                let (k, v) = item?;
+                scanned += 1;
+                after = Some(k.to_vec());
+                let key = String::from_utf8_lossy(&k).into_owned();
+                let r: RunRecord = super::decode(&key, &v)?;
+                if r.started_at < cutoff {
+                    old.push(r);
+                }
+                if old.len() >= batch || scanned >= batch * 8 {
+                    break;
+                }
+            }
+            if !old.is_empty() {
+                n += self.transact(|tx| {
+                    let mut removed = 0;
+                    for r in &old {
+                        if tx.remove(&family::run(tenant, &r.id))? {
+                            removed += 1;
+                        }
+                        let ms = r.started_at.timestamp_millis();
+                        tx.remove(&family::binding_run(tenant, &r.binding, ms, &r.id))?;
+                    }
+                    Ok(removed)
+                })?;
+            }
+            if scanned == 0 || (old.len() < batch && scanned < batch * 8) {
+                return Ok(n);
+            }
+        }
+    }
+
+    /// Drops the record snapshot of journal events journaled before `cutoff`. Events are
+    /// never rewritten otherwise, so a mark remembers how far this got. (A follow-up event
+    /// is keyed by when it was scheduled but journaled when due: one due later than the
+    /// retention age after scheduling lands behind the mark and keeps its snapshot.)
+    fn prune_snapshots(&self, tenant: &str, cutoff: DateTime<Utc>, batch: usize) -> Result<u64> {
+        let prefix = family::events(tenant);
+        let mark_key = family::retention_mark("evt", tenant);
+        // Strictly before the cutoff's millisecond: an event of that millisecond may be newer.
+        let end = family::event(tenant, &last_id_at("evt", cutoff.timestamp_millis() - 1));
+        let mut n = 0;
+        loop {
+            let mark: Option<String> = self.get(&mark_key)?;
+            let start = match &mark {
+                Some(m) => format!("{m}\u{0}"),
+                None => prefix.clone(),
+            };
+            if start.as_str() > end.as_str() {
+                return Ok(n);
+            }
+            let mut keys: Vec<String> = Vec::new();
+            for item in self
+                .data
+                .range(start.into_bytes()..=end.as_bytes().to_vec())
+                .take(batch)
+            {
+                keys.push(String::from_utf8_lossy(&item?.0).into_owned());
+            }
+            let Some(last) = keys.last().cloned() else {
+                return Ok(n);
+            };
+            n += self.transact(|tx| {
+                let mut stripped = 0;
+                for k in &keys {
+                    if let Some(mut e) = tx.get::<Event>(k)? {
+                        if e.snapshot.is_some() {
+                            e.snapshot = None;
+                            tx.put(k, &e)?;
+                            stripped += 1;
+                        }
+                    }
+                }
+                tx.put(&mark_key, &last)?;
+                Ok(stripped)
+            })?;
+            if keys.len() < batch {
+                return Ok(n);
+            }
+        }
+    }
+
+    /// Delivered messages sent before `cutoff` (the `sent/` index is in time order).
+    fn prune_sent(&self, cutoff: DateTime<Utc>, batch: usize) -> Result<u64> {
+        let end = family::sent(cutoff.timestamp_millis(), "", "");
+        let mut n = 0;
+        loop {
+            let mut keys: Vec<String> = Vec::new();
+            for item in self
+                .data
+                .range(family::SENT.as_bytes().to_vec()..end.as_bytes().to_vec())
+                .take(batch)
+            {
+                keys.push(String::from_utf8_lossy(&item?.0).into_owned());
+            }
+            if keys.is_empty() {
+                return Ok(n);
+            }
+            n += self.transact(|tx| {
+                let mut removed = 0;
+                for k in &keys {
+                    tx.remove(k)?;
+                    let mut parts = k.split('/').skip(2);
+                    let (Some(tenant), Some(id)) = (parts.next(), parts.next()) else {
+                        continue;
+                    };
+                    let mkey = family::message(tenant, id);
+                    // Only a message still delivered goes (a retried one is in flight again).
+                    if let Some(m) = tx.get::<OutboxMessage>(&mkey)? {
+                        if m.status == MessageStatus::Sent {
+                            tx.remove(&mkey)?;
+                            removed += 1;
+                        }
+                    }
+                }
+                Ok(removed)
+            })?;
+            if keys.len() < batch {
+                return Ok(n);
+            }
+        }
+    }
+}

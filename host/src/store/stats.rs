@@ -1,0 +1,107 @@
+//! Run rollups and the per-binding run index, both maintained in the transaction that commits
+//! the run (so stats never disagree with the history they summarise), and their reads.
+
+use chrono::{DateTime, Utc};
+
+use super::{family, Result, Store, Tx};
+use crate::model::stats::{hour_of, Rollup};
+use crate::model::RunRecord;
+
+/// Whose runs a rollup counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Module,
+    Binding,
+}
+
+impl Scope {
+    fn tag(self) -> &'static str {
+        match self {
+            Scope::Module => "m",
+            Scope::Binding => "b",
+        }
+    }
+}
+
+/// Indexes and counts one run being committed.
+pub(crate) fn add_run(tx: &Tx<'_>, tenant: &str, run: &RunRecord) -> Result<()> {
+    let ms = run.started_at.timestamp_millis();
+    tx.put(&family::binding_run(tenant, &run.binding, ms, &run.id), &())?;
+    let hour = hour_of(run.started_at);
+    for (scope, name) in [(Scope::Module, &run.module), (Scope::Binding, &run.binding)] {
+        let key = family::rollup(tenant, scope.tag(), name, hour);
+        let mut r: Rollup = tx.get(&key)?.unwrap_or_default();
+        r.add(run);
+        tx.put(&key, &r)?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// The rollups of `name` for hours in `[since_hour, until_hour)`, as (hour, rollup).
+    pub fn rollups(
+        &self,
+        tenant: &str,
+        scope: Scope,
+        name: &str,
+        since_hour: i64,
+        until_hour: i64,
+    ) -> Result<Vec<(i64, Rollup)>> {
+        let start = family::rollup(tenant, scope.tag(), name, since_hour);
+        let end = family::rollup(tenant, scope.tag(), name, until_hour);
+        let mut out = Vec::new();
+        for item in self.data.range(start.into_bytes()..end.into_bytes()) {
+            let (k, v) = item?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let hour = family::id_of(&key).parse::<i64>().unwrap_or_default();
+            out.push((hour, super::decode(&key, &v)?));
+        }
+        Ok(out)
+    }
+
+    /// Ids of `binding`'s runs that started in `[since, until)`, oldest first; with `last`,
+    /// only the newest `last` of them. At most `cap` ids (more means the window is too big).
+    pub fn binding_runs(
+        &self,
+        tenant: &str,
+        binding: &str,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        last: Option<usize>,
+        cap: usize,
+    ) -> Result<Vec<(i64, String)>> {
+        let prefix = family::binding_runs(tenant, binding);
+        let start = match since {
+            Some(t) => format!("{prefix}{:016}/", t.timestamp_millis().max(0)),
+            None => prefix.clone(),
+        };
+        let end = match until {
+            Some(t) => format!("{prefix}{:016}/", t.timestamp_millis().max(0)),
+            None => format!("{prefix}\u{ff}"),
+        };
+        let range = self.data.range(start.into_bytes()..end.into_bytes());
+        let parse = |k: &[u8]| {
+            let key = String::from_utf8_lossy(k).into_owned();
+            let mut parts = key.rsplit('/');
+            let id = parts.next().unwrap_or_default().to_string();
+            let ms = parts
+                .next()
+                .and_then(|m| m.parse().ok())
+                .unwrap_or_default();
+            (ms, id)
+        };
+        let mut out = Vec::new();
+        let limit = last.unwrap_or(usize::MAX).min(cap);
+        if last.is_some() {
+            for item in range.rev().take(limit) {
+                out.push(parse(&item?.0));
+            }
+            out.reverse();
+        } else {
+            for item in range.take(cap) {
+                out.push(parse(&item?.0));
+            }
+        }
+        Ok(out)
+    }
+}
