@@ -17,6 +17,8 @@ pub struct Config {
     pub automation: AutomationConfig,
     /// Server-wide channel settings, retries, concurrency.
     pub delivery: DeliveryConfig,
+    /// How long an admin console sign-in lasts.
+    pub console_session_ttl: std::time::Duration,
 }
 
 impl Config {
@@ -27,6 +29,7 @@ impl Config {
             limits: Limits::default(),
             automation: AutomationConfig::default(),
             delivery: DeliveryConfig::default(),
+            console_session_ttl: std::time::Duration::from_secs(12 * 3600),
         }
     }
 }
