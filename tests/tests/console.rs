@@ -179,8 +179,15 @@ async fn in_a_browser_sign_in_move_a_card_see_the_run_upload_and_enable() {
     );
     b.type_into(&key, ADMIN_KEY).await;
     b.click(&b.find("#sign-in").await).await;
+    b.find("#board").await;
+    assert!(
+        b.url().await.contains("/console/pipelines/"),
+        "{}",
+        b.url().await
+    );
+    b.click(&b.find("a[href='/console/pipelines/leads']").await)
+        .await;
     b.wait_for_text("Ada Lovelace").await;
-    assert!(b.url().await.ends_with("/console/pipelines/leads"));
 
     // Move the card to Contacted: the API's move runs the inline module.
     b.select(&format!("#stage-{lead}"), "contacted").await;
@@ -634,8 +641,7 @@ async fn screenshots() {
     b.type_into(&b.find("#key").await, ADMIN_KEY).await;
     b.click(&b.find("#sign-in").await).await;
     b.find("#board").await;
-    b.goto(&format!("{}/console/pipelines/support", s.base))
-        .await;
+    b.goto(&format!("{}/console/pipelines/leads", s.base)).await;
     b.find("#board").await;
     b.screenshot(&out.join("console-board.png")).await;
     let runs = stagecraft_tests::eventually("a demo run", 400, || async {
