@@ -273,7 +273,7 @@ async fn binding_page(
         c.page.t1("binding-title", "module", &binding.module),
     );
     let mut versions = module.versions;
-    versions.sort_by(|a, b| b.version.cmp(&a.version));
+    versions.sort_by_key(|v| std::cmp::Reverse(v.version));
     let status = error.as_ref().map_or(StatusCode::OK, |e| e.status);
     Ok(page::render_status(
         status,

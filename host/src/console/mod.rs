@@ -107,7 +107,22 @@ pub struct Console {
     sessions: Arc<Sessions>,
 }
 
-type Out = Result<Response, Response>;
+/// A page that ends a handler early: an error page or a redirect (boxed: responses are large).
+pub struct Stop(Box<Response>);
+
+impl IntoResponse for Stop {
+    fn into_response(self) -> Response {
+        *self.0
+    }
+}
+
+impl From<Response> for Stop {
+    fn from(r: Response) -> Stop {
+        Stop(Box::new(r))
+    }
+}
+
+type Out = Result<Response, Stop>;
 
 fn to_login() -> Response {
     Redirect::to("/console/login").into_response()
@@ -187,8 +202,8 @@ impl Console {
     }
 
     /// Unwraps an API answer or turns the API's refusal into an error page.
-    pub fn ok<T>(&self, r: Result<T, ApiFailure>) -> Result<T, Response> {
-        r.map_err(|f| self.failure(&f))
+    pub fn ok<T>(&self, r: Result<T, ApiFailure>) -> Result<T, Stop> {
+        r.map_err(|f| self.failure(&f).into())
     }
 
     /// The error page for an API refusal, with the API's status, code and message.
@@ -217,11 +232,11 @@ impl Console {
         Redirect::to(to).into_response()
     }
 
-    pub fn check_csrf(&self, token: &str) -> Result<(), Response> {
+    pub fn check_csrf(&self, token: &str) -> Result<(), Stop> {
         if session::same_token(token, &self.session.csrf) {
             Ok(())
         } else {
-            Err(forbidden(self.page.lang, "error-csrf"))
+            Err(forbidden(self.page.lang, "error-csrf").into())
         }
     }
 }
@@ -245,7 +260,9 @@ impl<T: DeserializeOwned> FromRequest<ConsoleState> for Posted<T> {
             .find(|(k, _)| k == "csrf")
             .map(|(_, v)| v.as_str())
             .unwrap_or("");
-        console.check_csrf(token)?;
+        console
+            .check_csrf(token)
+            .map_err(IntoResponse::into_response)?;
         let form = serde_urlencoded::from_bytes(&bytes).map_err(|e| {
             (
                 StatusCode::BAD_REQUEST,

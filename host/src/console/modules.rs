@@ -145,7 +145,7 @@ async fn module_page(
         config: "{}".into(),
     });
     let mut versions = detail.versions;
-    versions.sort_by(|a, b| b.version.cmp(&a.version));
+    versions.sort_by_key(|v| std::cmp::Reverse(v.version));
     let status = error.as_ref().map_or(StatusCode::OK, |e| e.status);
     Ok(page::render_status(
         status,
@@ -209,11 +209,13 @@ pub async fn dry_run(Path(name): Path<String>, Posted(c, f): Posted<DryRunForm>)
     match c.api.json(Method::POST, &path, &body).await {
         Ok(v) => match serde_json::from_value::<Report>(v) {
             Ok(report) => module_page(&c, &name, Some(input), Some(report), None).await,
-            Err(e) => Err(c.failure(&ApiFailure {
-                status: StatusCode::BAD_GATEWAY,
-                code: "internal".into(),
-                message: e.to_string(),
-            })),
+            Err(e) => Err(c
+                .failure(&ApiFailure {
+                    status: StatusCode::BAD_GATEWAY,
+                    code: "internal".into(),
+                    message: e.to_string(),
+                })
+                .into()),
         },
         Err(e) => module_page(&c, &name, Some(input), None, Some(e)).await,
     }
