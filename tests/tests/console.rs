@@ -657,3 +657,89 @@ async fn screenshots() {
     b.find("#run").await;
     b.screenshot(&out.join("console-run.png")).await;
 }
+
+#[tokio::test]
+async fn binding_edits_check_json_first_and_switch_versions_through_the_api() {
+    let dir = temp_dir();
+    let (s, lead) = automated_server(dir.path()).await;
+    assert_eq!(s.upload_guest(ADMIN_KEY, "mover", "mover").await, 2);
+    let r = s.get("/v1/bindings?pipeline=leads", ADMIN_KEY).await;
+    let mover = r.body["bindings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["module"] == "mover")
+        .unwrap()
+        .clone();
+    let id = mover["id"].as_str().unwrap().to_string();
+    let revision = mover["revision"].to_string();
+    let admin = sign_in(&s, ADMIN_KEY).await;
+    let path = format!("/console/bindings/{id}");
+    let (status, page) = get_page(&s, &admin, &path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("v2 · "), "both versions offered: {page}");
+
+    // Config that is not JSON is refused before anything is sent, naming the field.
+    let form = |version: &'static str, config: &'static str| {
+        vec![
+            ("csrf", admin.csrf.clone()),
+            ("version", version.to_string()),
+            ("mode", "inline".to_string()),
+            ("order", "0".to_string()),
+            ("triggers", r#"[{"on": "stage_changed"}]"#.to_string()),
+            ("config", config.to_string()),
+            ("grants", "{}".to_string()),
+            ("enabled", "on".to_string()),
+            ("revision", revision.clone()),
+        ]
+    };
+    let send = |f: Vec<(&'static str, String)>| {
+        let pairs: Vec<(&str, String)> = f;
+        let path = path.clone();
+        let cookie = admin.cookie.clone();
+        let base = s.base.clone();
+        async move {
+            let r = client()
+                .post(format!("{base}{path}"))
+                .header(COOKIE, cookie)
+                .form(&pairs)
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+    let (status, page) = send(form("2", "{\"target\": ")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        page.contains("The field “config” is not valid JSON"),
+        "{page}"
+    );
+    let r = s.get(&format!("/v1/bindings/{id}"), ADMIN_KEY).await;
+    assert_eq!(r.body["version"], 1, "nothing saved");
+
+    // A version the module does not have: the API's own message.
+    let (status, page) = send(form("9", "{}")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("has no version 9"), "{page}");
+
+    // Switching to version 2 (and back: a rollback is a switch) is what the API then shows.
+    let (status, _) = send(form("2", r#"{"target": "qualified"}"#)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let r = s.get(&format!("/v1/bindings/{id}"), ADMIN_KEY).await;
+    assert_eq!(r.body["version"], 2);
+    assert_eq!(r.body["config"]["target"], "qualified");
+
+    // Runs filter by module and outcome, through the API's filters.
+    s.post(
+        &format!("/v1/records/{lead}/stage"),
+        ADMIN_KEY,
+        json!({"stage": "contacted"}),
+    )
+    .await;
+    let (status, page) = get_page(&s, &admin, "/console/runs?module=mover&outcome=ok").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("mover v2"), "{page}");
+    let (_, page) = get_page(&s, &admin, "/console/runs?module=gatekeeper").await;
+    assert!(page.contains("No runs."), "{page}");
+}
