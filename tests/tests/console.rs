@@ -743,3 +743,85 @@ async fn binding_edits_check_json_first_and_switch_versions_through_the_api() {
     let (_, page) = get_page(&s, &admin, "/console/runs?module=gatekeeper").await;
     assert!(page.contains("No runs."), "{page}");
 }
+
+#[tokio::test]
+async fn the_outbox_shows_a_dead_letter_and_an_admin_retries_it() {
+    // A webhook receiver that refuses every delivery: a 4xx is a dead letter at once.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(|| async { (axum::http::StatusCode::BAD_REQUEST, "no such order") }),
+    );
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let dir = temp_dir();
+    let mut config = stagecraft::config::Config::new(dir.path());
+    config.delivery.tick = std::time::Duration::from_millis(25);
+    config.delivery.allow_internal_webhooks = true;
+    let s = Server::start_with(config).await;
+    let r = s
+        .call(
+            reqwest::Method::PUT,
+            "/v1/channels",
+            Some(ADMIN_KEY),
+            Some(json!({"webhook": {"allowed_hosts": ["*"]}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    s.upload_guest(ADMIN_KEY, "effector", "effector").await;
+    s.bind(
+        ADMIN_KEY,
+        json!({"pipeline": "leads", "module": "effector", "version": 1, "mode": "inline",
+               "triggers": [{"on": "created"}], "config": {"channel": "webhook", "to": hook},
+               "grants": {"channels": ["webhook"]}}),
+    )
+    .await;
+    s.record(ADMIN_KEY, json!({"kind": "lead", "name": "Dead letter"}))
+        .await;
+    let id = stagecraft_tests::eventually("a dead letter", 400, || async {
+        let r = s.get("/v1/messages?status=dead", ADMIN_KEY).await;
+        r.body["messages"][0]["id"].as_str().map(str::to_string)
+    })
+    .await;
+
+    let admin = sign_in(&s, ADMIN_KEY).await;
+    let (status, page) = get_page(&s, &admin, "/console/messages?status=dead").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(&format!("message-{id}")), "{page}");
+    assert!(
+        page.contains("dead letter") && page.contains("HTTP 400"),
+        "{page}"
+    );
+    assert!(page.contains(&format!("/console/messages/{id}/retry")));
+
+    // Developers see the outbox but cannot retry; the API refuses a forged retry.
+    let dev_key = s.key(ADMIN_KEY, "developer").await;
+    let dev = sign_in(&s, &dev_key).await;
+    let (_, page) = get_page(&s, &dev, "/console/messages").await;
+    assert!(!page.contains("/retry\""), "no retry button for developers");
+    let (status, _) = post_form(
+        &s,
+        &dev,
+        &format!("/console/messages/{id}/retry"),
+        &[("csrf", &dev.csrf)],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let (status, _) = post_form(
+        &s,
+        &admin,
+        &format!("/console/messages/{id}/retry"),
+        &[("csrf", &admin.csrf)],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let m = stagecraft_tests::eventually("the retried attempt", 400, || async {
+        let m = s.get(&format!("/v1/messages/{id}"), ADMIN_KEY).await.body;
+        (m["attempts"].as_array().unwrap().len() == 2).then_some(m)
+    })
+    .await;
+    assert_eq!(m["status"], "dead", "refused again: {m}");
+}
