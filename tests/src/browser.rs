@@ -235,6 +235,16 @@ impl Browser {
         self.text(&body).await
     }
 
+    /// Runs `script` in the page with `args` (`arguments[0]`, …) and returns its result.
+    pub async fn execute(&self, script: &str, args: Value) -> Value {
+        self.ok(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": args})),
+        )
+        .await
+    }
+
     pub async fn set_window(&self, width: u32, height: u32) {
         self.ok(
             reqwest::Method::POST,

@@ -276,6 +276,24 @@ async fn in_a_browser_sign_in_move_a_card_see_the_run_upload_and_enable() {
     b.wait_for_text("mover is enabled").await;
     let r = s.get(&format!("/v1/bindings/{binding}"), ADMIN_KEY).await;
     assert_eq!(r.body["enabled"], true, "{:?}", r.body);
+
+    // Dragging a card onto a column submits the card's own move form. (WebDriver cannot
+    // perform a native HTML5 drag in Chromium, so the page gets the drag events the browser
+    // would send.)
+    b.goto(&format!("{}/console/pipelines/leads", s.base)).await;
+    b.execute(
+        r#"const card = document.getElementById("card-" + arguments[0]);
+           const column = document.querySelector('section[data-stage="disqualified"]');
+           const dt = new DataTransfer();
+           card.dispatchEvent(new DragEvent("dragstart", {bubbles: true, dataTransfer: dt}));
+           column.dispatchEvent(new DragEvent("dragover", {bubbles: true, cancelable: true, dataTransfer: dt}));
+           column.dispatchEvent(new DragEvent("drop", {bubbles: true, cancelable: true, dataTransfer: dt}));"#,
+        json!([lead]),
+    )
+    .await;
+    b.wait_for_text("Moved Ada Lovelace to disqualified").await;
+    let r = s.get(&format!("/v1/records/{lead}"), ADMIN_KEY).await;
+    assert_eq!(r.body["stage"], "disqualified");
 }
 
 #[tokio::test]
@@ -284,6 +302,16 @@ async fn forms_need_the_session_token_and_this_origin() {
     let (s, lead) = automated_server(dir.path()).await;
     let admin = sign_in(&s, ADMIN_KEY).await;
     let path = format!("/console/records/{lead}/stage");
+    let page = client()
+        .get(format!("{}/console/pipelines/leads", s.base))
+        .header(COOKIE, &admin.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.headers()["x-frame-options"], "DENY", "no framing");
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("form-action 'self'"));
+    assert_eq!(page.headers()["cache-control"], "no-store");
 
     let (status, _) = post_form(&s, &admin, &path, &[("stage", "contacted")], None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "no token");

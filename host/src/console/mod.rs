@@ -54,6 +54,7 @@ pub fn router(state: AppState, api: Router) -> Router {
         .route("/console", get(|| async { Redirect::to("/console/") }))
         .route("/console/", get(board::home))
         .route("/console/static/console.css", get(page::css))
+        .route("/console/static/board.js", get(page::board_js))
         .route("/console/login", get(login::form).post(login::submit))
         .route("/console/logout", post(login::logout))
         .route("/console/lang", get(login::switch_lang))
@@ -81,7 +82,32 @@ pub fn router(state: AppState, api: Router) -> Router {
         .route("/console/messages", get(runs::messages))
         .route("/console/messages/{id}/retry", post(runs::retry))
         .layer(axum::extract::DefaultBodyLimit::max(upload_limit))
+        .layer(axum::middleware::map_response(protect))
         .with_state(cs)
+}
+
+/// Headers on every console response: no framing (clickjacking), scripts, styles and form
+/// targets only from this origin, no referrer to other sites, pages never cached.
+async fn protect(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        ),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ] {
+        h.insert(name, header::HeaderValue::from_static(value));
+    }
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+    }
+    resp
 }
 
 /// The language for a request: the `sc_lang` cookie, else Accept-Language.

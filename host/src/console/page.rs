@@ -245,3 +245,15 @@ pub async fn css() -> Response {
     )
         .into_response()
 }
+
+/// The board's optional drag-and-drop (the board works without it).
+pub async fn board_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        include_str!("../../templates/console/board.js"),
+    )
+        .into_response()
+}
