@@ -215,10 +215,21 @@ impl Browser {
     pub async fn wait_for_text(&self, needle: &str) -> String {
         let mut last = String::new();
         for _ in 0..200 {
+            // The page may be replaced between finding its body and reading it (a form
+            // submission still loading): that is "not yet", not a failure.
             if let Some(body) = self.try_find("body").await {
-                last = self.text(&body).await;
-                if last.contains(needle) {
-                    return last;
+                let v = self
+                    .cmd(
+                        reqwest::Method::GET,
+                        &format!("/element/{}/text", body.0),
+                        None,
+                    )
+                    .await;
+                if let Some(text) = v.as_str() {
+                    last = text.to_string();
+                    if last.contains(needle) {
+                        return last;
+                    }
                 }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -247,6 +247,17 @@ async fn in_a_browser_sign_in_move_a_card_see_the_run_upload_and_enable() {
     let r = s.get("/v1/modules/stranger", ADMIN_KEY).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 
+    // The language switch on that error page leads back to the upload form, in Spanish.
+    b.click(&b.find("a[hreflang=es]").await).await;
+    b.wait_for_text("Subir una versión nueva").await;
+    assert!(
+        b.url().await.ends_with("/console/modules"),
+        "{}",
+        b.url().await
+    );
+    b.click(&b.find("a[hreflang=en]").await).await;
+    b.wait_for_text("Upload a new version").await;
+
     // A good upload lands on the module page with its versions and a dry run.
     b.goto(&format!("{}/console/modules", s.base)).await;
     let path = Browser::temp_file(files.path(), "mover.wasm", &guest("mover"));

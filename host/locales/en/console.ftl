@@ -26,6 +26,7 @@ error-field-json = The field “{ $field }” is not valid JSON: { $message }
 error-field-number = The field “{ $field }” must be a whole number.
 back-to-board = Back to the board
 board-title = Board
+board-truncated = This pipeline has more records than one board shows; only the first 500 are here. Use the API to list the rest.
 board-of = Board: { $pipeline }
 pipelines = Pipelines
 pipeline = Pipeline

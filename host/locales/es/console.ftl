@@ -25,6 +25,7 @@ error-field-json = El campo «{ $field }» no es JSON válido: { $message }
 error-field-number = El campo «{ $field }» debe ser un número entero.
 back-to-board = Volver al tablero
 board-title = Tablero
+board-truncated = Este embudo tiene más registros de los que caben en un tablero; aquí solo están los primeros 500. Usa la API para ver el resto.
 board-of = Tablero: { $pipeline }
 pipelines = Embudos
 pipeline = Embudo

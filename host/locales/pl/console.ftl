@@ -25,6 +25,7 @@ error-field-json = Pole „{ $field }” nie jest poprawnym JSON-em: { $message 
 error-field-number = Pole „{ $field }” musi być liczbą całkowitą.
 back-to-board = Wróć do tablicy
 board-title = Tablica
+board-truncated = Ten lejek ma więcej rekordów, niż mieści jedna tablica; widać tylko pierwsze 500. Resztę pobierzesz przez API.
 board-of = Tablica: { $pipeline }
 pipelines = Lejki
 pipeline = Lejek

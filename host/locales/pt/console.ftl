@@ -25,6 +25,7 @@ error-field-json = O campo “{ $field }” não é JSON válido: { $message }
 error-field-number = O campo “{ $field }” deve ser um número inteiro.
 back-to-board = Voltar ao quadro
 board-title = Quadro
+board-truncated = Este funil tem mais registros do que um quadro mostra; aqui estão só os primeiros 500. Use a API para ver o resto.
 board-of = Quadro: { $pipeline }
 pipelines = Funis
 pipeline = Funil

@@ -21,6 +21,7 @@ struct Pipelines {
 #[derive(Deserialize)]
 struct Records {
     records: Vec<Record>,
+    next: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -38,6 +39,9 @@ struct Events {
     events: Vec<Event>,
 }
 
+/// The most cards a board shows (the API's largest page).
+const BOARD_LIMIT: usize = 500;
+
 struct Column<'a> {
     id: &'a str,
     name: &'a str,
@@ -53,6 +57,8 @@ struct BoardPage<'a> {
     pipeline: Option<&'a Pipeline>,
     columns: Vec<Column<'a>>,
     unplaced: Vec<&'a Record>,
+    /// More records than one board shows.
+    truncated: bool,
 }
 
 /// `/console/`: the first pipeline's board (or a page saying there are none).
@@ -68,6 +74,7 @@ pub async fn home(c: Console) -> Out {
         pipeline: None,
         columns: Vec::new(),
         unplaced: Vec::new(),
+        truncated: false,
     }))
 }
 
@@ -76,7 +83,10 @@ pub async fn board(c: Console, Path(id): Path<String>) -> Out {
     let pipeline: Pipeline = c.ok(c.api.get(&format!("/v1/pipelines/{}", enc(&id))).await)?;
     let records: Records = c.ok(c
         .api
-        .get(&format!("/v1/records?pipeline={}&limit=500", enc(&id)))
+        .get(&format!(
+            "/v1/records?pipeline={}&limit={BOARD_LIMIT}",
+            enc(&id)
+        ))
         .await)?;
     let mut columns: Vec<Column> = pipeline
         .stages
@@ -105,6 +115,7 @@ pub async fn board(c: Console, Path(id): Path<String>) -> Out {
         pipeline: Some(&pipeline),
         columns,
         unplaced,
+        truncated: records.next.is_some(),
     }))
 }
 

@@ -187,11 +187,17 @@ impl FromRequestParts<ConsoleState> for Console {
                     return Err((StatusCode::INTERNAL_SERVER_ERROR, e.message).into_response());
                 }
             };
-        let path = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/console/".into());
+        let path = if parts.method == Method::GET {
+            parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "/console/".into())
+        } else {
+            // A page rendered by a POST (a refused form) links back to the page the form
+            // was on, never to the POST-only action.
+            referer_path(&parts.headers).unwrap_or_else(|| "/console/".into())
+        };
         let page = Page {
             lang,
             csrf: session.csrf.clone(),
@@ -298,6 +304,18 @@ impl<T: DeserializeOwned> FromRequest<ConsoleState> for Posted<T> {
         })?;
         Ok(Posted(console, form))
     }
+}
+
+/// The path of a same-origin `Referer` under /console.
+fn referer_path(headers: &HeaderMap) -> Option<String> {
+    let referer = headers.get(header::REFERER)?.to_str().ok()?;
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let rest = referer
+        .strip_prefix("http://")
+        .or_else(|| referer.strip_prefix("https://"))?;
+    let path = rest.strip_prefix(host)?;
+    path.starts_with("/console")
+        .then(|| safe_back(Some(path), "/console/"))
 }
 
 /// Only same-site paths under /console may be redirect targets.
