@@ -864,3 +864,45 @@ async fn the_outbox_shows_a_dead_letter_and_an_admin_retries_it() {
     .await;
     assert_eq!(m["status"], "dead", "refused again: {m}");
 }
+
+#[tokio::test]
+async fn an_upload_too_large_to_forward_is_explained_not_dropped() {
+    let dir = temp_dir();
+    let mut config = stagecraft::config::Config::new(dir.path());
+    config.limits.module_bytes = 64 * 1024;
+    let s = Server::start_with(config).await;
+    let admin = sign_in(&s, ADMIN_KEY).await;
+    let boundary = "stagecraftboundary";
+    let mut body = Vec::new();
+    for (name, value) in [("csrf", admin.csrf.as_str()), ("name", "huge")] {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"huge.wasm\"\r\nContent-Type: application/wasm\r\n\r\n").as_bytes(),
+    );
+    body.extend(std::iter::repeat_n(0u8, 300 * 1024));
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let r = client()
+        .post(format!("{}/console/modules/upload", s.base))
+        .header(COOKIE, &admin.cookie)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("module_too_large"), "{page}");
+    assert!(
+        page.contains("larger than the upload limit of 65,536 bytes"),
+        "{page}"
+    );
+    let r = s.get("/v1/modules/huge", ADMIN_KEY).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}

@@ -23,6 +23,7 @@ error-csrf = This form has expired or did not come from this console. Reload the
 error-cross-site = Refused: the request came from another site.
 error-config-json = The config is not valid JSON: { $message }
 error-field-json = The field “{ $field }” is not valid JSON: { $message }
+error-upload-too-large = The module is larger than the upload limit of { $limit } bytes.
 error-field-number = The field “{ $field }” must be a whole number.
 back-to-board = Back to the board
 board-title = Board

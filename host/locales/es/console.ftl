@@ -22,6 +22,7 @@ error-csrf = Este formulario ha caducado o no viene de esta consola. Recarga la 
 error-cross-site = Rechazado: la petición vino de otro sitio.
 error-config-json = La configuración no es JSON válido: { $message }
 error-field-json = El campo «{ $field }» no es JSON válido: { $message }
+error-upload-too-large = El módulo supera el límite de subida de { $limit } bytes.
 error-field-number = El campo «{ $field }» debe ser un número entero.
 back-to-board = Volver al tablero
 board-title = Tablero

@@ -22,6 +22,7 @@ error-csrf = Ten formularz wygasł albo nie pochodzi z tej konsoli. Odśwież st
 error-cross-site = Odrzucono: żądanie przyszło z innej witryny.
 error-config-json = Konfiguracja nie jest poprawnym JSON-em: { $message }
 error-field-json = Pole „{ $field }” nie jest poprawnym JSON-em: { $message }
+error-upload-too-large = Moduł przekracza limit przesyłania wynoszący { $limit } bajtów.
 error-field-number = Pole „{ $field }” musi być liczbą całkowitą.
 back-to-board = Wróć do tablicy
 board-title = Tablica

@@ -22,6 +22,7 @@ error-csrf = Este formulário expirou ou não veio deste console. Recarregue a p
 error-cross-site = Recusado: o pedido veio de outro site.
 error-config-json = A configuração não é JSON válido: { $message }
 error-field-json = O campo “{ $field }” não é JSON válido: { $message }
+error-upload-too-large = O módulo é maior do que o limite de envio de { $limit } bytes.
 error-field-number = O campo “{ $field }” deve ser um número inteiro.
 back-to-board = Voltar ao quadro
 board-title = Quadro

@@ -38,6 +38,8 @@ pub struct ConsoleState {
     sessions: Arc<Sessions>,
     /// Only for resolving a session's key hash to its caller, exactly as bearer auth does.
     store: Store,
+    /// The largest module the API accepts (to explain an upload too large to forward).
+    module_bytes: usize,
 }
 
 /// The console's routes (merged into `http::app`). `api` is the API router the console
@@ -48,6 +50,7 @@ pub fn router(state: AppState, api: Router) -> Router {
         api,
         sessions: Arc::new(Sessions::new(state.config.console_session_ttl)),
         store: state.store.clone(),
+        module_bytes: state.config.limits.module_bytes,
     };
     Router::new()
         .route("/", get(|| async { Redirect::to("/console/") }))

@@ -3,15 +3,16 @@
 
 use askama::Template;
 use axum::body::Bytes;
-use axum::extract::{Multipart, Path};
+use axum::extract::multipart::MultipartError;
+use axum::extract::{Multipart, Path, State};
 use axum::http::{Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::api::{enc, ApiFailure};
 use super::page::{self, Page};
-use super::{Console, Out, Posted};
+use super::{Console, ConsoleState, Out, Posted};
 use crate::model::{Effect, HostCall, LogLine, Module, ModuleVersion, Outcome, Record};
 
 #[derive(Deserialize)]
@@ -72,18 +73,34 @@ pub async fn list(c: Console) -> Out {
 }
 
 /// A multipart upload: `csrf`, `name`, and the component as `file`.
-pub async fn upload(c: Console, mut form: Multipart) -> Out {
+pub async fn upload(c: Console, State(st): State<ConsoleState>, mut form: Multipart) -> Out {
     let (mut csrf, mut name, mut bytes) = (String::new(), String::new(), Bytes::new());
-    let bad = |e: axum::extract::multipart::MultipartError| -> Response {
-        (e.status(), e.body_text()).into_response()
-    };
-    while let Some(field) = form.next_field().await.map_err(bad)? {
-        match field.name().unwrap_or("") {
-            "csrf" => csrf = field.text().await.map_err(bad)?,
-            "name" => name = field.text().await.map_err(bad)?.trim().to_string(),
-            "file" => bytes = field.bytes().await.map_err(bad)?,
-            _ => {}
+    let read = async {
+        while let Some(field) = form.next_field().await? {
+            match field.name().unwrap_or("") {
+                "csrf" => csrf = field.text().await?,
+                "name" => name = field.text().await?.trim().to_string(),
+                "file" => bytes = field.bytes().await?,
+                _ => {}
+            }
         }
+        Ok::<(), MultipartError>(())
+    };
+    if let Err(e) = read.await {
+        if e.status() != StatusCode::PAYLOAD_TOO_LARGE {
+            return Err((e.status(), e.body_text()).into_response().into());
+        }
+        // Too large to pass on to the API: say so the way the API would.
+        let failure = ApiFailure {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "module_too_large".into(),
+            message: crate::console::i18n::text(
+                c.page.lang,
+                "error-upload-too-large",
+                &[("limit", c.page.lang.number(st.module_bytes as u64))],
+            ),
+        };
+        return modules_page(&c, Some(failure), String::new()).await;
     }
     c.check_csrf(&csrf)?;
     let path = format!("/v1/modules/{}/versions", enc(&name));
