@@ -20,6 +20,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// How long run history, journal snapshots and delivered messages are kept.
     pub retention: RetentionConfig,
+    /// How long an admin console sign-in lasts.
+    pub console_session_ttl: std::time::Duration,
 }
 
 impl Config {
@@ -31,6 +33,7 @@ impl Config {
             automation: AutomationConfig::default(),
             delivery: DeliveryConfig::default(),
             retention: RetentionConfig::default(),
+            console_session_ttl: std::time::Duration::from_secs(12 * 3600),
         }
     }
 }

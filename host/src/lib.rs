@@ -7,6 +7,7 @@
 pub mod automation;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod crm;
 pub mod delivery;
 pub mod demo;

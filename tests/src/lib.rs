@@ -1,6 +1,8 @@
 //! Test harness: a real Stagecraft server (real sled in a temp dir, the real router on a real
 //! 127.0.0.1 socket) and a small JSON client, shared by the integration tests.
 
+pub mod browser;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

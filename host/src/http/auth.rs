@@ -1,4 +1,5 @@
-//! Bearer-key authentication: the key's hash finds its tenant and role.
+//! Bearer-key authentication: the key's hash finds its tenant and role. The admin console's
+//! in-process calls carry a [`Preauthenticated`] caller instead (see `console::api`).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -56,10 +57,39 @@ impl Caller {
     }
 }
 
+/// A caller the admin console resolved from its session (through [`caller_for_key_hash`],
+/// so a revoked key ends its sessions). Only this crate can build one, and only the console's
+/// in-process dispatch attaches it to a request as an extension: a request from the network
+/// carries no Rust extensions, so it cannot be forged from outside.
+#[derive(Debug, Clone)]
+pub(crate) struct Preauthenticated(pub(crate) Caller);
+
+/// The caller a key hash belongs to, or None for an unknown or revoked key.
+pub(crate) fn caller_for_key_hash(
+    store: &crate::store::Store,
+    hash: &str,
+) -> Result<Option<(Caller, String)>, ApiError> {
+    Ok(store.key_by_hash(hash)?.map(|key| {
+        (
+            Caller {
+                tenant: key.tenant,
+                role: key.role,
+                operator: key.operator,
+                key_id: key.id,
+                user: key.user,
+            },
+            key.name,
+        )
+    }))
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(Preauthenticated(caller)) = parts.extensions.get::<Preauthenticated>() {
+            return Ok(caller.clone());
+        }
         let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             return Err(unauthorized("missing Authorization: Bearer <key> header"));
@@ -75,16 +105,8 @@ impl FromRequestParts<AppState> for Caller {
                 "the Authorization header must be `Bearer <key>`",
             ));
         };
-        let key = state
-            .store
-            .key_by_hash(&hash_secret(secret.trim()))?
-            .ok_or_else(|| unauthorized("unknown or revoked API key"))?;
-        Ok(Caller {
-            tenant: key.tenant,
-            role: key.role,
-            operator: key.operator,
-            key_id: key.id,
-            user: key.user,
-        })
+        caller_for_key_hash(&state.store, &hash_secret(secret.trim()))?
+            .map(|(caller, _name)| caller)
+            .ok_or_else(|| unauthorized("unknown or revoked API key"))
     }
 }

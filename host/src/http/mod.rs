@@ -26,6 +26,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use auth::Caller;
+pub(crate) use auth::{caller_for_key_hash, Preauthenticated};
 pub use error::{ApiError, ErrorBody};
 
 use crate::automation::Automation;
@@ -68,8 +69,15 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
         .1
 }
 
-/// The whole application router over `state`.
+/// The whole application router over `state`: the API plus the admin console, which calls
+/// the API router in-process.
 pub fn app(state: AppState) -> Router {
+    let api = api_app(state.clone());
+    api.clone().merge(crate::console::router(state, api))
+}
+
+/// The API alone (what the console dispatches to).
+fn api_app(state: AppState) -> Router {
     let (api, doc) = routes(state.config.limits.module_bytes).split_for_parts();
     let doc = Arc::new(doc);
     let body_limit = state.config.max_body_bytes;

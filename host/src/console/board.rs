@@ -1,0 +1,251 @@
+//! Pipelines as a board (a column per stage, a card per record, a move form on each card)
+//! and the record page (fields, stage history, the runs and messages that concern it).
+
+use askama::Template;
+use axum::extract::Path;
+use axum::http::Method;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::api::enc;
+use super::page::{self, Page};
+use super::{Console, Out, Posted};
+use crate::model::{Event, EventKind, OutboxMessage, Pipeline, Record, RunRecord};
+
+#[derive(Deserialize)]
+struct Pipelines {
+    pipelines: Vec<Pipeline>,
+}
+
+#[derive(Deserialize)]
+struct Records {
+    records: Vec<Record>,
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct Runs {
+    pub runs: Vec<RunRecord>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct Messages {
+    pub messages: Vec<OutboxMessage>,
+}
+
+#[derive(Deserialize)]
+struct Events {
+    events: Vec<Event>,
+}
+
+/// The most cards a board shows (the API's largest page).
+const BOARD_LIMIT: usize = 500;
+
+struct Column<'a> {
+    id: &'a str,
+    name: &'a str,
+    semantic: String,
+    cards: Vec<&'a Record>,
+}
+
+#[derive(Template)]
+#[template(path = "console/board.html")]
+struct BoardPage<'a> {
+    page: &'a Page,
+    pipelines: &'a [Pipeline],
+    pipeline: Option<&'a Pipeline>,
+    columns: Vec<Column<'a>>,
+    unplaced: Vec<&'a Record>,
+    /// More records than one board shows.
+    truncated: bool,
+}
+
+/// `/console/`: the first pipeline's board (or a page saying there are none).
+pub async fn home(c: Console) -> Out {
+    let list: Pipelines = c.ok(c.api.get("/v1/pipelines").await)?;
+    if let Some(p) = list.pipelines.first() {
+        return Ok(Redirect::to(&format!("/console/pipelines/{}", enc(&p.id))).into_response());
+    }
+    let page = c.page("board", c.page.t("board-title"));
+    Ok(page::render(&BoardPage {
+        page: &page,
+        pipelines: &[],
+        pipeline: None,
+        columns: Vec::new(),
+        unplaced: Vec::new(),
+        truncated: false,
+    }))
+}
+
+pub async fn board(c: Console, Path(id): Path<String>) -> Out {
+    let list: Pipelines = c.ok(c.api.get("/v1/pipelines").await)?;
+    let pipeline: Pipeline = c.ok(c.api.get(&format!("/v1/pipelines/{}", enc(&id))).await)?;
+    let records: Records = c.ok(c
+        .api
+        .get(&format!(
+            "/v1/records?pipeline={}&limit={BOARD_LIMIT}",
+            enc(&id)
+        ))
+        .await)?;
+    let mut columns: Vec<Column> = pipeline
+        .stages
+        .iter()
+        .map(|s| Column {
+            id: &s.id,
+            name: &s.name,
+            semantic: format!("{:?}", s.semantic).to_lowercase(),
+            cards: Vec::new(),
+        })
+        .collect();
+    let mut unplaced = Vec::new();
+    for r in &records.records {
+        match columns
+            .iter_mut()
+            .find(|col| Some(col.id) == r.stage.as_deref())
+        {
+            Some(col) => col.cards.push(r),
+            None => unplaced.push(r),
+        }
+    }
+    let page = c.page("board", c.page.t1("board-of", "pipeline", &pipeline.name));
+    Ok(page::render(&BoardPage {
+        page: &page,
+        pipelines: &list.pipelines,
+        pipeline: Some(&pipeline),
+        columns,
+        unplaced,
+        truncated: records.next.is_some(),
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct MoveForm {
+    stage: String,
+    version: Option<u64>,
+    back: Option<String>,
+}
+
+/// Moves a record through the API's stage move (so inline automation runs, and a rejection
+/// comes back with the module's message, shown on the page it was moved from).
+pub async fn move_stage(Path(id): Path<String>, Posted(c, f): Posted<MoveForm>) -> Response {
+    let back = super::safe_back(f.back.as_deref(), &format!("/console/records/{}", enc(&id)));
+    let body = match f.version {
+        Some(v) => json!({"stage": f.stage, "version": v}),
+        None => json!({"stage": f.stage}),
+    };
+    match c
+        .api
+        .json(
+            Method::POST,
+            &format!("/v1/records/{}/stage", enc(&id)),
+            &body,
+        )
+        .await
+    {
+        Ok(v) => {
+            let name = v["name"].as_str().unwrap_or(&id).to_string();
+            let stage = v["stage"].as_str().unwrap_or(&f.stage).to_string();
+            let text = crate::console::i18n::text(
+                c.page.lang,
+                "flash-moved",
+                &[("name", name), ("stage", stage)],
+            );
+            c.redirect_with(&back, false, text)
+        }
+        Err(e) => {
+            let text = crate::console::i18n::text(
+                c.page.lang,
+                "flash-move-refused",
+                &[("message", e.message.clone())],
+            );
+            c.redirect_with(&back, true, text)
+        }
+    }
+}
+
+struct EventRow {
+    time: String,
+    kind: &'static str,
+    detail: String,
+    run: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "console/record.html")]
+struct RecordPage<'a> {
+    page: &'a Page,
+    record: &'a Record,
+    pipeline: Option<&'a Pipeline>,
+    custom: String,
+    events: Vec<EventRow>,
+    runs: Option<Vec<RunRecord>>,
+    messages: Option<Vec<OutboxMessage>>,
+}
+
+impl RecordPage<'_> {
+    fn stage_name(&self, id: &str) -> String {
+        self.pipeline
+            .and_then(|p| p.stages.iter().find(|s| s.id == id))
+            .map(|s| s.name.clone())
+            .unwrap_or_else(|| id.to_string())
+    }
+}
+
+pub async fn record(c: Console, Path(id): Path<String>) -> Out {
+    let record: Record = c.ok(c.api.get(&format!("/v1/records/{}", enc(&id))).await)?;
+    let pipeline: Option<Pipeline> = match &record.pipeline {
+        Some(p) => Some(c.ok(c.api.get(&format!("/v1/pipelines/{}", enc(p))).await)?),
+        None => None,
+    };
+    let events: Events = c.ok(c
+        .api
+        .get(&format!("/v1/events?record={}&limit=500", enc(&id)))
+        .await)?;
+    let (runs, messages) = if c.page.can_develop() {
+        let runs: Runs = c.ok(c
+            .api
+            .get(&format!("/v1/runs?record={}&limit=200", enc(&id)))
+            .await)?;
+        let msgs: Messages = c.ok(c
+            .api
+            .get(&format!("/v1/messages?record={}&limit=500", enc(&id)))
+            .await)?;
+        (Some(runs.runs), Some(msgs.messages))
+    } else {
+        (None, None)
+    };
+    let page = c.page("board", record.name.clone());
+    let mut view = RecordPage {
+        page: &page,
+        record: &record,
+        pipeline: pipeline.as_ref(),
+        custom: page::json(&record.custom),
+        events: Vec::new(),
+        runs,
+        messages,
+    };
+    view.events = events
+        .events
+        .iter()
+        .map(|e| EventRow {
+            time: page.date(e.occurred_at),
+            kind: e.kind.name(),
+            detail: match &e.kind {
+                EventKind::StageChanged { from, to } => {
+                    format!("{} → {}", view.stage_name(from), view.stage_name(to))
+                }
+                EventKind::Updated { fields } => fields.join(", "),
+                EventKind::Assigned { from, to } => format!(
+                    "{} → {}",
+                    from.as_deref().unwrap_or("—"),
+                    to.as_deref().unwrap_or("—")
+                ),
+                EventKind::Inbound { name, .. } => name.clone(),
+                _ => String::new(),
+            },
+            run: e.cause.as_ref().map(|c| c.run.clone()),
+        })
+        .collect();
+    Ok(page::render(&view))
+}

@@ -1,0 +1,174 @@
+//! Runs (filtered by module, binding, outcome, record) with a page per run, and the outbox
+//! (state, attempts, retrying a dead letter).
+
+use askama::Template;
+use axum::extract::{Path, Query};
+use axum::http::Method;
+use axum::response::Response;
+use serde::Deserialize;
+
+use super::api::enc;
+use super::board::{Messages, Runs};
+use super::i18n;
+use super::modules::Report;
+use super::page::{self, Page};
+use super::{Console, Out, Posted};
+use crate::model::{MessageStatus, OutboxMessage, RunRecord};
+
+#[derive(Deserialize, Default)]
+pub struct RunFilter {
+    #[serde(default)]
+    module: String,
+    #[serde(default)]
+    binding: String,
+    #[serde(default)]
+    outcome: String,
+    #[serde(default)]
+    record: String,
+}
+
+/// Outcome names for the filter.
+const OUTCOMES: [&str; 13] = [
+    "ok",
+    "guest_error",
+    "panic",
+    "trap",
+    "fuel_exhausted",
+    "timeout",
+    "memory_limit",
+    "host_call_limit",
+    "message_limit",
+    "denied",
+    "exit",
+    "cascade_limit",
+    "rate_limited",
+];
+
+#[derive(Template)]
+#[template(path = "console/runs.html")]
+struct RunsPage<'a> {
+    page: &'a Page,
+    runs: Vec<RunRecord>,
+    filter: RunFilter,
+    outcomes: &'a [&'a str],
+}
+
+pub async fn list(c: Console, Query(f): Query<RunFilter>) -> Out {
+    let mut query = String::from("limit=200");
+    for (k, v) in [
+        ("module", &f.module),
+        ("binding", &f.binding),
+        ("outcome", &f.outcome),
+        ("record", &f.record),
+    ] {
+        if !v.trim().is_empty() {
+            query.push_str(&format!("&{k}={}", enc(v.trim())));
+        }
+    }
+    let runs: Runs = c.ok(c.api.get(&format!("/v1/runs?{query}")).await)?;
+    let page = c.page("runs", c.page.t("runs-title"));
+    Ok(page::render(&RunsPage {
+        page: &page,
+        runs: runs.runs,
+        filter: f,
+        outcomes: &OUTCOMES,
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "console/run.html")]
+struct RunPage<'a> {
+    page: &'a Page,
+    run: &'a RunRecord,
+    report: Report,
+    discarded: String,
+}
+
+pub async fn detail(c: Console, Path(id): Path<String>) -> Out {
+    let run: RunRecord = c.ok(c.api.get(&format!("/v1/runs/{}", enc(&id))).await)?;
+    let page = c.page("runs", c.page.t1("run-title", "module", &run.module));
+    let report = Report {
+        outcome: run.outcome.clone(),
+        effects: run.effects.clone(),
+        logs: run.logs.clone(),
+        host_calls: run.host_calls.clone(),
+        fuel_used: run.fuel_used,
+        peak_memory: run.peak_memory,
+        duration_us: run.duration_us,
+    };
+    Ok(page::render(&RunPage {
+        page: &page,
+        run: &run,
+        report,
+        discarded: page::json(&run.discarded),
+    }))
+}
+
+#[derive(Deserialize, Default)]
+pub struct MessageFilter {
+    #[serde(default)]
+    status: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/messages.html")]
+struct MessagesPage<'a> {
+    page: &'a Page,
+    messages: Vec<OutboxMessage>,
+    status: String,
+    statuses: [MessageStatus; 4],
+}
+
+impl MessagesPage<'_> {
+    fn is_dead(&self, m: &OutboxMessage) -> bool {
+        m.status == MessageStatus::Dead
+    }
+
+    fn code(&self, s: &MessageStatus) -> String {
+        serde_json::to_value(s)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+}
+
+pub async fn messages(c: Console, Query(f): Query<MessageFilter>) -> Out {
+    let mut path = String::from("/v1/messages?limit=500");
+    if !f.status.is_empty() {
+        path.push_str(&format!("&status={}", enc(&f.status)));
+    }
+    let list: Messages = c.ok(c.api.get(&path).await)?;
+    let page = c.page("messages", c.page.t("messages-title"));
+    Ok(page::render(&MessagesPage {
+        page: &page,
+        messages: list.messages,
+        status: f.status,
+        statuses: [
+            MessageStatus::Queued,
+            MessageStatus::Sending,
+            MessageStatus::Sent,
+            MessageStatus::Dead,
+        ],
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct RetryForm {}
+
+pub async fn retry(Path(id): Path<String>, Posted(c, _): Posted<RetryForm>) -> Response {
+    match c
+        .api
+        .json(
+            Method::POST,
+            &format!("/v1/messages/{}/retry", enc(&id)),
+            &serde_json::Value::Null,
+        )
+        .await
+    {
+        Ok(_) => {
+            let text = i18n::text(c.page.lang, "flash-retried", &[]);
+            c.redirect_with("/console/messages", false, text)
+        }
+        Err(e) => c.failure(&e),
+    }
+}
