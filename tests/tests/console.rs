@@ -421,7 +421,7 @@ async fn an_agent_moves_cards_but_gets_no_binding_controls_and_cannot_forge_them
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(
-        page.contains("this needs a admin key; yours is agent"),
+        page.contains("this needs an admin key; yours is agent"),
         "{page}"
     );
     let r = s.get(&format!("/v1/bindings/{binding}"), ADMIN_KEY).await;

@@ -31,8 +31,8 @@ impl Caller {
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 format!(
-                    "this needs a {} key; yours is {}",
-                    role.as_str(),
+                    "this needs {} key; yours is {}",
+                    with_article(role.as_str()),
                     self.role.as_str()
                 ),
             ))
@@ -49,12 +49,22 @@ impl Caller {
             StatusCode::FORBIDDEN,
             "forbidden",
             format!(
-                "this needs a {} key; yours is {}",
-                names.join(" or "),
+                "this needs {} key; yours is {}",
+                with_article(&names.join(" or ")),
                 self.role.as_str()
             ),
         ))
     }
+}
+
+/// "an admin", "a developer".
+fn with_article(word: &str) -> String {
+    let article = if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {word}")
 }
 
 /// A caller the admin console resolved from its session (through [`caller_for_key_hash`],
