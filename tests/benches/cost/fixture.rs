@@ -85,9 +85,13 @@ impl World {
 
     /// Creates a record without automation; returns it and its `created` event.
     pub fn create(&self, body: Value) -> (Record, Event) {
+        self.create_in(TENANT, body)
+    }
+
+    pub fn create_in(&self, tenant: &str, body: Value) -> (Record, Event) {
         let input = serde_json::from_value(body).expect("record body");
         let (record, cs) =
-            crm::records::create(&self.store, TENANT, input, Utc::now()).expect("valid record");
+            crm::records::create(&self.store, tenant, input, Utc::now()).expect("valid record");
         self.store.commit(&cs).expect("commit record");
         let event = cs.events.first().cloned().expect("a created event");
         (record, event)
@@ -95,6 +99,17 @@ impl World {
 
     /// A background binding of `module`@`version` on `leads`, with the scenario's config.
     pub fn bind(&self, module: &str, version: u32, mode: &str, trigger: Value) -> Binding {
+        self.bind_in(TENANT, module, version, mode, trigger)
+    }
+
+    pub fn bind_in(
+        &self,
+        tenant: &str,
+        module: &str,
+        version: u32,
+        mode: &str,
+        trigger: Value,
+    ) -> Binding {
         let input = serde_json::from_value(json!({
             "pipeline": "leads", "module": module, "version": version, "mode": mode,
             "triggers": [trigger],
@@ -102,6 +117,6 @@ impl World {
             "grants": {"fields": ["score", "owner"], "channels": ["notify"]}
         }))
         .expect("binding body");
-        crm::bindings::create(&self.store, TENANT, input).expect("binding")
+        crm::bindings::create(&self.store, tenant, input).expect("binding")
     }
 }
