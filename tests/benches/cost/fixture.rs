@@ -58,8 +58,7 @@ impl World {
             .expect("temp dir");
         let store = Store::open(&dir.path().join("db")).expect("open store");
         crm::tenants::bootstrap(&store, Some("bench-admin-key-0123456789")).expect("bootstrap");
-        let sandbox =
-            Sandbox::new(&dir.path().join("modules"), Limits::default()).expect("sandbox");
+        let sandbox = Sandbox::new(&dir.path().join("modules"), World::limits()).expect("sandbox");
         let automation = Automation::new(
             store.clone(),
             sandbox.clone(),
@@ -74,6 +73,18 @@ impl World {
             store,
             sandbox,
             automation,
+        }
+    }
+
+    /// The default limits, but for `STAGECRAFT_BENCH_SLOTS` run slots when set (the pool's
+    /// size decides how many modules keep a warm slot; see section 5).
+    pub fn limits() -> Limits {
+        let slots = std::env::var("STAGECRAFT_BENCH_SLOTS")
+            .ok()
+            .and_then(|s| s.parse().ok());
+        Limits {
+            concurrent_runs: slots.unwrap_or(Limits::default().concurrent_runs),
+            ..Limits::default()
         }
     }
 
