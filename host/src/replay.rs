@@ -190,8 +190,9 @@ pub fn plan(
             }
             let on: Vec<Binding> = store
                 .bindings(tenant)?
-                .into_iter()
+                .iter()
                 .filter(|b| &b.pipeline == p && b.module == candidate.module)
+                .cloned()
                 .collect();
             if on.is_empty() {
                 return Err(ReplayError::Invalid(format!(

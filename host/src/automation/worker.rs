@@ -269,11 +269,11 @@ impl Automation {
                 return Ok(run);
             }
         }
-        cs.runs.insert(0, run.clone());
+        cs.runs.insert(0, run);
         self.store.commit(&cs)?;
         if !cs.jobs.is_empty() {
             self.wake.notify_one();
         }
-        Ok(run)
+        Ok(cs.runs.swap_remove(0))
     }
 }

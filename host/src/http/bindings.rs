@@ -38,7 +38,7 @@ async fn list(
     ApiQuery(q): ApiQuery<BindingQuery>,
 ) -> Result<Json<BindingList>, ApiError> {
     caller.require(Role::Developer)?;
-    let mut all = state.store.bindings(&caller.tenant)?;
+    let mut all = state.store.bindings(&caller.tenant)?.as_ref().clone();
     if let Some(p) = q.pipeline {
         all.retain(|b| b.pipeline == p);
     }

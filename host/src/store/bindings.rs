@@ -1,6 +1,8 @@
 //! Bindings, and the per-module-version use counts that keep enabled versions from being
 //! deleted.
 
+use std::sync::Arc;
+
 use super::{family, Result, Store, StoreError, Tx};
 use crate::model::Binding;
 
@@ -15,8 +17,8 @@ impl Store {
     }
 
     /// The tenant's bindings, in (pipeline, order, id) order. Read on every change, so kept
-    /// decoded in memory until a binding of the tenant is written.
-    pub fn bindings(&self, tenant: &str) -> Result<Vec<Binding>> {
+    /// decoded in memory until a binding of the tenant is written, and shared, not copied.
+    pub fn bindings(&self, tenant: &str) -> Result<Arc<Vec<Binding>>> {
         let all = self.bindings.get_or_load(tenant, || {
             let mut all: Vec<Binding> = self
                 .scan(&family::bindings(tenant), None)
@@ -25,7 +27,7 @@ impl Store {
             all.sort_by(|a, b| (&a.pipeline, a.order, &a.id).cmp(&(&b.pipeline, b.order, &b.id)));
             Ok(Some(all))
         })?;
-        Ok(all.map(|a| a.as_ref().clone()).unwrap_or_default())
+        Ok(all.unwrap_or_default())
     }
 
     /// Creates (`expected` None) or replaces a binding at revision `expected`. The module

@@ -100,7 +100,7 @@ impl Store {
         let next = if records.len() == limit || scanned >= scan_budget {
             // Only hand out a cursor when something may follow it.
             last.filter(|l| {
-                self.scan::<serde_json::Value>(&prefix, Some(&family::record(tenant, l)))
+                self.scan_raw(&prefix, Some(&family::record(tenant, l)))
                     .next()
                     .is_some()
             })
@@ -125,10 +125,7 @@ impl Store {
         let prefix = family::record_events(tenant, record);
         let after_key = after.map(|a| family::record_event(tenant, record, a));
         let mut out = Vec::new();
-        for item in self
-            .scan::<serde_json::Value>(&prefix, after_key.as_deref())
-            .take(limit)
-        {
+        for item in self.scan_raw(&prefix, after_key.as_deref()).take(limit) {
             let (k, _) = item?;
             if let Some(e) = self.event(tenant, family::id_of(&k))? {
                 out.push(e);
