@@ -463,6 +463,18 @@ async fn pipelines_validate_and_protect_occupied_stages() {
         {"id": "open", "name": "Open", "semantic": "open"}, {"id": "waiting", "name": "Waiting", "semantic": "open"}]})).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["version"], 2);
+    // The record's creation read the pipeline when "done" still existed; the edit must show
+    // at once (pipelines are kept decoded in memory until written).
+    let id = rec["id"].as_str().unwrap();
+    let r = s
+        .post(
+            &format!("/v1/records/{id}/stage"),
+            ADMIN_KEY,
+            json!({"stage": "done"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    assert!(r.message().contains("\"done\""), "{}", r.message());
     let r = s
         .patch(
             "/v1/pipelines/support-desk",
@@ -478,7 +490,6 @@ async fn pipelines_validate_and_protect_occupied_stages() {
         StatusCode::CONFLICT
     );
     // Once the record moves out, the stage and then the pipeline can go.
-    let id = rec["id"].as_str().unwrap();
     assert_eq!(
         s.delete(&format!("/v1/records/{id}"), ADMIN_KEY)
             .await
