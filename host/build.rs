@@ -27,6 +27,10 @@ fn main() {
         "cargo:rerun-if-changed={}",
         root.join("guest-sdk/wit").display()
     );
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("host/rules/src").display()
+    );
 
     let mut names: Vec<String> = std::fs::read_dir(&examples_dir)
         .map(|d| {

@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::convert::{json_type, parse_value};
+use crate::convert::parse_value;
 use crate::rule::{self, Host, Rule};
 use crate::types::{Event, EventKind, Filter, HostError, Level, Message, Record, RecordKind};
 
@@ -81,19 +81,30 @@ pub enum Effect {
 ///   `owner`, `company`, `contact`, and `amount`/`currency` on deals) are set in place, any
 ///   other valid name is a custom field (`null` removes it), and `id`, `kind`, `pipeline`,
 ///   `stage`, `version`, `custom`, `created_at`, `updated_at` are refused.
-/// * [`Host::move_to`] sets the stage. Records without a pipeline have no stages. If the
-///   pipeline was declared with [`MockHost::with_pipeline`], unknown stages are
-///   [`HostError::Invalid`] and backward moves [`HostError::Denied`]; otherwise any stage goes.
-/// * [`MockHost::run`] is all-or-nothing: if the rule returns `Err`, the run's effects and
-///   record changes are rolled back (its log lines are kept).
+/// * [`Host::move_to`] sets the stage. If the pipeline was declared with
+///   [`MockHost::with_pipeline`], the move is checked by the host's own stage rules
+///   (`stagecraft-rules`): a record without a pipeline, a stage not in the pipeline, and a
+///   backward move without [`MockHost::with_backward_grant`] are [`HostError::Denied`].
+///   Undeclared pipelines accept any stage.
+/// * Field values are checked by the host's own field rules (`stagecraft-rules`), the same
+///   code the server runs.
+/// * As on the server, a denied call fails the whole run, even when the rule handles the
+///   error: [`MockHost::run`] then returns `Err("denied: …")`.
+/// * [`MockHost::run`] is all-or-nothing: if the rule returns `Err` (or a call was denied),
+///   the run's effects and record changes are rolled back (its log lines are kept).
 ///
-/// Not simulated: grants, quotas, link checks, and record `version`/`updated_at` bumps.
+/// Not simulated: field and channel grants, quotas, link checks, and record
+/// `version`/`updated_at` bumps.
 #[derive(Clone, Debug)]
 pub struct MockHost {
     records: BTreeMap<String, Record>,
     pipelines: BTreeMap<String, Vec<String>>,
     config: String,
     next_id: u64,
+    /// The binding's `backward` grant.
+    backward: bool,
+    /// The first denial of the current run: it fails the run, as on the server.
+    denied: Option<String>,
     /// Everything the rule did, in call order, across all successful runs.
     pub effects: Vec<Effect>,
     /// Log lines written, in order, across all runs (including failed ones).
@@ -114,6 +125,8 @@ impl MockHost {
             pipelines: BTreeMap::new(),
             config: "{}".into(),
             next_id: 1,
+            backward: false,
+            denied: None,
             effects: Vec::new(),
             logs: Vec::new(),
         }
@@ -134,6 +147,12 @@ impl MockHost {
     /// Sets the binding's configuration from a JSON value.
     pub fn with_config_value(self, value: Value) -> Self {
         self.with_config(value.to_string())
+    }
+
+    /// Grants backward stage moves, like a binding's `"backward": true`.
+    pub fn with_backward_grant(mut self) -> Self {
+        self.backward = true;
+        self
     }
 
     /// Declares a pipeline's stages in order, enabling stage validation for its records.
@@ -179,7 +198,11 @@ impl MockHost {
         }
         let records = self.records.clone();
         let effects = self.effects.len();
-        let result = rule::run::<R>(self, event);
+        self.denied = None;
+        let mut result = rule::run::<R>(self, event);
+        if let Some(message) = self.denied.take() {
+            result = Err(format!("denied: {message}"));
+        }
         if result.is_err() {
             self.records = records;
             self.effects.truncate(effects);
@@ -191,6 +214,12 @@ impl MockHost {
         self.records
             .get_mut(id)
             .ok_or_else(|| HostError::NotFound(format!("record {id:?} not found")))
+    }
+
+    /// Records a denial (the run will fail) and returns the error for the rule.
+    fn deny(&mut self, message: String) -> HostError {
+        self.denied.get_or_insert_with(|| message.clone());
+        HostError::Denied(message)
     }
 
     fn fresh_id(&mut self, prefix: &str) -> String {
@@ -217,34 +246,36 @@ impl Host for MockHost {
     }
 
     fn move_to(&mut self, id: &str, stage: &str) -> Result<(), HostError> {
-        let pipelines = &self.pipelines;
+        let backward = self.backward;
         let record = self
             .records
-            .get_mut(id)
+            .get(id)
             .ok_or_else(|| HostError::NotFound(format!("record {id:?} not found")))?;
-        let Some(pipeline) = record.pipeline.clone() else {
-            return Err(HostError::Invalid(format!(
-                "{}s have no stages",
-                record.kind.as_str()
-            )));
-        };
-        if let Some(stages) = pipelines.get(&pipeline) {
-            let Some(to) = stages.iter().position(|s| s == stage) else {
-                return Err(HostError::Invalid(format!(
-                    "pipeline {pipeline:?} has no stage {stage:?}"
-                )));
-            };
-            let from = record
-                .stage
-                .as_ref()
-                .and_then(|cur| stages.iter().position(|s| s == cur));
-            if from.is_some_and(|from| to < from) {
-                return Err(HostError::Denied(format!(
-                    "moving {id:?} back to {stage:?} needs a grant for backward moves"
-                )));
+        let pipeline = record.pipeline.clone();
+        let declared = pipeline.as_ref().and_then(|p| self.pipelines.get(p));
+        if pipeline.is_none() || declared.is_some() {
+            let stages: Vec<&str> = declared
+                .map(|s| s.iter().map(String::as_str).collect())
+                .unwrap_or_default();
+            let current = record.stage.as_deref().filter(|_| pipeline.is_some());
+            let check = stagecraft_rules::check_move(
+                id,
+                record.kind.as_str(),
+                pipeline.as_deref().unwrap_or_default(),
+                &stages,
+                current,
+                stage,
+                backward,
+            );
+            match check {
+                Ok(stagecraft_rules::MoveCheck::Unchanged) => return Ok(()),
+                Ok(stagecraft_rules::MoveCheck::Move) => {}
+                Err(message) => return Err(self.deny(message)),
             }
         }
-        record.stage = Some(stage.to_string());
+        if let Some(r) = self.records.get_mut(id) {
+            r.stage = Some(stage.to_string());
+        }
         self.effects.push(Effect::MoveStage {
             record: id.to_string(),
             stage: stage.to_string(),
@@ -290,119 +321,37 @@ impl Host for MockHost {
     }
 }
 
-const RESERVED: &[&str] = &[
-    "id",
-    "kind",
-    "pipeline",
-    "stage",
-    "version",
-    "custom",
-    "created_at",
-    "updated_at",
-];
-
-fn opt_string(name: &str, value: Value, max: usize) -> Result<Option<String>, String> {
-    match value {
-        Value::Null => Ok(None),
-        Value::String(s) if s.len() <= max => Ok(Some(s)),
-        Value::String(_) => Err(format!("field {name:?} is longer than {max} bytes")),
-        other => Err(format!(
-            "field {name:?} must be a string or null, not {}",
-            json_type(&other)
-        )),
+fn rules_kind(k: RecordKind) -> stagecraft_rules::Kind {
+    match k {
+        RecordKind::Lead => stagecraft_rules::Kind::Lead,
+        RecordKind::Contact => stagecraft_rules::Kind::Contact,
+        RecordKind::Company => stagecraft_rules::Kind::Company,
+        RecordKind::Deal => stagecraft_rules::Kind::Deal,
     }
 }
 
-/// The host's field-writing rules (host/src/model/record.rs), minus the check that linked
-/// records exist. `tests/tests/field_rules.rs` fails when the two disagree.
+/// The host's field-writing rules ([`stagecraft_rules::field`], the very code the host runs),
+/// minus the check that linked records exist.
 fn apply_field(r: &mut Record, name: &str, value: Value) -> Result<(), String> {
-    match name {
-        "name" => match value {
-            Value::String(s) if !s.trim().is_empty() && s.len() <= 500 => r.name = s,
-            Value::String(_) => {
-                return Err("field \"name\" must be 1-500 characters and not blank".into())
-            }
-            other => {
-                return Err(format!(
-                    "field \"name\" must be a non-blank string, not {}",
-                    json_type(&other)
-                ))
-            }
-        },
-        "email" => {
-            let v = opt_string(name, value, 320)?;
-            if let Some(e) = &v {
-                let ok = e
-                    .split_once('@')
-                    .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'));
-                if !ok {
-                    return Err(format!("field \"email\": {e:?} is not an email address"));
-                }
-            }
-            r.email = v;
+    use stagecraft_rules::FieldWrite;
+    let kind = rules_kind(r.kind);
+    match stagecraft_rules::field::check(kind, name, value)? {
+        FieldWrite::Name(v) => r.name = v,
+        FieldWrite::Email(v) => r.email = v,
+        FieldWrite::Phone(v) => r.phone = v,
+        FieldWrite::Owner(v) => r.owner = v,
+        FieldWrite::Company(v) => r.company = v,
+        FieldWrite::Contact(v) => r.contact = v,
+        FieldWrite::Amount(v) => r.amount = v,
+        FieldWrite::Currency(v) => r.currency = v,
+        FieldWrite::Custom(k, Some(v)) => {
+            r.custom.insert(k, v);
         }
-        "phone" => r.phone = opt_string(name, value, 64)?,
-        "owner" => r.owner = opt_string(name, value, 200)?,
-        "company" => r.company = opt_string(name, value, 64)?,
-        "contact" => r.contact = opt_string(name, value, 64)?,
-        "amount" | "currency" if r.kind != RecordKind::Deal => {
-            return Err(format!(
-                "field {name:?} belongs to deals, not {}s",
-                r.kind.as_str()
-            ))
+        FieldWrite::Custom(k, None) => {
+            r.custom.remove(&k);
         }
-        "amount" => {
-            r.amount = match value {
-                Value::Null => None,
-                Value::Number(n) => match n.as_f64() {
-                    Some(a) if a.is_finite() && a >= 0.0 => Some(a),
-                    _ => return Err("field \"amount\" must be a number ≥ 0".into()),
-                },
-                other => {
-                    return Err(format!(
-                        "field \"amount\" must be a number or null, not {}",
-                        json_type(&other)
-                    ))
-                }
-            }
-        }
-        "currency" => {
-            let v = opt_string(name, value, 16)?;
-            if let Some(c) = &v {
-                if c.len() != 3 || !c.chars().all(|ch| ch.is_ascii_uppercase()) {
-                    return Err(format!(
-                        "field \"currency\": {c:?} is not a three-letter ISO 4217 code"
-                    ));
-                }
-            }
-            r.currency = v;
-        }
-        _ if RESERVED.contains(&name) => {
-            return Err(format!("field {name:?} cannot be written this way"))
-        }
-        _ if is_custom_field_name(name) => {
-            if value.is_null() {
-                r.custom.remove(name);
-            } else {
-                r.custom.insert(name.to_string(), value);
-            }
-        }
-        _ => return Err(format!("{name:?} is not a valid field name")),
     }
-    if r.kind == RecordKind::Contact && r.contact.is_some() {
-        return Err("field \"contact\" links deals to contacts; contacts cannot have one".into());
-    }
-    if r.kind == RecordKind::Company && (r.company.is_some() || r.contact.is_some()) {
-        return Err("companies cannot link to a company or contact".into());
-    }
-    Ok(())
-}
-
-fn is_custom_field_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+    stagecraft_rules::field::check_links(kind, r.company.as_deref(), r.contact.as_deref())
 }
 
 fn record(id: &str, kind: RecordKind, name: &str) -> Record {
@@ -637,11 +586,11 @@ mod tests {
         ));
         assert!(matches!(
             ctx.move_to("c1", "won"),
-            Err(HostError::Invalid(_))
+            Err(HostError::Denied(_))
         ));
         assert!(matches!(
             ctx.move_to("l1", "lost"),
-            Err(HostError::Invalid(_))
+            Err(HostError::Denied(_))
         ));
         assert!(matches!(
             ctx.move_to("l1", "new"),

@@ -154,16 +154,6 @@ pub fn scheduler_lag(lag: chrono::TimeDelta) {
     gauge!("stagecraft_scheduler_last_lag_seconds").set(secs);
 }
 
-/// A module load: `memory` (cache hit), `artifact` (precompiled on disk) or `compile`.
-pub fn module_load(source: &'static str) {
-    counter!("stagecraft_module_loads_total", "source" => source).increment(1);
-}
-
-/// A module compiled from Wasm (uploads and cache misses without an artifact).
-pub fn module_compiled() {
-    counter!("stagecraft_module_compiles_total").increment(1);
-}
-
 /// How the server logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogFormat {

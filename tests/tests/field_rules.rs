@@ -1,6 +1,6 @@
-//! The SDK's `MockHost` re-implements the host's field rules so plugin authors' native tests
-//! behave like the server (the SDK builds for wasm and cannot depend on the host). This test
-//! keeps the two copies from drifting: the same writes must be accepted or refused by both.
+//! The SDK's `MockHost` and the host both apply the field rules of `stagecraft-rules`, so a
+//! plugin author's native tests behave like the server. This test holds them to it: the same
+//! writes must be accepted or refused by both.
 
 #![allow(clippy::unwrap_used)]
 

@@ -43,8 +43,7 @@ pub fn dry_run(
     Ok(sandbox.run(
         &module,
         RunInput {
-            tenant: input.tenant,
-            store,
+            source: super::source::StoreSource::for_tenant(store, input.tenant),
             event: input.event,
             run_key: input.run_key,
             config: input.config,

@@ -10,6 +10,7 @@
 pub mod dry_run;
 mod effects;
 mod guard;
+pub mod source;
 mod worker;
 
 use std::sync::{Arc, Mutex};
@@ -298,8 +299,7 @@ impl Automation {
         let report = self.sandbox.run(
             &module,
             RunInput {
-                tenant: &cs.tenant,
-                store: &self.store,
+                source: source::StoreSource::for_tenant(&self.store, &cs.tenant),
                 event,
                 run_key: id.clone(),
                 config: binding.config.to_string(),

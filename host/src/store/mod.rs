@@ -25,10 +25,11 @@ use std::sync::Arc;
 use serde::{de::DeserializeOwned, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
+pub use crate::model::RecordFilter;
 pub use automation::{DueTimer, RunFilter};
 pub use changeset::{Changeset, RecordWrite};
 pub use outbox::{DueMessage, MessageFilter};
-pub use records::{RecordFilter, RecordPage};
+pub use records::RecordPage;
 pub use retention::Pruned;
 pub use stats::Scope;
 

@@ -3,43 +3,7 @@
 use serde::Deserialize;
 
 use super::{decode, family, Result, Store};
-use crate::model::{Event, Record, RecordKind};
-
-#[derive(Debug, Default, Clone)]
-pub struct RecordFilter {
-    pub kind: Option<RecordKind>,
-    pub pipeline: Option<String>,
-    pub stage: Option<String>,
-    pub owner: Option<String>,
-}
-
-impl RecordFilter {
-    pub fn matches(&self, r: &Record) -> bool {
-        self.matches_fields(r.kind, &r.pipeline, &r.stage, &r.owner)
-    }
-
-    fn matches_fields(
-        &self,
-        kind: RecordKind,
-        pipeline: &Option<String>,
-        stage: &Option<String>,
-        owner: &Option<String>,
-    ) -> bool {
-        self.kind.is_none_or(|k| kind == k)
-            && self
-                .pipeline
-                .as_ref()
-                .is_none_or(|p| pipeline.as_ref() == Some(p))
-            && self
-                .stage
-                .as_ref()
-                .is_none_or(|s| stage.as_ref() == Some(s))
-            && self
-                .owner
-                .as_ref()
-                .is_none_or(|o| owner.as_ref() == Some(o))
-    }
-}
+use crate::model::{Event, Record, RecordFilter, RecordKind};
 
 /// The fields a filter looks at: decoding only these (serde skips the rest without
 /// allocating, and no timestamps are parsed) makes scanning past non-matches cheap.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use lead_scoring::LeadScoring;
+use stagecraft::automation::source::StoreSource;
 use stagecraft::model::{Event, Grants, Record};
 use stagecraft::sandbox::{Loaded, RunInput, RunReport};
 use stagecraft_sdk::testing::MockHost;
@@ -58,8 +59,7 @@ impl Scenario {
         self.world.sandbox.run(
             module,
             RunInput {
-                tenant: TENANT,
-                store: &self.world.store,
+                source: StoreSource::for_tenant(&self.world.store, TENANT),
                 event,
                 run_key: format!("run_bench_{}", event.id),
                 config: CONFIG.to_string(),

@@ -27,10 +27,7 @@ pub fn last_id_at(prefix: &str, ms: i64) -> String {
 
 /// True when `s` can be used as an id or slug inside store keys and URLs.
 pub fn is_valid_slug(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+    stagecraft_rules::field::is_slug(s)
 }
 
 #[cfg(test)]

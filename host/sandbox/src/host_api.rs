@@ -11,15 +11,15 @@ use super::wit::stagecraft::automation::{
     config, fields, log, messages, records, schedule, stages, types,
 };
 use super::wit::{channel_from_wit, kind_from_wit, record_to_wit, t};
-use crate::model::{Effect, Grants, HostCall, LogLine, Outcome, Record};
-use crate::store::{RecordFilter, Store};
+use crate::model::{Effect, Grants, HostCall, LogLine, Outcome, Record, RecordFilter};
+use crate::source::RecordSource;
+use stagecraft_rules::MoveCheck;
 
 type HostResult<T> = wasmtime::Result<Result<T, t::HostError>>;
 
 /// Everything one run may see and everything it asked for.
 pub struct HostApi {
-    tenant: String,
-    store: Store,
+    source: std::sync::Arc<dyn RecordSource>,
     event_record: Option<String>,
     /// Makes ids of queued messages and follow-ups deterministic: same run → same ids.
     run_key: String,
@@ -49,8 +49,7 @@ pub struct HostApi {
 
 /// The inputs of one run's host API.
 pub struct HostApiInput {
-    pub tenant: String,
-    pub store: Store,
+    pub source: std::sync::Arc<dyn RecordSource>,
     pub event_record: Option<String>,
     pub run_key: String,
     pub config: String,
@@ -63,8 +62,7 @@ pub struct HostApiInput {
 impl HostApi {
     pub fn new(input: HostApiInput) -> HostApi {
         HostApi {
-            tenant: input.tenant,
-            store: input.store,
+            source: input.source,
             event_record: input.event_record,
             run_key: input.run_key,
             config: input.config,
@@ -167,7 +165,7 @@ impl HostApi {
         if let Some(r) = self.read.borrow().get(id) {
             return Ok(r.clone());
         }
-        let r = self.store.record(&self.tenant, id).map_err(|e| {
+        let r = self.source.record(id).map_err(|e| {
             wasmtime::Error::msg(format!("storage failure while reading {id:?}: {e}"))
         })?;
         self.read.borrow_mut().insert(id.to_string(), r.clone());
@@ -222,12 +220,12 @@ impl records::Host for HostApi {
             stage: filter.stage,
             owner: filter.owner,
         };
-        let page = self
-            .store
-            .records(&self.tenant, &filter, None, limit, 10_000)
+        let found = self
+            .source
+            .find(&filter, limit)
             .map_err(|e| wasmtime::Error::msg(format!("storage failure in find: {e}")))?;
         let mut out: Vec<Record> = Vec::new();
-        for r in page.records {
+        for r in found {
             if self.deleted.contains(&r.id) && !self.overlay.contains_key(&r.id) {
                 continue;
             }
@@ -257,31 +255,36 @@ impl stages::Host for HostApi {
         let Some(mut r) = self.read(&id)? else {
             return self.fail(t::HostError::NotFound(format!("record {id:?}")));
         };
-        let (Some(pid), Some(current)) = (r.pipeline.clone(), r.stage.clone()) else {
-            return self.deny(format!(
-                "record {id:?} is a {} and has no stages",
-                r.kind.as_str()
-            ));
+        let pipeline = match &r.pipeline {
+            None => None,
+            Some(pid) => match self
+                .source
+                .pipeline(pid)
+                .map_err(|e| wasmtime::Error::msg(format!("storage failure: {e}")))?
+            {
+                Some(p) => Some(p),
+                None => return self.deny(format!("pipeline {pid:?} no longer exists")),
+            },
         };
-        let pipeline = self
-            .store
-            .pipeline(&self.tenant, &pid)
-            .map_err(|e| wasmtime::Error::msg(format!("storage failure: {e}")))?;
-        let Some(p) = pipeline else {
-            return self.deny(format!("pipeline {pid:?} no longer exists"));
+        let stages: Vec<&str> = pipeline
+            .iter()
+            .flat_map(|p| p.stages.iter().map(|s| s.id.as_str()))
+            .collect();
+        let current = r.stage.clone().filter(|_| pipeline.is_some());
+        let check = stagecraft_rules::check_move(
+            &id,
+            r.kind.as_str(),
+            r.pipeline.as_deref().unwrap_or_default(),
+            &stages,
+            current.as_deref(),
+            &stage,
+            self.grants.backward,
+        );
+        let current = match check {
+            Ok(MoveCheck::Unchanged) => return Ok(Ok(())),
+            Ok(MoveCheck::Move) => current.unwrap_or_default(),
+            Err(message) => return self.deny(message),
         };
-        let Some(to) = p.stage_index(&stage) else {
-            return self.deny(format!("stage {stage:?} is not in pipeline {pid:?}"));
-        };
-        if current == stage {
-            return Ok(Ok(()));
-        }
-        let from = p.stage_index(&current).unwrap_or(0);
-        if to < from && !self.grants.backward {
-            return self.deny(format!(
-                "moving {id:?} back from {current:?} to {stage:?} needs the backward grant"
-            ));
-        }
         r.stage = Some(stage.clone());
         self.overlay.insert(id.clone(), r);
         self.effects.push(Effect::MoveStage {

@@ -21,6 +21,6 @@ pub use delivery::{Attempt, ChannelConfig, Notification};
 pub use event::{Cause, Event, EventKind};
 pub use module::{Module, ModuleVersion};
 pub use pipeline::{Pipeline, PipelineKind, Stage, StageSemantic};
-pub use record::{Record, RecordKind};
+pub use record::{Record, RecordFilter, RecordKind};
 pub use run::{Channel, Effect, Grants, HostCall, LogLine, Outcome};
 pub use tenant::{ApiKey, Role, Tenant};

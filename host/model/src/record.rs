@@ -58,138 +58,45 @@ pub struct Record {
     pub updated_at: DateTime<Utc>,
 }
 
-/// Fields that can be written through PATCH, automation or conversion. Any other name is a
-/// custom field.
-pub const CORE_FIELDS: &[&str] = &[
-    "name", "email", "phone", "amount", "currency", "owner", "company", "contact",
-];
+use stagecraft_rules::field::{self, FieldWrite};
+pub use stagecraft_rules::field::{is_custom_field_name, CORE_FIELDS};
+pub use stagecraft_rules::type_name;
 
-/// Names that are never custom fields because the record already uses them.
-const RESERVED: &[&str] = &[
-    "id",
-    "kind",
-    "pipeline",
-    "stage",
-    "version",
-    "custom",
-    "created_at",
-    "updated_at",
-];
-
-fn opt_string(name: &str, value: Value, max: usize) -> Result<Option<String>, String> {
-    match value {
-        Value::Null => Ok(None),
-        Value::String(s) if s.len() <= max => Ok(Some(s)),
-        Value::String(_) => Err(format!("field {name:?} is longer than {max} bytes")),
-        other => Err(format!(
-            "field {name:?} must be a string or null, not {}",
-            type_name(&other)
-        )),
+impl RecordKind {
+    /// The kind as the shared field rules know it.
+    pub fn rules_kind(self) -> field::Kind {
+        match self {
+            RecordKind::Lead => field::Kind::Lead,
+            RecordKind::Contact => field::Kind::Contact,
+            RecordKind::Company => field::Kind::Company,
+            RecordKind::Deal => field::Kind::Deal,
+        }
     }
-}
-
-pub fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// True when `name` may be used as a custom field key.
-pub fn is_custom_field_name(name: &str) -> bool {
-    super::id::is_valid_slug(name) && !CORE_FIELDS.contains(&name) && !RESERVED.contains(&name)
 }
 
 impl Record {
-    /// Writes one field by name, validating its value. Links are checked for shape only;
-    /// the caller checks that linked records exist.
+    /// Writes one field by name, validating its value with the shared rules
+    /// ([`stagecraft_rules::field`]). Links are checked for shape only; the caller checks
+    /// that linked records exist.
     pub fn set_field(&mut self, name: &str, value: Value) -> Result<(), String> {
-        match name {
-            "name" => match value {
-                Value::String(s) if !s.trim().is_empty() && s.len() <= 500 => self.name = s,
-                Value::String(_) => {
-                    return Err("field \"name\" must be 1-500 characters and not blank".into())
-                }
-                other => {
-                    return Err(format!(
-                        "field \"name\" must be a string, not {}",
-                        type_name(&other)
-                    ))
-                }
-            },
-            "email" => {
-                let v = opt_string(name, value, 320)?;
-                if let Some(e) = &v {
-                    let ok = e
-                        .split_once('@')
-                        .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'));
-                    if !ok {
-                        return Err(format!("field \"email\": {e:?} is not an email address"));
-                    }
-                }
-                self.email = v;
+        let kind = self.kind.rules_kind();
+        match field::check(kind, name, value)? {
+            FieldWrite::Name(v) => self.name = v,
+            FieldWrite::Email(v) => self.email = v,
+            FieldWrite::Phone(v) => self.phone = v,
+            FieldWrite::Owner(v) => self.owner = v,
+            FieldWrite::Company(v) => self.company = v,
+            FieldWrite::Contact(v) => self.contact = v,
+            FieldWrite::Amount(v) => self.amount = v,
+            FieldWrite::Currency(v) => self.currency = v,
+            FieldWrite::Custom(k, Some(v)) => {
+                self.custom.insert(k, v);
             }
-            "phone" => self.phone = opt_string(name, value, 64)?,
-            "owner" => self.owner = opt_string(name, value, 200)?,
-            "company" => self.company = opt_string(name, value, 64)?,
-            "contact" => self.contact = opt_string(name, value, 64)?,
-            "amount" | "currency" if self.kind != RecordKind::Deal => {
-                return Err(format!(
-                    "field {name:?} belongs to deals, not {}s",
-                    self.kind.as_str()
-                ))
+            FieldWrite::Custom(k, None) => {
+                self.custom.remove(&k);
             }
-            "amount" => {
-                self.amount = match value {
-                    Value::Null => None,
-                    Value::Number(n) => match n.as_f64() {
-                        Some(a) if a.is_finite() && a >= 0.0 => Some(a),
-                        _ => return Err("field \"amount\" must be a number ≥ 0".into()),
-                    },
-                    other => {
-                        return Err(format!(
-                            "field \"amount\" must be a number or null, not {}",
-                            type_name(&other)
-                        ))
-                    }
-                }
-            }
-            "currency" => {
-                let v = opt_string(name, value, 16)?;
-                if let Some(c) = &v {
-                    if c.len() != 3 || !c.chars().all(|ch| ch.is_ascii_uppercase()) {
-                        return Err(format!(
-                            "field \"currency\": {c:?} is not a three-letter ISO 4217 code"
-                        ));
-                    }
-                }
-                self.currency = v;
-            }
-            _ if is_custom_field_name(name) => {
-                if value.is_null() {
-                    self.custom.remove(name);
-                } else {
-                    self.custom.insert(name.to_string(), value);
-                }
-            }
-            _ if RESERVED.contains(&name) => {
-                return Err(format!("field {name:?} cannot be written this way"))
-            }
-            _ => return Err(format!("{name:?} is not a valid field name")),
         }
-        if self.kind == RecordKind::Contact && self.contact.is_some() {
-            return Err(
-                "field \"contact\" links deals to contacts; contacts cannot have one".into(),
-            );
-        }
-        if self.kind == RecordKind::Company && (self.company.is_some() || self.contact.is_some()) {
-            return Err("companies cannot link to a company or contact".into());
-        }
-        Ok(())
+        field::check_links(kind, self.company.as_deref(), self.contact.as_deref())
     }
 
     /// The value of a field by name (core or custom), `null` when unset.
@@ -243,6 +150,45 @@ impl Record {
             out.push(("contact", c, RecordKind::Contact));
         }
         out
+    }
+}
+
+/// Which records a list or a module's `records.find` wants: every given field must match.
+#[derive(Debug, Default, Clone)]
+pub struct RecordFilter {
+    pub kind: Option<RecordKind>,
+    pub pipeline: Option<String>,
+    pub stage: Option<String>,
+    pub owner: Option<String>,
+}
+
+impl RecordFilter {
+    pub fn matches(&self, r: &Record) -> bool {
+        self.matches_fields(r.kind, &r.pipeline, &r.stage, &r.owner)
+    }
+
+    /// [`RecordFilter::matches`] on the filtered fields alone (for callers that decode only
+    /// those).
+    pub fn matches_fields(
+        &self,
+        kind: RecordKind,
+        pipeline: &Option<String>,
+        stage: &Option<String>,
+        owner: &Option<String>,
+    ) -> bool {
+        self.kind.is_none_or(|k| kind == k)
+            && self
+                .pipeline
+                .as_ref()
+                .is_none_or(|p| pipeline.as_ref() == Some(p))
+            && self
+                .stage
+                .as_ref()
+                .is_none_or(|s| stage.as_ref() == Some(s))
+            && self
+                .owner
+                .as_ref()
+                .is_none_or(|o| owner.as_ref() == Some(o))
     }
 }
 

@@ -7,6 +7,7 @@
 mod host_api;
 pub mod inspect;
 pub mod limits;
+pub mod source;
 mod wasi;
 mod wit;
 
@@ -21,12 +22,13 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::model::{Effect, Event, Grants, HostCall, LogLine, Outcome, Record};
-use crate::store::Store;
 use host_api::{HostApi, HostApiInput};
 pub use inspect::UploadError;
 pub use limits::Limits;
 use limits::MemoryLimiter;
+pub use source::{RecordSource, SourceError};
+use stagecraft_model as model;
+use stagecraft_model::{Effect, Event, Grants, HostCall, LogLine, Outcome, Record};
 
 /// How often the epoch advances; the wall-clock deadline is counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -81,8 +83,8 @@ pub struct Inspected {
 
 /// The inputs of one run.
 pub struct RunInput<'a> {
-    pub tenant: &'a str,
-    pub store: &'a Store,
+    /// What the run may read: one tenant's records and pipelines, as automation sees them.
+    pub source: Arc<dyn RecordSource>,
     pub event: &'a Event,
     /// Unique per (event, binding); seeds the ids of queued messages and follow-ups.
     pub run_key: String,
@@ -269,7 +271,7 @@ impl Sandbox {
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| UploadError::Invalid(format!("{e:#}")))?;
         self.compiles.fetch_add(1, Ordering::Relaxed);
-        crate::telemetry::module_compiled();
+        count_compile();
         let ty = component.component_type();
         let mut imports = Vec::new();
         for (name, _) in ty.imports(&self.engine) {
@@ -335,7 +337,7 @@ impl Sandbox {
     /// compiled again from its stored bytes (e.g. after a wasmtime upgrade).
     pub fn load(&self, hash: &str) -> Result<Arc<Loaded>, SandboxError> {
         if let Some(l) = self.loaded.lock().ok().and_then(|m| m.get(hash).cloned()) {
-            crate::telemetry::module_load("memory");
+            count_load("memory");
             return Ok(l);
         }
         let compile_err = |e: wasmtime::Error| SandboxError::Compile {
@@ -346,7 +348,7 @@ impl Sandbox {
         let component = match self.deserialize(&artifact) {
             Some(c) => {
                 self.artifact_loads.fetch_add(1, Ordering::Relaxed);
-                crate::telemetry::module_load("artifact");
+                count_load("artifact");
                 tracing::info!(module = hash, "module loaded from its precompiled artifact");
                 c
             }
@@ -357,8 +359,8 @@ impl Sandbox {
                 })?;
                 let c = Component::new(&self.engine, &bytes).map_err(compile_err)?;
                 self.compiles.fetch_add(1, Ordering::Relaxed);
-                crate::telemetry::module_load("compile");
-                crate::telemetry::module_compiled();
+                count_load("compile");
+                count_compile();
                 tracing::info!(module = hash, "module recompiled from its stored bytes");
                 if let Ok(a) = c.serialize() {
                     let _ = self.write(&artifact, &a);
@@ -396,8 +398,7 @@ impl Sandbox {
         let event = input.event;
         let (wasi, captured) = wasi::context(&event.id, event.occurred_at);
         let api = HostApi::new(HostApiInput {
-            tenant: input.tenant.to_string(),
-            store: input.store.clone(),
+            source: input.source,
             event_record: event.record.clone(),
             run_key: input.run_key,
             config: input.config,
@@ -459,6 +460,16 @@ impl Sandbox {
             records: api.overlay.into_values().collect(),
         }
     }
+}
+
+/// A module load: `memory` (cache hit), `artifact` (precompiled on disk) or `compile`.
+fn count_load(source: &'static str) {
+    metrics::counter!("stagecraft_module_loads_total", "source" => source).increment(1);
+}
+
+/// A module compiled from Wasm (uploads and cache misses without an artifact).
+fn count_compile() {
+    metrics::counter!("stagecraft_module_compiles_total").increment(1);
 }
 
 /// Names how a run ended.

@@ -8,7 +8,7 @@ use crate::model::{self, Event, EventKind, Record, RecordKind};
 mod generated {
     wasmtime::component::bindgen!({
         world: "rule",
-        path: "../guest-sdk/wit",
+        path: "../../guest-sdk/wit",
         imports: { default: trappable },
     });
 }

@@ -1,0 +1,26 @@
+//! The host API's rules, in one copy: which field values a write may carry, and which stage
+//! moves a rule may make. The host applies them to every write (API and modules alike), and
+//! the SDK's `MockHost` applies the very same functions, so a rule that passes its native
+//! tests is not refused in production for a reason the tests could not see.
+//!
+//! Plain functions over plain inputs: no I/O, no record type of either side (each side maps
+//! a [`field::FieldWrite`] onto its own record), and it builds for `wasm32-wasip2`.
+
+pub mod field;
+pub mod stage;
+
+pub use field::{FieldWrite, Kind};
+pub use stage::{check_move, MoveCheck};
+
+/// `null`, `a boolean`, `a number`, … for error messages.
+pub fn type_name(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
