@@ -256,7 +256,10 @@ impl Event {
 pub enum HostError {
     /// The record (or other object) does not exist for this tenant.
     NotFound(String),
-    /// The binding is not granted this operation.
+    /// The binding is not granted this operation, or the move is not allowed (a stage
+    /// outside the record's pipeline, a backward move without the grant). A denial fails the
+    /// whole run even if the rule handles the error: the run ends `denied` and nothing it did
+    /// applies (the SDK's `MockHost` does the same).
     Denied(String),
     /// The arguments were rejected (bad JSON, unknown stage, ...).
     Invalid(String),
