@@ -112,6 +112,8 @@ async fn get_channels(
 }
 
 /// Sets where the tenant's email, webhook and SMS messages go. Omitted secrets keep their value.
+/// A destination written as an internal address (an IP literal, `localhost`) is refused unless
+/// the server allows internal destinations; names are checked when they are resolved.
 #[utoipa::path(put, path = "/v1/channels", tag = "automation", request_body = ChannelConfig,
     responses((status = 200, body = Channels), (status = 422, body = ErrorBody)))]
 async fn put_channels(
@@ -120,28 +122,8 @@ async fn put_channels(
     ApiJson(body): ApiJson<ChannelConfig>,
 ) -> Result<Json<Channels>, ApiError> {
     caller.require(Role::Admin)?;
-    if let Some(e) = &body.email {
-        if e.host.trim().is_empty() || e.port == 0 {
-            return Err(ApiError::invalid("email: host and port are required"));
-        }
-        if e.from.parse::<lettre::message::Mailbox>().is_err() {
-            return Err(ApiError::invalid(format!(
-                "email: from {:?} is not an address",
-                e.from
-            )));
-        }
-    }
-    if let Some(s) = &body.sms {
-        match reqwest::Url::parse(&s.url) {
-            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-            _ => {
-                return Err(ApiError::invalid(format!(
-                    "sms: {:?} is not an http(s) URL",
-                    s.url
-                )))
-            }
-        }
-    }
+    crate::delivery::settings::validate(&body, state.delivery.guard())
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
     let saved = state.store.put_channels(&caller.tenant, &body)?;
     Ok(Json(Channels {
         settings: saved.redacted(),
