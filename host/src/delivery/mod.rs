@@ -13,8 +13,10 @@ pub mod guard;
 mod http;
 pub mod settings;
 mod status;
+pub mod waiting;
 
 pub use guard::{Guard, Refused};
+pub use waiting::{MessageView, WaitReason, Waiting};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -9,7 +9,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{ApiJson, ApiQuery};
 use super::{ApiError, AppState, Caller, ErrorBody};
-use crate::model::{Channel, ChannelConfig, MessageStatus, Notification, OutboxMessage, Role};
+use crate::delivery::MessageView;
+use crate::model::{Channel, ChannelConfig, MessageStatus, Notification, Role};
 use crate::store::MessageFilter;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -33,7 +34,7 @@ pub struct MessageQuery {
 
 #[derive(Serialize, ToSchema)]
 pub struct MessageList {
-    pub messages: Vec<OutboxMessage>,
+    pub messages: Vec<MessageView>,
 }
 
 /// The outbox, oldest first.
@@ -57,37 +58,50 @@ async fn list(
         channel: q.channel,
         record: q.record,
     };
+    let messages = state.store.messages(&caller.tenant, &filter, limit)?;
+    let settings = state.delivery.settings(&caller.tenant);
     Ok(Json(MessageList {
-        messages: state.store.messages(&caller.tenant, &filter, limit)?,
+        messages: messages
+            .into_iter()
+            .map(|m| MessageView::new(m, &settings))
+            .collect(),
     }))
 }
 
-/// One message with every delivery attempt (time, status code or error).
+/// One message with every delivery attempt (time, status code or short error — never the
+/// reply's body) and, while queued, why it waits.
 #[utoipa::path(get, path = "/v1/messages/{id}", tag = "automation", params(("id" = String, Path)),
-    responses((status = 200, body = OutboxMessage), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = MessageView), (status = 404, body = ErrorBody)))]
 async fn get(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<OutboxMessage>, ApiError> {
+) -> Result<Json<MessageView>, ApiError> {
     caller.require(Role::Developer)?;
-    state
+    let m = state
         .store
         .message(&caller.tenant, &id)?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("message {id:?}")))
+        .ok_or_else(|| ApiError::not_found(format!("message {id:?}")))?;
+    Ok(Json(MessageView::new(
+        m,
+        &state.delivery.settings(&caller.tenant),
+    )))
 }
 
 /// Puts a dead letter back in the queue (its retry window starts again).
 #[utoipa::path(post, path = "/v1/messages/{id}/retry", tag = "automation", params(("id" = String, Path)),
-    responses((status = 200, body = OutboxMessage), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = MessageView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn retry(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<OutboxMessage>, ApiError> {
+) -> Result<Json<MessageView>, ApiError> {
     caller.require(Role::Admin)?;
-    Ok(Json(state.store.retry_message(&caller.tenant, &id)?))
+    let m = state.store.retry_message(&caller.tenant, &id)?;
+    Ok(Json(MessageView::new(
+        m,
+        &state.delivery.settings(&caller.tenant),
+    )))
 }
 
 #[derive(Serialize, ToSchema)]
