@@ -18,6 +18,7 @@
 //! or mail relay lives there.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::LazyLock;
 
 /// Why an address is not public.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,263 +31,91 @@ pub struct Special {
     pub internal: bool,
 }
 
-const fn v4(
-    range: &'static str,
-    a: [u8; 4],
-    len: u8,
-    name: &'static str,
-    internal: bool,
-) -> (u32, u8, Special) {
-    let net = u32::from_be_bytes(a);
-    (
-        net,
-        len,
-        Special {
-            range,
-            name,
-            internal,
-        },
-    )
-}
-
-const fn v6(
-    range: &'static str,
-    a: [u16; 8],
-    len: u8,
-    name: &'static str,
-    internal: bool,
-) -> (u128, u8, Special) {
-    let s = a;
-    let net = ((s[0] as u128) << 112)
-        | ((s[1] as u128) << 96)
-        | ((s[2] as u128) << 80)
-        | ((s[3] as u128) << 64)
-        | ((s[4] as u128) << 48)
-        | ((s[5] as u128) << 32)
-        | ((s[6] as u128) << 16)
-        | (s[7] as u128);
-    (
-        net,
-        len,
-        Special {
-            range,
-            name,
-            internal,
-        },
-    )
-}
-
-/// The IANA IPv4 Special-Purpose Address Registry, multicast and broadcast. Most specific
-/// first where ranges nest, so an address gets the most precise name.
-const V4: &[(u32, u8, Special)] = &[
-    v4(
-        "255.255.255.255/32",
-        [255, 255, 255, 255],
-        32,
-        "limited broadcast",
-        false,
-    ),
-    v4("0.0.0.0/8", [0, 0, 0, 0], 8, "\"this network\"", false),
-    v4("10.0.0.0/8", [10, 0, 0, 0], 8, "private", true),
-    v4(
-        "100.64.0.0/10",
-        [100, 64, 0, 0],
-        10,
-        "carrier-grade NAT shared space",
-        true,
-    ),
-    v4("127.0.0.0/8", [127, 0, 0, 0], 8, "loopback", true),
-    v4("169.254.0.0/16", [169, 254, 0, 0], 16, "link-local", true),
-    v4("172.16.0.0/12", [172, 16, 0, 0], 12, "private", true),
-    v4(
-        "192.0.0.0/24",
-        [192, 0, 0, 0],
-        24,
-        "IETF protocol assignments",
-        false,
-    ),
-    v4("192.0.2.0/24", [192, 0, 2, 0], 24, "documentation", false),
-    v4(
-        "192.31.196.0/24",
-        [192, 31, 196, 0],
-        24,
-        "AS112 anycast",
-        false,
-    ),
-    v4(
-        "192.52.193.0/24",
-        [192, 52, 193, 0],
-        24,
-        "AMT anycast",
-        false,
-    ),
-    v4(
-        "192.88.99.0/24",
-        [192, 88, 99, 0],
-        24,
-        "deprecated 6to4 relay anycast",
-        false,
-    ),
-    v4("192.168.0.0/16", [192, 168, 0, 0], 16, "private", true),
-    v4(
-        "192.175.48.0/24",
-        [192, 175, 48, 0],
-        24,
-        "AS112 direct delegation",
-        false,
-    ),
-    v4("198.18.0.0/15", [198, 18, 0, 0], 15, "benchmarking", false),
-    v4(
-        "198.51.100.0/24",
-        [198, 51, 100, 0],
-        24,
-        "documentation",
-        false,
-    ),
-    v4(
-        "203.0.113.0/24",
-        [203, 0, 113, 0],
-        24,
-        "documentation",
-        false,
-    ),
-    v4("224.0.0.0/4", [224, 0, 0, 0], 4, "multicast", false),
-    v4("240.0.0.0/4", [240, 0, 0, 0], 4, "reserved", false),
+/// `(range, name, internal)`: the IANA IPv4 Special-Purpose Address Registry, multicast and
+/// broadcast. Most specific first where ranges nest, so an address gets the precise name.
+const V4: &[(&str, &str, bool)] = &[
+    ("255.255.255.255/32", "limited broadcast", false),
+    ("0.0.0.0/8", "\"this network\"", false),
+    ("10.0.0.0/8", "private", true),
+    ("100.64.0.0/10", "carrier-grade NAT shared space", true),
+    ("127.0.0.0/8", "loopback", true),
+    ("169.254.0.0/16", "link-local", true),
+    ("172.16.0.0/12", "private", true),
+    ("192.0.0.0/24", "IETF protocol assignments", false),
+    ("192.0.2.0/24", "documentation", false),
+    ("192.31.196.0/24", "AS112 anycast", false),
+    ("192.52.193.0/24", "AMT anycast", false),
+    ("192.88.99.0/24", "deprecated 6to4 relay anycast", false),
+    ("192.168.0.0/16", "private", true),
+    ("192.175.48.0/24", "AS112 direct delegation", false),
+    ("198.18.0.0/15", "benchmarking", false),
+    ("198.51.100.0/24", "documentation", false),
+    ("203.0.113.0/24", "documentation", false),
+    ("224.0.0.0/4", "multicast", false),
+    ("240.0.0.0/4", "reserved", false),
 ];
 
-/// The IANA IPv6 Special-Purpose Address Registry and the other non-global ranges. Checked
-/// after IPv4-mapped and NAT64 well-known addresses (judged by their IPv4), before the
-/// catch-all: outside `2000::/3` nothing is global unicast.
-const V6: &[(u128, u8, Special)] = &[
-    v6("::/128", [0; 8], 128, "unspecified", false),
-    v6("::1/128", [0, 0, 0, 0, 0, 0, 0, 1], 128, "loopback", true),
-    v6("::/96", [0; 8], 96, "deprecated IPv4-compatible", false),
-    v6(
-        "::ffff:0:0:0/96",
-        [0, 0, 0, 0, 0xffff, 0, 0, 0],
-        96,
-        "IPv4-translated",
-        false,
-    ),
-    v6(
-        "64:ff9b:1::/48",
-        [0x64, 0xff9b, 1, 0, 0, 0, 0, 0],
-        48,
-        "local-use IPv4/IPv6 translation",
-        false,
-    ),
-    v6(
-        "100::/64",
-        [0x100, 0, 0, 0, 0, 0, 0, 0],
-        64,
-        "discard-only",
-        false,
-    ),
-    v6(
-        "100:0:0:1::/64",
-        [0x100, 0, 0, 1, 0, 0, 0, 0],
-        64,
-        "dummy prefix",
-        false,
-    ),
-    v6(
-        "2001::/32",
-        [0x2001, 0, 0, 0, 0, 0, 0, 0],
-        32,
-        "Teredo",
-        false,
-    ),
-    v6(
-        "2001:db8::/32",
-        [0x2001, 0xdb8, 0, 0, 0, 0, 0, 0],
-        32,
-        "documentation",
-        false,
-    ),
-    v6(
-        "2001:10::/28",
-        [0x2001, 0x10, 0, 0, 0, 0, 0, 0],
-        28,
-        "deprecated ORCHID",
-        false,
-    ),
-    v6(
-        "2001:20::/28",
-        [0x2001, 0x20, 0, 0, 0, 0, 0, 0],
-        28,
-        "ORCHIDv2",
-        false,
-    ),
-    v6(
-        "2001::/23",
-        [0x2001, 0, 0, 0, 0, 0, 0, 0],
-        23,
-        "IETF protocol assignments",
-        false,
-    ),
-    v6(
-        "2002::/16",
-        [0x2002, 0, 0, 0, 0, 0, 0, 0],
-        16,
-        "6to4",
-        false,
-    ),
-    v6(
-        "2620:4f:8000::/48",
-        [0x2620, 0x4f, 0x8000, 0, 0, 0, 0, 0],
-        48,
-        "AS112 direct delegation",
-        false,
-    ),
-    v6(
-        "3fff::/20",
-        [0x3fff, 0, 0, 0, 0, 0, 0, 0],
-        20,
-        "documentation",
-        false,
-    ),
-    v6(
-        "5f00::/16",
-        [0x5f00, 0, 0, 0, 0, 0, 0, 0],
-        16,
-        "SRv6 segment identifiers",
-        false,
-    ),
-    v6(
-        "fc00::/7",
-        [0xfc00, 0, 0, 0, 0, 0, 0, 0],
-        7,
-        "unique local",
-        true,
-    ),
-    v6(
-        "fe80::/10",
-        [0xfe80, 0, 0, 0, 0, 0, 0, 0],
-        10,
-        "link-local",
-        true,
-    ),
-    v6(
-        "fec0::/10",
-        [0xfec0, 0, 0, 0, 0, 0, 0, 0],
-        10,
-        "deprecated site-local",
-        true,
-    ),
-    v6(
-        "ff00::/8",
-        [0xff00, 0, 0, 0, 0, 0, 0, 0],
-        8,
-        "multicast",
-        false,
-    ),
+/// `(range, name, internal)`: the IANA IPv6 Special-Purpose Address Registry and the other
+/// non-global ranges. Checked after IPv4-mapped and NAT64 well-known addresses (judged by
+/// their IPv4), before the catch-all: outside `2000::/3` nothing is global unicast.
+const V6: &[(&str, &str, bool)] = &[
+    ("::/128", "unspecified", false),
+    ("::1/128", "loopback", true),
+    ("::/96", "deprecated IPv4-compatible", false),
+    ("::ffff:0:0:0/96", "IPv4-translated", false),
+    ("64:ff9b:1::/48", "local-use IPv4/IPv6 translation", false),
+    ("100::/64", "discard-only", false),
+    ("100:0:0:1::/64", "dummy prefix", false),
+    ("2001::/32", "Teredo", false),
+    ("2001:db8::/32", "documentation", false),
+    ("2001:10::/28", "deprecated ORCHID", false),
+    ("2001:20::/28", "ORCHIDv2", false),
+    ("2001::/23", "IETF protocol assignments", false),
+    ("2002::/16", "6to4", false),
+    ("2620:4f:8000::/48", "AS112 direct delegation", false),
+    ("3fff::/20", "documentation", false),
+    ("5f00::/16", "SRv6 segment identifiers", false),
+    ("fc00::/7", "unique local", true),
+    ("fe80::/10", "link-local", true),
+    ("fec0::/10", "deprecated site-local", true),
+    ("ff00::/8", "multicast", false),
 ];
+
+/// A table parsed once into (network as an integer, prefix length, what it is). Entries are
+/// constants checked by a unit test, so none is ever dropped by the `filter_map`.
+fn parse<A, N>(table: &'static [(&'static str, &'static str, bool)]) -> Vec<(N, u8, Special)>
+where
+    A: std::str::FromStr,
+    N: From<A>,
+{
+    table
+        .iter()
+        .filter_map(|&(range, name, internal)| {
+            let (net, len) = range.split_once('/')?;
+            let net = N::from(net.parse::<A>().ok()?);
+            let len = len.parse().ok()?;
+            Some((
+                net,
+                len,
+                Special {
+                    range,
+                    name,
+                    internal,
+                },
+            ))
+        })
+        .collect()
+}
 
 const NOT_GLOBAL_V6: Special = Special {
     range: "outside 2000::/3",
     name: "not global unicast",
     internal: false,
 };
+
+static SPECIAL_V4: LazyLock<Vec<(u32, u8, Special)>> = LazyLock::new(|| parse::<Ipv4Addr, u32>(V4));
+static SPECIAL_V6: LazyLock<Vec<(u128, u8, Special)>> =
+    LazyLock::new(|| parse::<Ipv6Addr, u128>(V6));
 
 fn within<T>(ip: T, net: T, len: u8, bits: u32) -> bool
 where
@@ -309,7 +138,8 @@ pub fn classify(ip: IpAddr) -> Option<Special> {
 
 fn classify_v4(ip: Ipv4Addr) -> Option<Special> {
     let n = u32::from(ip);
-    V4.iter()
+    SPECIAL_V4
+        .iter()
         .find(|(net, len, _)| within(n, *net, *len, 32))
         .map(|(_, _, s)| *s)
 }
@@ -322,7 +152,10 @@ fn classify_v6(ip: Ipv6Addr) -> Option<Special> {
     if mapped || nat64 {
         return classify_v4(Ipv4Addr::from((n & 0xffff_ffff) as u32));
     }
-    if let Some((_, _, s)) = V6.iter().find(|(net, len, _)| within(n, *net, *len, 128)) {
+    if let Some((_, _, s)) = SPECIAL_V6
+        .iter()
+        .find(|(net, len, _)| within(n, *net, *len, 128))
+    {
         return Some(*s);
     }
     if !within(n, 0x2000_u128 << 112, 3, 128) {
@@ -428,6 +261,12 @@ mod tests {
         "2a00:1450:4001:80b::200e",
         "3ffe::1",
     ];
+
+    #[test]
+    fn every_table_entry_parses() {
+        assert_eq!(SPECIAL_V4.len(), V4.len());
+        assert_eq!(SPECIAL_V6.len(), V6.len());
+    }
 
     #[test]
     fn every_special_form_is_named() {
