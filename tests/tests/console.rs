@@ -796,7 +796,7 @@ async fn the_outbox_shows_a_dead_letter_and_an_admin_retries_it() {
     let dir = temp_dir();
     let mut config = stagecraft::config::Config::new(dir.path());
     config.delivery.tick = std::time::Duration::from_millis(25);
-    config.delivery.allow_internal_webhooks = true;
+    config.delivery.allow_internal_destinations = true;
     let s = Server::start_with(config).await;
     let r = s
         .call(

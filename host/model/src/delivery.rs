@@ -28,6 +28,9 @@ pub struct EmailConfig {
     pub password: Option<String>,
     /// The From address, e.g. `Acme CRM <crm@acme.example>`.
     pub from: String,
+    /// Seconds one attempt may take, connection and lookup included (1-60; default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
@@ -35,6 +38,10 @@ pub struct EmailConfig {
 pub struct WebhookConfig {
     /// Hosts (or `host:port`) webhooks may go to; `*` allows any. Others are dead-lettered.
     pub allowed_hosts: Vec<String>,
+    /// Seconds one attempt may take (1-60; default 10). A receiver slower than this gets the
+    /// message again on the retry: delivery is at-least-once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
@@ -45,6 +52,9 @@ pub struct SmsConfig {
     /// Sent as `Authorization: Bearer …`. Write-only: the API never returns it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// Seconds one attempt may take (1-60; default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
 }
 
 /// Where a tenant's messages go. A channel without a setting (here or on the server) keeps

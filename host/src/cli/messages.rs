@@ -3,7 +3,8 @@
 
 use super::client::{typed, Client};
 use super::{table, CliError, MessagesArgs};
-use crate::model::{MessageStatus, OutboxMessage};
+use crate::delivery::{MessageView, WaitReason};
+use crate::model::MessageStatus;
 
 /// Lists outbox messages, oldest first.
 pub async fn list(client: &Client, a: MessagesArgs, json: bool) -> Result<(), CliError> {
@@ -22,20 +23,12 @@ pub async fn list(client: &Client, a: MessagesArgs, json: bool) -> Result<(), Cl
         table::print_json(&v);
         return Ok(());
     }
-    let messages: Vec<OutboxMessage> = typed(&v["messages"], "message list")?;
+    let messages: Vec<MessageView> = typed(&v["messages"], "message list")?;
     let mut t = table::new(&[
         "MESSAGE", "CREATED", "CHANNEL", "TO", "SUBJECT", "STATUS", "ATTEMPTS", "RECORD",
     ]);
     for m in &messages {
-        let status = match m.status {
-            MessageStatus::Queued => match m.next_attempt_at {
-                Some(at) => format!("queued (next {})", table::time(&at)),
-                None => "queued".into(),
-            },
-            MessageStatus::Sending => "sending".into(),
-            MessageStatus::Sent => "sent".into(),
-            MessageStatus::Dead => "dead".into(),
-        };
+        let status = status(m);
         t.add_row([
             m.id.clone(),
             table::time(&m.created_at),
@@ -49,6 +42,25 @@ pub async fn list(client: &Client, a: MessagesArgs, json: bool) -> Result<(), Cl
     }
     table::print(&t, "no messages");
     Ok(())
+}
+
+/// The status, and for a queued message why it waits: `queued: email channel not
+/// configured`, `queued: retry after 2 failed attempts (next …)`.
+fn status(m: &MessageView) -> String {
+    match m.status {
+        MessageStatus::Queued => match (&m.waiting, m.next_attempt_at) {
+            (Some(w), Some(at)) if w.reason == WaitReason::RetryScheduled => {
+                format!("queued: {} (next {})", w.message, table::time(&at))
+            }
+            (Some(w), _) if w.reason == WaitReason::ChannelNotConfigured => {
+                format!("queued: {}", w.message)
+            }
+            _ => "queued".into(),
+        },
+        MessageStatus::Sending => "sending".into(),
+        MessageStatus::Sent => "sent".into(),
+        MessageStatus::Dead => "dead".into(),
+    }
 }
 
 /// At most `n` characters of `s`, with `…` when cut.

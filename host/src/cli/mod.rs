@@ -74,10 +74,11 @@ enum Command {
         /// Seed the default tenant with the example modules, bindings and sample records.
         #[arg(long)]
         demo: bool,
-        /// Let webhooks reach loopback, private and link-local addresses (off: modules pick
-        /// webhook URLs and must not reach this host's network).
-        #[arg(long)]
-        allow_internal_webhooks: bool,
+        /// Let webhooks, SMS providers and SMTP relays be on loopback, private and link-local
+        /// addresses, for tests and demos (off: tenants and modules pick destinations and must
+        /// not reach this host's network). Also accepted as --allow-internal-webhooks.
+        #[arg(long, alias = "allow-internal-webhooks")]
+        allow_internal_destinations: bool,
         /// Log lines as text or as JSON objects (with the request / event / run spans).
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
@@ -268,14 +269,14 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             data_dir,
             listen,
             demo,
-            allow_internal_webhooks,
+            allow_internal_destinations,
             retention_days,
             ..
         } => serve::run(serve::Options {
             data_dir,
             listen,
             demo,
-            allow_internal_webhooks,
+            allow_internal_destinations,
             retention: std::time::Duration::from_secs(retention_days * 24 * 3600),
         })
         .await

@@ -14,7 +14,8 @@ pub struct Options {
     pub listen: SocketAddr,
     /// Seed the default tenant with the example modules.
     pub demo: bool,
-    pub allow_internal_webhooks: bool,
+    /// Let deliveries reach loopback, private and link-local addresses.
+    pub allow_internal_destinations: bool,
     /// Age after which run history, journal snapshots and delivered messages are pruned.
     pub retention: std::time::Duration,
 }
@@ -25,11 +26,11 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         data_dir,
         listen,
         demo,
-        allow_internal_webhooks,
+        allow_internal_destinations,
         retention,
     } = o;
     let mut config = Config::new(data_dir);
-    config.delivery.allow_internal_webhooks = allow_internal_webhooks;
+    config.delivery.allow_internal_destinations = allow_internal_destinations;
     config.retention.max_age = retention;
     let bootstrap = std::env::var("STAGECRAFT_BOOTSTRAP_KEY").ok();
     let started = crate::server::start(config, bootstrap.as_deref())?;

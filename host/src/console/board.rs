@@ -11,7 +11,8 @@ use serde_json::json;
 use super::api::enc;
 use super::page::{self, Page};
 use super::{Console, Out, Posted};
-use crate::model::{Event, EventKind, OutboxMessage, Pipeline, Record, RunRecord};
+use crate::delivery::MessageView;
+use crate::model::{Event, EventKind, Pipeline, Record, RunRecord};
 
 #[derive(Deserialize)]
 struct Pipelines {
@@ -31,7 +32,7 @@ pub(super) struct Runs {
 
 #[derive(Deserialize)]
 pub(super) struct Messages {
-    pub messages: Vec<OutboxMessage>,
+    pub messages: Vec<MessageView>,
 }
 
 #[derive(Deserialize)]
@@ -180,7 +181,7 @@ struct RecordPage<'a> {
     custom: String,
     events: Vec<EventRow>,
     runs: Option<Vec<RunRecord>>,
-    messages: Option<Vec<OutboxMessage>>,
+    messages: Option<Vec<MessageView>>,
 }
 
 impl RecordPage<'_> {

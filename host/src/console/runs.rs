@@ -13,7 +13,8 @@ use super::i18n;
 use super::modules::Report;
 use super::page::{self, Page};
 use super::{Console, Out, Posted};
-use crate::model::{MessageStatus, OutboxMessage, RunRecord};
+use crate::delivery::{MessageView, WaitReason};
+use crate::model::{MessageStatus, RunRecord};
 
 #[derive(Deserialize, Default)]
 pub struct RunFilter {
@@ -114,14 +115,33 @@ pub struct MessageFilter {
 #[template(path = "console/messages.html")]
 struct MessagesPage<'a> {
     page: &'a Page,
-    messages: Vec<OutboxMessage>,
+    messages: Vec<MessageView>,
     status: String,
     statuses: [MessageStatus; 4],
 }
 
 impl MessagesPage<'_> {
-    fn is_dead(&self, m: &OutboxMessage) -> bool {
+    fn is_dead(&self, m: &MessageView) -> bool {
         m.status == MessageStatus::Dead
+    }
+
+    /// Why a queued message waits, in the page's language.
+    fn waiting(&self, m: &MessageView) -> Option<String> {
+        Some(match m.waiting.as_ref()?.reason {
+            WaitReason::ChannelNotConfigured => {
+                self.page
+                    .t1("waiting-not-configured", "channel", m.channel.as_str())
+            }
+            WaitReason::RetryScheduled => self.page.t("waiting-retry"),
+            WaitReason::Due => self.page.t("waiting-due"),
+        })
+    }
+
+    /// A next-attempt time means something unless the channel waits for its settings.
+    fn shows_next(&self, m: &MessageView) -> bool {
+        m.waiting
+            .as_ref()
+            .is_none_or(|w| w.reason != WaitReason::ChannelNotConfigured)
     }
 
     fn code(&self, s: &MessageStatus) -> String {

@@ -1,5 +1,6 @@
 //! Webhooks and SMS over HTTP: the signed envelope, the provider call, and how an HTTP answer
-//! maps to sent / retry / dead.
+//! maps to sent / retry / dead. The client resolves names through the destination guard and
+//! never follows redirects; IP literals (which skip the resolver) are checked here.
 
 use std::time::{Duration, SystemTime};
 
@@ -7,7 +8,8 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use super::Attempted;
+use super::guard::{Guard, Refused};
+use super::{status, Attempted};
 use crate::model::delivery::{SmsConfig, WebhookConfig};
 use crate::model::OutboxMessage;
 
@@ -34,13 +36,16 @@ pub fn signature(secret: &str, t: u64, body: &[u8]) -> String {
     format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// POSTs the signed envelope to the message's URL, if the tenant's allow-list and the guard
+/// let it go there.
 pub async fn webhook(
     client: &reqwest::Client,
+    guard: Guard,
     tenant: &str,
     m: &OutboxMessage,
     cfg: &WebhookConfig,
     secret: &str,
-    allow_internal: bool,
+    timeout: Duration,
 ) -> Attempted {
     let url = match reqwest::Url::parse(&m.to) {
         Ok(u) if u.scheme() == "http" || u.scheme() == "https" => u,
@@ -63,14 +68,8 @@ pub async fn webhook(
             error: format!("webhooks to {host} are not allowed (webhook.allowed_hosts)"),
         };
     }
-    // IP literals skip the resolver, so they are checked here; names are checked there.
-    let literal: Option<std::net::IpAddr> =
-        bare.trim_matches(|c| c == '[' || c == ']').parse().ok();
-    if !allow_internal && literal.is_some_and(super::guard::is_internal) {
-        return Attempted::Failed {
-            status: None,
-            error: format!("webhooks may not reach the internal address {host}"),
-        };
+    if let Err(refused) = guard.check_host(bare) {
+        return refused_attempt(refused);
     }
     let payload: Value = serde_json::from_str(&m.body).unwrap_or(Value::Null);
     let envelope = json!({
@@ -91,6 +90,7 @@ pub async fn webhook(
         .unwrap_or(0);
     let request = client
         .post(url)
+        .timeout(timeout)
         .header("content-type", "application/json")
         .header(SIGNATURE_HEADER, signature(secret, t, &body))
         .header("stagecraft-message-id", &m.id)
@@ -99,17 +99,34 @@ pub async fn webhook(
             m.idempotency_key.as_deref().unwrap_or(&m.id),
         )
         .body(body);
-    classify(request.send().await).await
+    classify(request.send().await)
 }
 
+/// POSTs the message to the tenant's SMS provider, if the guard lets it go there.
 pub async fn sms(
     client: &reqwest::Client,
+    guard: Guard,
     tenant: &str,
     m: &OutboxMessage,
     cfg: &SmsConfig,
+    timeout: Duration,
 ) -> Attempted {
+    let url = match reqwest::Url::parse(&cfg.url) {
+        Ok(u) if u.scheme() == "http" || u.scheme() == "https" => u,
+        _ => {
+            return Attempted::Failed {
+                status: None,
+                error: format!("the SMS provider URL {:?} is not an http(s) URL", cfg.url),
+            }
+        }
+    };
+    // The token goes nowhere the guard refuses: IP literals skip the resolver.
+    if let Err(refused) = guard.check_host(url.host_str().unwrap_or_default()) {
+        return refused_attempt(refused);
+    }
     let mut request = client
-        .post(&cfg.url)
+        .post(url)
+        .timeout(timeout)
         .header(
             "idempotency-key",
             m.idempotency_key.as_deref().unwrap_or(&m.id),
@@ -118,76 +135,58 @@ pub async fn sms(
     if let Some(token) = &cfg.token {
         request = request.bearer_auth(token);
     }
-    classify(request.send().await).await
+    classify(request.send().await)
 }
 
-/// 2xx sent; 429 and 5xx retry (honoring `Retry-After`); other statuses are final.
-async fn classify(result: reqwest::Result<reqwest::Response>) -> Attempted {
+fn refused_attempt(refused: Refused) -> Attempted {
+    Attempted::Failed {
+        status: None,
+        error: refused.to_string(),
+    }
+}
+
+/// 2xx sent; 429 and 5xx retry (honoring `Retry-After`); other statuses are final. What is
+/// recorded is the status line or a short network error, never the reply's body: the other
+/// side may be a service the tenant should not be able to read.
+fn classify(result: reqwest::Result<reqwest::Response>) -> Attempted {
     let resp = match result {
         Ok(r) => r,
         Err(e) => {
-            let error = network_error(&e);
-            // The resolver refused an internal destination: that will not change by retrying.
-            if error.contains(super::guard::REFUSED) {
-                return Attempted::Failed {
+            return match status::network(&e) {
+                (error, true) => Attempted::Failed {
                     status: None,
                     error,
-                };
+                },
+                (error, false) => Attempted::Retry {
+                    status: None,
+                    error,
+                    after: None,
+                },
             }
-            return Attempted::Retry {
-                status: None,
-                error,
-                after: None,
-            };
         }
     };
-    let status = resp.status();
-    let code = Some(status.as_u16());
-    if status.is_success() {
-        return Attempted::Sent { status: code };
-    }
+    let code = resp.status();
     let after = resp
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(retry_after);
-    let text = resp.text().await.unwrap_or_default();
-    let mut snippet: String = text.chars().take(200).collect();
-    if snippet.is_empty() {
-        snippet = status.canonical_reason().unwrap_or("").to_string();
+    // The body is dropped unread.
+    drop(resp);
+    let status = Some(code.as_u16());
+    if code.is_success() {
+        return Attempted::Sent { status };
     }
-    let error = format!("HTTP {}: {snippet}", status.as_u16());
-    if status.as_u16() == 429 || status.is_server_error() {
+    let error = status::http(code);
+    if code.as_u16() == 429 || code.is_server_error() {
         Attempted::Retry {
-            status: code,
+            status,
             error,
             after,
         }
     } else {
-        Attempted::Failed {
-            status: code,
-            error,
-        }
+        Attempted::Failed { status, error }
     }
-}
-
-/// The error with its causes (reqwest's own message says little: "error sending request").
-fn network_error(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        return "timed out".into();
-    }
-    let mut text = if e.is_connect() {
-        format!("could not connect: {e}")
-    } else {
-        e.to_string()
-    };
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// `Retry-After`: delay-seconds or an HTTP date.

@@ -3,12 +3,20 @@
 //! notify (an in-app notification) — under a global and a per-destination concurrency limit.
 //! Network errors, 429 and 5xx retry with exponential backoff and jitter (honoring
 //! `Retry-After`); other 4xx and permanent SMTP errors dead-letter at once; retries stop at
-//! the retry window. A channel with no settings keeps its messages queued.
+//! the retry window. A channel with no settings keeps its messages queued. Every destination
+//! passes the one [`Guard`] first, and an attempt records a short status, never a reply.
 
+pub mod address;
 mod backoff;
 mod email;
-mod guard;
+pub mod guard;
 mod http;
+pub mod settings;
+mod status;
+pub mod waiting;
+
+pub use guard::{Guard, Refused};
+pub use waiting::{MessageView, WaitReason, Waiting};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,7 +38,8 @@ pub struct DeliveryConfig {
     pub retry_window: Duration,
     pub base_backoff: Duration,
     pub max_backoff: Duration,
-    /// Per attempt.
+    /// Per attempt, unless the channel sets its own `timeout_seconds` (at most
+    /// [`settings::MAX_TIMEOUT_SECONDS`]).
     pub timeout: Duration,
     /// Attempts in flight at once.
     pub concurrency: usize,
@@ -39,9 +48,10 @@ pub struct DeliveryConfig {
     pub tick: Duration,
     /// How often a message on an unconfigured channel is looked at again.
     pub recheck: Duration,
-    /// Let webhooks reach loopback, private and link-local addresses. Off by default:
-    /// modules choose webhook URLs, and must not reach the host's own network.
-    pub allow_internal_webhooks: bool,
+    /// Let webhooks, SMS providers and SMTP relays be on loopback, private, link-local and
+    /// unique-local addresses (`serve --allow-internal-destinations`). Off by default:
+    /// tenants and modules choose destinations, and must not reach the host's own network.
+    pub allow_internal_destinations: bool,
 }
 
 impl Default for DeliveryConfig {
@@ -56,7 +66,7 @@ impl Default for DeliveryConfig {
             per_destination: 4,
             tick: Duration::from_millis(100),
             recheck: Duration::from_secs(5),
-            allow_internal_webhooks: false,
+            allow_internal_destinations: false,
         }
     }
 }
@@ -83,6 +93,7 @@ pub enum Attempted {
 pub struct Delivery {
     store: Store,
     config: DeliveryConfig,
+    guard: Guard,
     http: reqwest::Client,
     global: Arc<Semaphore>,
     destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -92,22 +103,27 @@ pub struct Delivery {
 
 impl Delivery {
     /// Fails when the HTTP client cannot be built: falling back to a default client would
-    /// silently drop the resolver that keeps webhooks off internal addresses.
+    /// silently drop the resolver that keeps deliveries off internal addresses.
     pub fn new(store: Store, config: DeliveryConfig) -> Result<Arc<Delivery>, reqwest::Error> {
         let (stop, _) = watch::channel(false);
-        let mut http = reqwest::Client::builder();
-        if !config.allow_internal_webhooks {
-            http = http.dns_resolver(guard::resolver());
-        }
-        let http = http
-            .timeout(config.timeout)
+        let guard = Guard::new(config.allow_internal_destinations);
+        // Names resolve through the guard, which is where connections get their addresses; no
+        // proxy from the environment (it would resolve names the guard never sees); no redirect
+        // is followed (its target would be unchecked). Each request sets its channel's timeout.
+        let http = reqwest::Client::builder()
+            .dns_resolver(guard.resolver())
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(u64::from(
+                settings::MAX_TIMEOUT_SECONDS,
+            )))
             .user_agent(concat!("stagecraft/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Arc::new(Delivery {
             global: Arc::new(Semaphore::new(config.concurrency.max(1))),
             store,
             config,
+            guard,
             http,
             destinations: Mutex::new(HashMap::new()),
             stop,
@@ -115,23 +131,19 @@ impl Delivery {
         }))
     }
 
-    /// The settings in force for a tenant's channel, if any.
-    fn settings(&self, tenant: &str) -> ChannelConfig {
+    /// The destination guard every channel's connections pass.
+    pub fn guard(&self) -> Guard {
+        self.guard
+    }
+
+    /// The settings in force for a tenant: its own, channel by channel, else the server's.
+    pub fn settings(&self, tenant: &str) -> ChannelConfig {
         let own = self.store.channels(tenant).unwrap_or_default();
         let server = &self.config.channels;
         ChannelConfig {
             email: own.email.or_else(|| server.email.clone()),
             webhook: own.webhook.or_else(|| server.webhook.clone()),
             sms: own.sms.or_else(|| server.sms.clone()),
-        }
-    }
-
-    fn configured(settings: &ChannelConfig, channel: Channel) -> bool {
-        match channel {
-            Channel::Email => settings.email.is_some(),
-            Channel::Webhook => settings.webhook.is_some(),
-            Channel::Sms => settings.sms.is_some(),
-            Channel::Notify => true,
         }
     }
 
@@ -231,7 +243,7 @@ impl Delivery {
                 return None;
             }
         };
-        if !Self::configured(&settings, m.channel) {
+        if !configured(&settings, m.channel) {
             let later =
                 Utc::now() + chrono::Duration::from_std(self.config.recheck).unwrap_or_default();
             if let Err(e) = self.store.defer_message(d, later) {
@@ -364,25 +376,40 @@ impl Delivery {
                         }
                     }
                 };
-                http::webhook(
-                    &self.http,
-                    tenant,
-                    m,
-                    cfg,
-                    &secret,
-                    self.config.allow_internal_webhooks,
-                )
-                .await
+                let timeout = self.timeout(cfg.timeout_seconds);
+                http::webhook(&self.http, self.guard, tenant, m, cfg, &secret, timeout).await
             }
             Channel::Sms => match &settings.sms {
-                Some(cfg) => http::sms(&self.http, tenant, m, cfg).await,
+                Some(cfg) => {
+                    let timeout = self.timeout(cfg.timeout_seconds);
+                    http::sms(&self.http, self.guard, tenant, m, cfg, timeout).await
+                }
                 None => not_configured(),
             },
             Channel::Email => match &settings.email {
-                Some(cfg) => email::send(m, cfg, self.config.timeout).await,
+                Some(cfg) => {
+                    email::send(m, cfg, self.guard, self.timeout(cfg.timeout_seconds)).await
+                }
                 None => not_configured(),
             },
         }
+    }
+}
+
+/// Whether `channel` can deliver under `settings` (`notify` needs none).
+pub fn configured(settings: &ChannelConfig, channel: Channel) -> bool {
+    match channel {
+        Channel::Email => settings.email.is_some(),
+        Channel::Webhook => settings.webhook.is_some(),
+        Channel::Sms => settings.sms.is_some(),
+        Channel::Notify => true,
+    }
+}
+
+impl Delivery {
+    /// One attempt's time limit on a channel with this `timeout_seconds` setting.
+    fn timeout(&self, own: Option<u32>) -> Duration {
+        settings::timeout(own, self.config.timeout)
     }
 }
 
@@ -409,7 +436,7 @@ fn destination(m: &OutboxMessage, settings: &ChannelConfig) -> String {
 fn not_configured() -> Attempted {
     Attempted::Retry {
         status: None,
-        error: "the channel has no settings".into(),
+        error: "channel not configured".into(),
         after: None,
     }
 }

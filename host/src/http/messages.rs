@@ -9,7 +9,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{ApiJson, ApiQuery};
 use super::{ApiError, AppState, Caller, ErrorBody};
-use crate::model::{Channel, ChannelConfig, MessageStatus, Notification, OutboxMessage, Role};
+use crate::delivery::MessageView;
+use crate::model::{Channel, ChannelConfig, MessageStatus, Notification, Role};
 use crate::store::MessageFilter;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -33,7 +34,7 @@ pub struct MessageQuery {
 
 #[derive(Serialize, ToSchema)]
 pub struct MessageList {
-    pub messages: Vec<OutboxMessage>,
+    pub messages: Vec<MessageView>,
 }
 
 /// The outbox, oldest first.
@@ -57,37 +58,50 @@ async fn list(
         channel: q.channel,
         record: q.record,
     };
+    let messages = state.store.messages(&caller.tenant, &filter, limit)?;
+    let settings = state.delivery.settings(&caller.tenant);
     Ok(Json(MessageList {
-        messages: state.store.messages(&caller.tenant, &filter, limit)?,
+        messages: messages
+            .into_iter()
+            .map(|m| MessageView::new(m, &settings))
+            .collect(),
     }))
 }
 
-/// One message with every delivery attempt (time, status code or error).
+/// One message with every delivery attempt (time, status code or short error — never the
+/// reply's body) and, while queued, why it waits.
 #[utoipa::path(get, path = "/v1/messages/{id}", tag = "automation", params(("id" = String, Path)),
-    responses((status = 200, body = OutboxMessage), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = MessageView), (status = 404, body = ErrorBody)))]
 async fn get(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<OutboxMessage>, ApiError> {
+) -> Result<Json<MessageView>, ApiError> {
     caller.require(Role::Developer)?;
-    state
+    let m = state
         .store
         .message(&caller.tenant, &id)?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("message {id:?}")))
+        .ok_or_else(|| ApiError::not_found(format!("message {id:?}")))?;
+    Ok(Json(MessageView::new(
+        m,
+        &state.delivery.settings(&caller.tenant),
+    )))
 }
 
 /// Puts a dead letter back in the queue (its retry window starts again).
 #[utoipa::path(post, path = "/v1/messages/{id}/retry", tag = "automation", params(("id" = String, Path)),
-    responses((status = 200, body = OutboxMessage), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = MessageView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn retry(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<OutboxMessage>, ApiError> {
+) -> Result<Json<MessageView>, ApiError> {
     caller.require(Role::Admin)?;
-    Ok(Json(state.store.retry_message(&caller.tenant, &id)?))
+    let m = state.store.retry_message(&caller.tenant, &id)?;
+    Ok(Json(MessageView::new(
+        m,
+        &state.delivery.settings(&caller.tenant),
+    )))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -112,6 +126,8 @@ async fn get_channels(
 }
 
 /// Sets where the tenant's email, webhook and SMS messages go. Omitted secrets keep their value.
+/// A destination written as an internal address (an IP literal, `localhost`) is refused unless
+/// the server allows internal destinations; names are checked when they are resolved.
 #[utoipa::path(put, path = "/v1/channels", tag = "automation", request_body = ChannelConfig,
     responses((status = 200, body = Channels), (status = 422, body = ErrorBody)))]
 async fn put_channels(
@@ -120,28 +136,8 @@ async fn put_channels(
     ApiJson(body): ApiJson<ChannelConfig>,
 ) -> Result<Json<Channels>, ApiError> {
     caller.require(Role::Admin)?;
-    if let Some(e) = &body.email {
-        if e.host.trim().is_empty() || e.port == 0 {
-            return Err(ApiError::invalid("email: host and port are required"));
-        }
-        if e.from.parse::<lettre::message::Mailbox>().is_err() {
-            return Err(ApiError::invalid(format!(
-                "email: from {:?} is not an address",
-                e.from
-            )));
-        }
-    }
-    if let Some(s) = &body.sms {
-        match reqwest::Url::parse(&s.url) {
-            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-            _ => {
-                return Err(ApiError::invalid(format!(
-                    "sms: {:?} is not an http(s) URL",
-                    s.url
-                )))
-            }
-        }
-    }
+    crate::delivery::settings::validate(&body, state.delivery.guard())
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
     let saved = state.store.put_channels(&caller.tenant, &body)?;
     Ok(Json(Channels {
         settings: saved.redacted(),
