@@ -604,14 +604,30 @@ async fn from_new_to_a_pushed_enabled_module_that_moves_a_record() {
         "{}",
         out.stdout
     );
+    // The next commands, as they run here: this binary is not on PATH, so its full path.
+    let me = Path::new(env!("CARGO_BIN_EXE_stagecraft-server"))
+        .canonicalize()
+        .unwrap();
+    for want in [
+        "next:".to_string(),
+        format!("  cd {krate_s}"),
+        "  cargo test".to_string(),
+        format!("  {} build", me.display()),
+    ] {
+        assert!(
+            out.stdout.lines().any(|l| l == want),
+            "missing {want:?} in:\n{}",
+            out.stdout
+        );
+    }
 
-    // Pin the crate's dependencies to the workspace's lock file (cargo drops what it does not
-    // use), so the test builds the versions already fetched and checked here.
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock"),
-        krate.join("Cargo.lock"),
-    )
-    .unwrap();
+    // The crate's dependencies are pinned to the workspace's lock file (cargo drops what it
+    // does not use), so it builds the versions Stagecraft is tested with.
+    assert_eq!(
+        std::fs::read_to_string(krate.join("Cargo.lock")).unwrap(),
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock"))
+            .unwrap()
+    );
 
     // The scaffolded unit tests pass on the SDK's mock host.
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
