@@ -63,13 +63,14 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
             None => println!("demo: tenant default already has the example modules"),
         }
     }
+    let shutdown = shutdown_signal().context("listening for Ctrl-C and SIGTERM")?;
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "stagecraft listening");
     println!("listening on {addr}");
-    crate::http::serve(listener, started.state, shutdown_signal()).await?;
+    crate::http::serve(listener, started.state, shutdown).await?;
     tracing::info!("stopped; data flushed");
     Ok(())
 }
@@ -87,24 +88,27 @@ pub fn shell_word(path: &Path) -> String {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Ctrl-C or SIGTERM. Both are registered when this is called, before the server says it
+/// is listening, so a signal sent right after `listening on` already shuts down gracefully
+/// (the default action would kill the process).
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {},
+                _ = terminate.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 
