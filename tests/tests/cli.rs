@@ -453,7 +453,7 @@ async fn errors_carry_the_servers_message_and_a_non_zero_exit() {
     drop(listener);
     let mut cmd = stagecraft();
     cmd.env("STAGECRAFT_KEY", ADMIN_KEY);
-    let out = run(cmd, &["--url", &url, "runs"]).await;
+    let out = run(cmd, &["runs", "--url", &url]).await;
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(
         out.stderr
@@ -461,7 +461,7 @@ async fn errors_carry_the_servers_message_and_a_non_zero_exit() {
         "{}",
         out.stderr
     );
-    let out = run(stagecraft(), &["--url", "ftp://x", "--key", "k", "runs"]).await;
+    let out = run(stagecraft(), &["runs", "--url", "ftp://x", "--key", "k"]).await;
     assert_eq!(out.code, 2);
     assert!(
         out.stderr.contains("is not an http(s) URL"),
@@ -604,14 +604,30 @@ async fn from_new_to_a_pushed_enabled_module_that_moves_a_record() {
         "{}",
         out.stdout
     );
+    // The next commands, as they run here: this binary is not on PATH, so its full path.
+    let me = Path::new(env!("CARGO_BIN_EXE_stagecraft-server"))
+        .canonicalize()
+        .unwrap();
+    for want in [
+        "next:".to_string(),
+        format!("  cd {krate_s}"),
+        "  cargo test".to_string(),
+        format!("  {} build", me.display()),
+    ] {
+        assert!(
+            out.stdout.lines().any(|l| l == want),
+            "missing {want:?} in:\n{}",
+            out.stdout
+        );
+    }
 
-    // Pin the crate's dependencies to the workspace's lock file (cargo drops what it does not
-    // use), so the test builds the versions already fetched and checked here.
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock"),
-        krate.join("Cargo.lock"),
-    )
-    .unwrap();
+    // The crate's dependencies are pinned to the workspace's lock file (cargo drops what it
+    // does not use), so it builds the versions Stagecraft is tested with.
+    assert_eq!(
+        std::fs::read_to_string(krate.join("Cargo.lock")).unwrap(),
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock"))
+            .unwrap()
+    );
 
     // The scaffolded unit tests pass on the SDK's mock host.
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -804,4 +820,717 @@ async fn runs_follow_prints_new_runs_until_ctrl_c() {
     assert!(killed.success());
     let status = child.wait().await.unwrap();
     assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+#[tokio::test]
+async fn records_are_listed_searched_shown_created_and_moved() {
+    let dir = temp_dir();
+    let s = Server::start(&dir.path().join("data")).await;
+    let agent = s.key(ADMIN_KEY, "agent").await;
+
+    // create: typed --field values, core fields by flag or by --field.
+    let ada = cli(
+        &s,
+        &agent,
+        &[
+            "records",
+            "create",
+            "--kind",
+            "lead",
+            "--name",
+            "Ada Lovelace",
+            "--email",
+            "ada@example.com",
+            "--field",
+            "score=70",
+            "--field",
+            "vip=true",
+            "--field",
+            r#"tags=["math","engines"]"#,
+            "--field",
+            r#"code="007""#,
+            "--field",
+            "source=web form",
+            "--field",
+            "phone=5551234",
+            "--json",
+        ],
+    )
+    .await
+    .ok()
+    .json();
+    let ada_id = ada["id"].as_str().unwrap().to_string();
+    let stored = s
+        .get(&format!("/v1/records/{ada_id}"), ADMIN_KEY)
+        .await
+        .body;
+    assert_eq!(
+        stored["custom"],
+        json!({"score": 70, "vip": true, "tags": ["math", "engines"], "code": "007",
+               "source": "web form"})
+    );
+    assert_eq!(stored["phone"], "5551234", "core text fields stay text");
+    assert_eq!(stored["email"], "ada@example.com");
+    assert_eq!(
+        (stored["pipeline"].as_str(), stored["stage"].as_str()),
+        (Some("leads"), Some("new"))
+    );
+    let out = cli(
+        &s,
+        &agent,
+        &[
+            "records",
+            "create",
+            "--kind",
+            "contact",
+            "--name",
+            "Grace Hopper",
+            "--owner",
+            "ann",
+        ],
+    )
+    .await
+    .ok();
+    assert!(
+        out.stdout.starts_with("created contact rec_") && out.stdout.contains(r#""Grace Hopper""#),
+        "{}",
+        out.stdout
+    );
+    let grace_id = out.stdout.split_whitespace().nth(2).unwrap().to_string();
+    for i in 0..3 {
+        s.record(
+            ADMIN_KEY,
+            json!({"kind": "lead", "name": format!("Lead {i}")}),
+        )
+        .await;
+    }
+
+    // list: the API's filters; --search over name and email, any case.
+    let out = cli(&s, &agent, &["records"]).await.ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 6, "{}", out.stdout);
+    assert!(lines[0].starts_with("RECORD"), "{}", out.stdout);
+    assert!(
+        lines[1].starts_with(&ada_id)
+            && lines[1].contains("leads/new")
+            && lines[1].contains("score=70"),
+        "{}",
+        out.stdout
+    );
+    let out = cli(
+        &s,
+        &agent,
+        &["records", "--kind", "contact", "--owner", "ann"],
+    )
+    .await
+    .ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.stdout);
+    assert!(lines[1].starts_with(&grace_id), "{}", out.stdout);
+    let found = cli(
+        &s,
+        &agent,
+        &["records", "--search", "EXAMPLE.com", "--json"],
+    )
+    .await
+    .ok()
+    .json();
+    let ids: Vec<&str> = found["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [ada_id.as_str()]);
+    let found = cli(
+        &s,
+        &agent,
+        &[
+            "records", "--search", "lead ", "--kind", "lead", "--limit", "2", "--json",
+        ],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(found["records"].as_array().unwrap().len(), 2, "{found}");
+    let none = cli(&s, &agent, &["records", "--search", "nobody"])
+        .await
+        .ok();
+    assert_eq!(none.stdout.trim(), "no records");
+
+    // move: the record's stage, through the API (409/422 are the server's).
+    let out = cli(&s, &agent, &["records", "move", &ada_id, "contacted"])
+        .await
+        .ok();
+    assert_eq!(
+        out.stdout.trim(),
+        format!("moved {ada_id} to leads/contacted (version 2)")
+    );
+    let stored = s
+        .get(&format!("/v1/records/{ada_id}"), ADMIN_KEY)
+        .await
+        .body;
+    assert_eq!(stored["stage"], "contacted");
+    let out = cli(&s, &agent, &["records", "move", &ada_id, "nowhere"]).await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.starts_with("error: "), "{}", out.stderr);
+    assert!(out.stderr.contains("nowhere"), "{}", out.stderr);
+    let same = s
+        .get(&format!("/v1/records/{ada_id}"), ADMIN_KEY)
+        .await
+        .body;
+    assert_eq!(same, stored, "a refused move changes nothing");
+
+    // show: the fields, then the events, oldest first.
+    let out = cli(&s, &agent, &["records", "show", &ada_id]).await.ok();
+    for want in [
+        format!("record   {ada_id} (lead, version 2)"),
+        "name     Ada Lovelace".to_string(),
+        "email    ada@example.com".to_string(),
+        "stage    leads/contacted".to_string(),
+        "field    score = 70".to_string(),
+        "events (the latest 2 of 2):".to_string(),
+    ] {
+        assert!(
+            out.stdout.lines().any(|l| l == want),
+            "missing {want:?} in:\n{}",
+            out.stdout
+        );
+    }
+    let events: Vec<&str> = out.stdout.lines().filter(|l| l.starts_with("  ")).collect();
+    assert!(events[0].ends_with("created"), "{}", out.stdout);
+    assert!(
+        events[1].ends_with("stage_changed new → contacted"),
+        "{}",
+        out.stdout
+    );
+    let shown = cli(
+        &s,
+        &agent,
+        &["records", "show", &ada_id, "--events", "1", "--json"],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(shown["record"], stored);
+    assert_eq!(shown["events"].as_array().unwrap().len(), 1);
+    assert_eq!(shown["events"][0]["type"], "stage_changed");
+
+    // Bad input: named before anything is sent, or the server's own refusal; nothing created.
+    let before = s.get("/v1/records?limit=500", ADMIN_KEY).await.body["records"]
+        .as_array()
+        .unwrap()
+        .len();
+    let out = cli(
+        &s,
+        &agent,
+        &[
+            "records", "create", "--kind", "lead", "--name", "X", "--field", "score",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("is not NAME=VALUE"), "{}", out.stderr);
+    let out = cli(
+        &s,
+        &agent,
+        &[
+            "records", "create", "--kind", "lead", "--name", "X", "--field", "name=Y",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("--field name: that field is given twice"),
+        "{}",
+        out.stderr
+    );
+    let out = cli(
+        &s,
+        &agent,
+        &[
+            "records",
+            "create",
+            "--kind",
+            "lead",
+            "--name",
+            "X",
+            "--field",
+            "email=not-an-address",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is not an email address"),
+        "{}",
+        out.stderr
+    );
+    let out = cli(&s, &agent, &["records", "--kind", "lead", "show", &ada_id]).await;
+    assert_eq!(
+        out.code, 2,
+        "list filters do not mix with a subcommand: {}",
+        out.stderr
+    );
+    let after = s.get("/v1/records?limit=500", ADMIN_KEY).await.body["records"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(after, before);
+    let out = cli(&s, &agent, &["records", "show", "rec_nope"]).await;
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr.trim(),
+        r#"error: not_found: record "rec_nope" not found"#
+    );
+}
+
+#[tokio::test]
+async fn pipelines_are_listed_and_created() {
+    let dir = temp_dir();
+    let s = Server::start(&dir.path().join("data")).await;
+    let out = cli(
+        &s,
+        ADMIN_KEY,
+        &["pipelines", "create", "qualifying", "--kind", "lead"],
+    )
+    .await
+    .ok();
+    assert_eq!(
+        out.stdout.trim(),
+        "created lead pipeline qualifying: new → contacted → qualified → converted (won) → disqualified (lost)"
+    );
+    let p = s.get("/v1/pipelines/qualifying", ADMIN_KEY).await;
+    assert_eq!(p.status, StatusCode::OK);
+    assert_eq!(p.body["kind"], "lead");
+    let out = cli(&s, ADMIN_KEY, &["pipelines"]).await.ok();
+    let ids: Vec<&str> = out
+        .stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(ids, ["deals", "leads", "qualifying"], "{}", out.stdout);
+    // A lead created there starts in its first stage.
+    let rec = cli(
+        &s,
+        ADMIN_KEY,
+        &[
+            "records",
+            "create",
+            "--kind",
+            "lead",
+            "--pipeline",
+            "qualifying",
+            "--name",
+            "Ada",
+            "--json",
+        ],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(
+        (rec["pipeline"].as_str(), rec["stage"].as_str()),
+        (Some("qualifying"), Some("new"))
+    );
+    let again = cli(&s, ADMIN_KEY, &["pipelines", "create", "qualifying"]).await;
+    assert_eq!(again.code, 1);
+    assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+}
+
+#[tokio::test]
+async fn keys_are_listed_created_and_revoked() {
+    let dir = temp_dir();
+    let s = Server::start(&dir.path().join("data")).await;
+
+    let out = cli(
+        &s,
+        ADMIN_KEY,
+        &["keys", "create", "--role", "agent", "--user", "ann"],
+    )
+    .await
+    .ok();
+    let secret = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("secret: "))
+        .unwrap()
+        .to_string();
+    assert!(
+        out.stdout.contains("a new agent key key_"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(r#"("agent key", acting for ann)"#),
+        "{}",
+        out.stdout
+    );
+    // The new key works, with its role.
+    let me = s.get("/v1/notifications?user=ann", &secret).await;
+    assert_eq!(me.status, StatusCode::OK, "{:?}", me.body);
+    let dev = cli(
+        &s,
+        ADMIN_KEY,
+        &[
+            "keys",
+            "create",
+            "--role",
+            "developer",
+            "--name",
+            "ci",
+            "--json",
+        ],
+    )
+    .await
+    .ok()
+    .json();
+    let dev_id = dev["id"].as_str().unwrap().to_string();
+    let dev_secret = dev["secret"].as_str().unwrap().to_string();
+
+    let out = cli(&s, ADMIN_KEY, &["keys"]).await.ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", out.stdout);
+    assert!(lines[0].starts_with("KEY"), "{}", out.stdout);
+    assert!(
+        lines[1].contains("admin + operator") && lines[1].contains("bootstrap"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines[2].contains("agent") && lines[2].contains("ann"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines[3].starts_with(&dev_id) && lines[3].contains("developer") && lines[3].contains("ci"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains(&secret) && !out.stdout.contains(&dev_secret));
+
+    // Only admins manage keys: the server's refusal.
+    let out = cli(&s, &dev_secret, &["keys"]).await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.starts_with("error: forbidden: "),
+        "{}",
+        out.stderr
+    );
+    let out = cli(&s, ADMIN_KEY, &["keys", "create", "--role", "owner"]).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+
+    // revoke: the key stops working at once; an unknown id is the server's 404.
+    let out = cli(&s, ADMIN_KEY, &["keys", "revoke", &dev_id]).await.ok();
+    assert_eq!(out.stdout.trim(), format!("revoked {dev_id}"));
+    let gone = s.get("/v1/runs", &dev_secret).await;
+    assert_eq!(gone.status, StatusCode::UNAUTHORIZED);
+    let out = cli(&s, ADMIN_KEY, &["keys", "revoke", &dev_id]).await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("not_found"), "{}", out.stderr);
+}
+
+/// Starts the real binary's `serve` on `data` and returns it with its stdout up to the
+/// `listening on` line.
+async fn serve(data: &Path, bootstrap: &str) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncReadExt;
+    let mut child = stagecraft()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env("STAGECRAFT_BOOTSTRAP_KEY", bootstrap)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = String::new();
+    // The timeout bounds a hang; it asserts no timing.
+    tokio::time::timeout(std::time::Duration::from_secs(120), async {
+        let mut buf = [0u8; 4096];
+        while !seen.contains("listening on ") || !seen.ends_with('\n') {
+            let n = stdout.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the server exited before listening:\n{seen}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    })
+    .await
+    .expect("the server listens within two minutes");
+    (child, seen)
+}
+
+/// Stops a server started by [`serve`] as Ctrl-C would, and waits until it has exited.
+async fn stop(mut child: tokio::process::Child) {
+    let pid = child.id().unwrap().to_string();
+    let sent = tokio::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(sent.success());
+    let status = child.wait().await.unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn a_lost_admin_key_is_recovered_offline() {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    let data_s = data.to_str().unwrap();
+
+    // A data dir that is not one: refused, nothing created.
+    let out = run(stagecraft(), &["admin-key", "--data-dir", data_s]).await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("no Stagecraft data in") && out.stderr.contains("nothing was written"),
+        "{}",
+        out.stderr
+    );
+    assert!(!data.exists(), "nothing was created");
+
+    // A store without a tenant: nothing to recover, nothing written.
+    let empty = dir.path().join("empty");
+    drop(stagecraft::store::Store::open(&empty.join("db")).unwrap());
+    let out = run(
+        stagecraft(),
+        &["admin-key", "--data-dir", empty.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("has no tenant yet"), "{}", out.stderr);
+    let store = stagecraft::store::Store::open(&empty.join("db")).unwrap();
+    assert!(store.tenants().unwrap().is_empty());
+    drop(store);
+
+    // The first start prints the key; a later start says how to recover a lost one.
+    let (server, first) = serve(&data, ADMIN_KEY).await;
+    assert!(
+        first.contains(&format!("admin key: {ADMIN_KEY}")),
+        "{first}"
+    );
+    assert!(!first.contains("lost it?"), "{first}");
+
+    // While it runs, the data dir is refused and nothing is added.
+    let out = run(stagecraft(), &["admin-key", "--data-dir", data_s]).await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("is in use by a running server: stop it first")
+            && out.stderr.contains("nothing was written"),
+        "{}",
+        out.stderr
+    );
+    stop(server).await;
+
+    let out = run(
+        stagecraft(),
+        &["admin-key", "--data-dir", data_s, "--tenant", "acme"],
+    )
+    .await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains(r#"no tenant "acme" (tenants: default)"#),
+        "{}",
+        out.stderr
+    );
+
+    let out = run(stagecraft(), &["admin-key", "--data-dir", data_s])
+        .await
+        .ok();
+    let secret = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("admin key: "))
+        .unwrap()
+        .to_string();
+    assert!(out.stdout.contains("for tenant default"), "{}", out.stdout);
+    let op = run(
+        stagecraft(),
+        &["admin-key", "--data-dir", data_s, "--operator", "--json"],
+    )
+    .await
+    .ok()
+    .json();
+    let op_secret = op["secret"].as_str().unwrap().to_string();
+    assert_eq!(op["tenant"], "default");
+    assert_eq!(op["key"]["operator"], true);
+
+    let (server, second) = serve(&data, "another-bootstrap-key-0123").await;
+    assert!(
+        second.contains(&format!(
+            "lost it? stop the server and run: stagecraft admin-key --data-dir {data_s}"
+        )),
+        "{second}"
+    );
+    assert!(
+        second.contains("STAGECRAFT_BOOTSTRAP_KEY is ignored"),
+        "{second}"
+    );
+    assert!(!second.contains("admin key: "), "{second}");
+    let base = format!(
+        "http://{}",
+        second
+            .lines()
+            .find_map(|l| l.strip_prefix("listening on "))
+            .unwrap()
+    );
+    let c = reqwest::Client::new();
+    // The recovered key is an admin key of tenant default; only the operator one may create
+    // tenants.
+    let keys = c
+        .get(format!("{base}/v1/keys"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keys.status(), StatusCode::OK);
+    let keys: Value = keys.json().await.unwrap();
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 3, "{keys}");
+    for (key, want) in [
+        (&secret, StatusCode::FORBIDDEN),
+        (&op_secret, StatusCode::CREATED),
+    ] {
+        let tenant = c
+            .post(format!("{base}/v1/tenants"))
+            .bearer_auth(key)
+            .json(&json!({"id": format!("t{}", want.as_u16()), "name": "T"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(tenant.status(), want);
+    }
+    stop(server).await;
+
+    // Two tenants and one of them is default: default is picked; --tenant picks another.
+    let out = run(
+        stagecraft(),
+        &[
+            "admin-key",
+            "--data-dir",
+            data_s,
+            "--tenant",
+            "t201",
+            "--json",
+        ],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(out["tenant"], "t201");
+}
+
+#[tokio::test]
+async fn serve_help_shows_only_what_serve_takes() {
+    let out = run(stagecraft(), &["serve", "--help"]).await.ok();
+    for want in [
+        "--data-dir",
+        "--listen",
+        "--demo",
+        "--retention-days",
+        "STAGECRAFT_BOOTSTRAP_KEY",
+        "stagecraft admin-key",
+    ] {
+        assert!(
+            out.stdout.contains(want),
+            "missing {want} in:\n{}",
+            out.stdout
+        );
+    }
+    for unwanted in [
+        "--url",
+        "--key",
+        "--json",
+        "STAGECRAFT_URL",
+        "STAGECRAFT_KEY ",
+    ] {
+        assert!(
+            !out.stdout.contains(unwanted),
+            "{unwanted} in:\n{}",
+            out.stdout
+        );
+    }
+    let out = run(stagecraft(), &["serve", "--key", "k"]).await;
+    assert_eq!(out.code, 2, "serve takes no --key: {}", out.stderr);
+    // Client commands take them (after the subcommand).
+    let out = run(stagecraft(), &["runs", "--help"]).await.ok();
+    for want in [
+        "--url",
+        "--key",
+        "--json",
+        "STAGECRAFT_URL",
+        "STAGECRAFT_KEY",
+    ] {
+        assert!(
+            out.stdout.contains(want),
+            "missing {want} in:\n{}",
+            out.stdout
+        );
+    }
+}
+
+#[tokio::test]
+async fn dry_run_without_a_record_names_the_flags() {
+    let dir = temp_dir();
+    let s = Server::start(&dir.path().join("data")).await;
+    s.upload_guest(ADMIN_KEY, "mover", "mover").await;
+    let out = cli(&s, ADMIN_KEY, &["dry-run", "mover@1"]).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("--record") && out.stderr.contains("--event"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("\"record\""), "{}", out.stderr);
+    // An inbound event needs no record.
+    let out = cli(
+        &s,
+        ADMIN_KEY,
+        &[
+            "dry-run",
+            "mover@1",
+            "--kind",
+            r#"{"type":"inbound","name":"ping","payload":{}}"#,
+        ],
+    )
+    .await
+    .ok();
+    assert!(out.stdout.contains("outcome"), "{}", out.stdout);
+}
+
+#[tokio::test]
+async fn a_closed_stdout_ends_quietly() {
+    let dir = temp_dir();
+    let s = Server::start(&dir.path().join("data")).await;
+    for i in 0..3 {
+        s.record(
+            ADMIN_KEY,
+            json!({"kind": "lead", "name": format!("Lead {i}")}),
+        )
+        .await;
+    }
+    // The reader is gone before the command writes anything (`… | head -0`), so every
+    // write meets a broken pipe, every time.
+    for args in [
+        &["messages"][..],
+        &["records"],
+        &["records", "--json"],
+        &["runs"],
+        &["keys"],
+        &["pipelines"],
+        &["modules"],
+    ] {
+        let mut cmd = stagecraft();
+        cmd.env("STAGECRAFT_URL", &s.base)
+            .env("STAGECRAFT_KEY", ADMIN_KEY)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().await.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
 }

@@ -10,7 +10,8 @@ use super::{table, CliError, EnableArgs};
 use crate::model::{Binding, Pipeline};
 
 /// Creates or updates the binding of `a.module` on `a.pipeline`.
-pub async fn enable(client: &Client, a: EnableArgs, json: bool) -> Result<(), CliError> {
+pub async fn enable(client: &Client, a: EnableArgs) -> Result<(), CliError> {
+    let json = a.conn.json;
     let config = a
         .config
         .as_deref()
@@ -93,19 +94,23 @@ pub async fn enable(client: &Client, a: EnableArgs, json: bool) -> Result<(), Cl
         Some(_) => "updated".to_string(),
         None => "new binding".to_string(),
     };
-    println!(
+    outln!(
         "enabled {}@{} on pipeline {} ({how}; binding {}, revision {})",
-        b.module, b.version, b.pipeline, b.id, b.revision
+        b.module,
+        b.version,
+        b.pipeline,
+        b.id,
+        b.revision
     );
     let mode = serde_json::to_value(b.mode)
         .ok()
         .and_then(|m| m.as_str().map(String::from))
         .unwrap_or_default();
     let triggers: Vec<String> = b.triggers.iter().map(|t| trigger(&json!(t))).collect();
-    println!("mode     {mode}");
-    println!("on       {}", triggers.join(", "));
-    println!("config   {}", b.config);
-    println!(
+    outln!("mode     {mode}");
+    outln!("on       {}", triggers.join(", "));
+    outln!("config   {}", b.config);
+    outln!(
         "grants   fields [{}], channels [{}], backward moves {}",
         b.grants.fields.join(", "),
         b.grants

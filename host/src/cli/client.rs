@@ -118,6 +118,13 @@ impl Client {
         .await
     }
 
+    /// `DELETE` (the API answers 204, read as `null`).
+    pub async fn delete(&self, segments: &[&str]) -> Result<Value, ClientError> {
+        let url = self.url(segments, &[]);
+        self.send(self.http.delete(url.clone()), &url, REQUEST_TIMEOUT)
+            .await
+    }
+
     /// `POST` a raw body of `len` bytes with `content_type` (the body may be a stream).
     pub async fn upload(
         &self,

@@ -1,22 +1,39 @@
-//! The command line: `stagecraft serve` runs the server; the other subcommands are a plain
-//! HTTP client of its API (`push`, `modules`, `enable`, `dry-run`, `runs`, `logs`, `messages`) plus the
+//! The command line: `stagecraft serve` runs the server and `admin-key` repairs its data dir
+//! offline; the other subcommands are a plain HTTP client of its API (`push`, `modules`,
+//! `enable`, `dry-run`, `runs`, `logs`, `messages`, `records`, `pipelines`, `keys`) plus the
 //! rule-crate tools (`new`, `build`). Lives in the library so test harnesses run the real
 //! binary as a separate process.
 //!
 //! Exit codes: 0 success, 1 the server refused or a local step failed, 2 usage (bad flags or
-//! arguments), 3 the server could not be reached.
+//! arguments), 3 the server could not be reached. A closed stdout (`… | head`) ends a
+//! command quietly with 0.
 
+/// `println!` for command output: a reader that went away (`stagecraft runs | head -3`)
+/// ends the process quietly instead of panicking (see [`stdout`]).
+macro_rules! outln {
+    () => {
+        $crate::cli::stdout::line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::stdout::line(format_args!($($arg)*))
+    };
+}
+
+mod admin_key;
 mod bindings;
 mod client;
+mod keys;
 mod messages;
 mod modules;
+mod pipelines;
+mod records;
 mod runs;
 mod scaffold;
 mod serve;
+mod stdout;
 mod syntax;
 mod table;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -35,15 +52,15 @@ use syntax::{GrantArg, ModuleRef, TriggerArg};
     after_help = "Exit codes: 0 ok, 1 refused by the server or failed, 2 usage, 3 server unreachable."
 )]
 struct Cli {
-    #[command(flatten)]
-    global: Global,
     #[command(subcommand)]
     command: Command,
 }
 
-/// Where the client subcommands find the server, and how they print.
+/// Where a client subcommand finds the server, and how it prints. Only the subcommands that
+/// talk to a server take these (global within a subcommand: `records show ID --json` works).
 #[derive(Args, Clone)]
-struct Global {
+#[command(next_help_heading = "Server connection")]
+struct Conn {
     /// The server's base URL.
     #[arg(
         long,
@@ -52,8 +69,7 @@ struct Global {
         default_value = "http://127.0.0.1:8080"
     )]
     url: String,
-    /// API key (admin for `enable`; developer or admin for `push`, `dry-run`, `runs`, `logs`,
-    /// `messages`; any for `modules` without a name).
+    /// API key (the one `serve` printed at first start is an admin key).
     #[arg(long, global = true, env = "STAGECRAFT_KEY", hide_env_values = true)]
     key: Option<String>,
     /// Print the server's JSON instead of tables.
@@ -64,28 +80,10 @@ struct Global {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
-    Serve {
-        /// Where sled and compiled modules live.
-        #[arg(long, default_value = "./stagecraft-data")]
-        data_dir: PathBuf,
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
-        /// Seed the default tenant with the example modules, bindings and sample records.
-        #[arg(long)]
-        demo: bool,
-        /// Let webhooks, SMS providers and SMTP relays be on loopback, private and link-local
-        /// addresses, for tests and demos (off: tenants and modules pick destinations and must
-        /// not reach this host's network). Also accepted as --allow-internal-webhooks.
-        #[arg(long, alias = "allow-internal-webhooks")]
-        allow_internal_destinations: bool,
-        /// Log lines as text or as JSON objects (with the request / event / run spans).
-        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-        log_format: LogFormat,
-        /// Days to keep run history, journal snapshots and delivered messages.
-        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=36500))]
-        retention_days: u64,
-    },
+    #[command(after_help = SERVE_AFTER_HELP)]
+    Serve(serve::ServeArgs),
+    /// Issue a new admin key offline, on the data dir of a stopped server (a lost key).
+    AdminKey(admin_key::AdminKeyArgs),
     /// Create a rule crate wired to stagecraft-sdk, with a unit test on the mock host.
     New {
         /// Directory to create; its last component is the crate name.
@@ -99,22 +97,29 @@ enum Command {
         /// The crate's directory.
         #[arg(long, default_value = ".")]
         path: PathBuf,
+        /// Print `{"component", "size"}` as JSON.
+        #[arg(long)]
+        json: bool,
     },
-    /// Upload a component as the next version of a module.
+    /// Upload a component as the next version of a module (developer or admin key).
     Push {
         /// The component (`.wasm`).
         file: PathBuf,
         /// The module's name.
         #[arg(long)]
         module: String,
+        #[command(flatten)]
+        conn: Conn,
     },
     /// The modules, or one module's versions and where each is enabled.
     Modules {
         /// A module's name: list its versions.
         name: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
     },
-    /// Enable a module version on a pipeline: creates its binding there, or switches the
-    /// existing one to this version (that is also how you roll back).
+    /// Enable a module version on a pipeline (admin key): creates its binding there, or
+    /// switches the existing one to this version (that is also how you roll back).
     Enable(EnableArgs),
     /// Run a module version against a real record or past event; commits and sends nothing.
     DryRun(DryRunArgs),
@@ -124,10 +129,30 @@ enum Command {
     Logs {
         /// The run's id (from `stagecraft runs`).
         run: String,
+        #[command(flatten)]
+        conn: Conn,
     },
     /// The outbox: messages modules queued, and their delivery state.
     Messages(MessagesArgs),
+    /// CRM records: list and search, show one with its events, create, move to a stage.
+    Records(records::RecordsArgs),
+    /// Pipelines and their stages; create one.
+    Pipelines(pipelines::PipelinesArgs),
+    /// API keys (admin key): list, create, revoke.
+    Keys(keys::KeysArgs),
 }
+
+const SERVE_AFTER_HELP: &str = "\
+Environment:
+  STAGECRAFT_BOOTSTRAP_KEY  the admin key of the first start (at least 16 characters) instead
+                            of a random one; ignored once the data dir has a tenant
+  RUST_LOG                  log filter, e.g. info or stagecraft=debug
+
+The first start creates tenant `default` and prints its admin key once. Lost it? Stop the
+server and run `stagecraft admin-key --data-dir DIR` for a new one.
+
+The client commands (push, runs, records, …) take the server's URL and an API key; serve
+takes neither.";
 
 #[derive(Args)]
 struct EnableArgs {
@@ -157,6 +182,8 @@ struct EnableArgs {
     /// The binding to change, when the module has more than one on the pipeline.
     #[arg(long)]
     binding: Option<String>,
+    #[command(flatten)]
+    conn: Conn,
 }
 
 #[derive(Args)]
@@ -179,6 +206,8 @@ struct DryRunArgs {
     /// Narrow what the module may do (default: everything, to see every effect it tries).
     #[arg(long = "grant", value_name = "GRANT")]
     grants: Vec<GrantArg>,
+    #[command(flatten)]
+    conn: Conn,
 }
 
 #[derive(Args)]
@@ -201,6 +230,8 @@ struct RunsArgs {
     /// Seconds between polls with `--follow` (0.2-60).
     #[arg(long, default_value_t = 1.0, value_parser = syntax::poll_interval)]
     interval: f64,
+    #[command(flatten)]
+    conn: Conn,
 }
 
 #[derive(Args)]
@@ -216,6 +247,8 @@ struct MessagesArgs {
     /// How many messages to show (1-500), oldest first.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=500))]
     limit: u16,
+    #[command(flatten)]
+    conn: Conn,
 }
 
 /// Why a subcommand failed; decides the message on stderr and the exit code.
@@ -250,7 +283,7 @@ impl CliError {
 pub async fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::telemetry::init_logs(match &cli.command {
-        Command::Serve { log_format, .. } => *log_format,
+        Command::Serve(a) => a.log_format,
         _ => LogFormat::Text,
     });
     match run(cli).await {
@@ -263,40 +296,35 @@ pub async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
-    let g = cli.global;
     match cli.command {
-        Command::Serve {
-            data_dir,
-            listen,
-            demo,
-            allow_internal_destinations,
-            retention_days,
-            ..
-        } => serve::run(serve::Options {
-            data_dir,
-            listen,
-            demo,
-            allow_internal_destinations,
-            retention: std::time::Duration::from_secs(retention_days * 24 * 3600),
-        })
-        .await
-        .map_err(CliError::Serve),
+        Command::Serve(a) => serve::run(a).await.map_err(CliError::Serve),
+        Command::AdminKey(a) => admin_key::run(a),
         Command::New { path, sdk_path } => scaffold::new(&path, sdk_path.as_deref()),
-        Command::Build { path } => scaffold::build(&path, g.json),
-        Command::Push { file, module } => modules::push(&client(&g)?, &file, &module, g.json).await,
-        Command::Modules { name } => modules::list(&client(&g)?, name.as_deref(), g.json).await,
-        Command::Enable(a) => bindings::enable(&client(&g)?, a, g.json).await,
-        Command::DryRun(a) => modules::dry_run(&client(&g)?, a, g.json).await,
-        Command::Runs(a) => runs::list(&client(&g)?, a, g.json).await,
-        Command::Logs { run } => runs::show(&client(&g)?, &run, g.json).await,
-        Command::Messages(a) => messages::list(&client(&g)?, a, g.json).await,
+        Command::Build { path, json } => scaffold::build(&path, json),
+        Command::Push { file, module, conn } => {
+            modules::push(&client(&conn)?, &file, &module, conn.json).await
+        }
+        Command::Modules { name, conn } => {
+            modules::list(&client(&conn)?, name.as_deref(), conn.json).await
+        }
+        Command::Enable(a) => bindings::enable(&client(&a.conn)?, a).await,
+        Command::DryRun(a) => modules::dry_run(&client(&a.conn)?, a).await,
+        Command::Runs(a) => runs::list(&client(&a.conn)?, a).await,
+        Command::Logs { run, conn } => runs::show(&client(&conn)?, &run, conn.json).await,
+        Command::Messages(a) => {
+            let json = a.conn.json;
+            messages::list(&client(&a.conn)?, a, json).await
+        }
+        Command::Records(a) => records::run(&client(&a.conn)?, a).await,
+        Command::Pipelines(a) => pipelines::run(&client(&a.conn)?, a).await,
+        Command::Keys(a) => keys::run(&client(&a.conn)?, a).await,
     }
 }
 
-fn client(g: &Global) -> Result<Client, CliError> {
-    let key = g
+fn client(c: &Conn) -> Result<Client, CliError> {
+    let key = c
         .key
         .clone()
         .ok_or_else(|| CliError::Usage("no API key: pass --key or set STAGECRAFT_KEY".into()))?;
-    Client::new(&g.url, &key).map_err(|e| CliError::Usage(e.to_string()))
+    Client::new(&c.url, &key).map_err(|e| CliError::Usage(e.to_string()))
 }

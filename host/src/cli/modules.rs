@@ -65,7 +65,7 @@ pub async fn push(client: &Client, file: &Path, module: &str, json: bool) -> Res
         return Ok(());
     }
     let mv: ModuleVersion = typed(&v, "module version")?;
-    println!(
+    outln!(
         "pushed {}@{}  sha256:{}  {}  {}",
         mv.module,
         mv.version,
@@ -90,18 +90,25 @@ struct DryRunView {
 }
 
 /// Runs `module@version` on a record or past event and prints what it would do.
-pub async fn dry_run(client: &Client, a: DryRunArgs, json: bool) -> Result<(), CliError> {
+pub async fn dry_run(client: &Client, a: DryRunArgs) -> Result<(), CliError> {
+    let json = a.conn.json;
+    let kind = a
+        .kind
+        .map(|k| json_object(&k, "--kind"))
+        .transpose()
+        .map_err(CliError::Usage)?;
+    let inbound = kind.as_ref().is_some_and(|k| k["type"] == "inbound");
+    if a.record.is_none() && a.event.is_none() && !inbound {
+        return Err(CliError::Usage(format!(
+            "dry-run {} needs --record REC_ID (run on that record now) or --event EVENT_ID \
+             (replay a past event); only an inbound --kind needs neither",
+            a.module
+        )));
+    }
     let mut body = Map::new();
     put(&mut body, "record", a.record.map(Value::from));
     put(&mut body, "event", a.event.map(Value::from));
-    put(
-        &mut body,
-        "kind",
-        a.kind
-            .map(|k| json_object(&k, "--kind"))
-            .transpose()
-            .map_err(CliError::Usage)?,
-    );
+    put(&mut body, "kind", kind);
     put(
         &mut body,
         "config",
@@ -132,8 +139,8 @@ pub async fn dry_run(client: &Client, a: DryRunArgs, json: bool) -> Result<(), C
         return Ok(());
     }
     let r: DryRunView = typed(&v, "dry-run result")?;
-    println!("dry-run of {} (nothing committed, nothing sent)", a.module);
-    println!(
+    outln!("dry-run of {} (nothing committed, nothing sent)", a.module);
+    outln!(
         "event    {} {}{}",
         r.event.id,
         r.event.kind.name(),

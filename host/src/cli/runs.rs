@@ -16,7 +16,8 @@ const FOLLOW_WINDOW: u16 = 200;
 
 /// Lists runs, newest first; with `--follow`, then prints new ones (oldest first) as they
 /// appear until Ctrl-C.
-pub async fn list(client: &Client, a: RunsArgs, json: bool) -> Result<(), CliError> {
+pub async fn list(client: &Client, a: RunsArgs) -> Result<(), CliError> {
+    let json = a.conn.json;
     let mut query: Vec<(&str, String)> = Vec::new();
     for (k, v) in [
         ("module", &a.module),
@@ -35,10 +36,12 @@ pub async fn list(client: &Client, a: RunsArgs, json: bool) -> Result<(), CliErr
     };
     if !a.follow {
         let v = client.get(&["v1", "runs"], &page(a.limit)).await?;
-        let runs = runs_of(&v)?;
+        let mut runs = runs_of(&v)?;
         if json {
             table::print_json(&v);
         } else {
+            // Newest first by the time they started, whatever order their ids sort in.
+            runs.sort_by(|a, b| by_time(b, a));
             table::print(&runs_table(&runs), "no runs");
         }
         return Ok(());
@@ -51,14 +54,14 @@ pub async fn list(client: &Client, a: RunsArgs, json: bool) -> Result<(), CliErr
     let mut emit = |fresh: Vec<(RunRecord, Value)>| {
         for (r, raw) in &fresh {
             if json {
-                println!("{raw}");
+                outln!("{raw}");
                 continue;
             }
             // Fixed widths: rows printed poll by poll still line up.
             if !std::mem::replace(&mut shown_header, true) {
-                println!("{}", follow_line(&RUN_HEADERS.map(String::from)));
+                outln!("{}", follow_line(&RUN_HEADERS.map(String::from)));
             }
-            println!("{}", follow_line(&run_row(r)));
+            outln!("{}", follow_line(&run_row(r)));
         }
     };
     let raw_runs = |v: &Value| -> Result<Vec<(RunRecord, Value)>, CliError> {
@@ -69,7 +72,10 @@ pub async fn list(client: &Client, a: RunsArgs, json: bool) -> Result<(), CliErr
     let v = client.get(&["v1", "runs"], &page(FOLLOW_WINDOW)).await?;
     let window = raw_runs(&v)?;
     seen.extend(window.iter().map(|(r, _)| r.id.clone()));
-    let mut first: Vec<(RunRecord, Value)> = window.into_iter().take(a.limit.into()).collect();
+    // The latest `limit` runs by start time, printed oldest first.
+    let mut first = window;
+    first.sort_by(|(a, _), (b, _)| by_time(b, a));
+    first.truncate(a.limit.into());
     first.reverse();
     emit(first);
     let interval = Duration::from_secs_f64(a.interval);
@@ -108,13 +114,20 @@ pub async fn list(client: &Client, a: RunsArgs, json: bool) -> Result<(), CliErr
             .into_iter()
             .filter(|(r, _)| !seen.contains(&r.id))
             .collect();
-        fresh.sort_by(|(a, _), (b, _)| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
+        fresh.sort_by(|(a, _), (b, _)| by_time(a, b));
         // Runs are only ever added, so a run that left the window never comes back:
         // remembering the window is enough, and keeps memory bounded. (A run committed for an
         // event older than the whole window is not shown.)
         seen = ids;
         emit(fresh);
     }
+}
+
+/// Oldest first: by start time, then id.
+fn by_time(a: &RunRecord, b: &RunRecord) -> std::cmp::Ordering {
+    a.started_at
+        .cmp(&b.started_at)
+        .then_with(|| a.id.cmp(&b.id))
 }
 
 fn runs_of(v: &Value) -> Result<Vec<RunRecord>, CliError> {
@@ -164,8 +177,8 @@ pub async fn show(client: &Client, id: &str, json: bool) -> Result<(), CliError>
         return Ok(());
     }
     let r: RunRecord = typed(&v, "run")?;
-    println!("run      {}", r.id);
-    println!(
+    outln!("run      {}", r.id);
+    outln!(
         "module   {}@{} (binding {}, {})",
         r.module,
         r.version,
@@ -175,7 +188,7 @@ pub async fn show(client: &Client, id: &str, json: bool) -> Result<(), CliError>
             crate::model::Mode::Background => "background",
         }
     );
-    println!(
+    outln!(
         "event    {} {}{}",
         r.event,
         r.event_kind,
@@ -184,7 +197,7 @@ pub async fn show(client: &Client, id: &str, json: bool) -> Result<(), CliError>
             .map(|rec| format!(" on {rec}"))
             .unwrap_or_default()
     );
-    println!(
+    outln!(
         "started  {} (cascade depth {})",
         table::time(&r.started_at),
         r.depth
@@ -216,8 +229,8 @@ pub struct Report<'a> {
 
 /// Prints a report: outcome and cost, then effects, discarded effects, logs and host calls.
 pub fn print_report(r: &Report<'_>) {
-    println!("outcome  {}", table::outcome(r.outcome));
-    println!(
+    outln!("outcome  {}", table::outcome(r.outcome));
+    outln!(
         "cost     {} fuel, {} peak memory, {}",
         r.fuel_used,
         table::bytes(r.peak_memory),
@@ -242,11 +255,11 @@ pub fn print_report(r: &Report<'_>) {
 fn section(title: &str, lines: impl Iterator<Item = String>) {
     let lines: Vec<String> = lines.collect();
     if lines.is_empty() {
-        println!("{title}: none");
+        outln!("{title}: none");
     } else {
-        println!("{title}:");
+        outln!("{title}:");
         for l in lines {
-            println!("  {l}");
+            outln!("  {l}");
         }
     }
 }

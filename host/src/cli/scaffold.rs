@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use super::serve::shell_word;
 use super::CliError;
 
 const TARGET: &str = "wasm32-wasip2";
@@ -46,12 +47,20 @@ pub fn new(path: &Path, sdk_path: Option<&Path>) -> Result<(), CliError> {
             .replace("{{crate}}", &name.replace('-', "_"))
             .replace("{{sdk_path}}", &toml_escape(sdk_text))
     };
-    let files = [
+    let mut files = vec![
         ("Cargo.toml", fill(CARGO_TOML)),
         ("src/lib.rs", fill(LIB_RS)),
         ("README.md", fill(README)),
         (".gitignore", fill(GITIGNORE)),
     ];
+    // The lock file Stagecraft itself is built and tested with, next to the SDK: the crate's
+    // first build uses those versions (cargo drops the packages the crate does not use).
+    let lock = sdk
+        .parent()
+        .map(|checkout| checkout.join("Cargo.lock"))
+        .and_then(|l| std::fs::read_to_string(l).ok());
+    let pinned = lock.is_some();
+    files.extend(lock.map(|l| ("Cargo.lock", l)));
     for (rel, text) in &files {
         let file = path.join(rel);
         let write = || -> std::io::Result<()> {
@@ -62,16 +71,60 @@ pub fn new(path: &Path, sdk_path: Option<&Path>) -> Result<(), CliError> {
         };
         write().map_err(|e| CliError::Failed(format!("{}: {e}", file.display())))?;
     }
-    println!(
-        "created rule crate {name} in {} (stagecraft-sdk from {})",
+    outln!(
+        "created rule crate {name} in {} (stagecraft-sdk from {}{})",
         path.display(),
-        sdk.display()
+        sdk.display(),
+        if pinned {
+            "; Cargo.lock pins its dependencies to the versions Stagecraft uses"
+        } else {
+            ""
+        }
     );
-    println!(
-        "next: cd {} && cargo test && stagecraft build",
-        path.display()
-    );
+    let me = invocation();
+    outln!("next:");
+    outln!("  cd {}", shell_word(path));
+    outln!("  cargo test");
+    outln!("  {me} build");
+    if me != "stagecraft" {
+        let host = sdk.parent().map(|c| c.join("host"));
+        outln!(
+            "(`stagecraft` is not on your PATH{}; the line above runs this build of it)",
+            host.map(|h| format!(": `cargo install --path {}` puts it there", shell_word(&h)))
+                .unwrap_or_default()
+        );
+    }
     Ok(())
+}
+
+/// How to run this very `stagecraft` from anywhere: `stagecraft` when that is what PATH
+/// finds, the `cargo run` line for this checkout when cargo started it, else its full path.
+fn invocation() -> String {
+    let me = std::env::current_exe().and_then(|p| p.canonicalize()).ok();
+    let on_path = std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| {
+            let found = dir.join("stagecraft").canonicalize().ok();
+            found.is_some() && found == me
+        })
+    });
+    if on_path {
+        return "stagecraft".into();
+    }
+    // `cargo run` gives the program its package's environment.
+    let by_cargo = std::env::var("CARGO_PKG_NAME").is_ok_and(|n| n == "stagecraft");
+    if let (true, Some(dir)) = (by_cargo, std::env::var_os("CARGO_MANIFEST_DIR")) {
+        let manifest = Path::new(&dir).join("../Cargo.toml");
+        if let Ok(manifest) = manifest.canonicalize() {
+            return format!(
+                "cargo run -q --manifest-path {} -p stagecraft --",
+                shell_word(&manifest)
+            );
+        }
+    }
+    match me {
+        Some(p) => shell_word(&p),
+        None => "stagecraft".into(),
+    }
 }
 
 /// A crate name that is also a module name: a letter, then letters, digits, `-` or `_`.
@@ -184,7 +237,7 @@ pub fn build(path: &Path, json: bool) -> Result<(), CliError> {
             "component": component, "size": size
         }));
     } else {
-        println!("{}", component.display());
+        outln!("{}", component.display());
         eprintln!("built component ({})", super::table::bytes(size));
     }
     Ok(())

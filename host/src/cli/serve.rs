@@ -2,42 +2,60 @@
 //! Ctrl-C or SIGTERM, flushing the store on the way out.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use clap::Args;
 
 use crate::config::Config;
+use crate::telemetry::LogFormat;
 
-/// What `stagecraft serve` was asked for.
-pub struct Options {
+/// What `stagecraft serve` takes (and nothing a client command takes).
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Where sled and compiled modules live.
+    #[arg(long, default_value = "./stagecraft-data")]
     pub data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Seed the default tenant with the example modules.
+    /// Seed the default tenant with the example modules, bindings and sample records.
+    #[arg(long)]
     pub demo: bool,
-    /// Let deliveries reach loopback, private and link-local addresses.
+    /// Let webhooks, SMS providers and SMTP relays be on loopback, private and link-local
+    /// addresses, for tests and demos (off: tenants and modules pick destinations and must
+    /// not reach this host's network). Also accepted as --allow-internal-webhooks.
+    #[arg(long, alias = "allow-internal-webhooks")]
     pub allow_internal_destinations: bool,
-    /// Age after which run history, journal snapshots and delivered messages are pruned.
-    pub retention: std::time::Duration,
+    /// Log lines as text or as JSON objects (with the request / event / run spans).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Days to keep run history, journal snapshots and delivered messages.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=36500))]
+    pub retention_days: u64,
 }
 
 /// Starts the server on `listen` with data in `data_dir`, optionally seeding the demo.
-pub async fn run(o: Options) -> anyhow::Result<()> {
-    let Options {
-        data_dir,
-        listen,
-        demo,
-        allow_internal_destinations,
-        retention,
-    } = o;
-    let mut config = Config::new(data_dir);
-    config.delivery.allow_internal_destinations = allow_internal_destinations;
-    config.retention.max_age = retention;
+pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
+    let mut config = Config::new(a.data_dir.clone());
+    config.delivery.allow_internal_destinations = a.allow_internal_destinations;
+    config.retention.max_age = std::time::Duration::from_secs(a.retention_days * 24 * 3600);
     let bootstrap = std::env::var("STAGECRAFT_BOOTSTRAP_KEY").ok();
     let started = crate::server::start(config, bootstrap.as_deref())?;
-    if let Some(key) = &started.bootstrap_key {
-        println!("admin key: {key}");
+    match &started.bootstrap_key {
+        Some(key) => println!("admin key: {key}"),
+        None => {
+            if bootstrap.is_some() {
+                println!("STAGECRAFT_BOOTSTRAP_KEY is ignored: this data dir already has a tenant");
+            }
+            println!(
+                "the admin key was printed at this data dir's first start; lost it? stop the \
+                 server and run: stagecraft admin-key --data-dir {}",
+                shell_word(&a.data_dir)
+            );
+        }
     }
-    if demo {
+    if a.demo {
         match crate::demo::seed(&started.state, "default").await? {
             Some(s) => println!(
                 "demo: {} example modules enabled, {} sample records created in tenant default",
@@ -46,34 +64,66 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
             None => println!("demo: tenant default already has the example modules"),
         }
     }
-    let listener = tokio::net::TcpListener::bind(listen)
+    let shutdown = shutdown_signal().context("listening for Ctrl-C and SIGTERM")?;
+    let listener = tokio::net::TcpListener::bind(a.listen)
         .await
-        .with_context(|| format!("listening on {listen}"))?;
+        .with_context(|| format!("listening on {}", a.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "stagecraft listening");
     println!("listening on {addr}");
-    crate::http::serve(listener, started.state, shutdown_signal()).await?;
+    crate::http::serve(listener, started.state, shutdown).await?;
     tracing::info!("stopped; data flushed");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// `path` as one shell word: as is when that is safe, else single-quoted.
+pub fn shell_word(path: &Path) -> String {
+    let s = path.display().to_string();
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c));
+    if plain {
+        s
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// Ctrl-C or SIGTERM. Both are registered when this is called, before the server says it
+/// is listening, so a signal sent right after `listening on` already shuts down gracefully
+/// (the default action would kill the process).
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {},
+                _ = terminate.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_dirs_become_one_shell_word() {
+        assert_eq!(
+            shell_word(Path::new("./stagecraft-data")),
+            "./stagecraft-data"
+        );
+        assert_eq!(shell_word(Path::new("/srv/my data")), "'/srv/my data'");
+        assert_eq!(shell_word(Path::new("it's")), r"'it'\''s'");
     }
 }

@@ -154,6 +154,36 @@ pub fn grants_json(grants: &[GrantArg]) -> Value {
     json!({"fields": fields, "channels": channels, "backward": backward})
 }
 
+/// One `--field NAME=VALUE`: VALUE is JSON when it parses as JSON (`70`, `true`, `null`,
+/// `["a"]`, `{"k": 1}`, `"007"`), text otherwise (`hot`, `Ada Lovelace`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldArg {
+    pub name: String,
+    pub value: Value,
+    /// VALUE as typed.
+    pub raw: String,
+}
+
+impl FromStr for FieldArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, raw) = s
+            .split_once('=')
+            .ok_or_else(|| format!("{s:?} is not NAME=VALUE (e.g. score=70)"))?;
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(format!("{s:?}: the field name is empty"));
+        }
+        let value = serde_json::from_str(raw).unwrap_or_else(|_| Value::from(raw));
+        Ok(FieldArg {
+            name: name.into(),
+            value,
+            raw: raw.into(),
+        })
+    }
+}
+
 /// A flag's JSON object value.
 pub fn json_object(s: &str, flag: &str) -> Result<Value, String> {
     match serde_json::from_str::<Value>(s) {
@@ -181,6 +211,28 @@ pub fn put(body: &mut Map<String, Value>, key: &str, value: Option<Value>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn field_values_are_typed() {
+        let f = |s: &str| s.parse::<FieldArg>().map(|f| (f.name, f.value));
+        assert_eq!(f("score=70"), Ok(("score".into(), json!(70))));
+        assert_eq!(f("ratio=0.5"), Ok(("ratio".into(), json!(0.5))));
+        assert_eq!(f("vip=true"), Ok(("vip".into(), json!(true))));
+        assert_eq!(f("gone=null"), Ok(("gone".into(), Value::Null)));
+        assert_eq!(
+            f(r#"tags=["a","b"]"#),
+            Ok(("tags".into(), json!(["a", "b"])))
+        );
+        assert_eq!(f(r#"code="007""#), Ok(("code".into(), json!("007"))));
+        assert_eq!(
+            f("source=web form"),
+            Ok(("source".into(), json!("web form")))
+        );
+        assert_eq!(f("note=a=b"), Ok(("note".into(), json!("a=b"))));
+        assert_eq!(f("empty="), Ok(("empty".into(), json!(""))));
+        assert!(f("score").is_err());
+        assert!(f("=70").is_err());
+    }
 
     #[test]
     fn module_refs() {

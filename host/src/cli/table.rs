@@ -23,10 +23,10 @@ pub fn new(headers: &[&str]) -> Table {
 /// Prints a table (nothing but `empty` when it has no rows).
 pub fn print(t: &Table, empty: &str) {
     if t.row_count() == 0 {
-        println!("{empty}");
+        outln!("{empty}");
     } else {
         for line in t.lines() {
-            println!("{}", line.trim_end());
+            outln!("{}", line.trim_end());
         }
     }
 }
@@ -34,8 +34,19 @@ pub fn print(t: &Table, empty: &str) {
 /// Prints the server's JSON, pretty.
 pub fn print_json(v: &Value) {
     match serde_json::to_string_pretty(v) {
-        Ok(s) => println!("{s}"),
-        Err(_) => println!("{v}"),
+        Ok(s) => outln!("{s}"),
+        Err(_) => outln!("{v}"),
+    }
+}
+
+/// At most `n` characters of `s`, with `…` when cut.
+pub fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(n.saturating_sub(1)).collect();
+        out.push('…');
+        out
     }
 }
 

@@ -129,3 +129,40 @@ pub fn mint_key(
     store.put_key(&key)?;
     Ok((key, secret))
 }
+
+/// Issues a new admin key for `tenant` straight into the store — the offline recovery of a
+/// lost admin key (`stagecraft admin-key`, with the server stopped). Without `tenant`, picks
+/// `default`, else the only tenant. `operator` makes it a server-operator key too, as the
+/// first start's key is. Returns the tenant's id, the key and its secret (shown once).
+pub fn recovery_key(
+    store: &Store,
+    tenant: Option<&str>,
+    operator: bool,
+) -> Result<(String, ApiKey, String)> {
+    let tenants = store.tenants()?;
+    let ids: Vec<&str> = tenants.iter().map(|t| t.id.as_str()).collect();
+    let tenant = match (tenant, ids.as_slice()) {
+        (_, []) => return Err(CrmError::NotFound("a tenant".into())),
+        (Some(t), ids) if ids.contains(&t) => t.to_string(),
+        (Some(t), ids) => {
+            return Err(CrmError::NotFound(format!(
+                "tenant {t:?} (tenants: {})",
+                ids.join(", ")
+            )))
+        }
+        (None, ids) if ids.contains(&"default") => "default".into(),
+        (None, [only]) => (*only).to_string(),
+        (None, ids) => {
+            return Err(CrmError::Invalid(format!(
+                "{} tenants and none is \"default\": pick one with --tenant ({})",
+                ids.len(),
+                ids.join(", ")
+            )))
+        }
+    };
+    let secret = new_secret();
+    let name = format!("recovered offline {}", Utc::now().format("%Y-%m-%d %H:%M"));
+    let key = key_for(&tenant, Role::Admin, &name, operator, &secret);
+    store.put_key(&key)?;
+    Ok((tenant, key, secret))
+}
