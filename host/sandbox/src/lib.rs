@@ -4,6 +4,7 @@
 //!
 //! A run only *collects* effects; committing them is automation's job.
 
+mod clock;
 mod host_api;
 pub mod inspect;
 pub mod limits;
@@ -52,6 +53,7 @@ pub enum SandboxError {
 /// The store data of one run.
 struct RunState {
     wasi: WasiCtx,
+    time: clock::VirtualTime,
     table: ResourceTable,
     limiter: MemoryLimiter,
     api: HostApi,
@@ -221,16 +223,29 @@ impl Sandbox {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| SandboxError::Engine(e.to_string()))?;
+        clock::add_to_linker(&mut linker, |s: &mut RunState| clock::ClockView {
+            table: &mut s.table,
+            time: &s.time,
+        })
+        .map_err(|e| SandboxError::Engine(e.to_string()))?;
         wit::Rule::add_to_linker::<RunState, HasSelf<HostApi>>(&mut linker, |s| &mut s.api)
             .map_err(|e| SandboxError::Engine(e.to_string()))?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("stagecraft-epoch".into())
-            .spawn(move || loop {
-                std::thread::sleep(EPOCH_TICK);
-                match weak.upgrade() {
-                    Some(e) => e.increment_epoch(),
-                    None => break,
+            .spawn(move || {
+                // Ticks follow the real clock: on a loaded machine this thread wakes late, so
+                // it adds every tick that has passed, or deadlines would stretch with load.
+                let start = Instant::now();
+                let mut ticked: u128 = 0;
+                loop {
+                    std::thread::sleep(EPOCH_TICK);
+                    let Some(e) = weak.upgrade() else { break };
+                    let due = start.elapsed().as_millis() / EPOCH_TICK.as_millis();
+                    while ticked < due {
+                        e.increment_epoch();
+                        ticked += 1;
+                    }
                 }
             })
             .map_err(|source| SandboxError::Io {
@@ -396,7 +411,8 @@ impl Sandbox {
         let _slot = self.slots.take();
         let started = Instant::now();
         let event = input.event;
-        let (wasi, captured) = wasi::context(&event.id, event.occurred_at);
+        let time = clock::VirtualTime::default();
+        let (wasi, captured) = wasi::context(&event.id, event.occurred_at, &time);
         let api = HostApi::new(HostApiInput {
             source: input.source,
             event_record: event.record.clone(),
@@ -411,6 +427,7 @@ impl Sandbox {
             &self.engine,
             RunState {
                 wasi,
+                time,
                 table: ResourceTable::new(),
                 limiter: MemoryLimiter::new(self.limits.memory_bytes),
                 api,
