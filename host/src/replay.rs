@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 use crate::automation::dry_run::{dry_run, DryRunInput};
 use crate::model::id::new_id;
 use crate::model::{Binding, Effect, EventKind, ModuleVersion, Outcome};
-use crate::sandbox::Sandbox;
+use crate::sandbox::{RunClass, Sandbox};
 use crate::store::{Store, StoreError};
 
 /// Most runs one replay covers.
@@ -334,6 +334,7 @@ fn compare(
         &plan.hash,
         DryRunInput {
             tenant,
+            class: RunClass::Background,
             event: &event,
             // The original run's id: message and follow-up ids come out the same.
             run_key: run.id.clone(),

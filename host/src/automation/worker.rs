@@ -12,6 +12,7 @@ use super::{run_id, Automation};
 use crate::crm::records::event;
 use crate::model::id::new_id;
 use crate::model::{Binding, Event, EventKind, Job, Outcome, RunRecord, TimerKind};
+use crate::sandbox::RunClass;
 use crate::store::{Changeset, DueTimer, StoreError};
 
 pub async fn run_jobs(a: Arc<Automation>, mut stop: watch::Receiver<bool>) {
@@ -243,11 +244,14 @@ impl Automation {
     ) -> Result<RunRecord, StoreError> {
         let now = Utc::now();
         let mut cs = Changeset::new(tenant);
-        let mut run = self.execute(&mut cs, ev, binding, now)?;
+        let mut run = self.execute(&mut cs, ev, binding, now, RunClass::Background)?;
         if run.outcome.is_ok() {
-            let halt = match self.cascade(&mut cs, 0, now) {
+            let halt = match self.cascade(&mut cs, 0, now, RunClass::Background) {
                 Ok(()) => None,
                 Err(super::Halt::Store(e)) => return Err(e),
+                // Background runs wait for their slot as long as it takes; should one ever
+                // give up, the job runs again like after any other interruption.
+                Err(super::Halt::Busy(m)) => return Err(StoreError::Stale(m)),
                 Err(super::Halt::Rejected(r)) => Some(r),
             };
             if let Some(rejected) = halt {
