@@ -10,6 +10,7 @@
 pub mod dry_run;
 mod effects;
 mod guard;
+mod queue;
 pub mod source;
 mod worker;
 
@@ -361,7 +362,7 @@ impl Automation {
         if !tasks.is_empty() {
             return;
         }
-        tasks.push(tokio::spawn(worker::run_jobs(
+        tasks.push(tokio::spawn(queue::run_jobs(
             self.clone(),
             self.stop.subscribe(),
         )));
