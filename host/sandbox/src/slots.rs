@@ -99,6 +99,12 @@ impl State {
     fn admit(&mut self, tenant: &str) {
         self.running += 1;
         *self.by_tenant.entry(tenant.to_string()).or_default() += 1;
+        self.report();
+    }
+
+    fn report(&self) {
+        metrics::gauge!("stagecraft_run_slots_in_use").set(f64::from(self.running));
+        metrics::gauge!("stagecraft_run_slot_waiters").set(self.waiting.len() as f64);
     }
 }
 
@@ -191,6 +197,7 @@ impl Drop for Slot<'_> {
                 state.by_tenant.remove(&self.tenant);
             }
         }
+        state.report();
         // Waking costs a system call even with nobody waiting: only when someone is.
         if !state.waiting.is_empty() {
             self.slots.freed.notify_all();

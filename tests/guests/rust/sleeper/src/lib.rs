@@ -1,4 +1,5 @@
-//! Hostile: waits. The binding config's `"do"` says how: `sleep` (20 s, then logs how much
+//! Hostile: waits. The binding config's `"do"` says how: `sleep` (`"seconds"`, default 20,
+//! then logs how much
 //! time passed on both clocks), `sleep_forever` (sleeps in a loop), `far_instant` (polls a
 //! monotonic instant far in the future), `tcp` / `udp` (creates a socket), `lookup` (resolves
 //! a name), `stdin` (reads stdin to the end). Whatever it tried, it logs what it got.
@@ -15,7 +16,8 @@ impl Rule for Sleeper {
         let (mono, wall) = (Instant::now(), SystemTime::now());
         match what.as_str() {
             "sleep" => {
-                std::thread::sleep(Duration::from_secs(20));
+                let seconds = ctx.config_value()["seconds"].as_u64().unwrap_or(20);
+                std::thread::sleep(Duration::from_secs(seconds));
                 let slept = wall.elapsed().map(|d| d.as_secs()).unwrap_or(0);
                 ctx.info(format!(
                     "slept: monotonic {} s, wall {slept} s",
