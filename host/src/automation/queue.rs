@@ -189,3 +189,27 @@ fn fill(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_failures_back_off_exponentially_and_log_once_per_doubling() {
+        let mut b = Backoff::default();
+        assert_eq!(b.delay(), IDLE_POLL);
+        let mut logged = 0;
+        let mut delays = Vec::new();
+        for _ in 0..100 {
+            logged += usize::from(b.fail());
+            delays.push(b.delay());
+        }
+        assert_eq!(delays[0], Duration::from_secs(1));
+        assert_eq!(delays[1], Duration::from_secs(2));
+        assert!(delays.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(delays[99], MAX_BACKOFF);
+        assert_eq!(logged, 7, "100 failures are logged 7 times, not 100");
+        b.ok();
+        assert_eq!(b.delay(), IDLE_POLL);
+    }
+}
