@@ -22,6 +22,10 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// How long an admin console sign-in lasts.
     pub console_session_ttl: std::time::Duration,
+    /// On shutdown: how long requests in flight may take to finish, and then how long the
+    /// background workers may take to stop. Whatever is still running after that is
+    /// abandoned (jobs are durable and run again after a restart).
+    pub shutdown_grace: std::time::Duration,
 }
 
 impl Config {
@@ -34,6 +38,7 @@ impl Config {
             delivery: DeliveryConfig::default(),
             retention: RetentionConfig::default(),
             console_session_ttl: std::time::Duration::from_secs(12 * 3600),
+            shutdown_grace: std::time::Duration::from_secs(5),
         }
     }
 }

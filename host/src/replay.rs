@@ -8,8 +8,10 @@
 //! deterministic (time from the event, randomness seeded from it, ids from the run id) an
 //! unchanged module reproduces its effects exactly, so every difference is the candidate's.
 //!
-//! Replay commits nothing and sends nothing. Replays are kept in memory (the last
-//! [`KEEP`]); they are analyses, not data, and can be run again with the same result.
+//! Replay commits nothing and sends nothing. Replays are kept in memory (each tenant's last
+//! [`KEEP`]); they are analyses, not data, and can be run again with the same result. At
+//! most [`RUNNING`] run at once in the process, at most [`RUNNING_PER_TENANT`] of one tenant,
+//! so one tenant can neither take every replay slot nor push out another's results.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -21,17 +23,20 @@ use utoipa::ToSchema;
 use crate::automation::dry_run::{dry_run, DryRunInput};
 use crate::model::id::new_id;
 use crate::model::{Binding, Effect, EventKind, ModuleVersion, Outcome};
-use crate::sandbox::Sandbox;
+use crate::sandbox::{RunClass, Sandbox};
 use crate::store::{Store, StoreError};
 
 /// Most runs one replay covers.
 pub const MAX_EVENTS: usize = 5000;
 /// Replays this small run within the request; larger ones in the background.
 pub const INLINE_EVENTS: usize = 50;
-/// Replays kept for `GET /v1/replays/{id}`.
+/// Replays kept per tenant for `GET /v1/replays/{id}` (a tenant's own oldest finished ones
+/// make room; never another tenant's).
 pub const KEEP: usize = 100;
 /// Replays running at once in this process; more are refused until one finishes.
 pub const RUNNING: usize = 4;
+/// Replays one tenant may run at once.
+pub const RUNNING_PER_TENANT: usize = 2;
 
 /// Which past runs to replay.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -334,6 +339,7 @@ fn compare(
         &plan.hash,
         DryRunInput {
             tenant,
+            class: RunClass::Background,
             event: &event,
             // The original run's id: message and follow-up ids come out the same.
             run_key: run.id.clone(),
@@ -380,25 +386,38 @@ pub struct Replays {
 }
 
 impl Replays {
-    /// Registers a replay about to run; None when [`RUNNING`] replays already run.
+    /// Registers a replay about to run; None when [`RUNNING`] replays already run, or
+    /// [`RUNNING_PER_TENANT`] of its tenant.
     pub fn add(&self, r: Replay) -> Option<Arc<Mutex<Replay>>> {
+        let tenant = r.tenant.clone();
         let shared = Arc::new(Mutex::new(r));
         let mut list = self.list.lock().unwrap_or_else(|p| p.into_inner());
-        let running = list
-            .iter()
-            .filter(|r| r.lock().unwrap_or_else(|p| p.into_inner()).status == ReplayStatus::Running)
-            .count();
-        if running >= RUNNING {
+        let (mut running, mut theirs) = (0, 0);
+        for r in list.iter() {
+            let r = r.lock().unwrap_or_else(|p| p.into_inner());
+            if r.status == ReplayStatus::Running {
+                running += 1;
+                theirs += usize::from(r.tenant == tenant);
+            }
+        }
+        if running >= RUNNING || theirs >= RUNNING_PER_TENANT {
             return None;
         }
         list.push_back(shared.clone());
-        while list.len() > KEEP {
+        // Only this tenant's oldest finished replays make room for its new one.
+        let mut kept = list
+            .iter()
+            .filter(|r| r.lock().unwrap_or_else(|p| p.into_inner()).tenant == tenant)
+            .count();
+        while kept > KEEP {
             let finished = list.iter().position(|r| {
-                r.lock().unwrap_or_else(|p| p.into_inner()).status != ReplayStatus::Running
+                let r = r.lock().unwrap_or_else(|p| p.into_inner());
+                r.tenant == tenant && r.status != ReplayStatus::Running
             });
             match finished {
                 Some(i) => {
                     list.remove(i);
+                    kept -= 1;
                 }
                 None => break,
             }
@@ -441,8 +460,13 @@ mod tests {
     #[test]
     fn running_replays_are_capped_and_finished_ones_make_room() {
         let r = Replays::default();
-        let running: Vec<_> = (0..RUNNING).map(|_| r.add(replay("t")).unwrap()).collect();
-        assert!(r.add(replay("t")).is_none(), "one over the cap");
+        let running: Vec<_> = (0..RUNNING)
+            .map(|i| {
+                r.add(replay(&format!("t{}", i / RUNNING_PER_TENANT)))
+                    .unwrap()
+            })
+            .collect();
+        assert!(r.add(replay("t9")).is_none(), "one over the cap");
         running[0].lock().unwrap().status = ReplayStatus::Done;
         let next = r.add(replay("t")).unwrap();
         let id = next.lock().unwrap().id.clone();
@@ -451,6 +475,16 @@ mod tests {
             r.get("other", &id).is_none(),
             "tenants never see each other's"
         );
+    }
+
+    #[test]
+    fn a_tenant_runs_at_most_its_share_of_replays() {
+        let r = Replays::default();
+        let _mine: Vec<_> = (0..RUNNING_PER_TENANT)
+            .map(|_| r.add(replay("a")).unwrap())
+            .collect();
+        assert!(r.add(replay("a")).is_none(), "a is at its share");
+        assert!(r.add(replay("b")).is_some(), "b still gets a replay slot");
     }
 
     #[test]

@@ -177,3 +177,126 @@ async fn sigkill_mid_backlog_loses_nothing_and_applies_once() {
         "one message per run, none twice"
     );
 }
+
+async fn upload(c: &reqwest::Client, p: &Proc, name: &str, guest: &str) {
+    let up = c
+        .post(format!("{}/v1/modules/{name}/versions", p.base))
+        .bearer_auth(ADMIN_KEY)
+        .body(stagecraft_tests::guest(guest))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.status(), 201);
+}
+
+/// SIGTERM while guests wait and spin: background runs that sleep (for ~30 years), dry-runs
+/// spinning until their deadline, more dry-runs queued for a slot. The process still exits
+/// cleanly within a bound, and after a restart nothing is stuck.
+#[tokio::test]
+async fn sigterm_stops_the_server_within_a_bound_whatever_guests_do() {
+    const JOBS: usize = 6;
+    let dir = temp_dir();
+    let c = reqwest::Client::new();
+    let mut p = spawn(dir.path()).await;
+    upload(&c, &p, "sleeper", "sleeper").await;
+    upload(&c, &p, "spin", "spin").await;
+    let binding = call(
+        &c,
+        &p,
+        reqwest::Method::POST,
+        "/v1/bindings",
+        Some(json!({
+        "pipeline": "leads", "module": "sleeper", "version": 1, "triggers": [{"on": "created"}],
+        "config": {"do": "sleep", "seconds": 1_000_000_000u64}})),
+    )
+    .await;
+    let bid = binding["id"].as_str().unwrap().to_string();
+    let mut target = String::new();
+    for i in 0..JOBS {
+        let r = call(
+            &c,
+            &p,
+            reqwest::Method::POST,
+            "/v1/records",
+            Some(json!({"kind": "lead", "name": format!("S{i}")})),
+        )
+        .await;
+        target = r["id"].as_str().unwrap().to_string();
+    }
+    // The sleepers' runs end (their waits take no real time).
+    let runs_of = |base: String| {
+        let (c, bid) = (c.clone(), bid.clone());
+        async move {
+            let r: serde_json::Value = c
+                .get(format!("{base}/v1/runs?binding={bid}&limit=100"))
+                .bearer_auth(ADMIN_KEY)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            Some(r["runs"].as_array()?.len())
+        }
+    };
+    eventually("a sleeping background run ends", 1200, || {
+        let f = runs_of(p.base.clone());
+        async move { f.await.filter(|n| *n > 0) }
+    })
+    .await;
+    // Dry-runs spinning until their deadline, and more than the tenant's share of them.
+    for _ in 0..12 {
+        let (c, url) = (
+            c.clone(),
+            format!("{}/v1/modules/spin/versions/1/dry-run", p.base),
+        );
+        let target = target.clone();
+        tokio::spawn(async move {
+            let _ = c
+                .post(url)
+                .bearer_auth(ADMIN_KEY)
+                .json(&json!({"record": target}))
+                .send()
+                .await;
+        });
+    }
+    // Wait until they hold the tenant's share of run slots.
+    eventually("the dry-runs hold their slots", 1200, || {
+        let (c, url) = (c.clone(), format!("{}/metrics", p.base));
+        async move {
+            let text = c.get(url).send().await.ok()?.text().await.ok()?;
+            let in_use = text
+                .lines()
+                .find_map(|l| l.strip_prefix("stagecraft_run_slots_in_use "))?
+                .trim()
+                .parse::<f64>()
+                .ok()?;
+            (in_use >= 8.0).then_some(())
+        }
+    })
+    .await;
+    let pid = p.child.id().expect("pid").to_string();
+    let started = std::time::Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exited = tokio::time::timeout(Duration::from_secs(60), p.child.wait())
+        .await
+        .expect("the server exits after SIGTERM")
+        .expect("wait");
+    let took = started.elapsed();
+    eprintln!("SIGTERM to exit: {took:?}");
+    assert!(exited.success(), "{exited:?}");
+    // Grace for requests (5 s) + grace for the workers (5 s) + room for a loaded machine.
+    assert!(took < Duration::from_secs(20), "shutdown took {took:?}");
+
+    // After a restart every job finishes; none holds a slot for good.
+    let p = spawn(dir.path()).await;
+    eventually("every job ran after the restart", 1200, || {
+        let f = runs_of(p.base.clone());
+        async move { f.await.filter(|n| *n >= JOBS) }
+    })
+    .await;
+}

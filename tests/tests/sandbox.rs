@@ -248,6 +248,52 @@ async fn hostile_modules_end_with_their_named_outcome() {
     assert_eq!(r.body["effects"][0]["to"], "contacted");
 }
 
+/// Hostile kind "sleeping": waits inside WASI take no real time (clocks are virtual, a wait
+/// is ready at once and moves them forward), so a sleeper holds its run slot no longer than
+/// a spinner and never past its deadline. Sockets, name lookup and stdin cannot wait either.
+#[tokio::test]
+async fn sleeping_modules_end_at_once_or_at_their_deadline() {
+    let dir = temp_dir();
+    let mut config = Config::new(dir.path());
+    config.limits.timeout = Duration::from_millis(1500);
+    config.limits.fuel = 1_000_000_000_000;
+    let deadline_us = 1_500_000;
+    let s = Server::start_with(config).await;
+    let lead = s
+        .record(ADMIN_KEY, json!({"kind": "lead", "name": "Sleepy"}))
+        .await;
+    s.upload_guest(ADMIN_KEY, "sleeper", "sleeper").await;
+    let cases = [
+        ("sleep", "ok", "slept: monotonic 20 s, wall 20 s"),
+        ("far_instant", "ok", "the far instant came"),
+        ("sleep_forever", "timeout", ""),
+        ("tcp", "ok", "warn: tcp socket refused"),
+        ("udp", "ok", "warn: udp socket refused"),
+        ("lookup", "ok", "warn: name lookup refused"),
+        ("stdin", "ok", "info: stdin gave 0 bytes"),
+    ];
+    for (what, want, text) in cases {
+        let started = std::time::Instant::now();
+        let r = s
+            .dry_run(
+                ADMIN_KEY,
+                "sleeper",
+                1,
+                json!({"record": lead["id"], "config": {"do": what}}),
+            )
+            .await;
+        let took = started.elapsed();
+        assert_eq!(r.status, StatusCode::OK, "{what}: {:?}", r.body);
+        assert_eq!(outcome(&r), want, "{what}: {:?}", r.body);
+        assert!(logs(&r).contains(text), "{what}: {}", logs(&r));
+        // The run itself is bounded by its deadline (with room for a loaded machine to
+        // notice it), never by what the guest asked to wait for.
+        let ran = r.body["duration_us"].as_u64().unwrap();
+        assert!(ran < 2 * deadline_us, "{what} ran {ran} µs");
+        assert!(took < Duration::from_secs(15), "{what} took {took:?}");
+    }
+}
+
 #[tokio::test]
 async fn fuel_runs_out_before_a_generous_deadline() {
     let dir = temp_dir();

@@ -37,6 +37,8 @@ pub enum Outcome {
     CascadeLimit { depth: u32 },
     /// Not run: the record triggered too many runs in the last minute and is locked out.
     RateLimited { message: String },
+    /// Not run: no run slot came free in time (the tenant's share, or all slots, were busy).
+    Busy { message: String },
 }
 
 impl Outcome {
@@ -55,6 +57,7 @@ impl Outcome {
             Outcome::Exit { .. } => "exit",
             Outcome::CascadeLimit { .. } => "cascade_limit",
             Outcome::RateLimited { .. } => "rate_limited",
+            Outcome::Busy { .. } => "busy",
         }
     }
 
@@ -80,6 +83,7 @@ impl Outcome {
                 format!("not run: the cascade reached its depth limit of {depth}")
             }
             Outcome::RateLimited { message } => format!("not run: {message}"),
+            Outcome::Busy { message } => format!("not run: {message}"),
         }
     }
 }

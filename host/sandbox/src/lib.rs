@@ -4,9 +4,11 @@
 //!
 //! A run only *collects* effects; committing them is automation's job.
 
+mod clock;
 mod host_api;
 pub mod inspect;
 pub mod limits;
+pub mod slots;
 pub mod source;
 mod wasi;
 mod wit;
@@ -26,6 +28,8 @@ use host_api::{HostApi, HostApiInput};
 pub use inspect::UploadError;
 pub use limits::Limits;
 use limits::MemoryLimiter;
+pub use slots::RunClass;
+use slots::Slots;
 pub use source::{RecordSource, SourceError};
 use stagecraft_model as model;
 use stagecraft_model::{Effect, Event, Grants, HostCall, LogLine, Outcome, Record};
@@ -52,6 +56,7 @@ pub enum SandboxError {
 /// The store data of one run.
 struct RunState {
     wasi: WasiCtx,
+    time: clock::VirtualTime,
     table: ResourceTable,
     limiter: MemoryLimiter,
     api: HostApi,
@@ -83,6 +88,10 @@ pub struct Inspected {
 
 /// The inputs of one run.
 pub struct RunInput<'a> {
+    /// Whose run it is: slots are shared per tenant.
+    pub tenant: &'a str,
+    /// Who is waiting for it: decides its place in the queue for a slot.
+    pub class: RunClass,
     /// What the run may read: one tenant's records and pipelines, as automation sees them.
     pub source: Arc<dyn RecordSource>,
     pub event: &'a Event,
@@ -122,40 +131,6 @@ pub struct SandboxStats {
     pub artifact_loads: u64,
     /// Module versions currently held ready in memory.
     pub loaded: u64,
-}
-
-/// Counts runs in flight so they never outnumber the pooling allocator's instance slots
-/// (past that, instantiation would fail and look like a guest failure).
-struct Slots {
-    /// (free slots, threads waiting for one).
-    free: Mutex<(u32, u32)>,
-    freed: std::sync::Condvar,
-}
-
-struct Slot<'a>(&'a Slots);
-
-impl Slots {
-    fn take(&self) -> Slot<'_> {
-        let mut state = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        while state.0 == 0 {
-            state.1 += 1;
-            state = self.freed.wait(state).unwrap_or_else(|p| p.into_inner());
-            state.1 -= 1;
-        }
-        state.0 -= 1;
-        Slot(self)
-    }
-}
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        let mut state = self.0.free.lock().unwrap_or_else(|p| p.into_inner());
-        state.0 += 1;
-        // Waking costs a system call even with nobody waiting: only when someone is.
-        if state.1 > 0 {
-            self.0.freed.notify_one();
-        }
-    }
 }
 
 pub struct Sandbox {
@@ -221,16 +196,29 @@ impl Sandbox {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| SandboxError::Engine(e.to_string()))?;
+        clock::add_to_linker(&mut linker, |s: &mut RunState| clock::ClockView {
+            table: &mut s.table,
+            time: &s.time,
+        })
+        .map_err(|e| SandboxError::Engine(e.to_string()))?;
         wit::Rule::add_to_linker::<RunState, HasSelf<HostApi>>(&mut linker, |s| &mut s.api)
             .map_err(|e| SandboxError::Engine(e.to_string()))?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("stagecraft-epoch".into())
-            .spawn(move || loop {
-                std::thread::sleep(EPOCH_TICK);
-                match weak.upgrade() {
-                    Some(e) => e.increment_epoch(),
-                    None => break,
+            .spawn(move || {
+                // Ticks follow the real clock: on a loaded machine this thread wakes late, so
+                // it adds every tick that has passed, or deadlines would stretch with load.
+                let start = Instant::now();
+                let mut ticked: u128 = 0;
+                loop {
+                    std::thread::sleep(EPOCH_TICK);
+                    let Some(e) = weak.upgrade() else { break };
+                    let due = start.elapsed().as_millis() / EPOCH_TICK.as_millis();
+                    while ticked < due {
+                        e.increment_epoch();
+                        ticked += 1;
+                    }
                 }
             })
             .map_err(|source| SandboxError::Io {
@@ -239,10 +227,7 @@ impl Sandbox {
                 source,
             })?;
         Ok(Arc::new(Sandbox {
-            slots: Slots {
-                free: Mutex::new((limits.concurrent_runs.max(1), 0)),
-                freed: std::sync::Condvar::new(),
-            },
+            slots: Slots::new(limits.slot_policy()),
             engine,
             linker,
             limits,
@@ -255,6 +240,11 @@ impl Sandbox {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Run slots in use: in total, and by `tenant`.
+    pub fn slots_in_use(&self, tenant: &str) -> (u32, u32) {
+        self.slots.in_use(tenant)
     }
 
     pub fn stats(&self) -> SandboxStats {
@@ -393,10 +383,14 @@ impl Sandbox {
 
     /// Runs `module` on `input.event` in a fresh instance under the sandbox limits.
     pub fn run(&self, module: &Loaded, input: RunInput<'_>) -> RunReport {
-        let _slot = self.slots.take();
         let started = Instant::now();
+        let _slot = match self.slots.take(input.tenant, input.class) {
+            Ok(slot) => slot,
+            Err(busy) => return busy_report(input.class, busy, &self.slots),
+        };
         let event = input.event;
-        let (wasi, captured) = wasi::context(&event.id, event.occurred_at);
+        let time = clock::VirtualTime::default();
+        let (wasi, captured) = wasi::context(&event.id, event.occurred_at, &time);
         let api = HostApi::new(HostApiInput {
             source: input.source,
             event_record: event.record.clone(),
@@ -411,6 +405,7 @@ impl Sandbox {
             &self.engine,
             RunState {
                 wasi,
+                time,
                 table: ResourceTable::new(),
                 limiter: MemoryLimiter::new(self.limits.memory_bytes),
                 api,
@@ -459,6 +454,31 @@ impl Sandbox {
             instantiate_us,
             records: api.overlay.into_values().collect(),
         }
+    }
+}
+
+/// The report of a run that never started: no slot came free in time.
+fn busy_report(class: RunClass, busy: slots::Busy, slots: &Slots) -> RunReport {
+    metrics::counter!("stagecraft_runs_busy_total", "class" => class.name()).increment(1);
+    let p = slots.policy();
+    RunReport {
+        outcome: Outcome::Busy {
+            message: format!(
+                "no run slot came free within {} ms (waited {} ms; {} slots, at most {} per tenant)",
+                p.wait.as_millis(),
+                busy.waited.as_millis(),
+                p.total,
+                p.per_tenant
+            ),
+        },
+        effects: Vec::new(),
+        logs: Vec::new(),
+        host_calls: Vec::new(),
+        fuel_used: 0,
+        peak_memory: 0,
+        duration_us: 0,
+        instantiate_us: 0,
+        records: Vec::new(),
     }
 }
 

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::slots::SlotPolicy;
+
 /// The hard limits every run lives under. Defaults fit a Python or JavaScript guest (their
 /// initial heaps are about 12 MiB and 9 MiB) with room to work.
 #[derive(Debug, Clone)]
@@ -30,6 +32,30 @@ pub struct Limits {
     pub module_bytes: usize,
     /// Runs that may be instantiated at once (sizes the pooling allocator).
     pub concurrent_runs: u32,
+    /// Runs one tenant may have at once; `None`: a quarter of `concurrent_runs` (at least 1).
+    pub runs_per_tenant: Option<u32>,
+    /// Slots only inline runs may use; `None`: an eighth of `concurrent_runs` (at least 1
+    /// when there are 2 slots or more).
+    pub inline_reserve: Option<u32>,
+    /// How long an inline run or a dry-run waits for a slot before it ends `busy`.
+    pub slot_wait: Duration,
+}
+
+impl Limits {
+    /// How run slots are shared (see `slots`).
+    pub fn slot_policy(&self) -> SlotPolicy {
+        let total = self.concurrent_runs.max(1);
+        let reserve = self
+            .inline_reserve
+            .unwrap_or((total / 8).max(u32::from(total > 1)))
+            .min(total - 1);
+        SlotPolicy {
+            total,
+            per_tenant: self.runs_per_tenant.unwrap_or(total / 4).clamp(1, total),
+            inline_reserve: reserve,
+            wait: self.slot_wait,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -47,6 +73,9 @@ impl Default for Limits {
             max_delay: Duration::from_secs(366 * 24 * 3600),
             module_bytes: 24 * 1024 * 1024,
             concurrent_runs: 32,
+            runs_per_tenant: None,
+            inline_reserve: None,
+            slot_wait: Duration::from_secs(10),
         }
     }
 }

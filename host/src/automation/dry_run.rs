@@ -3,12 +3,14 @@
 //! a developer tries and what replay compares is what a real run does.
 
 use crate::model::{Event, EventKind, Grants};
-use crate::sandbox::{RunInput, RunReport, Sandbox, SandboxError};
+use crate::sandbox::{RunClass, RunInput, RunReport, Sandbox, SandboxError};
 use crate::store::Store;
 
 /// What a dry run runs on.
 pub struct DryRunInput<'a> {
     pub tenant: &'a str,
+    /// Who waits for it: a developer (`Interactive`), or nobody (`Background`: replay).
+    pub class: RunClass,
     pub event: &'a Event,
     /// Seeds message and follow-up ids; a real run's id reproduces its ids exactly.
     pub run_key: String,
@@ -43,6 +45,8 @@ pub fn dry_run(
     Ok(sandbox.run(
         &module,
         RunInput {
+            tenant: input.tenant,
+            class: input.class,
             source: super::source::StoreSource::for_tenant(store, input.tenant),
             event: input.event,
             run_key: input.run_key,

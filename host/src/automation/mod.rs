@@ -10,6 +10,7 @@
 pub mod dry_run;
 mod effects;
 mod guard;
+mod queue;
 pub mod source;
 mod worker;
 
@@ -24,7 +25,7 @@ use tokio::task::JoinHandle;
 use crate::crm::CrmError;
 use crate::model::id::new_id;
 use crate::model::{Binding, Event, Job, Mode, Outcome, Record, RunRecord, Timer, TimerKind};
-use crate::sandbox::{RunInput, Sandbox};
+use crate::sandbox::{RunClass, RunInput, Sandbox};
 use crate::store::{Changeset, RecordWrite, Store, StoreError};
 
 #[derive(Debug, Clone)]
@@ -52,6 +53,9 @@ pub enum AutomationError {
     /// An inline binding refused the change; nothing but its run record was stored.
     #[error("{message}")]
     Rejected { run: String, message: String },
+    /// An inline run found no run slot in time; nothing was stored. Try again shortly.
+    #[error("{message}")]
+    Busy { message: String },
     #[error(transparent)]
     Crm(#[from] CrmError),
 }
@@ -92,6 +96,8 @@ enum Halt {
     Rejected(Box<RunRecord>),
     /// A record changed under a run (or storage failed): nothing commits; try again.
     Store(StoreError),
+    /// An inline run found no run slot in time: nothing commits; the caller may try again.
+    Busy(String),
 }
 
 impl Automation {
@@ -127,9 +133,10 @@ impl Automation {
 
     fn submit_blocking(&self, mut cs: Changeset) -> Result<Changeset, AutomationError> {
         let now = Utc::now();
-        let run = match self.cascade(&mut cs, 0, now) {
+        let run = match self.cascade(&mut cs, 0, now, RunClass::Inline) {
             Ok(()) => None,
             Err(Halt::Store(e)) => return Err(e.into()),
+            Err(Halt::Busy(message)) => return Err(AutomationError::Busy { message }),
             Err(Halt::Rejected(run)) => Some(run),
         };
         if let Some(run) = run {
@@ -151,8 +158,16 @@ impl Automation {
         Ok(cs)
     }
 
-    /// Handles `cs.events[from..]`, including the events that runs add while it goes.
-    fn cascade(&self, cs: &mut Changeset, from: usize, now: DateTime<Utc>) -> Result<(), Halt> {
+    /// Handles `cs.events[from..]`, including the events that runs add while it goes. Its
+    /// inline runs take run slots as `class`: inline for an API change, background when the
+    /// cascade follows a background job.
+    fn cascade(
+        &self,
+        cs: &mut Changeset,
+        from: usize,
+        now: DateTime<Utc>,
+        class: RunClass,
+    ) -> Result<(), Halt> {
         let bindings = match self.store.bindings(&cs.tenant) {
             Ok(b) => b,
             Err(e) => {
@@ -194,7 +209,12 @@ impl Automation {
                         binding: Some(b.id.clone()),
                     }),
                     Mode::Inline => {
-                        let run = self.execute(cs, &event, b, now).map_err(Halt::Store)?;
+                        let run = self
+                            .execute(cs, &event, b, now, class)
+                            .map_err(Halt::Store)?;
+                        if let Outcome::Busy { message } = &run.outcome {
+                            return Err(Halt::Busy(message.clone()));
+                        }
                         if run.outcome.is_ok() || skipped(&run.outcome) {
                             cs.runs.push(run);
                         } else {
@@ -216,6 +236,7 @@ impl Automation {
         event: &Event,
         binding: &Binding,
         now: DateTime<Utc>,
+        class: RunClass,
     ) -> Result<RunRecord, StoreError> {
         let id = run_id(&event.id, &binding.id);
         let span = tracing::info_span!(
@@ -299,6 +320,8 @@ impl Automation {
         let report = self.sandbox.run(
             &module,
             RunInput {
+                tenant: &cs.tenant,
+                class,
                 source: source::StoreSource::for_tenant(&self.store, &cs.tenant),
                 event,
                 run_key: id.clone(),
@@ -339,7 +362,7 @@ impl Automation {
         if !tasks.is_empty() {
             return;
         }
-        tasks.push(tokio::spawn(worker::run_jobs(
+        tasks.push(tokio::spawn(queue::run_jobs(
             self.clone(),
             self.stop.subscribe(),
         )));

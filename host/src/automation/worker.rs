@@ -1,5 +1,6 @@
-//! Background work: the job worker (runs queued bindings, exactly once per event and
-//! binding) and the scheduler (turns due timers into jobs). Both resume from sled after a
+//! Background work: running one queued job (its binding, exactly once per event and
+//! binding; `queue` decides which jobs run when) and the scheduler (turns due timers into
+//! jobs). Both resume from sled after a
 //! restart: jobs and timers are durable, and a run id is committed at most once.
 
 use std::sync::Arc;
@@ -11,46 +12,9 @@ use tokio::sync::watch;
 use super::{run_id, Automation};
 use crate::crm::records::event;
 use crate::model::id::new_id;
-use crate::model::{Binding, Event, EventKind, Job, Outcome, RunRecord, TimerKind};
-use crate::store::{Changeset, DueTimer, StoreError};
-
-pub async fn run_jobs(a: Arc<Automation>, mut stop: watch::Receiver<bool>) {
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        let jobs = match a.store.jobs(64) {
-            Ok(j) => j,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the job queue");
-                Vec::new()
-            }
-        };
-        if jobs.is_empty() {
-            tokio::select! {
-                _ = a.wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                _ = stop.changed() => {}
-            }
-            continue;
-        }
-        for job in jobs {
-            if *stop.borrow() {
-                return;
-            }
-            let a2 = a.clone();
-            let id = job.id.clone();
-            let done = tokio::task::spawn_blocking(move || a2.process(&job)).await;
-            if let Err(e) = done {
-                // A bug, not a guest outcome: drop the job rather than spin on it.
-                tracing::error!(error = %e, job = %id, "job task panicked; dropping the job");
-                if let Err(e) = a.store.delete_job(&id) {
-                    tracing::error!(error = %e, job = %id, "cannot delete the job");
-                }
-            }
-        }
-    }
-}
+use crate::model::{Binding, Event, EventKind, Job, Mode, Outcome, RunRecord, TimerKind};
+use crate::sandbox::RunClass;
+use crate::store::{Changeset, DueTimer, QueuedJob, StoreError};
 
 pub async fn run_scheduler(a: Arc<Automation>, mut stop: watch::Receiver<bool>) {
     loop {
@@ -132,66 +96,101 @@ impl Automation {
         self.store.fire_timer(due, event.as_ref(), Some(&job))
     }
 
-    /// Runs one job to a committed run record, retrying on write conflicts with concurrent
-    /// changes. Safe to repeat: a run already committed is skipped.
-    pub(super) fn process(&self, job: &Job) {
-        let span = tracing::info_span!("event", event_id = %job.event, job = %job.id);
+    /// Runs one queued job to a committed run record, retrying on write conflicts with
+    /// concurrent changes. Safe to repeat: a run already committed is skipped. A job that
+    /// cannot run (unreadable job, event or binding; a storage error that repeats) is
+    /// recorded as a failed run and leaves the queue like any other. True when the job left
+    /// the queue; false only when not even its failure could be stored.
+    pub(super) fn process(&self, queued: &QueuedJob) -> bool {
+        let span = tracing::info_span!("job", job = %queued.id, tenant = %queued.tenant);
+        let _entered = span.enter();
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &queued.job {
+                Ok(job) => self.attempt(job),
+                Err(e) => Err(format!("the queued job cannot be read: {e}")),
+            }))
+            .unwrap_or_else(|_| Err("the job's task panicked (a bug); the job was dropped".into()));
+        if let Err(why) = outcome {
+            // Never vanish without a trace: the run's record says why it did not apply. If
+            // even that cannot be stored, the job stays queued for a later round.
+            tracing::error!(job = %queued.id, error = %why, "job failed; recording a failed run");
+            if let Err(e) = self.record_failure(queued, &why) {
+                tracing::error!(error = %e, job = %queued.id, "cannot record a failed run; keeping the job");
+                return false;
+            }
+        }
+        if let Err(e) = self.store.delete_job(&queued.key) {
+            tracing::error!(error = %e, job = %queued.id, "cannot delete finished job");
+            return false;
+        }
+        true
+    }
+
+    /// Up to 8 attempts; corrupt data is not retried (it will not heal by itself).
+    fn attempt(&self, job: &Job) -> Result<(), String> {
+        let span = tracing::info_span!("event", event_id = %job.event);
         let _entered = span.enter();
         let mut failure = None;
         for _ in 0..8 {
             match self.try_process(job) {
-                Ok(()) | Err(StoreError::AlreadyDone(_)) => {
-                    failure = None;
-                    break;
-                }
+                Ok(()) | Err(StoreError::AlreadyDone(_)) => return Ok(()),
                 Err(e @ (StoreError::VersionConflict { .. } | StoreError::Stale(_))) => {
-                    tracing::debug!(error = %e, job = %job.id, "conflict; running again on fresh state");
-                    failure = Some(e);
+                    tracing::debug!(error = %e, "conflict; running again on fresh state");
+                    failure = Some(format!(
+                        "the run's effects could not be committed after 8 attempts: {e}"
+                    ));
+                }
+                Err(e @ StoreError::Corrupt { .. }) => {
+                    return Err(format!("the job cannot run: {e}"));
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, job = %job.id, "job failed");
-                    failure = Some(e);
+                    tracing::warn!(error = %e, "job attempt failed");
+                    failure = Some(format!("the job failed 8 times: {e}"));
                     std::thread::sleep(Duration::from_millis(50));
                 }
             }
         }
-        if let Some(e) = failure {
-            // Never vanish without a trace: the run's record says why it did not apply. If
-            // even that cannot be stored, the job stays queued for the next round.
-            if let Err(e2) = self.record_failure(job, &e) {
-                tracing::error!(error = %e2, job = %job.id, "cannot record a failed run; keeping the job");
-                return;
-            }
-        }
-        if let Err(e) = self.store.delete_job(&job.id) {
-            tracing::error!(error = %e, job = %job.id, "cannot delete finished job");
-        }
+        Err(failure.unwrap_or_default())
     }
 
-    fn record_failure(&self, job: &Job, error: &StoreError) -> Result<(), StoreError> {
-        let (Some(binding_id), Some(ev)) =
-            (&job.binding, self.store.event(&job.tenant, &job.event)?)
-        else {
-            return Ok(());
+    /// Stores a failed run for a job that could not run, with whatever can still be read:
+    /// the tenant and ids always, the event's kind and record and the binding's module when
+    /// they are readable.
+    fn record_failure(&self, queued: &QueuedJob, why: &str) -> Result<(), StoreError> {
+        let job = queued.job.as_ref().ok();
+        let event_id = job.map(|j| j.event.clone()).unwrap_or_default();
+        let binding_id = job.and_then(|j| j.binding.clone()).unwrap_or_default();
+        let ev = match job {
+            Some(j) => self.store.event(&queued.tenant, &j.event).ok().flatten(),
+            None => None,
         };
-        let Some(binding) = self.store.binding(&job.tenant, binding_id)? else {
-            return Ok(());
+        let binding = match binding_id.as_str() {
+            "" => None,
+            id => self.store.binding(&queued.tenant, id).ok().flatten(),
         };
-        let mut cs = Changeset::new(&job.tenant);
+        let id = match (event_id.as_str(), binding_id.as_str()) {
+            ("", _) | (_, "") => format!(
+                "run_{}_unreadable",
+                queued.id.split('_').nth(1).unwrap_or(&queued.id)
+            ),
+            (e, b) => run_id(e, b),
+        };
+        let mut cs = Changeset::new(&queued.tenant);
         cs.runs.push(crate::model::RunRecord {
-            id: run_id(&ev.id, &binding.id),
-            event: ev.id.clone(),
-            event_kind: ev.kind.name().to_string(),
-            record: ev.record.clone(),
-            binding: binding.id.clone(),
-            module: binding.module.clone(),
-            version: binding.version,
-            mode: binding.mode,
-            depth: ev.depth(),
+            id,
+            event: event_id,
+            event_kind: ev.as_ref().map_or("unknown", |e| e.kind.name()).to_string(),
+            record: ev.as_ref().and_then(|e| e.record.clone()),
+            binding: binding_id,
+            module: binding
+                .as_ref()
+                .map(|b| b.module.clone())
+                .unwrap_or_default(),
+            version: binding.as_ref().map_or(0, |b| b.version),
+            mode: binding.as_ref().map_or(Mode::Background, |b| b.mode),
+            depth: ev.as_ref().map_or(0, |e| e.depth()),
             outcome: Outcome::Trap {
-                message: format!(
-                    "the run's effects could not be committed after 8 attempts: {error}"
-                ),
+                message: why.to_string(),
             },
             effects: Vec::new(),
             discarded: Vec::new(),
@@ -243,11 +242,14 @@ impl Automation {
     ) -> Result<RunRecord, StoreError> {
         let now = Utc::now();
         let mut cs = Changeset::new(tenant);
-        let mut run = self.execute(&mut cs, ev, binding, now)?;
+        let mut run = self.execute(&mut cs, ev, binding, now, RunClass::Background)?;
         if run.outcome.is_ok() {
-            let halt = match self.cascade(&mut cs, 0, now) {
+            let halt = match self.cascade(&mut cs, 0, now, RunClass::Background) {
                 Ok(()) => None,
                 Err(super::Halt::Store(e)) => return Err(e),
+                // Background runs wait for their slot as long as it takes; should one ever
+                // give up, the job runs again like after any other interruption.
+                Err(super::Halt::Busy(m)) => return Err(StoreError::Stale(m)),
                 Err(super::Halt::Rejected(r)) => Some(r),
             };
             if let Some(rejected) = halt {

@@ -136,7 +136,8 @@ impl Page {
             | Outcome::Trap { message }
             | Outcome::MessageLimit { message }
             | Outcome::Denied { message }
-            | Outcome::RateLimited { message } => Some(message.clone()),
+            | Outcome::RateLimited { message }
+            | Outcome::Busy { message } => Some(message.clone()),
             Outcome::Exit { code } => Some(code.to_string()),
             Outcome::CascadeLimit { depth } => Some(depth.to_string()),
             Outcome::Ok

@@ -10,6 +10,9 @@ use crate::automation::AutomationError;
 use crate::crm::CrmError;
 use crate::store::StoreError;
 
+/// What a 503 tells the client to wait before trying again.
+const RETRY_AFTER_SECONDS: &str = "1";
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -55,6 +58,11 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
 
+    /// 503 `busy` with `Retry-After`: no run slot came free in time; nothing was done.
+    pub fn busy(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message)
+    }
+
     pub fn internal(e: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %e, "internal error");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
@@ -69,7 +77,15 @@ impl IntoResponse for ApiError {
                 message: self.message,
             },
         };
-        (self.status, Json(body)).into_response()
+        let retry = self.status == StatusCode::SERVICE_UNAVAILABLE;
+        let mut response = (self.status, Json(body)).into_response();
+        if retry {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        response
     }
 }
 
@@ -94,6 +110,9 @@ impl From<AutomationError> for ApiError {
                 "rejected_by_automation",
                 format!("{message} (run {run})"),
             ),
+            AutomationError::Busy { message } => ApiError::busy(format!(
+                "automation is busy; nothing was changed, try again: {message}"
+            )),
             AutomationError::Crm(e) => e.into(),
         }
     }

@@ -119,14 +119,37 @@ pub async fn serve(
     let delivery = state.delivery.clone();
     let retention =
         crate::retention::Retention::start(store.clone(), state.config.retention.clone());
+    let grace = state.config.shutdown_grace;
     automation.start();
     delivery.start();
-    let served = axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
-    automation.stop().await;
-    delivery.stop().await;
-    retention.stop().await;
+    // Shutdown is bounded whatever requests and runs do: in-flight requests get `grace` to
+    // finish, then the workers get `grace` to stop.
+    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+    let served = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = signalled.send(());
+    });
+    let served = tokio::select! {
+        r = served => r,
+        _ = async {
+            if on_signal.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(?grace, "requests still in flight after the shutdown grace; stopping anyway");
+            Ok(())
+        }
+    };
+    let stopped = tokio::time::timeout(grace, async {
+        automation.stop().await;
+        delivery.stop().await;
+        retention.stop().await;
+    })
+    .await;
+    if stopped.is_err() {
+        tracing::warn!(?grace, "background work still running after the shutdown grace; its jobs run again after a restart");
+    }
     store.flush()?;
     served?;
     Ok(())

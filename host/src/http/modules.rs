@@ -17,9 +17,9 @@ use super::{ApiError, AppState, Caller, ErrorBody};
 use crate::automation::dry_run::{self as sandbox_run, DryRunInput};
 use crate::crm::records::event;
 use crate::model::id::is_valid_slug;
-use crate::model::{Event, EventKind, Grants, Module, ModuleVersion, Role};
+use crate::model::{Event, EventKind, Grants, Module, ModuleVersion, Outcome, Role};
 use crate::registry::{self, PublishError};
-use crate::sandbox::{RunReport, UploadError};
+use crate::sandbox::{RunClass, RunReport, UploadError};
 
 const AUTHORS: &[Role] = &[Role::Developer, Role::Admin];
 
@@ -215,7 +215,8 @@ pub struct DryRunResult {
 /// nothing and sends nothing.
 #[utoipa::path(post, path = "/v1/modules/{name}/versions/{n}/dry-run", tag = "modules",
     params(("name" = String, Path), ("n" = u32, Path)), request_body = DryRun,
-    responses((status = 200, body = DryRunResult), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = DryRunResult), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "busy: no run slot came free in time; try again (Retry-After)")))]
 async fn dry_run(
     State(state): State<AppState>,
     caller: Caller,
@@ -268,6 +269,7 @@ async fn dry_run(
             &version.hash,
             DryRunInput {
                 tenant: &tenant,
+                class: RunClass::Interactive,
                 event: &ev,
                 run_key: format!("dry-run/{}/{}", ev.id, version.hash),
                 config: config.to_string(),
@@ -279,5 +281,10 @@ async fn dry_run(
     .await
     .map_err(ApiError::internal)?
     .map_err(ApiError::internal)?;
+    if let Outcome::Busy { message } = &report.outcome {
+        return Err(ApiError::busy(format!(
+            "the dry-run did not start: {message}"
+        )));
+    }
     Ok(Json(DryRunResult { event, report }))
 }

@@ -67,8 +67,9 @@ async fn start(
             StatusCode::TOO_MANY_REQUESTS,
             "replays_busy",
             format!(
-                "{} replays are already running; try again when one has finished",
-                replay::RUNNING
+                "replays are busy: at most {} run at once, at most {} per tenant; try again when one has finished",
+                replay::RUNNING,
+                replay::RUNNING_PER_TENANT
             ),
         )
     })?;

@@ -118,7 +118,7 @@ impl Store {
                 }
             }
             if let Some(job) = job {
-                tx.put(&family::job(&job.id), job)?;
+                tx.put(&family::job(&due.tenant, &job.id), job)?;
             }
             Ok(true)
         })
@@ -136,16 +136,131 @@ impl Store {
         Ok(out)
     }
 
-    /// The oldest queued jobs, at most `limit`.
-    pub fn jobs(&self, limit: usize) -> Result<Vec<Job>> {
-        self.scan(family::JOBS, None)
+    /// Tenants with queued jobs, in key order starting after `after` and wrapping around
+    /// (round-robin), at most `limit`. Seeks from tenant to tenant; never reads a backlog.
+    pub fn job_tenants(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        let mut out: Vec<String> = Vec::new();
+        let mut from = match after {
+            Some(t) => family::after_tenant_jobs(t),
+            None => family::JOBS.to_string(),
+        };
+        let mut wrapped = after.is_none();
+        while out.len() < limit {
+            let next = self
+                .data
+                .range(from.as_bytes().to_vec()..)
+                .next()
+                .transpose()?
+                .filter(|(k, _)| k.starts_with(family::JOBS.as_bytes()));
+            let tenant = next.and_then(|(k, _)| {
+                let key = String::from_utf8_lossy(&k).into_owned();
+                let mut parts = key.splitn(3, '/').skip(1);
+                // A legacy key (`job/{id}`) has no tenant segment; see migrate_legacy_jobs.
+                match (parts.next(), parts.next()) {
+                    (Some(t), Some(_)) => Some(Ok(t.to_string())),
+                    (Some(id), None) => Some(Err(id.to_string())),
+                    _ => None,
+                }
+            });
+            match tenant {
+                Some(Ok(t)) => {
+                    if out.contains(&t) {
+                        break;
+                    }
+                    from = family::after_tenant_jobs(&t);
+                    out.push(t);
+                }
+                Some(Err(legacy)) => {
+                    let mut k = format!("{}{legacy}", family::JOBS).into_bytes();
+                    k.push(0);
+                    from = String::from_utf8_lossy(&k).into_owned();
+                }
+                None if wrapped => break,
+                None => {
+                    wrapped = true;
+                    from = family::JOBS.to_string();
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The oldest queued jobs of `tenant`, at most `limit`, each as stored: a job that
+    /// cannot be decoded comes back as the reason, so the worker can record it and move on.
+    pub fn tenant_jobs(&self, tenant: &str, limit: usize) -> Result<Vec<QueuedJob>> {
+        let mut out = Vec::new();
+        for item in self
+            .scan_raw(&family::tenant_jobs(tenant), None)
             .take(limit)
-            .map(|r| r.map(|(_, j)| j))
-            .collect()
+        {
+            let (key, bytes) = item?;
+            let id = key.rsplit('/').next().unwrap_or_default().to_string();
+            let job = super::decode::<Job>(&key, &bytes).map_err(|e| e.to_string());
+            out.push(QueuedJob {
+                key,
+                tenant: tenant.to_string(),
+                id,
+                job,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Jobs queued in every tenant (for tests and operators).
+    pub fn queued_jobs(&self) -> Result<usize> {
+        let mut n = 0;
+        for item in self.data.scan_prefix(family::JOBS) {
+            item?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Moves jobs queued by an earlier version (one queue, `job/{id}`) into their tenant's
+    /// queue (`job/{tenant}/{id}`). A legacy job that cannot be decoded names no tenant, so
+    /// there is no run to record it in: it is logged with its bytes and dropped. Returns how
+    /// many were moved.
+    pub fn migrate_legacy_jobs(&self) -> Result<usize> {
+        let mut legacy = Vec::new();
+        for item in self.scan_raw(family::JOBS, None) {
+            let (key, bytes) = item?;
+            if key[family::JOBS.len()..].contains('/') {
+                continue;
+            }
+            legacy.push((key, bytes));
+        }
+        let mut moved = 0;
+        for (key, bytes) in legacy {
+            match super::decode::<Job>(&key, &bytes) {
+                Ok(job) => {
+                    let new = family::job(&job.tenant, &job.id);
+                    self.transact(|tx| {
+                        tx.remove(&key)?;
+                        tx.put(&new, &job)
+                    })?;
+                    moved += 1;
+                }
+                Err(e) => {
+                    tracing::error!(key, error = %e, bytes = %String::from_utf8_lossy(&bytes[..bytes.len().min(512)]),
+                        "dropping a legacy job that cannot be read");
+                    self.transact(|tx| tx.remove(&key).map(|_| ()))?;
+                }
+            }
+        }
+        Ok(moved)
     }
 
     /// Not flushed: a finished job that reappears after a crash finds its run committed.
-    pub fn delete_job(&self, id: &str) -> Result<()> {
-        self.transact_unflushed(|tx| tx.remove(&family::job(id)).map(|_| ()))
+    pub fn delete_job(&self, key: &str) -> Result<()> {
+        self.transact_unflushed(|tx| tx.remove(key).map(|_| ()))
     }
+}
+
+/// A queued job as stored: where it is, and the job (or why it cannot be read).
+#[derive(Debug, Clone)]
+pub struct QueuedJob {
+    pub key: String,
+    pub tenant: String,
+    pub id: String,
+    pub job: std::result::Result<Job, String>,
 }

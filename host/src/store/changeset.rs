@@ -151,7 +151,7 @@ pub(crate) fn apply(tx: &Tx<'_>, cs: &Changeset) -> Result<()> {
         tx.put(&list_key, &list)?;
     }
     for j in &cs.jobs {
-        tx.put(&family::job(&j.id), j)?;
+        tx.put(&family::job(tenant, &j.id), j)?;
     }
     Ok(())
 }

@@ -135,9 +135,20 @@ pub fn record_timers(tenant: &str, record: &str) -> String {
     format!("rtim/{tenant}/{record}")
 }
 
-/// Jobs sort by id (a ULID), so workers take them first in, first out.
-pub fn job(id: &str) -> String {
-    format!("job/{id}")
+/// Jobs are queued per tenant and sort by id (a ULID) within it, so the worker can take
+/// tenants round-robin and each tenant's jobs first in, first out.
+pub fn job(tenant: &str, id: &str) -> String {
+    format!("job/{tenant}/{id}")
+}
+
+/// All of a tenant's queued jobs.
+pub fn tenant_jobs(tenant: &str) -> String {
+    format!("job/{tenant}/")
+}
+
+/// The first key after every job of `tenant` ('0' follows '/').
+pub fn after_tenant_jobs(tenant: &str) -> String {
+    format!("job/{tenant}0")
 }
 
 pub const JOBS: &str = "job/";

@@ -26,7 +26,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 pub use crate::model::RecordFilter;
-pub use automation::{DueTimer, RunFilter};
+pub use automation::{DueTimer, QueuedJob, RunFilter};
 pub use changeset::{Changeset, RecordWrite};
 pub use outbox::{DueMessage, MessageFilter};
 pub use records::RecordPage;

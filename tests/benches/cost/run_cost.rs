@@ -59,6 +59,8 @@ impl Scenario {
         self.world.sandbox.run(
             module,
             RunInput {
+                tenant: TENANT,
+                class: stagecraft::sandbox::RunClass::Background,
                 source: StoreSource::for_tenant(&self.world.store, TENANT),
                 event,
                 run_key: format!("run_bench_{}", event.id),
