@@ -326,13 +326,20 @@ impl DoubleEndedIterator for Scan<'_> {
     }
 }
 
+/// Whether `e` means there is no room: a full disk, a quota, a file-size limit.
+pub(crate) fn is_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded | io::ErrorKind::FileTooLarge
+    )
+}
+
 /// What a person should read about an I/O error of the store.
 pub(crate) fn describe(e: &io::Error) -> String {
-    match e.kind() {
-        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded | io::ErrorKind::FileTooLarge => {
-            format!("the disk is full ({e}); writes resume by themselves once space is freed")
-        }
-        _ => format!("storage I/O error ({e}); writes resume once the store can be reopened"),
+    if is_full(e) {
+        format!("the disk is full ({e}); writes resume by themselves once space is freed")
+    } else {
+        format!("storage I/O error ({e}); writes resume once the store can be reopened")
     }
 }
 

@@ -74,6 +74,14 @@ pub enum StoreError {
     TxConflict,
 }
 
+impl StoreError {
+    /// [`StoreError::Unavailable`] when `e` says the disk is full: for files kept beside the
+    /// database (module artifacts), so a full disk gets one answer everywhere.
+    pub fn disk_full(e: &std::io::Error) -> Option<StoreError> {
+        database::is_full(e).then(|| StoreError::Unavailable(database::describe(e)))
+    }
+}
+
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
         match e {
