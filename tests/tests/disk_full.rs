@@ -2,7 +2,8 @@
 //! with 503 `storage_unavailable` ("the disk is full") once the disk fills, accepts writes
 //! again without a restart once space is freed, and keeps every write it acknowledged before,
 //! during and after — also across a SIGKILL and restart. Record, journal and pipeline (a
-//! cached value) are checked to agree, so nothing was half-applied or served stale.
+//! cached value) are checked to agree, so nothing was half-applied or served stale. Module
+//! uploads, whose artifacts share the disk, get the same answer.
 //!
 //! Two ways to fill a disk, both run:
 //! - a 16 MiB tmpfs in a private mount namespace (needs root: `unshare`, `mount`, `nsenter`),
@@ -259,6 +260,21 @@ impl Proc {
         let status = resp.status();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
+
+    /// Uploads the `mover` guest as a version of module `name`.
+    async fn upload(&self, name: &str) -> (StatusCode, Value) {
+        let resp = self
+            .client
+            .post(format!("{}/v1/modules/{name}/versions", self.base))
+            .bearer_auth(ADMIN_KEY)
+            .header("content-type", "application/wasm")
+            .body(stagecraft_tests::guest("mover"))
+            .send()
+            .await
+            .expect("upload reaches the server");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
 }
 
 /// Whether `(status, body)` is the store's answer to a full disk; panics on any other
@@ -373,6 +389,14 @@ async fn verify(p: &Proc, counter: &str, acked: &Acked) {
     let (s, b) = p.call(Method::GET, "/v1/pipelines/leads", None).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["name"].as_str(), Some(acked.pipeline_name.as_str()));
+    let (s, b) = p
+        .call(Method::GET, "/v1/modules/mover/versions/1", None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "the module uploaded after healing: {b}");
+    let (s, b) = p
+        .call(Method::GET, "/v1/modules/mover/versions/2", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "one version only: {b}");
 }
 
 async fn full_disk_heals(disk: Disk) {
@@ -415,6 +439,9 @@ async fn full_disk_heals(disk: Disk) {
     let body = json!({"role": "agent", "name": "while full"});
     let (s, b) = p.call(Method::POST, "/v1/keys", Some(body)).await;
     assert!(refused_for_full_disk("new key", s, &b), "{s} {b}");
+    // A module upload writes its artifact beside the database first: the same answer.
+    let (s, b) = p.upload("mover").await;
+    assert!(refused_for_full_disk("upload", s, &b), "{s} {b}");
     for path in [
         format!("/v1/records/{counter}"),
         "/v1/pipelines/leads".into(),
@@ -450,6 +477,9 @@ async fn full_disk_heals(disk: Disk) {
         );
         i += 1;
     }
+    let (s, b) = p.upload("mover").await;
+    assert_eq!(s, StatusCode::CREATED, "upload after healing: {b}");
+    assert_eq!(b["version"], 1, "the refused upload made no version");
     verify(&p, &counter, &acked).await;
 
     // And it is all on disk: SIGKILL, start again on the same data.
