@@ -155,6 +155,12 @@ impl Automation {
                 }
             }
         }
+        if let Some(e @ StoreError::Unavailable(_)) = &failure {
+            // A full or failing disk is not the run's fault, and it heals: the job stays
+            // queued instead of ending as a failed run the moment the disk is back.
+            tracing::warn!(error = %e, job = %job.id, "storage unavailable; keeping the job");
+            return;
+        }
         if let Some(e) = failure {
             // Never vanish without a trace: the run's record says why it did not apply. If
             // even that cannot be stored, the job stays queued for the next round.
