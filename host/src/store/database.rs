@@ -3,12 +3,19 @@
 //! sled latches the first I/O error its log hits (a full disk, a failing device) and returns
 //! it from every later write — and from reads that need to restructure a node — until the
 //! database is reopened: space freed later does not help. So the store's handles live here.
-//! The first I/O error marks the database failed; from then on writes are refused at once
-//! with [`StoreError::Unavailable`], and at most every [`RETRY`] an operation looks for space
-//! (a small probe file) and, when there is some, drops sled and opens it again. Reopening
+//! The first I/O error marks the database failed; from then on every operation is refused at
+//! once with [`StoreError::Unavailable`], and at most every [`RETRY`] one looks for space (a
+//! small probe file) and, when there is some, drops sled and opens it again. Reopening
 //! recovers exactly what reached the disk, which includes every write the store acknowledged
-//! (`Store::transact` flushes before it returns). Reads keep using the failed handle meanwhile,
-//! as far as sled allows; a scan stops at its first error instead of repeating it forever.
+//! (`Store::transact` flushes before it returns).
+//!
+//! Reads are refused too, although sled would mostly still answer them: the failed handle
+//! shows the writes that hit the failure as if they had happened, and they vanish with the
+//! reopen. A decision read there and written after the reopen would act on something that
+//! never was — the job worker, seeing a run that only the failed handle has, would delete the
+//! job whose run is then lost. Refusing reads on a failed handle keeps every write based only
+//! on what is on the disk. A scan stops at its first error (sled's own iterator yields a
+//! latched error forever).
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -40,7 +47,7 @@ pub(crate) struct Database {
 }
 
 struct State {
-    /// None after a reopen that failed: everything waits for the next attempt.
+    /// None after a reopen that failed.
     live: Option<Live>,
     /// Counts reopens; an error seen on an older handle says nothing about the current one.
     generation: u64,
@@ -50,12 +57,10 @@ struct State {
 }
 
 impl State {
-    /// What a caller gets while the database is failed: the failed handle for a read (as far
-    /// as sled allows), the failure for a write.
-    fn fallback(&self, write: bool) -> Result<Live> {
+    /// The handle, unless the database is failed.
+    fn current(&self) -> Result<Live> {
         match (&self.live, &self.failure) {
             (Some(live), None) => Ok(live.clone()),
-            (Some(live), Some(_)) if !write => Ok(live.clone()),
             (_, Some(f)) => Err(f.error()),
             (None, None) => Err(StoreError::Unavailable("the store is closed".into())),
         }
@@ -96,7 +101,7 @@ impl Database {
     }
 
     pub fn get(&self, key: &str) -> Result<Option<IVec>> {
-        let live = self.live(false)?;
+        let live = self.live()?;
         let got = live.tree.get(key);
         // Handles go before an error is reported: a reopen waits for them.
         let generation = live.generation;
@@ -114,7 +119,7 @@ impl Database {
     }
 
     fn scan_with(&self, open: impl FnOnce(&sled::Tree) -> sled::Iter) -> Scan<'_> {
-        match self.live(false) {
+        match self.live() {
             Ok(live) => Scan {
                 db: self,
                 iter: Some(open(&live.tree)),
@@ -137,7 +142,7 @@ impl Database {
         durable: bool,
         f: impl Fn(&TransactionalTree) -> Result<R, ConflictableTransactionError<StoreError>>,
     ) -> Result<R> {
-        let live = self.live(true)?;
+        let live = self.live()?;
         let done = match live.tree.transaction(f) {
             Ok(out) if durable => live.db.flush().map(|_| out),
             Ok(out) => Ok(out),
@@ -151,36 +156,30 @@ impl Database {
 
     /// Writes everything to disk.
     pub fn flush(&self) -> Result<()> {
-        let live = self.live(true)?;
+        let live = self.live()?;
         let done = live.db.flush();
         let generation = live.generation;
         drop(live);
         done.map(|_| ()).map_err(|e| self.failed(generation, e))
     }
 
-    /// A handle to use now. Writes are refused while the database is failed; reads go on
-    /// with the failed handle. Either tries a reopen when [`RETRY`] has passed since the last.
-    fn live(&self, write: bool) -> Result<Live> {
+    /// The handle to use now; while the database is failed, a reopen when [`RETRY`] has
+    /// passed since the last attempt, else the failure.
+    fn live(&self) -> Result<Live> {
         {
             let s = self.read();
             match &s.failure {
-                None => {
-                    if let Some(live) = &s.live {
-                        return Ok(live.clone());
-                    }
-                }
-                Some(f) if s.healing || f.last_attempt.elapsed() < RETRY => {
-                    return s.fallback(write);
-                }
+                None => return s.current(),
+                Some(f) if s.healing || f.last_attempt.elapsed() < RETRY => return s.current(),
                 Some(_) => {}
             }
         }
-        self.heal(write)
+        self.heal()
     }
 
     /// Reopens the failed database if the disk has room again. One caller at a time, at most
-    /// every [`RETRY`]; the others meanwhile get [`State::fallback`].
-    fn heal(&self, write: bool) -> Result<Live> {
+    /// every [`RETRY`]; the others meanwhile get the failure.
+    fn heal(&self) -> Result<Live> {
         {
             let mut s = self.write();
             let busy = s.healing;
@@ -188,7 +187,7 @@ impl Database {
                 Some(f) if !busy && f.last_attempt.elapsed() >= RETRY => {
                     f.last_attempt = Instant::now();
                 }
-                _ => return s.fallback(write),
+                _ => return s.current(),
             }
             s.healing = true;
         }
@@ -198,10 +197,10 @@ impl Database {
             if let Some(f) = s.failure.as_mut() {
                 f.message = describe(&e);
             }
-            return s.fallback(write);
+            return s.current();
         }
-        // Everyone gets the failure while sled is closed, so that the old handle's last users
-        // let go of it (and of sled's file lock) soon.
+        // The old handle's last users let go of it (and of sled's file lock) soon: nobody
+        // gets it any more.
         let old = self.write().live.take();
         drop(old);
         let opened = reopen(&self.dir);
@@ -218,7 +217,7 @@ impl Database {
                 if let Some(f) = s.failure.take() {
                     tracing::info!(
                         failed_for_ms = f.since.elapsed().as_millis() as u64,
-                        "storage reopened after a failure; writes accepted again"
+                        "storage reopened after a failure; serving again"
                     );
                 }
                 // Before anyone can read through the new handle: the lock is still held.
@@ -233,7 +232,7 @@ impl Database {
                         other => format!("the store cannot be reopened: {other}"),
                     };
                 }
-                s.fallback(write)
+                s.current()
             }
         }
     }
@@ -249,7 +248,7 @@ impl Database {
         if s.generation == generation && s.failure.is_none() {
             tracing::error!(
                 error = %message,
-                "storage failed; refusing writes until it can be reopened"
+                "storage failed; refusing reads and writes until it can be reopened"
             );
             let now = Instant::now();
             s.failure = Some(Failure {
@@ -337,9 +336,11 @@ pub(crate) fn is_full(e: &io::Error) -> bool {
 /// What a person should read about an I/O error of the store.
 pub(crate) fn describe(e: &io::Error) -> String {
     if is_full(e) {
-        format!("the disk is full ({e}); writes resume by themselves once space is freed")
+        format!(
+            "storage unavailable: the disk is full ({e}); it resumes by itself once space is freed"
+        )
     } else {
-        format!("storage I/O error ({e}); writes resume once the store can be reopened")
+        format!("storage unavailable: I/O error ({e}); it resumes once the store can be reopened")
     }
 }
 

@@ -40,10 +40,10 @@ use crate::model::{Binding, Pipeline};
 pub enum StoreError {
     #[error("storage failure: {0}")]
     Sled(sled::Error),
-    /// The disk is full or failing. The write was not acknowledged: it is lost or (rarely, when
-    /// its bytes reached the disk before the failure) kept, whole either way. Writes are
-    /// refused until the store can reopen its database (see `database`); the message says
-    /// which failure it was.
+    /// The disk is full or failing. A write that gets this was not acknowledged: it is lost
+    /// or (rarely, when its bytes reached the disk before the failure) kept, whole either way.
+    /// Everything is refused until the store can reopen its database (see `database`); the
+    /// message says which failure it was.
     #[error("{0}")]
     Unavailable(String),
     #[error("stored value under {key} is corrupt: {source}")]
@@ -174,8 +174,7 @@ impl Store {
 
     /// Runs `f` as one atomic transaction over the data tree, durable (on disk) before it
     /// returns: whatever the caller acknowledges survives a crash. On a full disk it fails with
-    /// [`StoreError::Unavailable`]; reads may show the write that hit the full disk until the
-    /// store reopens, which keeps only what reached the disk.
+    /// [`StoreError::Unavailable`], as does every operation until the store reopens.
     fn transact<R>(&self, f: impl Fn(&Tx<'_>) -> Result<R>) -> Result<R> {
         self.data.transaction(true, |t| run_tx(t, &f))
     }
