@@ -35,7 +35,13 @@ pub fn publish(
         ins.language.clone(),
         ins.imports.clone(),
     );
-    sandbox.install(ins, bytes)?;
+    sandbox.install(ins, bytes).map_err(|e| match &e {
+        // Its artifact shares the database's disk: a full one is the same 503.
+        SandboxError::Io { source, .. } => {
+            StoreError::disk_full(source).map_or(PublishError::Sandbox(e), PublishError::Store)
+        }
+        _ => PublishError::Sandbox(e),
+    })?;
     let now = Utc::now();
     let v = store.add_module_version(tenant, name, |version| ModuleVersion {
         module: name.to_string(),

@@ -31,31 +31,48 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 /// The longest rest after repeated storage failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Exponential back-off while storage fails: 0.5 s, 1 s, 2 s, … up to [`MAX_BACKOFF`].
-#[derive(Default)]
-struct Backoff {
+/// Exponential back-off while storage fails: the base delay (0.5 s for the job loop), then
+/// twice that, four times, … up to [`MAX_BACKOFF`]. The scheduler uses it too.
+pub(super) struct Backoff {
+    base: Duration,
     failures: u32,
+    what: &'static str,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::new(IDLE_POLL, "the job queue")
+    }
 }
 
 impl Backoff {
-    fn delay(&self) -> Duration {
-        if self.failures == 0 {
-            return IDLE_POLL;
+    /// Back-off from `base`, for the loop reading `what` (named when it recovers).
+    pub(super) fn new(base: Duration, what: &'static str) -> Backoff {
+        Backoff {
+            base,
+            failures: 0,
+            what,
         }
-        IDLE_POLL
+    }
+
+    pub(super) fn delay(&self) -> Duration {
+        if self.failures == 0 {
+            return self.base;
+        }
+        self.base
             .saturating_mul(1 << self.failures.min(16))
             .min(MAX_BACKOFF)
     }
 
     /// Counts a failure; true when it should be logged (the first, then every doubling).
-    fn fail(&mut self) -> bool {
+    pub(super) fn fail(&mut self) -> bool {
         self.failures = self.failures.saturating_add(1);
         self.failures.is_power_of_two()
     }
 
-    fn ok(&mut self) {
+    pub(super) fn ok(&mut self) {
         if self.failures > 0 {
-            tracing::info!(failures = self.failures, "the job queue is readable again");
+            tracing::info!(failures = self.failures, "{} is readable again", self.what);
         }
         self.failures = 0;
     }

@@ -17,18 +17,26 @@ use crate::sandbox::RunClass;
 use crate::store::{Changeset, DueTimer, QueuedJob, StoreError};
 
 pub async fn run_scheduler(a: Arc<Automation>, mut stop: watch::Receiver<bool>) {
+    let mut backoff = super::queue::Backoff::new(a.config.tick, "the timer index");
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(a.config.tick) => {}
+            _ = tokio::time::sleep(backoff.delay()) => {}
             _ = stop.changed() => {}
         }
         if *stop.borrow() {
             return;
         }
         let due = match a.store.due_timers(Utc::now(), 256) {
-            Ok(d) => d,
+            Ok(d) => {
+                backoff.ok();
+                d
+            }
             Err(e) => {
-                tracing::error!(error = %e, "cannot read timers");
+                // A failing store (a full disk) is read again later and later, and logged
+                // once per doubling of the wait, not every tick.
+                if backoff.fail() {
+                    tracing::error!(error = %e, retry_in = ?backoff.delay(), "cannot read timers");
+                }
                 continue;
             }
         };
@@ -45,6 +53,14 @@ pub async fn run_scheduler(a: Arc<Automation>, mut stop: watch::Receiver<bool>) 
             a.wake.notify_one();
         }
     }
+}
+
+/// Why a job did not run to a committed run.
+enum Failed {
+    /// It cannot run: recorded as a failed run, and the job leaves the queue.
+    Record(String),
+    /// Storage is unavailable (a full disk): the job stays queued for later.
+    Postpone(String),
 }
 
 impl Automation {
@@ -107,10 +123,21 @@ impl Automation {
         let outcome =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &queued.job {
                 Ok(job) => self.attempt(job),
-                Err(e) => Err(format!("the queued job cannot be read: {e}")),
+                Err(e) => Err(Failed::Record(format!("the queued job cannot be read: {e}"))),
             }))
-            .unwrap_or_else(|_| Err("the job's task panicked (a bug); the job was dropped".into()));
-        if let Err(why) = outcome {
+            .unwrap_or_else(|_| {
+                Err(Failed::Record(
+                    "the job's task panicked (a bug); the job was dropped".into(),
+                ))
+            });
+        if let Err(Failed::Postpone(why)) = &outcome {
+            // A full or failing disk is not the run's fault, and it heals: the job stays
+            // queued (the queue rests before it tries again) instead of ending as a failed
+            // run the moment the disk is back.
+            tracing::warn!(job = %queued.id, error = %why, "storage unavailable; keeping the job");
+            return false;
+        }
+        if let Err(Failed::Record(why)) = outcome {
             // Never vanish without a trace: the run's record says why it did not apply. If
             // even that cannot be stored, the job stays queued for a later round.
             tracing::error!(job = %queued.id, error = %why, "job failed; recording a failed run");
@@ -126,8 +153,9 @@ impl Automation {
         true
     }
 
-    /// Up to 8 attempts; corrupt data is not retried (it will not heal by itself).
-    fn attempt(&self, job: &Job) -> Result<(), String> {
+    /// Up to 8 attempts; corrupt data is not retried (it will not heal by itself), and
+    /// unavailable storage postpones the job.
+    fn attempt(&self, job: &Job) -> Result<(), Failed> {
         let span = tracing::info_span!("event", event_id = %job.event);
         let _entered = span.enter();
         let mut failure = None;
@@ -141,8 +169,9 @@ impl Automation {
                     ));
                 }
                 Err(e @ StoreError::Corrupt { .. }) => {
-                    return Err(format!("the job cannot run: {e}"));
+                    return Err(Failed::Record(format!("the job cannot run: {e}")));
                 }
+                Err(e @ StoreError::Unavailable(_)) => return Err(Failed::Postpone(e.to_string())),
                 Err(e) => {
                     tracing::warn!(error = %e, "job attempt failed");
                     failure = Some(format!("the job failed 8 times: {e}"));
@@ -150,7 +179,7 @@ impl Automation {
                 }
             }
         }
-        Err(failure.unwrap_or_default())
+        Err(Failed::Record(failure.unwrap_or_default()))
     }
 
     /// Stores a failed run for a job that could not run, with whatever can still be read:

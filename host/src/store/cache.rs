@@ -49,6 +49,14 @@ impl<V> Cache<V> {
         Ok(Some(v))
     }
 
+    /// Forgets everything; called after the database was reopened. A read in flight meanwhile
+    /// does not cache what it read (the generation moved on).
+    pub fn clear(&self) {
+        let mut m = self.map.write().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        m.clear();
+    }
+
     /// Forgets `key`; called after a write to it has committed.
     pub fn invalidate(&self, key: &str) {
         let mut m = self.map.write().unwrap_or_else(|p| p.into_inner());
@@ -69,6 +77,29 @@ mod tests {
         c.invalidate("k");
         assert_eq!(*c.get_or_load("k", || Ok(Some(3))).unwrap().unwrap(), 3);
         assert!(c.get_or_load("missing", || Ok(None)).unwrap().is_none());
+    }
+
+    #[test]
+    fn clear_forgets_everything_and_a_racing_read_is_not_cached() {
+        let c: Cache<u32> = Cache::default();
+        c.get_or_load("a", || Ok(Some(1))).unwrap();
+        c.get_or_load("b", || Ok(Some(1))).unwrap();
+        let v = c
+            .get_or_load("c", || {
+                // The database is reopened while this read is in flight.
+                c.clear();
+                Ok(Some(1))
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(*v, 1);
+        for k in ["a", "b", "c"] {
+            assert_eq!(
+                *c.get_or_load(k, || Ok(Some(2))).unwrap().unwrap(),
+                2,
+                "{k}"
+            );
+        }
     }
 
     #[test]

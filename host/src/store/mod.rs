@@ -10,6 +10,7 @@ mod automation;
 mod bindings;
 mod cache;
 mod changeset;
+mod database;
 mod family;
 mod modules;
 mod outbox;
@@ -23,7 +24,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde::{de::DeserializeOwned, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 pub use crate::model::RecordFilter;
 pub use automation::{DueTimer, QueuedJob, RunFilter};
@@ -38,7 +39,13 @@ use crate::model::{Binding, Pipeline};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("storage failure: {0}")]
-    Sled(#[from] sled::Error),
+    Sled(sled::Error),
+    /// The disk is full or failing. A write that gets this was not acknowledged: it is lost
+    /// or (rarely, when its bytes reached the disk before the failure) kept, whole either way.
+    /// Everything is refused until the store can reopen its database (see `database`); the
+    /// message says which failure it was.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("stored value under {key} is corrupt: {source}")]
     Corrupt {
         key: String,
@@ -67,11 +74,19 @@ pub enum StoreError {
     TxConflict,
 }
 
-impl From<TransactionError<StoreError>> for StoreError {
-    fn from(e: TransactionError<StoreError>) -> Self {
+impl StoreError {
+    /// [`StoreError::Unavailable`] when `e` says the disk is full: for files kept beside the
+    /// database (module artifacts), so a full disk gets one answer everywhere.
+    pub fn disk_full(e: &std::io::Error) -> Option<StoreError> {
+        database::is_full(e).then(|| StoreError::Unavailable(database::describe(e)))
+    }
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
         match e {
-            TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => StoreError::Sled(e),
+            sled::Error::Io(io) => StoreError::Unavailable(database::describe(&io)),
+            other => StoreError::Sled(other),
         }
     }
 }
@@ -81,31 +96,32 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// The handle every part of the host shares. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
-    data: sled::Tree,
+    /// The data tree, reopened after a disk failure heals (see `database`).
+    data: Arc<database::Database>,
     bindings: Arc<cache::Cache<Vec<Binding>>>,
     pipelines: Arc<cache::Cache<Pipeline>>,
 }
 
 impl Store {
     pub fn open(dir: &Path) -> Result<Store> {
-        let db = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(Some(200))
-            .open()?;
-        let data = db.open_tree("data")?;
+        let bindings: Arc<cache::Cache<Vec<Binding>>> = Arc::default();
+        let pipelines: Arc<cache::Cache<Pipeline>> = Arc::default();
+        let (b, p) = (bindings.clone(), pipelines.clone());
+        // What the failed handle showed may not have reached the disk: forget it all.
+        let on_reopen = Box::new(move || {
+            b.clear();
+            p.clear();
+        });
         Ok(Store {
-            db,
-            data,
-            bindings: Arc::default(),
-            pipelines: Arc::default(),
+            data: Arc::new(database::Database::open(dir, on_reopen)?),
+            bindings,
+            pipelines,
         })
     }
 
     /// Writes everything to disk; called on shutdown.
     pub fn flush(&self) -> Result<()> {
-        self.db.flush()?;
-        Ok(())
+        self.data.flush()
     }
 
     fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
@@ -134,6 +150,7 @@ impl Store {
         prefix: &str,
         after: Option<&str>,
     ) -> impl Iterator<Item = Result<(String, sled::IVec)>> + '_ {
+        // A failed scan yields its error once and ends (`database::Scan`).
         let iter = match after {
             Some(a) => {
                 let mut start = a.as_bytes().to_vec();
@@ -156,11 +173,10 @@ impl Store {
     }
 
     /// Runs `f` as one atomic transaction over the data tree, durable (on disk) before it
-    /// returns: whatever the caller acknowledges survives a crash.
+    /// returns: whatever the caller acknowledges survives a crash. On a full disk it fails with
+    /// [`StoreError::Unavailable`], as does every operation until the store reopens.
     fn transact<R>(&self, f: impl Fn(&Tx<'_>) -> Result<R>) -> Result<R> {
-        let out = self.transact_unflushed(f)?;
-        self.db.flush()?;
-        Ok(out)
+        self.data.transaction(true, |t| run_tx(t, &f))
     }
 
     /// [`Store::transact`] without waiting for the disk: atomic, and on disk within sled's
@@ -169,16 +185,20 @@ impl Store {
     /// skipped; a lost claim or deferral leaves a message queued, as a restart would anyway.
     /// Saves a disk flush (the dominant cost of a commit) per background job and message.
     fn transact_unflushed<R>(&self, f: impl Fn(&Tx<'_>) -> Result<R>) -> Result<R> {
-        let out = self.data.transaction(|t| {
-            let tx = Tx { t };
-            f(&tx).map_err(|e| match e {
-                StoreError::Sled(e) => ConflictableTransactionError::Storage(e),
-                StoreError::TxConflict => ConflictableTransactionError::Conflict,
-                other => ConflictableTransactionError::Abort(other),
-            })
-        })?;
-        Ok(out)
+        self.data.transaction(false, |t| run_tx(t, &f))
     }
+}
+
+/// One attempt of a transaction body, its errors sorted for sled's retry loop.
+fn run_tx<R>(
+    t: &TransactionalTree,
+    f: &impl Fn(&Tx<'_>) -> Result<R>,
+) -> std::result::Result<R, ConflictableTransactionError<StoreError>> {
+    f(&Tx { t }).map_err(|e| match e {
+        StoreError::Sled(e) => ConflictableTransactionError::Storage(e),
+        StoreError::TxConflict => ConflictableTransactionError::Conflict,
+        other => ConflictableTransactionError::Abort(other),
+    })
 }
 
 /// Typed access to the data tree inside a transaction.
