@@ -608,6 +608,8 @@ async fn a_slow_destination_does_not_hold_up_the_others() {
     let dir = temp_dir();
     let mut c = config(dir.path());
     c.delivery.concurrency = 2;
+    // One tenant here: its share is the whole server.
+    c.delivery.per_tenant = Some(2);
     c.delivery.per_destination = 1;
     let s = Server::start_with(c).await;
     set_channels(&s, json!({"webhook": {"allowed_hosts": ["*"]}})).await;
