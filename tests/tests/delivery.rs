@@ -1,12 +1,12 @@
 //! Delivery on loopback with real peers: an HTTP receiver that fails and then accepts (and
-//! checks signatures), one that refuses, a real SMTP server (aiosmtpd), and a restart in the
-//! middle of a backlog.
+//! checks signatures), one that refuses, one that never answers, a real SMTP server
+//! (aiosmtpd), a restart in the middle of a backlog and a shutdown with an attempt hanging.
 
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode as AxumStatus};
 use axum::response::IntoResponse;
@@ -26,6 +26,8 @@ enum Behaviour {
     Always503,
     /// 200 after this long.
     Slow(Duration),
+    /// Reads the request and never answers.
+    Hang,
 }
 
 /// Every request the receiver got: headers and body.
@@ -73,6 +75,7 @@ impl Receiver {
                             tokio::time::sleep(d).await;
                             (AxumStatus::OK, "ok").into_response()
                         }
+                        Behaviour::Hang => std::future::pending().await,
                     }
                 }
             }),
@@ -850,4 +853,54 @@ async fn a_queued_message_says_why_it_waits_in_the_api_the_cli_and_the_console()
         .as_str()
         .unwrap()
         .starts_with("retry after"));
+}
+
+#[tokio::test]
+async fn shutdown_abandons_an_attempt_the_receiver_never_answers_and_start_requeues_it() {
+    let (rx, url) = Receiver::start(Behaviour::Hang).await;
+    let dir = temp_dir();
+    let mut c = config(dir.path());
+    c.delivery.shutdown_grace = Duration::from_secs(1);
+    let s = Server::start_with(c.clone()).await;
+    let r = set_channels(
+        &s,
+        json!({"webhook": {"allowed_hosts": ["127.0.0.1"], "timeout_seconds": 60}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    queue_on_create(&s, "webhook", &url, None).await;
+    s.record(ADMIN_KEY, json!({"kind": "lead", "name": "Hang up"}))
+        .await;
+    let id = only_message(&s).await["id"].as_str().unwrap().to_string();
+    eventually("the receiver to hold the attempt", 400, || async {
+        (rx.count() == 1).then_some(())
+    })
+    .await;
+
+    let asked = Instant::now();
+    let dir_path = s.stop().await;
+    let took = asked.elapsed();
+    // The grace is 1 s; the bound is generous for a loaded machine and far below the
+    // attempt's own 60 s timeout, which stop used to wait for.
+    assert!(took < Duration::from_secs(20), "stop took {took:?}");
+
+    // The abandoned message is re-queued at start and delivered: one extra delivery.
+    *rx.behaviour.lock().unwrap() = Behaviour::FailThenAccept(0);
+    c.data_dir = dir_path;
+    let s = Server::start_with(c).await;
+    let m = settled(&s, &id, "sent").await;
+    assert_eq!(
+        m["attempts"].as_array().unwrap().len(),
+        1,
+        "the abandoned attempt recorded nothing: {m}"
+    );
+    assert_eq!(rx.count(), 2);
+    let ids: Vec<String> = rx
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(h, _)| h["stagecraft-message-id"].to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, vec![id.clone(), id]);
 }

@@ -62,6 +62,9 @@ pub struct DeliveryConfig {
     /// unique-local addresses (`serve --allow-internal-destinations`). Off by default:
     /// tenants and modules choose destinations, and must not reach the host's own network.
     pub allow_internal_destinations: bool,
+    /// At shutdown, how long attempts in flight may take to finish. Those still running then
+    /// are abandoned: their messages stay `sending` and are re-queued at the next start.
+    pub shutdown_grace: Duration,
 }
 
 impl DeliveryConfig {
@@ -87,6 +90,7 @@ impl Default for DeliveryConfig {
             tick: Duration::from_millis(100),
             recheck: Duration::from_secs(5),
             allow_internal_destinations: false,
+            shutdown_grace: Duration::from_secs(5),
         }
     }
 }
@@ -186,7 +190,9 @@ impl Delivery {
         *task = Some(tokio::spawn(self.clone().run(self.stop.subscribe())));
     }
 
-    /// Stops taking new messages and waits for the attempts in flight.
+    /// Stops taking new messages and waits for the attempts in flight, `shutdown_grace` at
+    /// most; those still running then are abandoned (their messages stay `sending` and are
+    /// re-queued at the next start: at most one extra delivery).
     pub async fn stop(&self) {
         let _ = self.stop.send(true);
         let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -223,7 +229,7 @@ impl Delivery {
                 self.start_attempt(d, &mut inflight);
             }
         }
-        while inflight.join_next().await.is_some() {}
+        self.drain(inflight).await;
     }
 
     /// This tick's candidates, read off the async threads.
@@ -287,6 +293,21 @@ impl Delivery {
             drop(held);
             this.freed.notify_one();
         });
+    }
+
+    /// Waits for the attempts in flight, `shutdown_grace` at most, then abandons the rest.
+    async fn drain(&self, mut inflight: JoinSet<()>) {
+        let all = async { while inflight.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.config.shutdown_grace, all)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                attempts = inflight.len(),
+                "abandoning delivery attempts still in flight at shutdown; their messages are re-queued at the next start"
+            );
+            inflight.shutdown().await;
+        }
     }
 
     /// The due message and its channel settings when its channel can deliver; else the
