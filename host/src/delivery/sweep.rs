@@ -97,3 +97,106 @@ impl Sweep {
         d
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Channel, MessageStatus, OutboxMessage};
+    use crate::store::Changeset;
+
+    /// A store in a fresh directory, removed when dropped.
+    struct Scratch(std::path::PathBuf, Store);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!(
+                "stagecraft-sweep-{name}-{}-{}",
+                std::process::id(),
+                ulid::Ulid::new()
+            ));
+            let store = Store::open(&dir).unwrap();
+            Scratch(dir, store)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Queues `n` messages of `tenant`, the i-th due `i` ms after `at`.
+    fn queue(store: &Store, tenant: &str, at: DateTime<Utc>, n: usize) {
+        let mut cs = Changeset::new(tenant);
+        for i in 0..n {
+            cs.messages.push(OutboxMessage {
+                id: format!("msg_{tenant}_{i:05}"),
+                channel: Channel::Notify,
+                to: "ann".into(),
+                subject: String::new(),
+                body: String::new(),
+                idempotency_key: None,
+                record: None,
+                run: format!("run_{i}"),
+                status: MessageStatus::Queued,
+                created_at: at + chrono::Duration::milliseconds(i as i64),
+                attempts: Vec::new(),
+                next_attempt_at: None,
+                sent_at: None,
+            });
+        }
+        store.commit(&cs).unwrap();
+    }
+
+    fn tenants(sweep: &mut Sweep, slots: &Slots) -> Vec<String> {
+        std::iter::from_fn(|| sweep.next(slots).map(|d| d.tenant)).collect()
+    }
+
+    #[test]
+    fn tenants_take_turns_and_one_without_a_free_slot_is_passed_over() {
+        let s = Scratch::new("turns");
+        let old = Utc::now() - chrono::Duration::minutes(1);
+        queue(&s.1, "a", old, 3);
+        queue(&s.1, "b", old + chrono::Duration::seconds(1), 1);
+        queue(&s.1, "c", old + chrono::Duration::seconds(2), 2);
+        let slots = Slots::new(16, 4, 4);
+        let mut sweep = Sweep::default();
+        let tick = Duration::from_millis(100);
+        sweep.refill(&s.1, 16, Utc::now(), tick).unwrap();
+        assert_eq!(tenants(&mut sweep, &slots), ["a", "b", "c", "a", "c", "a"]);
+
+        // The turn goes on across ticks; a tenant with no free slot is passed over.
+        sweep.refill(&s.1, 16, Utc::now(), tick).unwrap();
+        let d = sweep.next(&slots).unwrap();
+        assert_eq!(d.tenant, "b");
+        let held: Vec<_> = (0..4).map(|_| slots.tenant("c").unwrap()).collect();
+        assert_eq!(tenants(&mut sweep, &slots), ["a", "a", "a"]);
+        drop(held);
+    }
+
+    #[test]
+    fn a_sweep_passes_a_backlog_in_bounded_steps_and_finds_what_lies_behind_it() {
+        let s = Scratch::new("backlog");
+        let old = Utc::now() - chrono::Duration::minutes(10);
+        queue(&s.1, "a", old, SWEEP_BUDGET * 2 + 10);
+        queue(&s.1, "b", old + chrono::Duration::minutes(1), 1);
+        let slots = Slots::new(16, 4, 4);
+        let mut sweep = Sweep::default();
+        let tick = Duration::from_millis(100);
+        let mut ticks = 0;
+        let found = loop {
+            ticks += 1;
+            assert!(ticks <= 3, "b was never offered");
+            sweep.refill(&s.1, 16, Utc::now(), tick).unwrap();
+            let offered = tenants(&mut sweep, &slots);
+            assert!(
+                offered.iter().filter(|t| *t == "a").count() <= 16,
+                "a's offer"
+            );
+            if offered.iter().any(|t| t == "b") {
+                break ticks;
+            }
+        };
+        assert_eq!(found, 3, "two steps of the backlog, then b");
+    }
+}
