@@ -23,8 +23,9 @@ pub const FRESH_BUDGET: usize = 1024;
 /// How far back "came due lately" reaches (at least two ticks).
 pub const FRESH_WINDOW: Duration = Duration::from_secs(2);
 /// Candidates offered to a tenant per tick, per slot of its share: a slot freed between ticks
-/// is refilled at once from them.
-pub const OFFER_PER_SLOT: usize = 4;
+/// is refilled at once from them, so a tenant whose receivers answer fast can send 64 a tick
+/// with the default share (as many as the whole worker read per tick before shares).
+pub const OFFER_PER_SLOT: usize = 16;
 
 #[derive(Default)]
 pub struct Sweep {
