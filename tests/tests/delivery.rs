@@ -1,12 +1,13 @@
 //! Delivery on loopback with real peers: an HTTP receiver that fails and then accepts (and
-//! checks signatures), one that refuses, a real SMTP server (aiosmtpd), and a restart in the
-//! middle of a backlog.
+//! checks signatures), one that refuses, one that never answers, a real SMTP server
+//! (aiosmtpd), a restart in the middle of a backlog, a shutdown with attempts hanging, and
+//! one tenant's hanging receivers and backlog beside another tenant's message.
 
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode as AxumStatus};
 use axum::response::IntoResponse;
@@ -15,6 +16,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use sha2::Sha256;
 use stagecraft::config::Config;
+use stagecraft::model::{Channel, MessageStatus, OutboxMessage};
+use stagecraft::store::Changeset;
 use stagecraft_tests::{eventually, json, temp_dir, Server, ADMIN_KEY};
 
 /// What the receiver does with the n-th request (0-based).
@@ -26,6 +29,8 @@ enum Behaviour {
     Always503,
     /// 200 after this long.
     Slow(Duration),
+    /// Reads the request and never answers.
+    Hang,
 }
 
 /// Every request the receiver got: headers and body.
@@ -73,6 +78,7 @@ impl Receiver {
                             tokio::time::sleep(d).await;
                             (AxumStatus::OK, "ok").into_response()
                         }
+                        Behaviour::Hang => std::future::pending().await,
                     }
                 }
             }),
@@ -608,6 +614,8 @@ async fn a_slow_destination_does_not_hold_up_the_others() {
     let dir = temp_dir();
     let mut c = config(dir.path());
     c.delivery.concurrency = 2;
+    // One tenant here: its share is the whole server.
+    c.delivery.per_tenant = Some(2);
     c.delivery.per_destination = 1;
     let s = Server::start_with(c).await;
     set_channels(&s, json!({"webhook": {"allowed_hosts": ["*"]}})).await;
@@ -848,4 +856,178 @@ async fn a_queued_message_says_why_it_waits_in_the_api_the_cli_and_the_console()
         .as_str()
         .unwrap()
         .starts_with("retry after"));
+}
+
+#[tokio::test]
+async fn shutdown_abandons_an_attempt_the_receiver_never_answers_and_start_requeues_it() {
+    let (rx, url) = Receiver::start(Behaviour::Hang).await;
+    let dir = temp_dir();
+    let mut c = config(dir.path());
+    c.delivery.shutdown_grace = Duration::from_secs(1);
+    let s = Server::start_with(c.clone()).await;
+    let r = set_channels(
+        &s,
+        json!({"webhook": {"allowed_hosts": ["127.0.0.1"], "timeout_seconds": 60}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    queue_on_create(&s, "webhook", &url, None).await;
+    s.record(ADMIN_KEY, json!({"kind": "lead", "name": "Hang up"}))
+        .await;
+    let id = only_message(&s).await["id"].as_str().unwrap().to_string();
+    eventually("the receiver to hold the attempt", 400, || async {
+        (rx.count() == 1).then_some(())
+    })
+    .await;
+
+    let asked = Instant::now();
+    let dir_path = s.stop().await;
+    let took = asked.elapsed();
+    // The grace is 1 s; the bound is generous for a loaded machine and far below the
+    // attempt's own 60 s timeout, which stop used to wait for.
+    assert!(took < Duration::from_secs(20), "stop took {took:?}");
+
+    // The abandoned message is re-queued at start and delivered: one extra delivery.
+    *rx.behaviour.lock().unwrap() = Behaviour::FailThenAccept(0);
+    c.data_dir = dir_path;
+    let s = Server::start_with(c).await;
+    let m = settled(&s, &id, "sent").await;
+    assert_eq!(
+        m["attempts"].as_array().unwrap().len(),
+        1,
+        "the abandoned attempt recorded nothing: {m}"
+    );
+    assert_eq!(rx.count(), 2);
+    let ids: Vec<String> = rx
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(h, _)| h["stagecraft-message-id"].to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, vec![id.clone(), id]);
+}
+
+/// Queued webhooks `numbers` of `tenant`, the n-th due `n` ms after `at`, to `urls` in turn:
+/// committed straight to the store, a backlog in the due index as big as wanted, at once.
+fn backlog(
+    tenant: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    numbers: std::ops::Range<usize>,
+    urls: &[String],
+) -> Changeset {
+    let mut cs = Changeset::new(tenant);
+    for i in numbers {
+        cs.messages.push(OutboxMessage {
+            id: format!("msg_{tenant}_{i:06}"),
+            channel: Channel::Webhook,
+            to: urls[i % urls.len()].clone(),
+            subject: "backlog".into(),
+            body: format!("message {i}"),
+            idempotency_key: None,
+            record: None,
+            run: format!("run_{tenant}_{i:06}"),
+            status: MessageStatus::Queued,
+            created_at: at + chrono::Duration::milliseconds(i as i64),
+            attempts: Vec::new(),
+            next_attempt_at: None,
+            sent_at: None,
+        });
+    }
+    cs
+}
+
+#[tokio::test]
+async fn a_tenant_with_hanging_receivers_and_a_backlog_cannot_hold_up_another_tenant() {
+    const BACKLOG: usize = 5000;
+    // Tenant A (the admin key's, "default"): six receivers that never answer, each its own
+    // destination, and a backlog of messages to them due before anything tenant B queues.
+    let mut hanging = Vec::new();
+    for _ in 0..6 {
+        hanging.push(Receiver::start(Behaviour::Hang).await);
+    }
+    let (fast, fast_url) = Receiver::start(Behaviour::FailThenAccept(0)).await;
+    let dir = temp_dir();
+    let mut c = config(dir.path());
+    c.delivery.shutdown_grace = Duration::from_secs(1);
+    // The default slots: 16 in all, a quarter (4) per tenant, 4 per destination.
+    assert_eq!(c.delivery.concurrency, 16);
+    assert_eq!(c.delivery.per_tenant(), 4);
+    let s = Server::start_with(c).await;
+    let r = set_channels(
+        &s,
+        json!({"webhook": {"allowed_hosts": ["127.0.0.1"], "timeout_seconds": 60}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+
+    // Tenant B: a webhook channel and a binding that queues one webhook per lead.
+    let r = s
+        .post(
+            "/v1/tenants",
+            ADMIN_KEY,
+            json!({"id": "globex", "name": "Globex"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let b = r.body["admin_key"].as_str().unwrap().to_string();
+    let r = s
+        .call(
+            reqwest::Method::PUT,
+            "/v1/channels",
+            Some(&b),
+            Some(json!({"webhook": {"allowed_hosts": ["127.0.0.1"]}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    s.upload_guest(&b, "effector", "effector").await;
+    s.bind(
+        &b,
+        json!({"pipeline": "leads", "module": "effector", "version": 1, "mode": "inline",
+        "triggers": [{"on": "created"}], "config": {"channel": "webhook", "to": fast_url},
+        "grants": {"channels": ["webhook"]}}),
+    )
+    .await;
+
+    // A's backlog, ten minutes overdue.
+    let urls: Vec<String> = hanging.iter().map(|(_, u)| u.clone()).collect();
+    let overdue = chrono::Utc::now() - chrono::Duration::minutes(10);
+    for part in (0..BACKLOG).step_by(500) {
+        let cs = backlog("default", overdue, part..part + 500, &urls);
+        s.state.store.commit(&cs).unwrap();
+    }
+    let hung = || hanging.iter().map(|(r, _)| r.count()).sum::<usize>();
+    eventually("tenant A's receivers to hold attempts", 400, || async {
+        (hung() >= 4).then_some(())
+    })
+    .await;
+
+    // While A's attempts hang: one message of B's behind all of A's backlog in time order,
+    // too old to count as lately due (only a sweep past A's entries finds it), and one new.
+    let queued = Instant::now();
+    let behind = overdue + chrono::Duration::minutes(5);
+    let old = backlog("globex", behind, 0..1, std::slice::from_ref(&fast_url));
+    s.state.store.commit(&old).unwrap();
+    s.record(&b, json!({"kind": "lead", "name": "Globex lead"}))
+        .await;
+    eventually("tenant B's webhooks to be delivered", 400, || async {
+        (fast.count() == 2).then_some(())
+    })
+    .await;
+    let took = queued.elapsed();
+    // Generous for a loaded machine; A's receivers hold their attempts for 60 s.
+    assert!(took < Duration::from_secs(10), "B waited {took:?}");
+    let r = s.get("/v1/messages?status=sent", &b).await;
+    assert_eq!(
+        r.body["messages"].as_array().unwrap().len(),
+        2,
+        "{:?}",
+        r.body
+    );
+
+    // A holds its share of the slots and no more, all of them still hanging.
+    assert_eq!(hung(), 4, "tenant A's attempts in flight");
+    let r = s.get("/v1/messages?status=sending", ADMIN_KEY).await;
+    assert_eq!(r.body["messages"].as_array().unwrap().len(), 4);
+    s.stop().await;
 }

@@ -1,6 +1,7 @@
 //! Delivery: workers drain the outbox. Each queued message gets an attempt on its channel —
 //! webhook (HMAC-signed POST), SMS (a provider's HTTP endpoint), email (an SMTP relay) or
-//! notify (an in-app notification) — under a global and a per-destination concurrency limit.
+//! notify (an in-app notification) — under a global, a per-tenant and a per-destination
+//! concurrency limit ([`slots`]), tenants taking turns for the free slots ([`sweep`]).
 //! Network errors, 429 and 5xx retry with exponential backoff and jitter (honoring
 //! `Retry-After`); other 4xx and permanent SMTP errors dead-letter at once; retries stop at
 //! the retry window. A channel with no settings keeps its messages queued. Every destination
@@ -12,20 +13,24 @@ mod email;
 pub mod guard;
 mod http;
 pub mod settings;
+mod slots;
 mod status;
+mod sweep;
 pub mod waiting;
 
 pub use guard::{Guard, Refused};
 pub use waiting::{MessageView, WaitReason, Waiting};
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tracing::Instrument;
+
+use slots::{Busy, Slots};
+use sweep::Sweep;
 
 use crate::model::{Attempt, Channel, ChannelConfig, MessageStatus, Notification, OutboxMessage};
 use crate::store::{DueMessage, Store};
@@ -43,8 +48,13 @@ pub struct DeliveryConfig {
     pub timeout: Duration,
     /// Attempts in flight at once.
     pub concurrency: usize,
-    /// Attempts in flight at once to one destination (host, relay or provider).
+    /// Attempts in flight at once for one tenant; None: a quarter of `concurrency`, at least 1.
+    /// A tenant never holds more, even when the others are idle: an attempt cannot be taken
+    /// back, and a receiver may hold one for the channel's whole timeout.
+    pub per_tenant: Option<usize>,
+    /// Attempts in flight at once to one destination (host, relay or provider) of a tenant.
     pub per_destination: usize,
+    /// How often the worker reads the due index.
     pub tick: Duration,
     /// How often a message on an unconfigured channel is looked at again.
     pub recheck: Duration,
@@ -52,6 +62,18 @@ pub struct DeliveryConfig {
     /// unique-local addresses (`serve --allow-internal-destinations`). Off by default:
     /// tenants and modules choose destinations, and must not reach the host's own network.
     pub allow_internal_destinations: bool,
+    /// At shutdown, how long attempts in flight may take to finish. Those still running then
+    /// are abandoned: their messages stay `sending` and are re-queued at the next start.
+    pub shutdown_grace: Duration,
+}
+
+impl DeliveryConfig {
+    /// The per-tenant share in force.
+    pub fn per_tenant(&self) -> usize {
+        self.per_tenant
+            .unwrap_or(self.concurrency / 4)
+            .clamp(1, self.concurrency.max(1))
+    }
 }
 
 impl Default for DeliveryConfig {
@@ -63,10 +85,12 @@ impl Default for DeliveryConfig {
             max_backoff: Duration::from_secs(3600),
             timeout: Duration::from_secs(10),
             concurrency: 16,
+            per_tenant: None,
             per_destination: 4,
             tick: Duration::from_millis(100),
             recheck: Duration::from_secs(5),
             allow_internal_destinations: false,
+            shutdown_grace: Duration::from_secs(5),
         }
     }
 }
@@ -95,8 +119,9 @@ pub struct Delivery {
     config: DeliveryConfig,
     guard: Guard,
     http: reqwest::Client,
-    global: Arc<Semaphore>,
-    destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
+    slots: Slots,
+    /// Told whenever an attempt ends and frees its slots.
+    freed: Notify,
     stop: watch::Sender<bool>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -120,12 +145,16 @@ impl Delivery {
             .user_agent(concat!("stagecraft/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Arc::new(Delivery {
-            global: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            slots: Slots::new(
+                config.concurrency,
+                config.per_tenant(),
+                config.per_destination,
+            ),
+            freed: Notify::new(),
             store,
             config,
             guard,
             http,
-            destinations: Mutex::new(HashMap::new()),
             stop,
             task: Mutex::new(None),
         }))
@@ -161,7 +190,9 @@ impl Delivery {
         *task = Some(tokio::spawn(self.clone().run(self.stop.subscribe())));
     }
 
-    /// Stops taking new messages and waits for the attempts in flight.
+    /// Stops taking new messages and waits for the attempts in flight, `shutdown_grace` at
+    /// most; those still running then are abandoned (their messages stay `sending` and are
+    /// re-queued at the next start: at most one extra delivery).
     pub async fn stop(&self) {
         let _ = self.stop.send(true);
         let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -172,60 +203,111 @@ impl Delivery {
 
     async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut inflight = JoinSet::new();
+        let mut sweep = Sweep::default();
+        let mut tick = tokio::time::interval(self.config.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep(self.config.tick) => {}
-                _ = stop.changed() => {}
-            }
+            // The index is read once a tick; a slot freed in between is refilled at once
+            // from this tick's candidates.
+            let read = tokio::select! {
+                _ = tick.tick() => true,
+                _ = self.freed.notified() => false,
+                _ = stop.changed() => false,
+            };
             while inflight.try_join_next().is_some() {}
             if *stop.borrow() {
                 break;
             }
-            let due = match self.store.due_messages(Utc::now(), 64) {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the outbox");
-                    continue;
-                }
-            };
-            for d in due {
-                let Some((message, settings)) = self.ready(&d) else {
-                    continue;
+            if read {
+                self.slots.prune();
+                sweep = self.refill(sweep).await;
+            }
+            while self.slots.global_free() > 0 {
+                let Some(d) = sweep.next(&self.slots) else {
+                    break;
                 };
-                // A slot at the destination first, without waiting: a busy destination's
-                // messages step aside (a little later in the queue) instead of holding the
-                // global permits that every other destination needs.
-                let slot = self.destination_limit(&destination(&message, &settings));
-                let Ok(slot) = slot.try_acquire_owned() else {
-                    let later = Utc::now() + chrono::Duration::milliseconds(250);
-                    if let Err(e) = self.store.defer_message(&d, later) {
-                        tracing::error!(error = %e, "cannot defer a message");
-                    }
-                    continue;
-                };
-                let permit = tokio::select! {
-                    p = self.global.clone().acquire_owned() => p,
-                    _ = stop.changed() => break,
-                };
-                let Ok(permit) = permit else { break };
-                // Claimed only now, with both permits in hand.
-                let claimed = match self.store.claim_message(&d) {
-                    Ok(Some(m)) => m,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot claim a message");
-                        continue;
-                    }
-                };
-                let this = self.clone();
-                let tenant = d.tenant.clone();
-                inflight.spawn(async move {
-                    this.deliver(tenant, claimed, settings).await;
-                    drop((slot, permit));
-                });
+                self.start_attempt(d, &mut inflight);
             }
         }
-        while inflight.join_next().await.is_some() {}
+        self.drain(inflight).await;
+    }
+
+    /// This tick's candidates, read off the async threads.
+    async fn refill(&self, mut sweep: Sweep) -> Sweep {
+        let store = self.store.clone();
+        let offer = self.config.per_tenant() * sweep::OFFER_PER_SLOT;
+        let tick = self.config.tick;
+        let read = tokio::task::spawn_blocking(move || {
+            let r = sweep.refill(&store, offer, Utc::now(), tick);
+            (sweep, r)
+        })
+        .await;
+        match read {
+            Ok((sweep, Ok(()))) => sweep,
+            Ok((sweep, Err(e))) => {
+                tracing::error!(error = %e, "cannot read the outbox");
+                sweep
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the outbox read failed");
+                Sweep::default()
+            }
+        }
+    }
+
+    /// Takes the slots for `d` and, with all of them in hand, claims it and starts its
+    /// attempt. A message whose destination is busy steps aside (due a moment later) instead
+    /// of holding slots that other destinations need.
+    fn start_attempt(self: &Arc<Self>, d: DueMessage, inflight: &mut JoinSet<()>) {
+        let Some(tenant_slot) = self.slots.tenant(&d.tenant) else {
+            return;
+        };
+        let Some((message, settings)) = self.ready(&d) else {
+            return;
+        };
+        let place = destination(&message, &settings);
+        let held = match self.slots.attempt(tenant_slot, &d.tenant, &place) {
+            Ok(h) => h,
+            Err(Busy::Destination) => {
+                let later = Utc::now() + chrono::Duration::milliseconds(250);
+                if let Err(e) = self.store.defer_message(&d, later) {
+                    tracing::error!(error = %e, "cannot defer a message");
+                }
+                return;
+            }
+            // Left due: the next tick finds it again.
+            Err(Busy::Server) => return,
+        };
+        // Claimed only now, with every slot in hand.
+        let claimed = match self.store.claim_message(&d) {
+            Ok(Some(m)) => m,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot claim a message");
+                return;
+            }
+        };
+        let this = self.clone();
+        inflight.spawn(async move {
+            this.deliver(d.tenant, claimed, settings).await;
+            drop(held);
+            this.freed.notify_one();
+        });
+    }
+
+    /// Waits for the attempts in flight, `shutdown_grace` at most, then abandons the rest.
+    async fn drain(&self, mut inflight: JoinSet<()>) {
+        let all = async { while inflight.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.config.shutdown_grace, all)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                attempts = inflight.len(),
+                "abandoning delivery attempts still in flight at shutdown; their messages are re-queued at the next start"
+            );
+            inflight.shutdown().await;
+        }
     }
 
     /// The due message and its channel settings when its channel can deliver; else the
@@ -252,13 +334,6 @@ impl Delivery {
             return None;
         }
         Some((m, settings))
-    }
-
-    fn destination_limit(&self, destination: &str) -> Arc<Semaphore> {
-        let mut map = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(destination.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.config.per_destination.max(1))))
-            .clone()
     }
 
     async fn deliver(&self, tenant: String, m: OutboxMessage, settings: ChannelConfig) {

@@ -1,5 +1,8 @@
-//! The outbox as delivery sees it: due messages, claiming one for an attempt, recording the
-//! result; channel settings, webhook secrets and in-app notifications.
+//! The outbox as delivery sees it: due messages (read in bounded steps, so no backlog hides
+//! what lies behind it), claiming one for an attempt, recording the result; channel
+//! settings, webhook secrets and in-app notifications.
+
+use std::ops::Bound;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
@@ -61,28 +64,73 @@ impl Store {
         Ok(n)
     }
 
-    /// Messages due at `now`, oldest first.
-    pub fn due_messages(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<DueMessage>> {
-        let end = family::due(now.timestamp_millis() + 1, "", "");
-        let mut out = Vec::new();
-        for item in self
-            .data
-            .range(family::DUE.as_bytes().to_vec()..end.into_bytes())
-            .take(limit)
-        {
-            let (k, _) = item?;
-            let key = String::from_utf8_lossy(&k).into_owned();
-            let mut parts = key.split('/').skip(2);
-            let (Some(tenant), Some(id)) = (parts.next(), parts.next()) else {
-                continue;
-            };
-            out.push(DueMessage {
-                tenant: tenant.to_string(),
-                id: id.to_string(),
-                key,
-            });
+    /// Reads the due index (entries due at `now`) in time order from just after the key
+    /// `after` (from the start when None), looking at `budget` entries at most. Keeps those
+    /// `take` accepts — it is asked once per entry, with the entry's tenant and key — and
+    /// returns them with the last key looked at, where the next read goes on, or None once the
+    /// end was reached. An entry `take` turns down costs one key read and nothing else, so a
+    /// sweep that goes on where it stopped passes a tenant's backlog in bounded steps and
+    /// reaches every other tenant's entries behind it.
+    pub fn due_after(
+        &self,
+        after: Option<&str>,
+        now: DateTime<Utc>,
+        budget: usize,
+        take: impl FnMut(&str, &str) -> bool,
+    ) -> Result<(Vec<DueMessage>, Option<String>)> {
+        let start = match after {
+            Some(key) => Bound::Excluded(key.as_bytes().to_vec()),
+            None => Bound::Included(family::DUE.as_bytes().to_vec()),
+        };
+        self.due_range(start, now, budget, take)
+    }
+
+    /// As [`Store::due_after`], for the entries due from `since` to `now`: what came due
+    /// lately, found at once whatever backlog lies before it.
+    pub fn due_since(
+        &self,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+        budget: usize,
+        take: impl FnMut(&str, &str) -> bool,
+    ) -> Result<(Vec<DueMessage>, Option<String>)> {
+        let start = family::due(since.timestamp_millis(), "", "");
+        self.due_range(Bound::Included(start.into_bytes()), now, budget, take)
+    }
+
+    fn due_range(
+        &self,
+        start: Bound<Vec<u8>>,
+        now: DateTime<Utc>,
+        budget: usize,
+        mut take: impl FnMut(&str, &str) -> bool,
+    ) -> Result<(Vec<DueMessage>, Option<String>)> {
+        let end = family::due(now.timestamp_millis().saturating_add(1), "", "").into_bytes();
+        if matches!(&start, Bound::Included(s) | Bound::Excluded(s) if *s >= end) {
+            return Ok((Vec::new(), None));
         }
-        Ok(out)
+        let mut out = Vec::new();
+        let mut last: Option<sled::IVec> = None;
+        for (looked, item) in self.data.range((start, Bound::Excluded(end))).enumerate() {
+            if looked == budget {
+                return Ok((out, last.map(|k| String::from_utf8_lossy(&k).into_owned())));
+            }
+            let (k, _) = item?;
+            if let Ok(key) = std::str::from_utf8(&k) {
+                let mut parts = key.split('/').skip(2);
+                if let (Some(tenant), Some(id)) = (parts.next(), parts.next()) {
+                    if take(tenant, key) {
+                        out.push(DueMessage {
+                            tenant: tenant.to_string(),
+                            id: id.to_string(),
+                            key: key.to_string(),
+                        });
+                    }
+                }
+            }
+            last = Some(k);
+        }
+        Ok((out, None))
     }
 
     /// Moves a due message to `sending` for one attempt. None when it is no longer queued.
