@@ -123,7 +123,9 @@ impl Automation {
         let outcome =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &queued.job {
                 Ok(job) => self.attempt(job),
-                Err(e) => Err(Failed::Record(format!("the queued job cannot be read: {e}"))),
+                Err(e) => Err(Failed::Record(format!(
+                    "the queued job cannot be read: {e}"
+                ))),
             }))
             .unwrap_or_else(|_| {
                 Err(Failed::Record(

@@ -35,6 +35,9 @@ use sweep::Sweep;
 use crate::model::{Attempt, Channel, ChannelConfig, MessageStatus, Notification, OutboxMessage};
 use crate::store::{DueMessage, Store};
 
+/// The longest rest between outbox reads while the store fails.
+const READ_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
 #[derive(Debug, Clone)]
 pub struct DeliveryConfig {
     /// Server-wide channel settings; a tenant's own settings win, channel by channel.
@@ -206,6 +209,10 @@ impl Delivery {
         let mut sweep = Sweep::default();
         let mut tick = tokio::time::interval(self.config.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // While the outbox cannot be read (a full disk), reads rest longer and longer, and
+        // the failure is logged once per doubling, not every tick.
+        let mut failures: u32 = 0;
+        let mut rest_until = Instant::now();
         loop {
             // The index is read once a tick; a slot freed in between is refilled at once
             // from this tick's candidates.
@@ -218,9 +225,29 @@ impl Delivery {
             if *stop.borrow() {
                 break;
             }
-            if read {
+            if read && Instant::now() >= rest_until {
                 self.slots.prune();
-                sweep = self.refill(sweep).await;
+                let (next, result) = self.refill(sweep).await;
+                sweep = next;
+                match result {
+                    Ok(()) if failures > 0 => {
+                        tracing::info!(failures, "the outbox is readable again");
+                        failures = 0;
+                    }
+                    Ok(()) => {}
+                    Err(e) => {
+                        failures = failures.saturating_add(1);
+                        let rest = self
+                            .config
+                            .tick
+                            .saturating_mul(1 << failures.min(16))
+                            .min(READ_BACKOFF_MAX);
+                        rest_until = Instant::now() + rest;
+                        if failures.is_power_of_two() {
+                            tracing::error!(error = %e, retry_in = ?rest, "cannot read the outbox");
+                        }
+                    }
+                }
             }
             while self.slots.global_free() > 0 {
                 let Some(d) = sweep.next(&self.slots) else {
@@ -233,7 +260,7 @@ impl Delivery {
     }
 
     /// This tick's candidates, read off the async threads.
-    async fn refill(&self, mut sweep: Sweep) -> Sweep {
+    async fn refill(&self, mut sweep: Sweep) -> (Sweep, Result<(), String>) {
         let store = self.store.clone();
         let offer = self.config.per_tenant() * sweep::OFFER_PER_SLOT;
         let tick = self.config.tick;
@@ -243,15 +270,11 @@ impl Delivery {
         })
         .await;
         match read {
-            Ok((sweep, Ok(()))) => sweep,
-            Ok((sweep, Err(e))) => {
-                tracing::error!(error = %e, "cannot read the outbox");
-                sweep
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "the outbox read failed");
-                Sweep::default()
-            }
+            Ok((sweep, r)) => (sweep, r.map_err(|e| e.to_string())),
+            Err(e) => (
+                Sweep::default(),
+                Err(format!("the outbox read failed: {e}")),
+            ),
         }
     }
 
