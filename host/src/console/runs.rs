@@ -28,21 +28,7 @@ pub struct RunFilter {
 }
 
 /// Outcome names for the filter.
-const OUTCOMES: [&str; 13] = [
-    "ok",
-    "guest_error",
-    "panic",
-    "trap",
-    "fuel_exhausted",
-    "timeout",
-    "memory_limit",
-    "host_call_limit",
-    "message_limit",
-    "denied",
-    "exit",
-    "cascade_limit",
-    "rate_limited",
-];
+const OUTCOMES: [&str; 16] = crate::model::Outcome::NAMES;
 
 #[derive(Template)]
 #[template(path = "console/runs.html")]
