@@ -10,6 +10,7 @@ mod automation;
 mod bindings;
 mod cache;
 mod changeset;
+mod deep;
 mod family;
 mod modules;
 mod outbox;
@@ -245,8 +246,17 @@ fn unabortable(e: sled::transaction::UnabortableTransactionError) -> StoreError 
 }
 
 fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+    let corrupt = |source| StoreError::Corrupt {
         key: key.to_string(),
         source,
-    })
+    };
+    match serde_json::from_slice(bytes) {
+        Ok(v) => Ok(v),
+        // Written by an older version that accepted deeper values: read it all the same.
+        Err(e) if deep::too_deep(&e) => match deep::decode(bytes) {
+            Some(decoded) => decoded.map_err(corrupt),
+            None => Err(corrupt(e)),
+        },
+        Err(e) => Err(corrupt(e)),
+    }
 }
