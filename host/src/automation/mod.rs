@@ -25,7 +25,7 @@ use crate::crm::CrmError;
 use crate::model::id::new_id;
 use crate::model::{Binding, Event, Job, Mode, Outcome, Record, RunRecord, Timer, TimerKind};
 use crate::sandbox::{RunInput, Sandbox};
-use crate::store::{Changeset, RecordWrite, Store, StoreError};
+use crate::store::{Changeset, FollowUpCaps, RecordWrite, Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct AutomationConfig {
@@ -35,6 +35,12 @@ pub struct AutomationConfig {
     pub runs_per_minute: u32,
     /// How often the scheduler looks for due timers.
     pub tick: Duration,
+    /// Follow-ups (`schedule.after`) one binding may have pending on one record; a run that
+    /// would go past it ends `timer_limit`.
+    pub follow_ups_per_record: u32,
+    /// Follow-ups one tenant may have pending in all; a run that would go past it ends
+    /// `timer_limit`.
+    pub follow_ups_per_tenant: u32,
 }
 
 impl Default for AutomationConfig {
@@ -43,6 +49,8 @@ impl Default for AutomationConfig {
             max_depth: 8,
             runs_per_minute: 120,
             tick: Duration::from_millis(100),
+            follow_ups_per_record: 100,
+            follow_ups_per_tenant: 100_000,
         }
     }
 }
@@ -322,6 +330,13 @@ impl Automation {
             "module ran"
         );
         if report.outcome.is_ok() {
+            if let Some(message) = self.follow_ups_exceeded(cs, binding, &report)? {
+                run.outcome = Outcome::TimerLimit { message };
+                run.discarded = report.effects;
+                return Ok(run);
+            }
+        }
+        if report.outcome.is_ok() {
             match effects::apply(&self.store, cs, event, binding, &id, &report, now) {
                 Ok(()) => run.effects = report.effects,
                 Err(effects::ApplyError::Stale(what)) => return Err(StoreError::Stale(what)),
@@ -331,6 +346,61 @@ impl Automation {
             run.discarded = report.effects;
         }
         Ok(run)
+    }
+
+    fn follow_up_caps(&self) -> FollowUpCaps {
+        FollowUpCaps {
+            per_record: i64::from(self.config.follow_ups_per_record),
+            per_tenant: i64::from(self.config.follow_ups_per_tenant),
+        }
+    }
+
+    /// What a run's follow-ups would exceed: pending ones (stored, plus those `cs` adds
+    /// already) and the run's own, per binding and record and per tenant. The commit checks
+    /// the same again in its transaction (`Changeset::follow_up_caps`).
+    fn follow_ups_exceeded(
+        &self,
+        cs: &mut Changeset,
+        binding: &Binding,
+        report: &crate::sandbox::RunReport,
+    ) -> Result<Option<String>, StoreError> {
+        let caps = self.follow_up_caps();
+        let mut added: Vec<&str> = Vec::new();
+        for e in &report.effects {
+            if let crate::model::Effect::Schedule { record, .. } = e {
+                added.push(record);
+            }
+        }
+        if added.is_empty() {
+            return Ok(None);
+        }
+        cs.follow_up_caps = Some(caps);
+        let queued = |record: Option<&str>| {
+            cs.timers
+                .iter()
+                .filter(|t| matches!(t.kind, TimerKind::FollowUp { .. }))
+                .filter(|t| record.is_none_or(|r| t.binding == binding.id && t.record == r))
+                .count() as i64
+        };
+        let mut all_new = queued(None);
+        let mut tenant = None;
+        for record in added
+            .iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            let (pair, all) = self
+                .store
+                .pending_follow_ups(&cs.tenant, &binding.id, record)?;
+            tenant = Some(all);
+            let mine = added.iter().filter(|r| **r == record).count() as i64;
+            let pair = pair + queued(Some(record)) + mine;
+            if let Some(m) = caps.exceeded(&binding.id, record, pair, 0) {
+                return Ok(Some(m));
+            }
+        }
+        all_new += added.len() as i64 + tenant.unwrap_or(0);
+        Ok(caps.exceeded(&binding.id, "", 0, all_new))
     }
 
     /// Starts the background workers and the scheduler.

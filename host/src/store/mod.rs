@@ -27,7 +27,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 pub use crate::model::RecordFilter;
-pub use automation::{DueTimer, RunFilter};
+pub use automation::{DueTimer, FollowUpCaps, RunFilter};
 pub use changeset::{Changeset, RecordWrite};
 pub use outbox::{DueMessage, MessageFilter};
 pub use records::RecordPage;
