@@ -256,6 +256,10 @@ impl Automation {
             started_at: now,
             unjournaled_event: None,
         };
+        if let Some(message) = pruned(event) {
+            run.outcome = Outcome::EventPruned { message };
+            return Ok(run);
+        }
         if event.depth() >= self.config.max_depth {
             run.outcome = Outcome::CascadeLimit {
                 depth: self.config.max_depth,
@@ -434,6 +438,19 @@ impl Automation {
 /// The event `id` of a changeset that will not commit, for the run record that explains why.
 fn unjournaled(cs: &Changeset, id: &str) -> Option<Box<Event>> {
     cs.events.iter().find(|e| e.id == id).cloned().map(Box::new)
+}
+
+/// Why a run cannot see its event's record: the event names a record but carries no
+/// snapshot of it, because retention stripped it before the run came. Every event about a
+/// record is journaled with its snapshot (a `deleted` one with the record as it was).
+pub fn pruned(event: &Event) -> Option<String> {
+    let record = event.record.as_ref()?;
+    event.snapshot.is_none().then(|| {
+        format!(
+            "event {} about record {record} lost its record snapshot to retention before this run",
+            event.id
+        )
+    })
 }
 
 /// Runs that did not execute (and so cannot reject a change).
