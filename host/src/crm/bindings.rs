@@ -106,9 +106,8 @@ fn validate(store: &Store, tenant: &str, b: &Binding) -> Result<()> {
     if !b.config.is_object() {
         return Err(CrmError::Invalid("\"config\" must be a JSON object".into()));
     }
-    if b.config.to_string().len() > 64 * 1024 {
-        return Err(CrmError::Invalid("\"config\" is larger than 64 KiB".into()));
-    }
+    stagecraft_rules::value::check("\"config\"", &b.config)
+        .map_err(|e| CrmError::Invalid(e.to_string()))?;
     for f in &b.grants.fields {
         if f != "*" && !CORE_FIELDS.contains(&f.as_str()) && !is_custom_field_name(f) {
             return Err(CrmError::Invalid(format!(

@@ -47,9 +47,8 @@ async fn post_inbound(
     let payload = body
         .payload
         .unwrap_or_else(|| Value::Object(Default::default()));
-    if payload.to_string().len() > 64 * 1024 {
-        return Err(ApiError::invalid("\"payload\" is larger than 64 KiB"));
-    }
+    stagecraft_rules::value::check("\"payload\"", &payload)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
     let snapshot = match &body.record {
         Some(id) => Some(crate::crm::records::get(&state.store, &caller.tenant, id)?),
         None => None,
