@@ -22,6 +22,9 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// How long an admin console sign-in lasts.
     pub console_session_ttl: std::time::Duration,
+    /// Budgets of one list request: page bytes, and how much a filter may scan before the
+    /// page ends with a cursor.
+    pub lists: crate::store::ListLimits,
 }
 
 impl Config {
@@ -34,6 +37,7 @@ impl Config {
             delivery: DeliveryConfig::default(),
             retention: RetentionConfig::default(),
             console_session_ttl: std::time::Duration::from_secs(12 * 3600),
+            lists: crate::store::ListLimits::default(),
         }
     }
 }

@@ -83,6 +83,8 @@ pub struct EventQuery {
 #[derive(Serialize, ToSchema)]
 pub struct EventList {
     pub events: Vec<Event>,
+    /// Cursor for the next page (as `after`); absent on the last page. A page ends early
+    /// at 4 MiB of events.
     pub next: Option<String>,
 }
 
@@ -101,16 +103,19 @@ async fn list(
             "limit must be between 1 and 500",
         ));
     }
-    let events = match &q.record {
-        Some(r) => state
-            .store
-            .record_events(&caller.tenant, r, q.after.as_deref(), limit)?,
+    let lists = &state.config.lists;
+    let page = match &q.record {
+        Some(r) => {
+            state
+                .store
+                .record_events(&caller.tenant, r, q.after.as_deref(), limit, lists)?
+        }
         None => state
             .store
-            .events(&caller.tenant, q.after.as_deref(), limit)?,
+            .events(&caller.tenant, q.after.as_deref(), limit, lists)?,
     };
-    let next = (events.len() == limit)
-        .then(|| events.last().map(|e| e.id.clone()))
-        .flatten();
-    Ok(Json(EventList { events, next }))
+    Ok(Json(EventList {
+        events: page.items,
+        next: page.next,
+    }))
 }

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::page::{Filler, ListLimits, Page};
 use super::{family, Result, Store, Tx};
 use crate::model::{Event, Job, RunRecord, Timer, TimerKind};
 
@@ -15,14 +16,29 @@ pub struct RunFilter {
 }
 
 impl RunFilter {
-    fn matches(&self, r: &RunRecord) -> bool {
+    fn matches(&self, r: &RunHead) -> bool {
         self.record
             .as_ref()
             .is_none_or(|x| r.record.as_ref() == Some(x))
             && self.binding.as_ref().is_none_or(|x| &r.binding == x)
             && self.module.as_ref().is_none_or(|x| &r.module == x)
-            && self.outcome.as_ref().is_none_or(|x| r.outcome.name() == x)
+            && self.outcome.as_ref().is_none_or(|x| &r.outcome.kind == x)
     }
+}
+
+/// The fields a run filter looks at (the rest is skipped without being decoded).
+#[derive(serde::Deserialize)]
+struct RunHead {
+    #[serde(default)]
+    record: Option<String>,
+    binding: String,
+    module: String,
+    outcome: OutcomeHead,
+}
+
+#[derive(serde::Deserialize)]
+struct OutcomeHead {
+    kind: String,
 }
 
 /// How many follow-ups may be pending (see [`crate::automation::AutomationConfig`]).
@@ -89,39 +105,47 @@ impl Store {
         self.get(&family::run(tenant, id))
     }
 
-    /// Runs matching `filter`, newest first, before run id `before`, at most `limit`
-    /// (scanning at most `scan_budget`).
+    /// Runs matching `filter`, newest first, before run id `before`, at most `limit`,
+    /// within the list budgets ([`ListLimits`]): a filter that matches little in a long
+    /// history stops at the scan budget and says where (`next`), even with no runs found.
     pub fn runs(
         &self,
         tenant: &str,
         filter: &RunFilter,
         before: Option<&str>,
         limit: usize,
-        scan_budget: usize,
-    ) -> Result<Vec<RunRecord>> {
+        limits: &ListLimits,
+    ) -> Result<Page<RunRecord>> {
         let prefix = family::runs(tenant);
         let end = match before {
             Some(b) => family::run(tenant, b),
             None => format!("{prefix}\u{ff}"),
         };
-        let mut out = Vec::new();
+        let mut page = Filler::new(limit, limits);
         for item in self
             .data
             .range(prefix.as_bytes().to_vec()..end.into_bytes())
             .rev()
-            .take(scan_budget)
         {
             let (k, v) = item?;
             let key = String::from_utf8_lossy(&k).into_owned();
-            let r: RunRecord = super::decode(&key, &v)?;
-            if filter.matches(&r) {
-                out.push(r);
-                if out.len() == limit {
-                    break;
-                }
+            let id = family::id_of(&key).to_string();
+            if !page.look(&id, v.len()) {
+                break;
+            }
+            let head: RunHead = super::decode(&key, &v)?;
+            if filter.matches(&head) && !page.push(&id, v.len(), super::decode(&key, &v)?) {
+                break;
             }
         }
-        Ok(out)
+        page.finish(|last| {
+            let before = family::run(tenant, last);
+            Ok(self
+                .data
+                .range(prefix.as_bytes().to_vec()..before.into_bytes())
+                .next_back()
+                .is_some())
+        })
     }
 
     /// Timers due at `now`, oldest first, at most `limit`.
