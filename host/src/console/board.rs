@@ -27,11 +27,15 @@ struct Records {
 #[derive(Deserialize)]
 pub(super) struct Runs {
     pub runs: Vec<RunRecord>,
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 #[derive(Deserialize)]
 pub(super) struct Messages {
     pub messages: Vec<OutboxMessage>,
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -25,6 +25,9 @@ pub struct RunFilter {
     outcome: String,
     #[serde(default)]
     record: String,
+    /// The API's cursor: older runs than this one.
+    #[serde(default)]
+    before: String,
 }
 
 /// Outcome names for the filter.
@@ -37,10 +40,12 @@ struct RunsPage<'a> {
     runs: Vec<RunRecord>,
     filter: RunFilter,
     outcomes: &'a [&'a str],
+    /// The link to the next (older) page, when the API has one.
+    older: Option<String>,
 }
 
 pub async fn list(c: Console, Query(f): Query<RunFilter>) -> Out {
-    let mut query = String::from("limit=200");
+    let mut filters = String::new();
     for (k, v) in [
         ("module", &f.module),
         ("binding", &f.binding),
@@ -48,16 +53,24 @@ pub async fn list(c: Console, Query(f): Query<RunFilter>) -> Out {
         ("record", &f.record),
     ] {
         if !v.trim().is_empty() {
-            query.push_str(&format!("&{k}={}", enc(v.trim())));
+            filters.push_str(&format!("&{k}={}", enc(v.trim())));
         }
     }
+    let mut query = format!("limit=200{filters}");
+    if !f.before.trim().is_empty() {
+        query.push_str(&format!("&before={}", enc(f.before.trim())));
+    }
     let runs: Runs = c.ok(c.api.get(&format!("/v1/runs?{query}")).await)?;
+    let older = runs
+        .next
+        .map(|n| format!("/console/runs?before={}{filters}", enc(&n)));
     let page = c.page("runs", c.page.t("runs-title"));
     Ok(page::render(&RunsPage {
         page: &page,
         runs: runs.runs,
         filter: f,
         outcomes: &OUTCOMES,
+        older,
     }))
 }
 
@@ -94,6 +107,9 @@ pub async fn detail(c: Console, Path(id): Path<String>) -> Out {
 pub struct MessageFilter {
     #[serde(default)]
     status: String,
+    /// The API's cursor: messages after this one.
+    #[serde(default)]
+    after: String,
 }
 
 #[derive(Template)]
@@ -103,6 +119,8 @@ struct MessagesPage<'a> {
     messages: Vec<OutboxMessage>,
     status: String,
     statuses: [MessageStatus; 4],
+    /// The link to the next page, when the API has one.
+    more: Option<String>,
 }
 
 impl MessagesPage<'_> {
@@ -119,11 +137,18 @@ impl MessagesPage<'_> {
 }
 
 pub async fn messages(c: Console, Query(f): Query<MessageFilter>) -> Out {
-    let mut path = String::from("/v1/messages?limit=500");
+    let mut filters = String::new();
     if !f.status.is_empty() {
-        path.push_str(&format!("&status={}", enc(&f.status)));
+        filters.push_str(&format!("&status={}", enc(&f.status)));
+    }
+    let mut path = format!("/v1/messages?limit=500{filters}");
+    if !f.after.is_empty() {
+        path.push_str(&format!("&after={}", enc(&f.after)));
     }
     let list: Messages = c.ok(c.api.get(&path).await)?;
+    let more = list
+        .next
+        .map(|n| format!("/console/messages?after={}{filters}", enc(&n)));
     let page = c.page("messages", c.page.t("messages-title"));
     Ok(page::render(&MessagesPage {
         page: &page,
@@ -135,6 +160,7 @@ pub async fn messages(c: Console, Query(f): Query<MessageFilter>) -> Out {
             MessageStatus::Sent,
             MessageStatus::Dead,
         ],
+        more,
     }))
 }
 
