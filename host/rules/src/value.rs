@@ -46,12 +46,13 @@ impl std::fmt::Display for ValueError {
             ),
             ValueError::TooLarge { what, bytes, max } => write!(
                 f,
-                "{what} is {} bytes of JSON; the limit is {max} bytes",
+                "{what} is {} bytes of JSON; the limit is {max} bytes ({} KiB)",
                 if *bytes > *max {
                     format!("more than {max}")
                 } else {
                     bytes.to_string()
-                }
+                },
+                max / 1024
             ),
         }
     }
