@@ -1010,3 +1010,84 @@ async fn every_list_is_complete_or_says_where_it_stopped() {
     assert_eq!(w.pages.len(), 3);
     assert_eq!(s.get("/healthz", ADMIN_KEY).await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn what_a_tenant_lists_whole_has_a_count() {
+    let dir = temp_dir();
+    let s = Server::start(dir.path()).await;
+    bomb(&s).await;
+    let stages = json!([{"id": "open", "name": "Open", "semantic": "open"}]);
+    // Two pipelines come with the tenant.
+    for i in 2..100 {
+        let r = s
+            .post(
+                "/v1/pipelines",
+                ADMIN_KEY,
+                json!({"id": format!("p{i}"), "name": format!("P{i}"), "kind": "lead", "stages": stages}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{i}: {:?}", r.body);
+    }
+    let r = s
+        .post(
+            "/v1/pipelines",
+            ADMIN_KEY,
+            json!({"id": "one-more", "name": "One more", "kind": "lead", "stages": stages}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        r.message().contains("at most 100 pipelines"),
+        "{}",
+        r.message()
+    );
+
+    let binding = json!({"pipeline": "leads", "module": "bomb", "version": 1,
+        "triggers": [{"on": "inbound", "name": "never"}], "enabled": false});
+    for _ in 0..200 {
+        s.bind(ADMIN_KEY, binding.clone()).await;
+    }
+    let r = s.post("/v1/bindings", ADMIN_KEY, binding).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        r.message().contains("at most 200 bindings"),
+        "{}",
+        r.message()
+    );
+    let r = s.get("/v1/bindings", ADMIN_KEY).await;
+    assert_eq!(r.body["bindings"].as_array().unwrap().len(), 200);
+
+    // The bootstrap key is one of the 1,000 keys.
+    let s = std::sync::Arc::new(s);
+    for chunk in 0..111 {
+        let mut minted = Vec::new();
+        for i in 0..9 {
+            let s = s.clone();
+            minted.push(tokio::spawn(async move {
+                s.post(
+                    "/v1/keys",
+                    ADMIN_KEY,
+                    json!({"role": "agent", "name": format!("k{chunk}-{i}")}),
+                )
+                .await
+                .status
+            }));
+        }
+        for m in minted {
+            assert_eq!(m.await.unwrap(), StatusCode::CREATED);
+        }
+    }
+    let r = s
+        .post(
+            "/v1/keys",
+            ADMIN_KEY,
+            json!({"role": "agent", "name": "over"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        r.message().contains("at most 1000 API keys"),
+        "{}",
+        r.message()
+    );
+}

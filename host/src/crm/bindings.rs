@@ -118,7 +118,16 @@ fn validate(store: &Store, tenant: &str, b: &Binding) -> Result<()> {
     Ok(())
 }
 
+/// Bindings a tenant may have: every event is matched against all of them, and they are
+/// listed whole (`GET /v1/bindings`), each with up to 64 KiB of config.
+pub const MAX_BINDINGS: usize = 200;
+
 pub fn create(store: &Store, tenant: &str, input: NewBinding) -> Result<Binding> {
+    if store.bindings(tenant)?.len() >= MAX_BINDINGS {
+        return Err(CrmError::Invalid(format!(
+            "a tenant has at most {MAX_BINDINGS} bindings; delete one first"
+        )));
+    }
     let now = Utc::now();
     let b = Binding {
         id: new_id("bnd"),
