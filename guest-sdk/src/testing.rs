@@ -87,7 +87,9 @@ pub enum Effect {
 ///   backward move without [`MockHost::with_backward_grant`] are [`HostError::Denied`].
 ///   Undeclared pipelines accept any stage.
 /// * Field values are checked by the host's own field rules (`stagecraft-rules`), the same
-///   code the server runs.
+///   code the server runs. Values nested deeper than 32 levels or larger than 64 KiB of JSON
+///   (field values and follow-up payloads), and custom fields over 256 KiB together, are
+///   [`HostError::Limit`], as on the server.
 /// * As on the server, a denied call fails the whole run, even when the rule handles the
 ///   error: [`MockHost::run`] then returns `Err("denied: …")`.
 /// * [`MockHost::run`] is all-or-nothing: if the rule returns `Err` (or a call was denied),
@@ -286,9 +288,14 @@ impl Host for MockHost {
     fn set_field(&mut self, id: &str, name: &str, json: &str) -> Result<(), HostError> {
         let value =
             parse_value(&format!("value of field {name:?}"), json).map_err(HostError::Invalid)?;
+        // The host's limits on stored values, from the same code: a limit, not a bad value.
+        stagecraft_rules::value::check(&format!("the value of field {name:?}"), &value)
+            .map_err(|e| HostError::Limit(e.to_string()))?;
         let record = self.stored(id)?;
         let mut updated = record.clone();
         apply_field(&mut updated, name, value.clone()).map_err(HostError::Invalid)?;
+        stagecraft_rules::value::check_custom(&updated.custom)
+            .map_err(|e| HostError::Limit(format!("record {id:?}: {e}")))?;
         *record = updated;
         self.effects.push(Effect::SetField {
             record: id.to_string(),
@@ -308,6 +315,8 @@ impl Host for MockHost {
 
     fn schedule_after(&mut self, seconds: u64, payload_json: &str) -> Result<String, HostError> {
         let payload = parse_value("schedule payload", payload_json).map_err(HostError::Invalid)?;
+        stagecraft_rules::value::check("the follow-up payload", &payload)
+            .map_err(|e| HostError::Limit(e.to_string()))?;
         self.effects.push(Effect::Schedule { seconds, payload });
         Ok(self.fresh_id("sched"))
     }
@@ -745,5 +754,32 @@ mod tests {
         let gone = Event::deleted(lead("l1", "Ada", "sales", "new"));
         let err = host.run::<Lookup>(&gone).err().unwrap_or_default();
         assert!(err.starts_with("not found:"), "{err}");
+    }
+
+    #[test]
+    fn stored_values_have_the_hosts_depth_and_size_limits() {
+        let mut host = MockHost::new().with_record(lead("l1", "Ada", "sales", "new"));
+        let deep = stagecraft_rules::value::nested(stagecraft_rules::value::MAX_DEPTH);
+        assert_eq!(host.set_field("l1", "ok", &deep.to_string()), Ok(()));
+        let deeper = Value::Array(vec![deep]).to_string();
+        match host.set_field("l1", "deep", &deeper) {
+            Err(HostError::Limit(m)) => assert!(m.contains("limit is 32"), "{m}"),
+            other => panic!("expected a limit, got {other:?}"),
+        }
+        match host.schedule_after(60, &deeper) {
+            Err(HostError::Limit(m)) => assert!(m.contains("follow-up payload"), "{m}"),
+            other => panic!("expected a limit, got {other:?}"),
+        }
+        let big = Value::String("x".repeat(60_000)).to_string();
+        for i in 0..4 {
+            assert_eq!(host.set_field("l1", &format!("f{i}"), &big), Ok(()));
+        }
+        match host.set_field("l1", "f4", &big) {
+            Err(HostError::Limit(m)) => assert!(m.contains("custom fields together"), "{m}"),
+            other => panic!("expected a limit, got {other:?}"),
+        }
+        assert!(host
+            .record("l1")
+            .is_some_and(|r| !r.custom.contains_key("f4")));
     }
 }

@@ -26,6 +26,9 @@ pub struct Config {
     /// background workers may take to stop. Whatever is still running after that is
     /// abandoned (jobs are durable and run again after a restart).
     pub shutdown_grace: std::time::Duration,
+    /// Budgets of one list request: page bytes, and how much a filter may scan before the
+    /// page ends with a cursor.
+    pub lists: crate::store::ListLimits,
 }
 
 impl Config {
@@ -39,6 +42,7 @@ impl Config {
             retention: RetentionConfig::default(),
             console_session_ttl: std::time::Duration::from_secs(12 * 3600),
             shutdown_grace: std::time::Duration::from_secs(5),
+            lists: crate::store::ListLimits::default(),
         }
     }
 }

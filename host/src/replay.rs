@@ -349,10 +349,12 @@ fn compare(
         },
     )
     .map_err(|e| e.to_string())?;
+    let mut candidate = report.effects;
+    legacy_ids(&run.effects, &mut candidate);
     let (effects, discarded) = if report.outcome.is_ok() {
-        (report.effects, Vec::new())
+        (candidate, Vec::new())
     } else {
-        (Vec::new(), report.effects)
+        (Vec::new(), candidate)
     };
     Ok(Step::Compared(Box::new(Difference {
         run: run.id.clone(),
@@ -377,6 +379,23 @@ fn compare(
             duration_us: report.duration_us,
         },
     })))
+}
+
+/// Runs committed before message and follow-up ids became time-ordered ULIDs carry ids of
+/// 24 hex characters, which a replay can no longer reproduce. Such an id is compared by
+/// position: the candidate's effect at the same place takes it, so only real differences show.
+fn legacy_ids(original: &[Effect], candidate: &mut [Effect]) {
+    for (o, c) in original.iter().zip(candidate.iter_mut()) {
+        match (o, c) {
+            (Effect::QueueMessage { id: old, .. }, Effect::QueueMessage { id, .. })
+            | (Effect::Schedule { id: old, .. }, Effect::Schedule { id, .. })
+                if crate::model::id::time_of(old).is_none() =>
+            {
+                id.clone_from(old);
+            }
+            _ => {}
+        }
+    }
 }
 
 /// The replays of this process, newest last; the oldest finished ones go past [`KEEP`].
@@ -498,5 +517,29 @@ mod tests {
         }
         assert!(r.get("t", &first_id).is_some(), "a running replay is kept");
         assert_eq!(r.list.lock().unwrap().len(), KEEP);
+    }
+
+    #[test]
+    fn ids_of_older_runs_compare_by_position() {
+        let schedule = |id: &str, seconds| Effect::Schedule {
+            id: id.into(),
+            record: "rec_1".into(),
+            seconds,
+            payload: serde_json::json!({}),
+        };
+        let fresh = crate::model::id::id_at("tmr", 1_700_000_000_000, 7);
+        let original = vec![schedule("tmr_00aa11bb22cc33dd44ee55ff", 60)];
+        let mut same = vec![schedule(&fresh, 60)];
+        legacy_ids(&original, &mut same);
+        assert_eq!(same, original);
+        // Only the id: a real difference stays one.
+        let mut later = vec![schedule(&fresh, 120)];
+        legacy_ids(&original, &mut later);
+        assert_ne!(later, original);
+        // New ids are compared as they are.
+        let current = vec![schedule(&fresh, 60)];
+        let mut other = vec![schedule(&crate::model::id::id_at("tmr", 1, 8), 60)];
+        legacy_ids(&current, &mut other);
+        assert_ne!(other, current);
     }
 }

@@ -54,6 +54,7 @@ impl Retention {
                         runs = p.runs,
                         snapshots = p.snapshots,
                         messages = p.messages,
+                        unreadable = p.unreadable,
                         "retention pruned"
                     ),
                     Ok(Ok(_)) => {}

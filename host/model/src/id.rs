@@ -25,6 +25,27 @@ pub fn last_id_at(prefix: &str, ms: i64) -> String {
     format!("{prefix}_{}", ulid.to_string().to_ascii_lowercase())
 }
 
+/// A deterministic id `"{prefix}_{ulid}"` whose time part is `ms` (Unix milliseconds) and
+/// whose random part is the low 80 bits of `random`. Runs make their follow-up and message
+/// ids this way: the same run reproduces the same ids (replay and dry runs rely on it), and
+/// the ids still sort by time like every other id, so journal order stays key order.
+pub fn id_at(prefix: &str, ms: i64, random: u128) -> String {
+    let ulid = ulid::Ulid::from_parts(ms.max(0) as u64, random & ((1u128 << 80) - 1));
+    format!("{prefix}_{}", ulid.to_string().to_ascii_lowercase())
+}
+
+/// The Unix milliseconds an id made by [`new_id`] or [`id_at`] carries; None for ids of
+/// another shape (such as the hex follow-up ids of older versions).
+pub fn time_of(id: &str) -> Option<i64> {
+    let (_, tail) = id.split_once('_')?;
+    let tail = tail.split('_').next()?;
+    if tail.len() != 26 {
+        return None;
+    }
+    let ulid = ulid::Ulid::from_string(&tail.to_ascii_uppercase()).ok()?;
+    i64::try_from(ulid.timestamp_ms()).ok()
+}
+
 /// True when `s` can be used as an id or slug inside store keys and URLs.
 pub fn is_valid_slug(s: &str) -> bool {
     stagecraft_rules::field::is_slug(s)
@@ -43,6 +64,24 @@ mod tests {
         assert!(is_valid_slug(&a));
         assert!(!is_valid_slug("a/b"));
         assert!(!is_valid_slug(""));
+    }
+
+    #[test]
+    fn ids_at_a_time_are_deterministic_and_sort_by_it() {
+        let a = id_at("evt", 1_700_000_000_000, 42);
+        assert_eq!(a, id_at("evt", 1_700_000_000_000, 42));
+        assert_ne!(a, id_at("evt", 1_700_000_000_000, 43));
+        assert!(a < id_at("evt", 1_700_000_000_001, 0));
+        assert!(a > last_id_at("evt", 1_699_999_999_999));
+        assert!(a <= last_id_at("evt", 1_700_000_000_000));
+        assert_eq!(time_of(&a), Some(1_700_000_000_000));
+        assert_eq!(
+            time_of(&format!("run_{}_abc", &a[4..])),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(time_of("evt_00ab12cd34ef56ab78cd90ef"), None);
+        let now = chrono::Utc::now().timestamp_millis();
+        assert!((time_of(&new_id("rec")).unwrap_or(0) - now).abs() < 60_000);
     }
 
     #[test]

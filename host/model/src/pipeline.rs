@@ -88,6 +88,9 @@ pub fn validate_stages(kind: PipelineKind, stages: &[Stage]) -> Result<(), Strin
         if s.name.trim().is_empty() {
             return Err(format!("stage {:?} needs a name", s.id));
         }
+        if s.name.len() > 200 {
+            return Err(format!("stage {:?}: a name is at most 200 bytes", s.id));
+        }
     }
     if stages[0].semantic != StageSemantic::Open {
         return Err(format!(

@@ -99,6 +99,13 @@ impl Record {
         field::check_links(kind, self.company.as_deref(), self.contact.as_deref())
     }
 
+    /// Checks that the record's custom fields together stay within the shared size limit
+    /// ([`stagecraft_rules::value::MAX_CUSTOM_BYTES`]; each value was checked when written).
+    pub fn check_size(&self) -> Result<(), String> {
+        stagecraft_rules::value::check_custom(&self.custom)
+            .map_err(|e| format!("record {:?}: {e}", self.id))
+    }
+
     /// The value of a field by name (core or custom), `null` when unset.
     pub fn field(&self, name: &str) -> Value {
         let s = |v: &Option<String>| v.clone().map(Value::String).unwrap_or(Value::Null);

@@ -39,6 +39,15 @@ pub enum Outcome {
     RateLimited { message: String },
     /// Not run: no run slot came free in time (the tenant's share, or all slots, were busy).
     Busy { message: String },
+    /// Too many follow-ups: in one run, pending for the binding on the record, or pending
+    /// in the tenant.
+    TimerLimit { message: String },
+    /// The run's effects (field values, messages, follow-up payloads) add up to more bytes
+    /// than one run may commit.
+    EffectLimit { message: String },
+    /// Not run: the event's record snapshot is gone (retention pruned it before the run), so
+    /// the module cannot see what the event was about.
+    EventPruned { message: String },
 }
 
 impl Outcome {
@@ -58,6 +67,93 @@ impl Outcome {
             Outcome::CascadeLimit { .. } => "cascade_limit",
             Outcome::RateLimited { .. } => "rate_limited",
             Outcome::Busy { .. } => "busy",
+            Outcome::TimerLimit { .. } => "timer_limit",
+            Outcome::EffectLimit { .. } => "effect_limit",
+            Outcome::EventPruned { .. } => "event_pruned",
+        }
+    }
+
+    /// Every outcome name, in declaration order (filters, documentation).
+    pub const NAMES: [&'static str; 17] = [
+        "ok",
+        "guest_error",
+        "panic",
+        "trap",
+        "fuel_exhausted",
+        "timeout",
+        "memory_limit",
+        "host_call_limit",
+        "message_limit",
+        "denied",
+        "exit",
+        "cascade_limit",
+        "rate_limited",
+        "busy",
+        "timer_limit",
+        "effect_limit",
+        "event_pruned",
+    ];
+
+    /// The outcome with its message (if it carries one) cut to at most `max` bytes, with a
+    /// note saying how long it was: a module's error text is its own, and a 50 MB one must
+    /// not become a 50 MB response or run record.
+    pub fn bounded(self, max: usize) -> Outcome {
+        let cut = |message: String| clip_text(message, max, "the message");
+        match self {
+            Outcome::GuestError { message } => Outcome::GuestError {
+                message: cut(message),
+            },
+            Outcome::Panic { message } => Outcome::Panic {
+                message: cut(message),
+            },
+            Outcome::Trap { message } => Outcome::Trap {
+                message: cut(message),
+            },
+            Outcome::MessageLimit { message } => Outcome::MessageLimit {
+                message: cut(message),
+            },
+            Outcome::Denied { message } => Outcome::Denied {
+                message: cut(message),
+            },
+            Outcome::RateLimited { message } => Outcome::RateLimited {
+                message: cut(message),
+            },
+            Outcome::Busy { message } => Outcome::Busy {
+                message: cut(message),
+            },
+            Outcome::TimerLimit { message } => Outcome::TimerLimit {
+                message: cut(message),
+            },
+            Outcome::EffectLimit { message } => Outcome::EffectLimit {
+                message: cut(message),
+            },
+            Outcome::EventPruned { message } => Outcome::EventPruned {
+                message: cut(message),
+            },
+            other => other,
+        }
+    }
+
+    /// The message the outcome carries, if any.
+    pub fn message(&self) -> Option<&str> {
+        match self {
+            Outcome::GuestError { message }
+            | Outcome::Panic { message }
+            | Outcome::Trap { message }
+            | Outcome::MessageLimit { message }
+            | Outcome::Denied { message }
+            | Outcome::RateLimited { message }
+            | Outcome::Busy { message }
+            | Outcome::TimerLimit { message }
+            | Outcome::EffectLimit { message }
+            | Outcome::EventPruned { message } => Some(message),
+            Outcome::Ok
+            | Outcome::FuelExhausted
+            | Outcome::Timeout
+            | Outcome::MemoryLimit
+            | Outcome::HostCallLimit
+            | Outcome::Exit { .. }
+            | Outcome::CascadeLimit { .. } => None,
         }
     }
 
@@ -84,8 +180,29 @@ impl Outcome {
             }
             Outcome::RateLimited { message } => format!("not run: {message}"),
             Outcome::Busy { message } => format!("not run: {message}"),
+            Outcome::TimerLimit { message } => message.clone(),
+            Outcome::EffectLimit { message } => message.clone(),
+            Outcome::EventPruned { message } => format!("not run: {message}"),
         }
     }
+}
+
+/// `text` cut to at most `max` bytes (on a character boundary) plus a note naming `what` was
+/// cut and how long it was; unchanged when it fits.
+pub fn clip_text(mut text: String, max: usize, what: &str) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let total = text.len();
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text.truncate(cut);
+    text.push_str(&format!(
+        " … [cut: {what} was {total} bytes; {max} are kept]"
+    ));
+    text
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, ToSchema)]
@@ -198,5 +315,41 @@ impl Grants {
 
     pub fn may_send(&self, channel: Channel) -> bool {
         self.channels.contains(&channel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_cut_with_a_note() {
+        let huge = Outcome::GuestError {
+            message: "é".repeat(1000),
+        }
+        .bounded(101);
+        let Outcome::GuestError { message } = &huge else {
+            panic!("{huge:?}")
+        };
+        assert!(message.starts_with(&"é".repeat(50)));
+        assert!(
+            message.ends_with("[cut: the message was 2000 bytes; 101 are kept]"),
+            "{message}"
+        );
+        let short = Outcome::Panic {
+            message: "short".into(),
+        };
+        assert_eq!(short.clone().bounded(100), short);
+        assert_eq!(Outcome::Timeout.bounded(1), Outcome::Timeout);
+        for name in Outcome::NAMES {
+            assert!(!name.is_empty());
+        }
+        assert_eq!(
+            Outcome::EventPruned {
+                message: "m".into()
+            }
+            .name(),
+            Outcome::NAMES[15]
+        );
     }
 }

@@ -148,6 +148,8 @@ pub fn check(kind: Kind, name: &str, value: Value) -> Result<FieldWrite, String>
             FieldWrite::Currency(v)
         }
         _ if is_custom_field_name(name) => {
+            crate::value::check(&format!("the value of field {name:?}"), &value)
+                .map_err(|e| e.to_string())?;
             FieldWrite::Custom(name.to_string(), (!value.is_null()).then_some(value))
         }
         _ if RESERVED.contains(&name) => {
@@ -191,6 +193,7 @@ mod tests {
             check(Kind::Deal, "score", Value::Null),
             Ok(FieldWrite::Custom("score".into(), None))
         );
+        assert!(err(Kind::Deal, "deep", crate::value::nested(33)).contains("limit is 32"));
         assert_eq!(
             check(Kind::Deal, "amount", 10.5.into()),
             Ok(FieldWrite::Amount(Some(10.5)))

@@ -3,8 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use stagecraft_rules::value;
 
 use super::limits::Limits;
 use super::wit::stagecraft::automation::{
@@ -21,6 +23,9 @@ type HostResult<T> = wasmtime::Result<Result<T, t::HostError>>;
 pub struct HostApi {
     source: std::sync::Arc<dyn RecordSource>,
     event_record: Option<String>,
+    /// When the event happened: the time part of message ids, and what follow-up delays
+    /// count from.
+    event_at: DateTime<Utc>,
     /// Makes ids of queued messages and follow-ups deterministic: same run → same ids.
     run_key: String,
     config: String,
@@ -40,6 +45,9 @@ pub struct HostApi {
     log_bytes: usize,
     pub calls: Vec<HostCall>,
     messages: u32,
+    follow_ups: u32,
+    /// Bytes of effects so far (see `Limits::effect_bytes`).
+    effect_bytes: usize,
     seq: u32,
     /// The first refused effect; the run ends `denied` whatever the module does next.
     pub denied: Option<String>,
@@ -51,6 +59,7 @@ pub struct HostApi {
 pub struct HostApiInput {
     pub source: std::sync::Arc<dyn RecordSource>,
     pub event_record: Option<String>,
+    pub event_at: DateTime<Utc>,
     pub run_key: String,
     pub config: String,
     pub grants: Grants,
@@ -64,6 +73,7 @@ impl HostApi {
         HostApi {
             source: input.source,
             event_record: input.event_record,
+            event_at: input.event_at,
             run_key: input.run_key,
             config: input.config,
             grants: input.grants,
@@ -81,6 +91,8 @@ impl HostApi {
             log_bytes: 0,
             calls: Vec::new(),
             messages: 0,
+            follow_ups: 0,
+            effect_bytes: 0,
             seq: 0,
             denied: None,
             tripped: None,
@@ -131,15 +143,29 @@ impl HostApi {
 
     fn fail<T>(&mut self, e: t::HostError) -> HostResult<T> {
         let text = match &e {
-            t::HostError::NotFound(m) => format!("not-found: {m}"),
-            t::HostError::Denied(m) => format!("denied: {m}"),
-            t::HostError::Invalid(m) => format!("invalid: {m}"),
-            t::HostError::Limit(m) => format!("limit: {m}"),
+            t::HostError::NotFound(m) => format!("not-found: {}", clip(m, ERROR_KEPT)),
+            t::HostError::Denied(m) => format!("denied: {}", clip(m, ERROR_KEPT)),
+            t::HostError::Invalid(m) => format!("invalid: {}", clip(m, ERROR_KEPT)),
+            t::HostError::Limit(m) => format!("limit: {}", clip(m, ERROR_KEPT)),
         };
         if let Some(c) = self.calls.last_mut() {
             c.error = Some(text);
         }
         Ok(Err(e))
+    }
+
+    /// Counts `bytes` more of effects; past the run's budget the run ends `effect_limit`.
+    fn spend(&mut self, bytes: usize) -> wasmtime::Result<()> {
+        self.effect_bytes += bytes;
+        if self.effect_bytes > self.limits.effect_bytes {
+            return Err(self.trip(Outcome::EffectLimit {
+                message: format!(
+                    "the run's effects add up to more than {} bytes",
+                    self.limits.effect_bytes
+                ),
+            }));
+        }
+        Ok(())
     }
 
     fn deny<T>(&mut self, message: String) -> HostResult<T> {
@@ -172,24 +198,45 @@ impl HostApi {
         Ok(r)
     }
 
-    fn next_id(&mut self, prefix: &str) -> String {
+    /// The run's next id: time-ordered (`at`, e.g. when a follow-up comes due) like every
+    /// other id, and deterministic (its random part hashes the run key and a sequence
+    /// number), so the same run reproduces the same ids.
+    fn next_id(&mut self, prefix: &str, at: DateTime<Utc>) -> String {
         self.seq += 1;
         let digest = Sha256::digest(format!("{}#{}", self.run_key, self.seq).as_bytes());
-        format!("{prefix}_{}", &hex::encode(digest)[..24])
+        let mut random = [0u8; 16];
+        random.copy_from_slice(&digest[..16]);
+        crate::model::id::id_at(prefix, at.timestamp_millis(), u128::from_be_bytes(random))
     }
 
+    /// Parses a JSON value a module wants stored and checks it against the shared limits
+    /// (depth and size: `stagecraft_rules::value`). Refusals are `limit` errors naming it.
     fn parse_json(&self, what: &str, text: &str) -> Result<Value, t::HostError> {
-        if text.len() > self.limits.value_bytes {
+        // Not even parsed when the text alone is far past the limit (whitespace allowed).
+        if text.len() > 2 * value::MAX_VALUE_BYTES {
             return Err(t::HostError::Limit(format!(
-                "{what} is {} bytes; the limit is {}",
+                "{what} is {} bytes of JSON; the limit is {} bytes",
                 text.len(),
-                self.limits.value_bytes
+                value::MAX_VALUE_BYTES
             )));
         }
-        serde_json::from_str(text)
-            .map_err(|e| t::HostError::Invalid(format!("{what} is not valid JSON: {e}")))
+        let v = serde_json::from_str(text).map_err(|e| {
+            if e.to_string().contains("recursion limit") {
+                t::HostError::Limit(format!(
+                    "{what} nests more than 127 levels deep; the limit is {} levels of arrays and objects",
+                    value::MAX_DEPTH
+                ))
+            } else {
+                t::HostError::Invalid(format!("{what} is not valid JSON: {e}"))
+            }
+        })?;
+        value::check(what, &v).map_err(|e| t::HostError::Limit(e.to_string()))?;
+        Ok(v)
     }
 }
+
+/// Bytes of a host call's error kept in the run record (it may quote what the guest sent).
+const ERROR_KEPT: usize = 300;
 
 /// At most `max` bytes of `s`, cut on a character boundary (guest strings are arbitrary).
 fn clip(s: &str, max: usize) -> &str {
@@ -302,7 +349,8 @@ impl fields::Host for HostApi {
         if !self.grants.may_write(&name) {
             return self.deny(format!("field {name:?} is not granted to this binding"));
         }
-        let value = match self.parse_json(&format!("the value for {name:?}"), &value) {
+        let text_len = value.len();
+        let value = match self.parse_json(&format!("the value of field {name:?}"), &value) {
             Ok(v) => v,
             Err(e) => return self.fail(e),
         };
@@ -311,6 +359,9 @@ impl fields::Host for HostApi {
         };
         if let Err(m) = r.set_field(&name, value.clone()) {
             return self.fail(t::HostError::Invalid(m));
+        }
+        if let Err(m) = r.check_size() {
+            return self.fail(t::HostError::Limit(m));
         }
         if name == "company" || name == "contact" {
             // Links resolve through the run's own view, so a record created earlier in the
@@ -328,6 +379,7 @@ impl fields::Host for HostApi {
                 return self.fail(t::HostError::Invalid(problem));
             }
         }
+        self.spend(text_len + name.len())?;
         self.overlay.insert(id.clone(), r);
         self.effects.push(Effect::SetField {
             record: id,
@@ -373,8 +425,9 @@ impl messages::Host for HostApi {
                 ));
             }
         }
+        self.spend(size)?;
         self.messages += 1;
-        let id = self.next_id("msg");
+        let id = self.next_id("msg", self.event_at);
         self.effects.push(Effect::QueueMessage {
             id: id.clone(),
             channel,
@@ -402,11 +455,21 @@ impl schedule::Host for HostApi {
                 self.limits.max_delay.as_secs()
             )));
         }
+        if self.follow_ups >= self.limits.follow_ups {
+            return Err(self.trip(Outcome::TimerLimit {
+                message: format!("more than {} follow-ups in one run", self.limits.follow_ups),
+            }));
+        }
+        let text_len = payload.len();
         let payload = match self.parse_json("the follow-up payload", &payload) {
             Ok(v) => v,
             Err(e) => return self.fail(e),
         };
-        let id = self.next_id("tmr");
+        self.spend(text_len)?;
+        self.follow_ups += 1;
+        // Named after when it comes due, so the follow-up's event and run sort by time.
+        let due = self.event_at + chrono::Duration::seconds(seconds as i64);
+        let id = self.next_id("tmr", due);
         self.effects.push(Effect::Schedule {
             id: id.clone(),
             record,

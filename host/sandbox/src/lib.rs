@@ -8,6 +8,7 @@ mod clock;
 mod host_api;
 pub mod inspect;
 pub mod limits;
+mod report;
 pub mod slots;
 pub mod source;
 mod wasi;
@@ -394,6 +395,7 @@ impl Sandbox {
         let api = HostApi::new(HostApiInput {
             source: input.source,
             event_record: event.record.clone(),
+            event_at: event.occurred_at,
             run_key: input.run_key,
             config: input.config,
             grants: input.grants,
@@ -443,7 +445,7 @@ impl Sandbox {
         for line in stderr.lines().filter(|l| !l.is_empty()) {
             api.log_line("stderr", line);
         }
-        RunReport {
+        let mut report = RunReport {
             outcome,
             effects: api.effects,
             logs: api.logs,
@@ -453,7 +455,9 @@ impl Sandbox {
             duration_us: started.elapsed().as_micros() as u64,
             instantiate_us,
             records: api.overlay.into_values().collect(),
-        }
+        };
+        report.bound(&self.limits);
+        report
     }
 }
 

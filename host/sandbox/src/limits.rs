@@ -20,10 +20,20 @@ pub struct Limits {
     pub messages: u32,
     /// Largest message (recipient + subject + body), in bytes.
     pub message_bytes: usize,
-    /// Largest JSON value for a field write or follow-up payload, in bytes.
-    pub value_bytes: usize,
+    /// Follow-ups (`schedule.after`) one run may schedule; one more ends it `timer_limit`.
+    pub follow_ups: u32,
+    /// Bytes of effects one run may produce (field values, messages, follow-up payloads,
+    /// as JSON); past it the run ends `effect_limit`. Bounds what a run commits and what its
+    /// run record keeps. (How deep and large one value may be is `stagecraft_rules::value`.)
+    pub effect_bytes: usize,
     /// Captured log text kept per run; the rest is cut with a note.
     pub log_bytes: usize,
+    /// Bytes of an outcome's message kept (a module's error text, a panic message); the rest
+    /// is cut with a note.
+    pub error_bytes: usize,
+    /// Bytes of logs, host calls and error a run report (and so a run record) keeps in all;
+    /// host calls past it are cut with a note in the log.
+    pub report_bytes: usize,
     /// Largest `records.find` page.
     pub find_limit: u32,
     /// Largest follow-up delay.
@@ -67,8 +77,11 @@ impl Default for Limits {
             host_calls: 1_000,
             messages: 25,
             message_bytes: 64 * 1024,
-            value_bytes: 16 * 1024,
+            follow_ups: 25,
+            effect_bytes: 2 * 1024 * 1024,
             log_bytes: 64 * 1024,
+            error_bytes: 4 * 1024,
+            report_bytes: 256 * 1024,
             find_limit: 100,
             max_delay: Duration::from_secs(366 * 24 * 3600),
             module_bytes: 24 * 1024 * 1024,

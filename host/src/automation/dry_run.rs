@@ -30,6 +30,20 @@ pub fn dry_run(
     input: DryRunInput<'_>,
 ) -> Result<RunReport, SandboxError> {
     let module = sandbox.load(hash)?;
+    if let Some(message) = super::pruned(input.event) {
+        // As a real run would end: the module never sees an event without its record.
+        return Ok(RunReport {
+            outcome: crate::model::Outcome::EventPruned { message },
+            effects: Vec::new(),
+            logs: Vec::new(),
+            host_calls: Vec::new(),
+            fuel_used: 0,
+            peak_memory: 0,
+            duration_us: 0,
+            instantiate_us: 0,
+            records: Vec::new(),
+        });
+    }
     let (mut pending, mut deleted) = (Vec::new(), Vec::new());
     if input.as_of_event {
         match (

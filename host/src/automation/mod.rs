@@ -26,7 +26,7 @@ use crate::crm::CrmError;
 use crate::model::id::new_id;
 use crate::model::{Binding, Event, Job, Mode, Outcome, Record, RunRecord, Timer, TimerKind};
 use crate::sandbox::{RunClass, RunInput, Sandbox};
-use crate::store::{Changeset, RecordWrite, Store, StoreError};
+use crate::store::{Changeset, FollowUpCaps, RecordWrite, Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct AutomationConfig {
@@ -36,6 +36,12 @@ pub struct AutomationConfig {
     pub runs_per_minute: u32,
     /// How often the scheduler looks for due timers.
     pub tick: Duration,
+    /// Follow-ups (`schedule.after`) one binding may have pending on one record; a run that
+    /// would go past it ends `timer_limit`.
+    pub follow_ups_per_record: u32,
+    /// Follow-ups one tenant may have pending in all; a run that would go past it ends
+    /// `timer_limit`.
+    pub follow_ups_per_tenant: u32,
 }
 
 impl Default for AutomationConfig {
@@ -44,6 +50,8 @@ impl Default for AutomationConfig {
             max_depth: 8,
             runs_per_minute: 120,
             tick: Duration::from_millis(100),
+            follow_ups_per_record: 100,
+            follow_ups_per_tenant: 100_000,
         }
     }
 }
@@ -269,6 +277,10 @@ impl Automation {
             started_at: now,
             unjournaled_event: None,
         };
+        if let Some(message) = pruned(event) {
+            run.outcome = Outcome::EventPruned { message };
+            return Ok(run);
+        }
         if event.depth() >= self.config.max_depth {
             run.outcome = Outcome::CascadeLimit {
                 depth: self.config.max_depth,
@@ -345,6 +357,13 @@ impl Automation {
             "module ran"
         );
         if report.outcome.is_ok() {
+            if let Some(message) = self.follow_ups_exceeded(cs, binding, &report)? {
+                run.outcome = Outcome::TimerLimit { message };
+                run.discarded = report.effects;
+                return Ok(run);
+            }
+        }
+        if report.outcome.is_ok() {
             match effects::apply(&self.store, cs, event, binding, &id, &report, now) {
                 Ok(()) => run.effects = report.effects,
                 Err(effects::ApplyError::Stale(what)) => return Err(StoreError::Stale(what)),
@@ -354,6 +373,61 @@ impl Automation {
             run.discarded = report.effects;
         }
         Ok(run)
+    }
+
+    fn follow_up_caps(&self) -> FollowUpCaps {
+        FollowUpCaps {
+            per_record: i64::from(self.config.follow_ups_per_record),
+            per_tenant: i64::from(self.config.follow_ups_per_tenant),
+        }
+    }
+
+    /// What a run's follow-ups would exceed: pending ones (stored, plus those `cs` adds
+    /// already) and the run's own, per binding and record and per tenant. The commit checks
+    /// the same again in its transaction (`Changeset::follow_up_caps`).
+    fn follow_ups_exceeded(
+        &self,
+        cs: &mut Changeset,
+        binding: &Binding,
+        report: &crate::sandbox::RunReport,
+    ) -> Result<Option<String>, StoreError> {
+        let caps = self.follow_up_caps();
+        let mut added: Vec<&str> = Vec::new();
+        for e in &report.effects {
+            if let crate::model::Effect::Schedule { record, .. } = e {
+                added.push(record);
+            }
+        }
+        if added.is_empty() {
+            return Ok(None);
+        }
+        cs.follow_up_caps = Some(caps);
+        let queued = |record: Option<&str>| {
+            cs.timers
+                .iter()
+                .filter(|t| matches!(t.kind, TimerKind::FollowUp { .. }))
+                .filter(|t| record.is_none_or(|r| t.binding == binding.id && t.record == r))
+                .count() as i64
+        };
+        let mut all_new = queued(None);
+        let mut tenant = None;
+        for record in added
+            .iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            let (pair, all) = self
+                .store
+                .pending_follow_ups(&cs.tenant, &binding.id, record)?;
+            tenant = Some(all);
+            let mine = added.iter().filter(|r| **r == record).count() as i64;
+            let pair = pair + queued(Some(record)) + mine;
+            if let Some(m) = caps.exceeded(&binding.id, record, pair, 0) {
+                return Ok(Some(m));
+            }
+        }
+        all_new += added.len() as i64 + tenant.unwrap_or(0);
+        Ok(caps.exceeded(&binding.id, "", 0, all_new))
     }
 
     /// Starts the background workers and the scheduler.
@@ -387,6 +461,19 @@ impl Automation {
 /// The event `id` of a changeset that will not commit, for the run record that explains why.
 fn unjournaled(cs: &Changeset, id: &str) -> Option<Box<Event>> {
     cs.events.iter().find(|e| e.id == id).cloned().map(Box::new)
+}
+
+/// Why a run cannot see its event's record: the event names a record but carries no
+/// snapshot of it, because retention stripped it before the run came. Every event about a
+/// record is journaled with its snapshot (a `deleted` one with the record as it was).
+pub fn pruned(event: &Event) -> Option<String> {
+    let record = event.record.as_ref()?;
+    event.snapshot.is_none().then(|| {
+        format!(
+            "event {} about record {record} lost its record snapshot to retention before this run",
+            event.id
+        )
+    })
 }
 
 /// Runs that did not execute (and so cannot reject a change).

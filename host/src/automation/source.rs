@@ -38,7 +38,16 @@ impl RecordSource for StoreSource {
 
     fn find(&self, filter: &RecordFilter, limit: usize) -> Result<Vec<Record>, SourceError> {
         self.store
-            .records(&self.tenant, filter, None, limit, FIND_SCAN_BUDGET)
+            .records(
+                &self.tenant,
+                filter,
+                None,
+                limit,
+                &crate::store::ListLimits {
+                    scan_items: FIND_SCAN_BUDGET,
+                    ..Default::default()
+                },
+            )
             .map(|page| page.records)
             .map_err(failed)
     }

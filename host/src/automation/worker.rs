@@ -63,6 +63,21 @@ enum Failed {
     Postpone(String),
 }
 
+/// The id of the event a follow-up timer turns into: the timer's own id with `evt_` (a
+/// ULID of its due time, see the sandbox's host API), so it is deterministic and sorts by
+/// time. Timers stored by older versions carry 24 hex characters instead; their events get a
+/// ULID of the due time derived from that id, for the same two reasons.
+pub fn follow_up_event_id(timer: &str, due: chrono::DateTime<Utc>) -> String {
+    let tail = timer.trim_start_matches("tmr_");
+    if crate::model::id::time_of(timer).is_some() {
+        return format!("evt_{tail}");
+    }
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(tail.as_bytes());
+    let mut random = [0u8; 16];
+    random.copy_from_slice(&digest[..16]);
+    crate::model::id::id_at("evt", due.timestamp_millis(), u128::from_be_bytes(random))
+}
+
 impl Automation {
     fn fire(&self, due: &DueTimer) -> Result<bool, StoreError> {
         let t = &due.timer;
@@ -92,7 +107,7 @@ impl Automation {
                     None,
                 );
                 // The follow-up belongs to the chain of the run that scheduled it.
-                e.id = format!("evt_{}", t.id.trim_start_matches("tmr_"));
+                e.id = follow_up_event_id(&t.id, t.due);
                 e.cause = Some(crate::model::Cause {
                     run: String::new(),
                     binding: t.binding.clone(),

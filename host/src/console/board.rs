@@ -28,11 +28,15 @@ struct Records {
 #[derive(Deserialize)]
 pub(super) struct Runs {
     pub runs: Vec<RunRecord>,
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 #[derive(Deserialize)]
 pub(super) struct Messages {
     pub messages: Vec<MessageView>,
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 #[derive(Deserialize)]

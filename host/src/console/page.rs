@@ -131,20 +131,9 @@ impl Page {
     /// The message an outcome carries, if any.
     pub fn outcome_message(&self, o: &Outcome) -> Option<String> {
         match o {
-            Outcome::GuestError { message }
-            | Outcome::Panic { message }
-            | Outcome::Trap { message }
-            | Outcome::MessageLimit { message }
-            | Outcome::Denied { message }
-            | Outcome::RateLimited { message }
-            | Outcome::Busy { message } => Some(message.clone()),
             Outcome::Exit { code } => Some(code.to_string()),
             Outcome::CascadeLimit { depth } => Some(depth.to_string()),
-            Outcome::Ok
-            | Outcome::FuelExhausted
-            | Outcome::Timeout
-            | Outcome::MemoryLimit
-            | Outcome::HostCallLimit => None,
+            other => other.message().map(str::to_string),
         }
     }
 

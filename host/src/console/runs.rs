@@ -26,24 +26,13 @@ pub struct RunFilter {
     outcome: String,
     #[serde(default)]
     record: String,
+    /// The API's cursor: older runs than this one.
+    #[serde(default)]
+    before: String,
 }
 
 /// Outcome names for the filter.
-const OUTCOMES: [&str; 13] = [
-    "ok",
-    "guest_error",
-    "panic",
-    "trap",
-    "fuel_exhausted",
-    "timeout",
-    "memory_limit",
-    "host_call_limit",
-    "message_limit",
-    "denied",
-    "exit",
-    "cascade_limit",
-    "rate_limited",
-];
+const OUTCOMES: [&str; 17] = crate::model::Outcome::NAMES;
 
 #[derive(Template)]
 #[template(path = "console/runs.html")]
@@ -52,10 +41,12 @@ struct RunsPage<'a> {
     runs: Vec<RunRecord>,
     filter: RunFilter,
     outcomes: &'a [&'a str],
+    /// The link to the next (older) page, when the API has one.
+    older: Option<String>,
 }
 
 pub async fn list(c: Console, Query(f): Query<RunFilter>) -> Out {
-    let mut query = String::from("limit=200");
+    let mut filters = String::new();
     for (k, v) in [
         ("module", &f.module),
         ("binding", &f.binding),
@@ -63,16 +54,24 @@ pub async fn list(c: Console, Query(f): Query<RunFilter>) -> Out {
         ("record", &f.record),
     ] {
         if !v.trim().is_empty() {
-            query.push_str(&format!("&{k}={}", enc(v.trim())));
+            filters.push_str(&format!("&{k}={}", enc(v.trim())));
         }
     }
+    let mut query = format!("limit=200{filters}");
+    if !f.before.trim().is_empty() {
+        query.push_str(&format!("&before={}", enc(f.before.trim())));
+    }
     let runs: Runs = c.ok(c.api.get(&format!("/v1/runs?{query}")).await)?;
+    let older = runs
+        .next
+        .map(|n| format!("/console/runs?before={}{filters}", enc(&n)));
     let page = c.page("runs", c.page.t("runs-title"));
     Ok(page::render(&RunsPage {
         page: &page,
         runs: runs.runs,
         filter: f,
         outcomes: &OUTCOMES,
+        older,
     }))
 }
 
@@ -109,6 +108,9 @@ pub async fn detail(c: Console, Path(id): Path<String>) -> Out {
 pub struct MessageFilter {
     #[serde(default)]
     status: String,
+    /// The API's cursor: messages after this one.
+    #[serde(default)]
+    after: String,
 }
 
 #[derive(Template)]
@@ -118,6 +120,8 @@ struct MessagesPage<'a> {
     messages: Vec<MessageView>,
     status: String,
     statuses: [MessageStatus; 4],
+    /// The link to the next page, when the API has one.
+    more: Option<String>,
 }
 
 impl MessagesPage<'_> {
@@ -153,11 +157,18 @@ impl MessagesPage<'_> {
 }
 
 pub async fn messages(c: Console, Query(f): Query<MessageFilter>) -> Out {
-    let mut path = String::from("/v1/messages?limit=500");
+    let mut filters = String::new();
     if !f.status.is_empty() {
-        path.push_str(&format!("&status={}", enc(&f.status)));
+        filters.push_str(&format!("&status={}", enc(&f.status)));
+    }
+    let mut path = format!("/v1/messages?limit=500{filters}");
+    if !f.after.is_empty() {
+        path.push_str(&format!("&after={}", enc(&f.after)));
     }
     let list: Messages = c.ok(c.api.get(&path).await)?;
+    let more = list
+        .next
+        .map(|n| format!("/console/messages?after={}{filters}", enc(&n)));
     let page = c.page("messages", c.page.t("messages-title"));
     Ok(page::render(&MessagesPage {
         page: &page,
@@ -169,6 +180,7 @@ pub async fn messages(c: Console, Query(f): Query<MessageFilter>) -> Out {
             MessageStatus::Sent,
             MessageStatus::Dead,
         ],
+        more,
     }))
 }
 

@@ -106,9 +106,8 @@ fn validate(store: &Store, tenant: &str, b: &Binding) -> Result<()> {
     if !b.config.is_object() {
         return Err(CrmError::Invalid("\"config\" must be a JSON object".into()));
     }
-    if b.config.to_string().len() > 64 * 1024 {
-        return Err(CrmError::Invalid("\"config\" is larger than 64 KiB".into()));
-    }
+    stagecraft_rules::value::check("\"config\"", &b.config)
+        .map_err(|e| CrmError::Invalid(e.to_string()))?;
     for f in &b.grants.fields {
         if f != "*" && !CORE_FIELDS.contains(&f.as_str()) && !is_custom_field_name(f) {
             return Err(CrmError::Invalid(format!(
@@ -119,7 +118,16 @@ fn validate(store: &Store, tenant: &str, b: &Binding) -> Result<()> {
     Ok(())
 }
 
+/// Bindings a tenant may have: every event is matched against all of them, and they are
+/// listed whole (`GET /v1/bindings`), each with up to 64 KiB of config.
+pub const MAX_BINDINGS: usize = 200;
+
 pub fn create(store: &Store, tenant: &str, input: NewBinding) -> Result<Binding> {
+    if store.bindings(tenant)?.len() >= MAX_BINDINGS {
+        return Err(CrmError::Invalid(format!(
+            "a tenant has at most {MAX_BINDINGS} bindings; delete one first"
+        )));
+    }
     let now = Utc::now();
     let b = Binding {
         id: new_id("bnd"),

@@ -49,8 +49,17 @@ fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Pipelines a tenant may have: each is listed whole (`GET /v1/pipelines`) and read on
+/// every record write, so the list has a size. (HubSpot allows 100 deal pipelines.)
+pub const MAX_PIPELINES: usize = 100;
+
 pub fn create(store: &Store, tenant: &str, input: NewPipeline) -> Result<Pipeline> {
     check_name(&input.name)?;
+    if store.pipelines(tenant)?.len() >= MAX_PIPELINES {
+        return Err(CrmError::Invalid(format!(
+            "a tenant has at most {MAX_PIPELINES} pipelines; delete one first"
+        )));
+    }
     let id = input.id.unwrap_or_else(|| slugify(&input.name));
     if !is_valid_slug(&id) {
         return Err(CrmError::Invalid(format!(

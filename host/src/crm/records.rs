@@ -190,6 +190,7 @@ pub fn create(
         r.set_field(&name, value)
             .map_err(|e| CrmError::Invalid(format!("custom: {e}")))?;
     }
+    r.check_size().map_err(CrmError::Invalid)?;
     if kind.has_pipeline() {
         let p = match input.pipeline {
             Some(id) => pipeline(store, tenant, &id)?,
@@ -316,6 +317,7 @@ pub fn patch(
         }
     }
     check_expected(&old, expected)?;
+    r.check_size().map_err(CrmError::Invalid)?;
     check_links(store, tenant, &r)?;
     Ok(finish(tenant, &old, r, now))
 }
@@ -504,6 +506,12 @@ pub fn convert(
         return Err(CrmError::Invalid(
             "conversion creates nothing: ask for a contact, company or deal".into(),
         ));
+    }
+    for r in &created {
+        // Company and deal names come from the request: the same rules as any name.
+        r.clone()
+            .set_field("name", Value::String(r.name.clone()))
+            .map_err(CrmError::Invalid)?;
     }
     for r in &created {
         stage_write(&mut cs, None, Some(r.clone()), now, None);

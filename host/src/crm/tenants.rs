@@ -101,6 +101,9 @@ pub fn create_tenant(store: &Store, id: &str, name: &str) -> Result<(Tenant, Api
     Ok((tenant, key, secret))
 }
 
+/// API keys a tenant may hold (they are listed whole by `GET /v1/keys`).
+pub const MAX_KEYS: usize = 1_000;
+
 /// Mints a key for `tenant` (acting for CRM `user`, if given) and returns it with its secret
 /// (shown once).
 pub fn mint_key(
@@ -122,6 +125,11 @@ pub fn mint_key(
         return Err(CrmError::Invalid(
             "key user must be 1-200 characters".into(),
         ));
+    }
+    if store.keys(tenant)?.len() >= MAX_KEYS {
+        return Err(CrmError::Invalid(format!(
+            "a tenant has at most {MAX_KEYS} API keys; revoke one first"
+        )));
     }
     let secret = new_secret();
     let mut key = key_for(tenant, role, name, false, &secret);

@@ -47,9 +47,8 @@ async fn post_inbound(
     let payload = body
         .payload
         .unwrap_or_else(|| Value::Object(Default::default()));
-    if payload.to_string().len() > 64 * 1024 {
-        return Err(ApiError::invalid("\"payload\" is larger than 64 KiB"));
-    }
+    stagecraft_rules::value::check("\"payload\"", &payload)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
     let snapshot = match &body.record {
         Some(id) => Some(crate::crm::records::get(&state.store, &caller.tenant, id)?),
         None => None,
@@ -84,6 +83,8 @@ pub struct EventQuery {
 #[derive(Serialize, ToSchema)]
 pub struct EventList {
     pub events: Vec<Event>,
+    /// Cursor for the next page (as `after`); absent on the last page. A page ends early
+    /// at 4 MiB of events.
     pub next: Option<String>,
 }
 
@@ -102,16 +103,19 @@ async fn list(
             "limit must be between 1 and 500",
         ));
     }
-    let events = match &q.record {
-        Some(r) => state
-            .store
-            .record_events(&caller.tenant, r, q.after.as_deref(), limit)?,
+    let lists = &state.config.lists;
+    let page = match &q.record {
+        Some(r) => {
+            state
+                .store
+                .record_events(&caller.tenant, r, q.after.as_deref(), limit, lists)?
+        }
         None => state
             .store
-            .events(&caller.tenant, q.after.as_deref(), limit)?,
+            .events(&caller.tenant, q.after.as_deref(), limit, lists)?,
     };
-    let next = (events.len() == limit)
-        .then(|| events.last().map(|e| e.id.clone()))
-        .flatten();
-    Ok(Json(EventList { events, next }))
+    Ok(Json(EventList {
+        events: page.items,
+        next: page.next,
+    }))
 }

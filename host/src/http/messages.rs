@@ -28,6 +28,8 @@ pub struct MessageQuery {
     pub status: Option<MessageStatus>,
     pub channel: Option<Channel>,
     pub record: Option<String>,
+    /// Cursor: the `next` of the previous page.
+    pub after: Option<String>,
     /// 1-500, default 100.
     pub limit: Option<usize>,
 }
@@ -35,9 +37,13 @@ pub struct MessageQuery {
 #[derive(Serialize, ToSchema)]
 pub struct MessageList {
     pub messages: Vec<MessageView>,
+    /// Cursor for the next page (as `after`); absent on the last page. A page ends early
+    /// at 4 MiB of messages, and a filter stops after scanning 20,000 messages: then it may
+    /// carry fewer than `limit`, even none, and still a `next`.
+    pub next: Option<String>,
 }
 
-/// The outbox, oldest first.
+/// The outbox, oldest first, a page at a time.
 #[utoipa::path(get, path = "/v1/messages", tag = "automation", params(MessageQuery),
     responses((status = 200, body = MessageList), (status = 400, body = ErrorBody)))]
 async fn list(
@@ -58,13 +64,21 @@ async fn list(
         channel: q.channel,
         record: q.record,
     };
-    let messages = state.store.messages(&caller.tenant, &filter, limit)?;
+    let page = state.store.messages(
+        &caller.tenant,
+        &filter,
+        q.after.as_deref(),
+        limit,
+        &state.config.lists,
+    )?;
     let settings = state.delivery.settings(&caller.tenant);
     Ok(Json(MessageList {
-        messages: messages
+        messages: page
+            .items
             .into_iter()
             .map(|m| MessageView::new(m, &settings))
             .collect(),
+        next: page.next,
     }))
 }
 
@@ -149,11 +163,17 @@ async fn put_channels(
 #[serde(deny_unknown_fields)]
 pub struct NotificationQuery {
     pub user: String,
+    /// Cursor: the `next` of the previous page.
+    pub after: Option<String>,
+    /// 1-500, default 100.
+    pub limit: Option<usize>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct NotificationList {
     pub notifications: Vec<Notification>,
+    /// Cursor for the next page (as `after`); absent on the last page.
+    pub next: Option<String>,
 }
 
 /// In-app notifications for a user (what the `notify` channel delivers). Admins read anyone's;
@@ -175,7 +195,22 @@ async fn notifications(
             ),
         ));
     }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be between 1 and 500",
+        ));
+    }
+    let page = state.store.notifications(
+        &caller.tenant,
+        &q.user,
+        q.after.as_deref(),
+        limit,
+        &state.config.lists,
+    )?;
     Ok(Json(NotificationList {
-        notifications: state.store.notifications(&caller.tenant, &q.user, 500)?,
+        notifications: page.items,
+        next: page.next,
     }))
 }

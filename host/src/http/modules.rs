@@ -256,6 +256,12 @@ async fn dry_run(
     if !config.is_object() {
         return Err(ApiError::invalid("\"config\" must be a JSON object"));
     }
+    stagecraft_rules::value::check("\"config\"", &config)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    if let EventKind::Scheduled { payload } | EventKind::Inbound { payload, .. } = &event.kind {
+        stagecraft_rules::value::check("the event's payload", payload)
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
+    }
     let grants = body.grants.unwrap_or_else(Grants::all);
     let sandbox = state.sandbox.clone();
     let store = state.store.clone();

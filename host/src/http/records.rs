@@ -70,7 +70,9 @@ pub struct ListQuery {
 #[derive(Serialize, ToSchema)]
 pub struct RecordList {
     pub records: Vec<Record>,
-    /// Cursor for the next page; absent on the last page.
+    /// Cursor for the next page (as `after`); absent on the last page. A page may end
+    /// before `limit` (4 MiB of records, or a filter that scanned its budget) and still
+    /// have a `next`.
     pub next: Option<String>,
 }
 
@@ -95,9 +97,13 @@ async fn list(
         stage: q.stage,
         owner: q.owner,
     };
-    let page = state
-        .store
-        .records(&caller.tenant, &filter, q.after.as_deref(), limit, 10_000)?;
+    let page = state.store.records(
+        &caller.tenant,
+        &filter,
+        q.after.as_deref(),
+        limit,
+        &state.config.lists,
+    )?;
     Ok(Json(RecordList {
         records: page.records,
         next: page.next,

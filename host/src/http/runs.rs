@@ -34,6 +34,9 @@ pub struct RunQuery {
 #[derive(Serialize, ToSchema)]
 pub struct RunList {
     pub runs: Vec<RunRecord>,
+    /// Cursor for older runs (as `before`); absent only when no older run is left to look
+    /// at. A page ends early at 4 MiB of runs, and a filter stops after scanning 20,000 runs:
+    /// then it may carry fewer runs than `limit`, even none, and still a `next`.
     pub next: Option<String>,
 }
 
@@ -59,13 +62,17 @@ async fn list(
         module: q.module,
         outcome: q.outcome,
     };
-    let runs = state
-        .store
-        .runs(&caller.tenant, &filter, q.before.as_deref(), limit, 20_000)?;
-    let next = (runs.len() == limit)
-        .then(|| runs.last().map(|r| r.id.clone()))
-        .flatten();
-    Ok(Json(RunList { runs, next }))
+    let page = state.store.runs(
+        &caller.tenant,
+        &filter,
+        q.before.as_deref(),
+        limit,
+        &state.config.lists,
+    )?;
+    Ok(Json(RunList {
+        runs: page.items,
+        next: page.next,
+    }))
 }
 
 /// One run: its event, binding, module version, outcome, host calls, effects and logs.

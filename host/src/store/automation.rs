@@ -2,8 +2,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{family, Result, Store};
-use crate::model::{Event, Job, RunRecord, Timer};
+use super::page::{Filler, ListLimits, Page};
+use super::{family, Result, Store, Tx};
+use crate::model::{Event, Job, RunRecord, Timer, TimerKind};
 
 /// Filters for the run history.
 #[derive(Debug, Default, Clone)]
@@ -15,14 +16,81 @@ pub struct RunFilter {
 }
 
 impl RunFilter {
-    fn matches(&self, r: &RunRecord) -> bool {
+    fn matches(&self, r: &RunHead) -> bool {
         self.record
             .as_ref()
             .is_none_or(|x| r.record.as_ref() == Some(x))
             && self.binding.as_ref().is_none_or(|x| &r.binding == x)
             && self.module.as_ref().is_none_or(|x| &r.module == x)
-            && self.outcome.as_ref().is_none_or(|x| r.outcome.name() == x)
+            && self.outcome.as_ref().is_none_or(|x| &r.outcome.kind == x)
     }
+}
+
+/// The fields a run filter looks at (the rest is skipped without being decoded).
+#[derive(serde::Deserialize)]
+struct RunHead {
+    #[serde(default)]
+    record: Option<String>,
+    binding: String,
+    module: String,
+    outcome: OutcomeHead,
+}
+
+#[derive(serde::Deserialize)]
+struct OutcomeHead {
+    kind: String,
+}
+
+/// How many follow-ups may be pending (see [`crate::automation::AutomationConfig`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowUpCaps {
+    /// For one binding on one record.
+    pub per_record: i64,
+    /// In one tenant.
+    pub per_tenant: i64,
+}
+
+impl FollowUpCaps {
+    /// What is exceeded when a binding would have `pair` follow-ups pending on a record and
+    /// the tenant `all`; None when both are within the caps.
+    pub fn exceeded(&self, binding: &str, record: &str, pair: i64, all: i64) -> Option<String> {
+        if pair > self.per_record {
+            return Some(format!(
+                "binding {binding} would have {pair} follow-ups pending on record {record}; the limit is {}",
+                self.per_record
+            ));
+        }
+        if all > self.per_tenant {
+            return Some(format!(
+                "the tenant would have {all} follow-ups pending; the limit is {}",
+                self.per_tenant
+            ));
+        }
+        None
+    }
+}
+
+/// Counts a follow-up timer in (`delta` 1: scheduled) or out (-1: fired or cancelled), in
+/// the transaction that writes or removes it; other timers count nothing. Returns the
+/// binding's count on the record and the tenant's. Never below zero.
+pub(super) fn count_follow_up(
+    tx: &Tx<'_>,
+    tenant: &str,
+    t: &Timer,
+    delta: i64,
+) -> Result<(i64, i64)> {
+    if !matches!(t.kind, TimerKind::FollowUp { .. }) {
+        return Ok((0, 0));
+    }
+    let step = |key: &str| -> Result<i64> {
+        if delta < 0 && tx.counter(key)? <= 0 {
+            return Ok(0);
+        }
+        tx.add(key, delta)
+    };
+    let pair = step(&family::follow_ups(tenant, &t.binding, &t.record))?;
+    let all = step(&family::tenant_follow_ups(tenant))?;
+    Ok((pair, all))
 }
 
 /// A timer that came due, with what firing it needs.
@@ -37,39 +105,47 @@ impl Store {
         self.get(&family::run(tenant, id))
     }
 
-    /// Runs matching `filter`, newest first, before run id `before`, at most `limit`
-    /// (scanning at most `scan_budget`).
+    /// Runs matching `filter`, newest first, before run id `before`, at most `limit`,
+    /// within the list budgets ([`ListLimits`]): a filter that matches little in a long
+    /// history stops at the scan budget and says where (`next`), even with no runs found.
     pub fn runs(
         &self,
         tenant: &str,
         filter: &RunFilter,
         before: Option<&str>,
         limit: usize,
-        scan_budget: usize,
-    ) -> Result<Vec<RunRecord>> {
+        limits: &ListLimits,
+    ) -> Result<Page<RunRecord>> {
         let prefix = family::runs(tenant);
         let end = match before {
             Some(b) => family::run(tenant, b),
             None => format!("{prefix}\u{ff}"),
         };
-        let mut out = Vec::new();
+        let mut page = Filler::new(limit, limits);
         for item in self
             .data
             .range(prefix.as_bytes().to_vec()..end.into_bytes())
             .rev()
-            .take(scan_budget)
         {
             let (k, v) = item?;
             let key = String::from_utf8_lossy(&k).into_owned();
-            let r: RunRecord = super::decode(&key, &v)?;
-            if filter.matches(&r) {
-                out.push(r);
-                if out.len() == limit {
-                    break;
-                }
+            let id = family::id_of(&key).to_string();
+            if !page.look(&id, v.len()) {
+                break;
+            }
+            let head: RunHead = super::decode(&key, &v)?;
+            if filter.matches(&head) && !page.push(&id, v.len(), super::decode(&key, &v)?) {
+                break;
             }
         }
-        Ok(out)
+        page.finish(|last| {
+            let before = family::run(tenant, last);
+            Ok(self
+                .data
+                .range(prefix.as_bytes().to_vec()..before.into_bytes())
+                .next_back()
+                .is_some())
+        })
     }
 
     /// Timers due at `now`, oldest first, at most `limit`.
@@ -102,6 +178,7 @@ impl Store {
             if !tx.remove(&due.key)? {
                 return Ok(false);
             }
+            count_follow_up(tx, &due.tenant, &due.timer, -1)?;
             let list_key = family::record_timers(&due.tenant, &due.timer.record);
             if let Some(mut list) = tx.get::<Vec<String>>(&list_key)? {
                 list.retain(|k| k != &due.key);
@@ -122,6 +199,67 @@ impl Store {
             }
             Ok(true)
         })
+    }
+
+    /// Follow-ups pending for `binding` on `record`, and in the whole tenant.
+    pub fn pending_follow_ups(
+        &self,
+        tenant: &str,
+        binding: &str,
+        record: &str,
+    ) -> Result<(i64, i64)> {
+        let read = |key: String| -> Result<i64> {
+            Ok(match self.data.get(&key)? {
+                Some(b) if b.len() == 8 => {
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(&b);
+                    i64::from_be_bytes(a)
+                }
+                _ => 0,
+            })
+        };
+        Ok((
+            read(family::follow_ups(tenant, binding, record))?,
+            read(family::tenant_follow_ups(tenant))?,
+        ))
+    }
+
+    /// Counts the follow-ups of data written before the counters existed, once: at start-up,
+    /// before any worker runs. Returns how many timers it counted (0 when already done).
+    pub fn count_stored_follow_ups(&self) -> Result<u64> {
+        if self.data.get(family::FOLLOW_UPS_COUNTED)?.is_some() {
+            return Ok(0);
+        }
+        let mut counts: std::collections::BTreeMap<String, i64> = Default::default();
+        let mut n = 0;
+        for item in self.scan_raw(family::TIMERS, None) {
+            let (key, bytes) = item?;
+            let Ok(t) = super::decode::<Timer>(&key, &bytes) else {
+                tracing::warn!(%key, "unreadable timer; not counted");
+                continue;
+            };
+            if !matches!(t.kind, TimerKind::FollowUp { .. }) {
+                continue;
+            }
+            let tenant = key.split('/').nth(2).unwrap_or_default();
+            *counts
+                .entry(family::follow_ups(tenant, &t.binding, &t.record))
+                .or_default() += 1;
+            *counts.entry(family::tenant_follow_ups(tenant)).or_default() += 1;
+            n += 1;
+        }
+        let counts: Vec<(String, i64)> = counts.into_iter().collect();
+        for chunk in counts.chunks(256) {
+            self.transact(|tx| {
+                for (k, v) in chunk {
+                    tx.t.insert(k.as_str(), &v.to_be_bytes()[..])
+                        .map_err(super::unabortable)?;
+                }
+                Ok(())
+            })?;
+        }
+        self.transact(|tx| tx.put(family::FOLLOW_UPS_COUNTED, &true))?;
+        Ok(n)
     }
 
     /// Pending timers of a tenant (for the API and tests).

@@ -2,6 +2,7 @@
 //! and what automation adds (run records, outbox messages, timers, jobs), committed in a
 //! single transaction with optimistic version checks.
 
+use super::automation::{count_follow_up, FollowUpCaps};
 use super::{family, Result, Store, StoreError, Tx};
 use crate::model::{Event, Job, OutboxMessage, Record, RunRecord, Timer};
 
@@ -32,6 +33,10 @@ pub struct Changeset {
     pub messages: Vec<OutboxMessage>,
     pub timers: Vec<Timer>,
     pub jobs: Vec<Job>,
+    /// When set, the commit fails (`Stale`: run again on fresh state) if its follow-ups
+    /// would take a binding's pending follow-ups on a record, or the tenant's, past these.
+    /// Automation checks the same before it commits; this makes it exact under concurrency.
+    pub follow_up_caps: Option<FollowUpCaps>,
 }
 
 impl Changeset {
@@ -144,6 +149,12 @@ pub(crate) fn apply(tx: &Tx<'_>, cs: &Changeset) -> Result<()> {
             }
         }
         let key = family::timer(t.due.timestamp_millis(), tenant, &t.id);
+        let (pair, all) = count_follow_up(tx, tenant, t, 1)?;
+        if let Some(caps) = cs.follow_up_caps {
+            if let Some(message) = caps.exceeded(&t.binding, &t.record, pair, all) {
+                return Err(StoreError::Stale(message));
+            }
+        }
         tx.put(&key, t)?;
         let list_key = family::record_timers(tenant, &t.record);
         let mut list: Vec<String> = tx.get(&list_key)?.unwrap_or_default();
@@ -170,6 +181,7 @@ fn cancel_timers(tx: &Tx<'_>, tenant: &str, record: &str, now_in: Option<&str>) 
         let tied_elsewhere = t.stage.is_some() && t.stage.as_deref() != now_in;
         if now_in.is_none() || tied_elsewhere {
             tx.remove(&key)?;
+            count_follow_up(tx, tenant, &t, -1)?;
         } else {
             keep.push(key);
         }

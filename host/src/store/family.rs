@@ -135,6 +135,21 @@ pub fn record_timers(tenant: &str, record: &str) -> String {
     format!("rtim/{tenant}/{record}")
 }
 
+/// How many follow-ups (timers a module scheduled) are pending for a binding on a record;
+/// kept in the transactions that write, fire and cancel timers.
+pub fn follow_ups(tenant: &str, binding: &str, record: &str) -> String {
+    format!("fup/{tenant}/{binding}/{record}")
+}
+
+/// How many follow-ups are pending in a tenant.
+pub fn tenant_follow_ups(tenant: &str) -> String {
+    format!("fupt/{tenant}")
+}
+
+/// Set once the follow-up counters cover every stored timer (they came with version 0.2;
+/// older data is counted once at start-up).
+pub const FOLLOW_UPS_COUNTED: &str = "meta/follow-ups-counted";
+
 /// Jobs are queued per tenant and sort by id (a ULID) within it, so the worker can take
 /// tenants round-robin and each tenant's jobs first in, first out.
 pub fn job(tenant: &str, id: &str) -> String {

@@ -11,9 +11,11 @@ mod bindings;
 mod cache;
 mod changeset;
 mod database;
+mod deep;
 mod family;
 mod modules;
 mod outbox;
+mod page;
 mod pipelines;
 mod records;
 mod retention;
@@ -27,9 +29,10 @@ use serde::{de::DeserializeOwned, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 pub use crate::model::RecordFilter;
-pub use automation::{DueTimer, QueuedJob, RunFilter};
+pub use automation::{DueTimer, FollowUpCaps, QueuedJob, RunFilter};
 pub use changeset::{Changeset, RecordWrite};
 pub use outbox::{DueMessage, MessageFilter};
+pub use page::{ListLimits, Page};
 pub use records::RecordPage;
 pub use retention::Pruned;
 pub use stats::Scope;
@@ -265,8 +268,17 @@ fn unabortable(e: sled::transaction::UnabortableTransactionError) -> StoreError 
 }
 
 fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+    let corrupt = |source| StoreError::Corrupt {
         key: key.to_string(),
         source,
-    })
+    };
+    match serde_json::from_slice(bytes) {
+        Ok(v) => Ok(v),
+        // Written by an older version that accepted deeper values: read it all the same.
+        Err(e) if deep::too_deep(&e) => match deep::decode(bytes) {
+            Some(decoded) => decoded.map_err(corrupt),
+            None => Err(corrupt(e)),
+        },
+        Err(e) => Err(corrupt(e)),
+    }
 }

@@ -7,6 +7,7 @@ use std::ops::Bound;
 use chrono::{DateTime, Utc};
 use rand::Rng;
 
+use super::page::{Filler, ListLimits, Page};
 use super::{family, Result, Store, StoreError};
 use crate::model::{ChannelConfig, MessageStatus, Notification, OutboxMessage};
 
@@ -15,6 +16,15 @@ pub struct DueMessage {
     pub key: String,
     pub tenant: String,
     pub id: String,
+}
+
+/// The fields a message filter looks at.
+#[derive(serde::Deserialize)]
+struct MessageHead {
+    status: MessageStatus,
+    channel: crate::model::Channel,
+    #[serde(default)]
+    record: Option<String>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -29,29 +39,42 @@ impl Store {
         self.get(&family::message(tenant, id))
     }
 
+    /// Messages matching `filter`, oldest first (ids sort by time), after message id
+    /// `after`, at most `limit`, within the list budgets; `next` resumes where it stopped.
     pub fn messages(
         &self,
         tenant: &str,
         filter: &MessageFilter,
+        after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<OutboxMessage>> {
-        let mut out = Vec::new();
-        for item in self.scan::<OutboxMessage>(&family::messages(tenant), None) {
-            let (_, m) = item?;
+        limits: &ListLimits,
+    ) -> Result<Page<OutboxMessage>> {
+        let prefix = family::messages(tenant);
+        let after_key = after.map(|a| family::message(tenant, a));
+        let mut page = Filler::new(limit, limits);
+        for item in self.scan_raw(&prefix, after_key.as_deref()) {
+            let (key, bytes) = item?;
+            let id = family::id_of(&key).to_string();
+            if !page.look(&id, bytes.len()) {
+                break;
+            }
+            let m: MessageHead = super::decode(&key, &bytes)?;
             let keep = filter.status.is_none_or(|s| m.status == s)
                 && filter.channel.is_none_or(|c| m.channel == c)
                 && filter
                     .record
                     .as_ref()
                     .is_none_or(|r| m.record.as_ref() == Some(r));
-            if keep {
-                out.push(m);
-                if out.len() == limit {
-                    break;
-                }
+            if keep && !page.push(&id, bytes.len(), super::decode(&key, &bytes)?) {
+                break;
             }
         }
-        Ok(out)
+        page.finish(|last| {
+            Ok(self
+                .scan_raw(&prefix, Some(&family::message(tenant, last)))
+                .next()
+                .is_some())
+        })
     }
 
     /// How many messages wait for a delivery attempt, across tenants (the `due/` index).
@@ -277,15 +300,33 @@ impl Store {
         self.transact(|tx| tx.put(&family::notification(tenant, &n.user, &n.id), n))
     }
 
+    /// A user's notifications, oldest first, after notification id `after`, at most
+    /// `limit` and within the page's byte budget.
     pub fn notifications(
         &self,
         tenant: &str,
         user: &str,
+        after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<Notification>> {
-        self.scan(&family::notifications(tenant, user), None)
-            .take(limit)
-            .map(|r| r.map(|(_, n)| n))
-            .collect()
+        limits: &ListLimits,
+    ) -> Result<Page<Notification>> {
+        let prefix = family::notifications(tenant, user);
+        let after_key = after.map(|a| family::notification(tenant, user, a));
+        let mut page = Filler::new(limit, limits);
+        for item in self.scan_raw(&prefix, after_key.as_deref()) {
+            let (key, bytes) = item?;
+            let id = family::id_of(&key).to_string();
+            if !page.look(&id, bytes.len())
+                || !page.push(&id, bytes.len(), super::decode(&key, &bytes)?)
+            {
+                break;
+            }
+        }
+        page.finish(|last| {
+            Ok(self
+                .scan_raw(&prefix, Some(&family::notification(tenant, user, last)))
+                .next()
+                .is_some())
+        })
     }
 }

@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use super::page::{Filler, ListLimits, Page};
 use super::{decode, family, Result, Store};
 use crate::model::{Event, Record, RecordFilter, RecordKind};
 
@@ -31,79 +32,103 @@ impl Store {
     }
 
     /// Records matching `filter` in creation order, after the record id `after`, at most
-    /// `limit`. Scans at most `scan_budget` records so a rare filter cannot stall a request;
-    /// the cursor then resumes where the scan stopped.
+    /// `limit`, within the list budgets ([`ListLimits`]: page bytes, and how much a rare
+    /// filter may scan); `next` resumes where the page stopped.
     pub fn records(
         &self,
         tenant: &str,
         filter: &RecordFilter,
         after: Option<&str>,
         limit: usize,
-        scan_budget: usize,
+        limits: &ListLimits,
     ) -> Result<RecordPage> {
         let prefix = family::records(tenant);
         let after_key = after.map(|a| family::record(tenant, a));
-        let mut records = Vec::new();
-        let mut last = None;
-        let mut scanned = 0;
+        let mut page = Filler::new(limit, limits);
         for item in self.scan_raw(&prefix, after_key.as_deref()) {
             let (key, bytes) = item?;
             let head: Head = decode(&key, &bytes)?;
-            scanned += 1;
-            last = Some(head.id);
-            if filter.matches_fields(head.kind, &head.pipeline, &head.stage, &head.owner) {
-                records.push(decode(&key, &bytes)?);
-                if records.len() == limit {
-                    break;
-                }
+            if !page.look(&head.id, bytes.len()) {
+                break;
             }
-            if scanned >= scan_budget {
+            if filter.matches_fields(head.kind, &head.pipeline, &head.stage, &head.owner)
+                && !page.push(&head.id, bytes.len(), decode(&key, &bytes)?)
+            {
                 break;
             }
         }
-        let next = if records.len() == limit || scanned >= scan_budget {
-            // Only hand out a cursor when something may follow it.
-            last.filter(|l| {
-                self.scan_raw(&prefix, Some(&family::record(tenant, l)))
-                    .next()
-                    .is_some()
-            })
-        } else {
-            None
-        };
-        Ok(RecordPage { records, next })
+        let page = page.finish(|last| {
+            Ok(self
+                .scan_raw(&prefix, Some(&family::record(tenant, last)))
+                .next()
+                .is_some())
+        })?;
+        Ok(RecordPage {
+            records: page.items,
+            next: page.next,
+        })
     }
 
     pub fn event(&self, tenant: &str, id: &str) -> Result<Option<Event>> {
         self.get(&family::event(tenant, id))
     }
 
-    /// A record's events, oldest first, after event id `after`, at most `limit`.
+    /// A record's events, oldest first, after event id `after`, at most `limit` and
+    /// within the page's byte budget.
     pub fn record_events(
         &self,
         tenant: &str,
         record: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<Event>> {
+        limits: &ListLimits,
+    ) -> Result<Page<Event>> {
         let prefix = family::record_events(tenant, record);
         let after_key = after.map(|a| family::record_event(tenant, record, a));
-        let mut out = Vec::new();
-        for item in self.scan_raw(&prefix, after_key.as_deref()).take(limit) {
+        let mut page = Filler::new(limit, limits);
+        for item in self.scan_raw(&prefix, after_key.as_deref()) {
             let (k, _) = item?;
-            if let Some(e) = self.event(tenant, family::id_of(&k))? {
-                out.push(e);
+            let id = family::id_of(&k).to_string();
+            let key = family::event(tenant, &id);
+            let Some(bytes) = self.data.get(&key)? else {
+                continue;
+            };
+            if !page.look(&id, bytes.len()) || !page.push(&id, bytes.len(), decode(&key, &bytes)?) {
+                break;
             }
         }
-        Ok(out)
+        page.finish(|last| {
+            Ok(self
+                .scan_raw(&prefix, Some(&family::record_event(tenant, record, last)))
+                .next()
+                .is_some())
+        })
     }
 
-    /// The tenant's journal, oldest first, after event id `after`, at most `limit`.
-    pub fn events(&self, tenant: &str, after: Option<&str>, limit: usize) -> Result<Vec<Event>> {
+    /// The tenant's journal, oldest first, after event id `after`, at most `limit` and
+    /// within the page's byte budget.
+    pub fn events(
+        &self,
+        tenant: &str,
+        after: Option<&str>,
+        limit: usize,
+        limits: &ListLimits,
+    ) -> Result<Page<Event>> {
+        let prefix = family::events(tenant);
         let after_key = after.map(|a| family::event(tenant, a));
-        self.scan(&family::events(tenant), after_key.as_deref())
-            .take(limit)
-            .map(|r| r.map(|(_, e)| e))
-            .collect()
+        let mut page = Filler::new(limit, limits);
+        for item in self.scan_raw(&prefix, after_key.as_deref()) {
+            let (key, bytes) = item?;
+            let id = family::id_of(&key).to_string();
+            if !page.look(&id, bytes.len()) || !page.push(&id, bytes.len(), decode(&key, &bytes)?) {
+                break;
+            }
+        }
+        page.finish(|last| {
+            Ok(self
+                .scan_raw(&prefix, Some(&family::event(tenant, last)))
+                .next()
+                .is_some())
+        })
     }
 }

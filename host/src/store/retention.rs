@@ -4,10 +4,15 @@
 //! What stays: the journal's events themselves (without their snapshot), hourly rollups
 //! (stats outlive the runs they count), idempotency keys (a key used once is never queued
 //! again), and everything not yet delivered.
+//!
+//! Age decides, whatever the id: keys are walked in id order only as far as the cutoff's id
+//! (every id sorts by the time it carries), and each value's own time says whether it goes.
+//! A value that cannot be read is skipped, logged and counted (`Pruned::unreadable`); it
+//! never fails the pass.
 
 use chrono::{DateTime, Utc};
 
-use super::{family, Result, Store};
+use super::{family, Result, Store, StoreError};
 use crate::model::id::last_id_at;
 use crate::model::{Event, MessageStatus, OutboxMessage, RunRecord};
 
@@ -17,6 +22,8 @@ pub struct Pruned {
     pub runs: u64,
     pub snapshots: u64,
     pub messages: u64,
+    /// Values retention could not read and left alone (each is logged with its key).
+    pub unreadable: u64,
 }
 
 impl Store {
@@ -25,17 +32,23 @@ impl Store {
         let batch = batch.max(1);
         let mut out = Pruned::default();
         for t in self.tenants()? {
-            out.runs += self.prune_runs(&t.id, cutoff, batch)?;
-            out.snapshots += self.prune_snapshots(&t.id, cutoff, batch)?;
+            out.runs += self.prune_runs(&t.id, cutoff, batch, &mut out.unreadable)?;
+            out.snapshots += self.prune_snapshots(&t.id, cutoff, batch, &mut out.unreadable)?;
         }
-        out.messages += self.prune_sent(cutoff, batch)?;
+        out.messages += self.prune_sent(cutoff, batch, &mut out.unreadable)?;
         Ok(out)
     }
 
     /// Runs that started before `cutoff`, with their binding-index entries. Run ids sort by
     /// their event's time and a run never starts before its event, so only ids up to the
     /// cutoff's need looking at.
-    fn prune_runs(&self, tenant: &str, cutoff: DateTime<Utc>, batch: usize) -> Result<u64> {
+    fn prune_runs(
+        &self,
+        tenant: &str,
+        cutoff: DateTime<Utc>,
+        batch: usize,
+        unreadable: &mut u64,
+    ) -> Result<u64> {
         let prefix = family::runs(tenant);
         let end = format!(
             "{prefix}{}\u{ff}",
@@ -59,9 +72,10 @@ impl Store {
                 scanned += 1;
                 after = Some(k.to_vec());
                 let key = String::from_utf8_lossy(&k).into_owned();
-                let r: RunRecord = super::decode(&key, &v)?;
-                if r.started_at < cutoff {
-                    old.push(r);
+                match super::decode::<RunRecord>(&key, &v) {
+                    Ok(r) if r.started_at < cutoff => old.push(r),
+                    Ok(_) => {}
+                    Err(e) => skip(&key, &e, unreadable),
                 }
                 if old.len() >= batch || scanned >= batch * 8 {
                     break;
@@ -86,11 +100,18 @@ impl Store {
         }
     }
 
-    /// Drops the record snapshot of journal events journaled before `cutoff`. Events are
-    /// never rewritten otherwise, so a mark remembers how far this got. (A follow-up event
-    /// is keyed by when it was scheduled but journaled when due: one due later than the
-    /// retention age after scheduling lands behind the mark and keeps its snapshot.)
-    fn prune_snapshots(&self, tenant: &str, cutoff: DateTime<Utc>, batch: usize) -> Result<u64> {
+    /// Drops the record snapshot of journal events that happened before `cutoff`. Events are
+    /// never rewritten otherwise, so a mark remembers how far this got. Every event id is a
+    /// ULID of when it happened (a follow-up's, of when it came due), so the walk ends at the
+    /// cutoff's id; the event's own time decides, so an id of another shape (hex follow-up
+    /// ids written by older versions sort anywhere) never loses its snapshot early.
+    fn prune_snapshots(
+        &self,
+        tenant: &str,
+        cutoff: DateTime<Utc>,
+        batch: usize,
+        unreadable: &mut u64,
+    ) -> Result<u64> {
         let prefix = family::events(tenant);
         let mark_key = family::retention_mark("evt", tenant);
         // Strictly before the cutoff's millisecond: an event of that millisecond may be newer.
@@ -116,20 +137,27 @@ impl Store {
             let Some(last) = keys.last().cloned() else {
                 return Ok(n);
             };
-            n += self.transact(|tx| {
-                let mut stripped = 0;
+            let (stripped, bad) = self.transact(|tx| {
+                let (mut stripped, mut bad) = (0, Vec::new());
                 for k in &keys {
-                    if let Some(mut e) = tx.get::<Event>(k)? {
-                        if e.snapshot.is_some() {
+                    match tx.get::<Event>(k) {
+                        Ok(Some(mut e)) if e.snapshot.is_some() && e.occurred_at < cutoff => {
                             e.snapshot = None;
                             tx.put(k, &e)?;
                             stripped += 1;
                         }
+                        Ok(_) => {}
+                        Err(e @ StoreError::Corrupt { .. }) => bad.push((k.clone(), e)),
+                        Err(e) => return Err(e),
                     }
                 }
                 tx.put(&mark_key, &last)?;
-                Ok(stripped)
+                Ok((stripped, bad))
             })?;
+            n += stripped;
+            for (k, e) in bad {
+                skip(&k, &e, unreadable);
+            }
             if keys.len() < batch {
                 return Ok(n);
             }
@@ -137,7 +165,7 @@ impl Store {
     }
 
     /// Delivered messages sent before `cutoff` (the `sent/` index is in time order).
-    fn prune_sent(&self, cutoff: DateTime<Utc>, batch: usize) -> Result<u64> {
+    fn prune_sent(&self, cutoff: DateTime<Utc>, batch: usize, unreadable: &mut u64) -> Result<u64> {
         let end = family::sent(cutoff.timestamp_millis(), "", "");
         let mut n = 0;
         loop {
@@ -152,8 +180,8 @@ impl Store {
             if keys.is_empty() {
                 return Ok(n);
             }
-            n += self.transact(|tx| {
-                let mut removed = 0;
+            let (removed, bad) = self.transact(|tx| {
+                let (mut removed, mut bad) = (0, Vec::new());
                 for k in &keys {
                     tx.remove(k)?;
                     let mut parts = k.split('/').skip(2);
@@ -162,18 +190,31 @@ impl Store {
                     };
                     let mkey = family::message(tenant, id);
                     // Only a message still delivered goes (a retried one is in flight again).
-                    if let Some(m) = tx.get::<OutboxMessage>(&mkey)? {
-                        if m.status == MessageStatus::Sent {
+                    match tx.get::<OutboxMessage>(&mkey) {
+                        Ok(Some(m)) if m.status == MessageStatus::Sent => {
                             tx.remove(&mkey)?;
                             removed += 1;
                         }
+                        Ok(_) => {}
+                        Err(e @ StoreError::Corrupt { .. }) => bad.push((mkey, e)),
+                        Err(e) => return Err(e),
                     }
                 }
-                Ok(removed)
+                Ok((removed, bad))
             })?;
+            n += removed;
+            for (k, e) in bad {
+                skip(&k, &e, unreadable);
+            }
             if keys.len() < batch {
                 return Ok(n);
             }
         }
     }
+}
+
+/// Leaves an unreadable value alone, says so and counts it.
+fn skip(key: &str, e: &StoreError, unreadable: &mut u64) {
+    tracing::warn!(%key, error = %e, "retention skipped a value it cannot read");
+    *unreadable += 1;
 }
