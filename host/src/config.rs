@@ -22,6 +22,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// How long an admin console sign-in lasts.
     pub console_session_ttl: std::time::Duration,
+    /// How many store operations requests run at once, and how long one may wait for a turn.
+    pub store_pool: crate::http::StorePoolConfig,
 }
 
 impl Config {
@@ -34,6 +36,7 @@ impl Config {
             delivery: DeliveryConfig::default(),
             retention: RetentionConfig::default(),
             console_session_ttl: std::time::Duration::from_secs(12 * 3600),
+            store_pool: crate::http::StorePoolConfig::default(),
         }
     }
 }

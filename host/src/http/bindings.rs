@@ -38,7 +38,11 @@ async fn list(
     ApiQuery(q): ApiQuery<BindingQuery>,
 ) -> Result<Json<BindingList>, ApiError> {
     caller.require(Role::Developer)?;
-    let mut all = state.store.bindings(&caller.tenant)?.as_ref().clone();
+    let mut all = state
+        .on_store(&caller.tenant, |store, tenant| store.bindings(tenant))
+        .await?
+        .as_ref()
+        .clone();
     if let Some(p) = q.pipeline {
         all.retain(|b| b.pipeline == p);
     }
@@ -54,10 +58,12 @@ async fn create(
     ApiJson(body): ApiJson<NewBinding>,
 ) -> Result<(StatusCode, Json<Binding>), ApiError> {
     caller.require(Role::Admin)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(bindings::create(&state.store, &caller.tenant, body)?),
-    ))
+    let created = state
+        .on_store(&caller.tenant, move |store, tenant| {
+            bindings::create(store, tenant, body)
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 /// One binding.
@@ -69,9 +75,13 @@ async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<Binding>, ApiError> {
     caller.require(Role::Developer)?;
-    state
-        .store
-        .binding(&caller.tenant, &id)?
+    let found = state
+        .on_store(&caller.tenant, {
+            let id = id.clone();
+            move |store, tenant| store.binding(tenant, &id)
+        })
+        .await?;
+    found
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("binding {id:?}")))
 }
@@ -87,12 +97,13 @@ async fn update(
     ApiJson(body): ApiJson<BindingPatch>,
 ) -> Result<Json<Binding>, ApiError> {
     caller.require(Role::Admin)?;
-    Ok(Json(bindings::update(
-        &state.store,
-        &caller.tenant,
-        &id,
-        body,
-    )?))
+    Ok(Json(
+        state
+            .on_store(&caller.tenant, move |store, tenant| {
+                bindings::update(store, tenant, &id, body)
+            })
+            .await?,
+    ))
 }
 
 /// Removes a binding.
@@ -104,6 +115,10 @@ async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Role::Admin)?;
-    state.store.delete_binding(&caller.tenant, &id)?;
+    state
+        .on_store(&caller.tenant, move |store, tenant| {
+            store.delete_binding(tenant, &id)
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

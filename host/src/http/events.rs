@@ -50,8 +50,14 @@ async fn post_inbound(
     if payload.to_string().len() > 64 * 1024 {
         return Err(ApiError::invalid("\"payload\" is larger than 64 KiB"));
     }
-    let snapshot = match &body.record {
-        Some(id) => Some(crate::crm::records::get(&state.store, &caller.tenant, id)?),
+    let snapshot = match body.record.clone() {
+        Some(id) => Some(
+            state
+                .on_store(&caller.tenant, move |store, tenant| {
+                    crate::crm::records::get(store, tenant, &id)
+                })
+                .await?,
+        ),
         None => None,
     };
     let ev = crate::crm::records::event(
@@ -102,14 +108,13 @@ async fn list(
             "limit must be between 1 and 500",
         ));
     }
-    let events = match &q.record {
-        Some(r) => state
-            .store
-            .record_events(&caller.tenant, r, q.after.as_deref(), limit)?,
-        None => state
-            .store
-            .events(&caller.tenant, q.after.as_deref(), limit)?,
-    };
+    let (record, after) = (q.record, q.after);
+    let events = state
+        .on_store(&caller.tenant, move |store, tenant| match &record {
+            Some(r) => store.record_events(tenant, r, after.as_deref(), limit),
+            None => store.events(tenant, after.as_deref(), limit),
+        })
+        .await?;
     let next = (events.len() == limit)
         .then(|| events.last().map(|e| e.id.clone()))
         .flatten();

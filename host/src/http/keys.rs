@@ -48,7 +48,11 @@ async fn create_tenant(
             "creating tenants needs a server-operator key",
         ));
     }
-    let (tenant, _, secret) = tenants::create_tenant(&state.store, &body.id, &body.name)?;
+    let (tenant, _, secret) = state
+        .on_store(&caller.tenant, move |store, _| {
+            tenants::create_tenant(store, &body.id, &body.name)
+        })
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedTenant {
@@ -85,13 +89,11 @@ async fn create_key(
     ApiJson(body): ApiJson<NewKey>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     caller.require(Role::Admin)?;
-    let (key, secret) = tenants::mint_key(
-        &state.store,
-        &caller.tenant,
-        body.role,
-        &body.name,
-        body.user,
-    )?;
+    let (key, secret) = state
+        .on_store(&caller.tenant, move |store, tenant| {
+            tenants::mint_key(store, tenant, body.role, &body.name, body.user)
+        })
+        .await?;
     Ok((StatusCode::CREATED, Json(CreatedKey { key, secret })))
 }
 
@@ -107,9 +109,10 @@ async fn list_keys(
     caller: Caller,
 ) -> Result<Json<KeyList>, ApiError> {
     caller.require(Role::Admin)?;
-    Ok(Json(KeyList {
-        keys: state.store.keys(&caller.tenant)?,
-    }))
+    let keys = state
+        .on_store(&caller.tenant, |store, tenant| store.keys(tenant))
+        .await?;
+    Ok(Json(KeyList { keys }))
 }
 
 /// Revokes a key by id.
@@ -121,7 +124,13 @@ async fn revoke_key(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Role::Admin)?;
-    if state.store.revoke_key(&caller.tenant, &id)? {
+    let revoked = state
+        .on_store(&caller.tenant, {
+            let id = id.clone();
+            move |store, tenant| store.revoke_key(tenant, &id)
+        })
+        .await?;
+    if revoked {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("key {id:?}")))

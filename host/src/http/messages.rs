@@ -57,9 +57,12 @@ async fn list(
         channel: q.channel,
         record: q.record,
     };
-    Ok(Json(MessageList {
-        messages: state.store.messages(&caller.tenant, &filter, limit)?,
-    }))
+    let messages = state
+        .on_store(&caller.tenant, move |store, tenant| {
+            store.messages(tenant, &filter, limit)
+        })
+        .await?;
+    Ok(Json(MessageList { messages }))
 }
 
 /// One message with every delivery attempt (time, status code or error).
@@ -71,9 +74,13 @@ async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<OutboxMessage>, ApiError> {
     caller.require(Role::Developer)?;
-    state
-        .store
-        .message(&caller.tenant, &id)?
+    let found = state
+        .on_store(&caller.tenant, {
+            let id = id.clone();
+            move |store, tenant| store.message(tenant, &id)
+        })
+        .await?;
+    found
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("message {id:?}")))
 }
@@ -87,7 +94,13 @@ async fn retry(
     Path(id): Path<String>,
 ) -> Result<Json<OutboxMessage>, ApiError> {
     caller.require(Role::Admin)?;
-    Ok(Json(state.store.retry_message(&caller.tenant, &id)?))
+    Ok(Json(
+        state
+            .on_store(&caller.tenant, move |store, tenant| {
+                store.retry_message(tenant, &id)
+            })
+            .await?,
+    ))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -105,9 +118,17 @@ async fn get_channels(
     caller: Caller,
 ) -> Result<Json<Channels>, ApiError> {
     caller.require(Role::Admin)?;
+    let (settings, webhook_secret) = state
+        .on_store(&caller.tenant, |store, tenant| {
+            Ok::<_, crate::store::StoreError>((
+                store.channels(tenant)?.redacted(),
+                store.webhook_secret(tenant)?,
+            ))
+        })
+        .await?;
     Ok(Json(Channels {
-        settings: state.store.channels(&caller.tenant)?.redacted(),
-        webhook_secret: state.store.webhook_secret(&caller.tenant)?,
+        settings,
+        webhook_secret,
     }))
 }
 
@@ -142,10 +163,17 @@ async fn put_channels(
             }
         }
     }
-    let saved = state.store.put_channels(&caller.tenant, &body)?;
+    let (saved, webhook_secret) = state
+        .on_store(&caller.tenant, move |store, tenant| {
+            Ok::<_, crate::store::StoreError>((
+                store.put_channels(tenant, &body)?,
+                store.webhook_secret(tenant)?,
+            ))
+        })
+        .await?;
     Ok(Json(Channels {
         settings: saved.redacted(),
-        webhook_secret: state.store.webhook_secret(&caller.tenant)?,
+        webhook_secret,
     }))
 }
 
@@ -179,7 +207,10 @@ async fn notifications(
             ),
         ));
     }
-    Ok(Json(NotificationList {
-        notifications: state.store.notifications(&caller.tenant, &q.user, 500)?,
-    }))
+    let notifications = state
+        .on_store(&caller.tenant, move |store, tenant| {
+            store.notifications(tenant, &q.user, 500)
+        })
+        .await?;
+    Ok(Json(NotificationList { notifications }))
 }

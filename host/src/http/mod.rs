@@ -15,6 +15,7 @@ mod records;
 mod replays;
 mod runs;
 mod stats;
+mod store_pool;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use utoipa_axum::router::OpenApiRouter;
 pub use auth::Caller;
 pub(crate) use auth::{caller_for_key_hash, Preauthenticated};
 pub use error::{ApiError, ErrorBody};
+pub use store_pool::{Busy, StorePool, StorePoolConfig};
 
 use crate::automation::Automation;
 use crate::config::Config;
@@ -45,6 +47,27 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Replays of this process (in memory: they commit nothing).
     pub replays: Arc<crate::replay::Replays>,
+    /// Where handlers do their store work: off the async threads, fair between tenants.
+    pub pool: StorePool,
+}
+
+impl AppState {
+    /// Runs `f(store, tenant)` in the store pool on behalf of `tenant`: every handler's store
+    /// reads (and its writes that do not go through automation) go this way, so the async
+    /// threads never scan.
+    pub async fn on_store<T, E>(
+        &self,
+        tenant: &str,
+        f: impl FnOnce(&Store, &str) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        E: Into<ApiError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        let owner = tenant.to_string();
+        self.pool.run(tenant, move || f(&store, &owner)).await
+    }
 }
 
 /// The API routes with their OpenAPI description.

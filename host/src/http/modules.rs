@@ -117,9 +117,10 @@ pub struct ModuleList {
 /// The tenant's modules.
 #[utoipa::path(get, path = "/v1/modules", tag = "modules", responses((status = 200, body = ModuleList)))]
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<ModuleList>, ApiError> {
-    Ok(Json(ModuleList {
-        modules: state.store.modules(&caller.tenant)?,
-    }))
+    let modules = state
+        .on_store(&caller.tenant, |store, tenant| store.modules(tenant))
+        .await?;
+    Ok(Json(ModuleList { modules }))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -137,24 +138,31 @@ async fn get_module(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<ModuleDetail>, ApiError> {
-    let module = state
-        .store
-        .module(&caller.tenant, &name)?
-        .ok_or_else(|| ApiError::not_found(format!("module {name:?}")))?;
-    let versions = state.store.module_versions(&caller.tenant, &name)?;
-    Ok(Json(ModuleDetail { module, versions }))
+    let detail = state
+        .on_store(&caller.tenant, move |store, tenant| {
+            let module = store
+                .module(tenant, &name)?
+                .ok_or_else(|| ApiError::not_found(format!("module {name:?}")))?;
+            let versions = store.module_versions(tenant, &name)?;
+            Ok::<_, ApiError>(ModuleDetail { module, versions })
+        })
+        .await?;
+    Ok(Json(detail))
 }
 
-fn version_of(
+async fn version_of(
     state: &AppState,
     tenant: &str,
-    name: &str,
+    name: String,
     n: u32,
 ) -> Result<ModuleVersion, ApiError> {
     state
-        .store
-        .module_version(tenant, name, n)?
-        .ok_or_else(|| ApiError::not_found(format!("module {name:?} version {n}")))
+        .on_store(tenant, move |store, tenant| {
+            store
+                .module_version(tenant, &name, n)?
+                .ok_or_else(|| ApiError::not_found(format!("module {name:?} version {n}")))
+        })
+        .await
 }
 
 /// One version.
@@ -166,7 +174,7 @@ async fn get_version(
     caller: Caller,
     Path((name, n)): Path<(String, u32)>,
 ) -> Result<Json<ModuleVersion>, ApiError> {
-    Ok(Json(version_of(&state, &caller.tenant, &name, n)?))
+    Ok(Json(version_of(&state, &caller.tenant, name, n).await?))
 }
 
 /// Deletes a version that no binding enables.
@@ -180,8 +188,10 @@ async fn delete_version(
 ) -> Result<StatusCode, ApiError> {
     caller.require_one_of(AUTHORS)?;
     state
-        .store
-        .delete_module_version(&caller.tenant, &name, n)?;
+        .on_store(&caller.tenant, move |store, tenant| {
+            store.delete_module_version(tenant, &name, n)
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -223,20 +233,31 @@ async fn dry_run(
     ApiJson(body): ApiJson<DryRun>,
 ) -> Result<Json<DryRunResult>, ApiError> {
     caller.require_one_of(AUTHORS)?;
-    let version = version_of(&state, &caller.tenant, &name, n)?;
-    let event = match (&body.event, &body.record) {
+    let version = version_of(&state, &caller.tenant, name, n).await?;
+    let event = match (body.event.clone(), body.record.clone()) {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid(
                 "give either \"event\" or \"record\", not both",
             ))
         }
-        (Some(id), None) => state
-            .store
-            .event(&caller.tenant, id)?
-            .ok_or_else(|| ApiError::not_found(format!("event {id:?}")))?,
+        (Some(id), None) => {
+            state
+                .on_store(&caller.tenant, move |store, tenant| {
+                    store
+                        .event(tenant, &id)?
+                        .ok_or_else(|| ApiError::not_found(format!("event {id:?}")))
+                })
+                .await?
+        }
         (None, record) => {
             let snapshot = match record {
-                Some(id) => Some(crate::crm::records::get(&state.store, &caller.tenant, id)?),
+                Some(id) => Some(
+                    state
+                        .on_store(&caller.tenant, move |store, tenant| {
+                            crate::crm::records::get(store, tenant, &id)
+                        })
+                        .await?,
+                ),
                 None => None,
             };
             let kind = body.kind.clone().unwrap_or(EventKind::Created);

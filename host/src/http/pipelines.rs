@@ -29,9 +29,10 @@ async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<PipelineList>, ApiError> {
-    Ok(Json(PipelineList {
-        pipelines: state.store.pipelines(&caller.tenant)?,
-    }))
+    let pipelines = state
+        .on_store(&caller.tenant, |store, tenant| store.pipelines(tenant))
+        .await?;
+    Ok(Json(PipelineList { pipelines }))
 }
 
 /// Creates a pipeline.
@@ -43,7 +44,11 @@ async fn create(
     ApiJson(body): ApiJson<NewPipeline>,
 ) -> Result<(StatusCode, Json<Pipeline>), ApiError> {
     caller.require(Role::Admin)?;
-    let p = pipelines::create(&state.store, &caller.tenant, body)?;
+    let p = state
+        .on_store(&caller.tenant, move |store, tenant| {
+            pipelines::create(store, tenant, body)
+        })
+        .await?;
     Ok((StatusCode::CREATED, Json(p)))
 }
 
@@ -55,9 +60,13 @@ async fn get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Pipeline>, ApiError> {
-    state
-        .store
-        .pipeline(&caller.tenant, &id)?
+    let found = state
+        .on_store(&caller.tenant, {
+            let id = id.clone();
+            move |store, tenant| store.pipeline(tenant, &id)
+        })
+        .await?;
+    found
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("pipeline {id:?}")))
 }
@@ -73,12 +82,13 @@ async fn update(
     ApiJson(body): ApiJson<PipelinePatch>,
 ) -> Result<Json<Pipeline>, ApiError> {
     caller.require(Role::Admin)?;
-    Ok(Json(pipelines::update(
-        &state.store,
-        &caller.tenant,
-        &id,
-        body,
-    )?))
+    Ok(Json(
+        state
+            .on_store(&caller.tenant, move |store, tenant| {
+                pipelines::update(store, tenant, &id, body)
+            })
+            .await?,
+    ))
 }
 
 /// Deletes a pipeline that holds no records.
@@ -90,6 +100,10 @@ async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Role::Admin)?;
-    state.store.delete_pipeline(&caller.tenant, &id)?;
+    state
+        .on_store(&caller.tenant, move |store, tenant| {
+            store.delete_pipeline(tenant, &id)
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -95,9 +95,12 @@ async fn list(
         stage: q.stage,
         owner: q.owner,
     };
+    let after = q.after;
     let page = state
-        .store
-        .records(&caller.tenant, &filter, q.after.as_deref(), limit, 10_000)?;
+        .on_store(&caller.tenant, move |store, tenant| {
+            store.records(tenant, &filter, after.as_deref(), limit, 10_000)
+        })
+        .await?;
     Ok(Json(RecordList {
         records: page.records,
         next: page.next,
@@ -113,7 +116,12 @@ async fn create(
     ApiJson(body): ApiJson<NewRecord>,
 ) -> Result<(StatusCode, Json<Record>), ApiError> {
     caller.require_one_of(WRITERS)?;
-    let (record, cs) = records::create(&state.store, &caller.tenant, body, Utc::now())?;
+    let now = Utc::now();
+    let (record, cs) = state
+        .on_store(&caller.tenant, move |store, tenant| {
+            records::create(store, tenant, body, now)
+        })
+        .await?;
     let committed = apply(&state, cs).await?;
     Ok((StatusCode::CREATED, Json(after(&committed, record))))
 }
@@ -126,7 +134,13 @@ async fn get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Record>, ApiError> {
-    Ok(Json(records::get(&state.store, &caller.tenant, &id)?))
+    Ok(Json(
+        state
+            .on_store(&caller.tenant, move |store, tenant| {
+                records::get(store, tenant, &id)
+            })
+            .await?,
+    ))
 }
 
 /// Changes fields. Core fields by name (null clears), `custom` merged key by key (null
@@ -142,14 +156,12 @@ async fn patch(
     ApiJson(body): ApiJson<Map<String, Value>>,
 ) -> Result<Json<Record>, ApiError> {
     caller.require_one_of(WRITERS)?;
-    let (record, cs) = records::patch(
-        &state.store,
-        &caller.tenant,
-        &id,
-        body,
-        if_match(&headers)?,
-        Utc::now(),
-    )?;
+    let (expected, now) = (if_match(&headers)?, Utc::now());
+    let (record, cs) = state
+        .on_store(&caller.tenant, move |store, tenant| {
+            records::patch(store, tenant, &id, body, expected, now)
+        })
+        .await?;
     let committed = apply(&state, cs).await?;
     Ok(Json(after(&committed, record)))
 }
@@ -164,13 +176,12 @@ async fn delete(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     caller.require_one_of(WRITERS)?;
-    let cs = records::delete(
-        &state.store,
-        &caller.tenant,
-        &id,
-        if_match(&headers)?,
-        Utc::now(),
-    )?;
+    let (expected, now) = (if_match(&headers)?, Utc::now());
+    let cs = state
+        .on_store(&caller.tenant, move |store, tenant| {
+            records::delete(store, tenant, &id, expected, now)
+        })
+        .await?;
     apply(&state, cs).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -195,15 +206,12 @@ async fn move_stage(
     ApiJson(body): ApiJson<StageMove>,
 ) -> Result<Json<Record>, ApiError> {
     caller.require_one_of(WRITERS)?;
-    let expected = body.version.or(if_match(&headers)?);
-    let (record, cs) = records::move_stage(
-        &state.store,
-        &caller.tenant,
-        &id,
-        &body.stage,
-        expected,
-        Utc::now(),
-    )?;
+    let (expected, now) = (body.version.or(if_match(&headers)?), Utc::now());
+    let (record, cs) = state
+        .on_store(&caller.tenant, move |store, tenant| {
+            records::move_stage(store, tenant, &id, &body.stage, expected, now)
+        })
+        .await?;
     let committed = apply(&state, cs).await?;
     Ok(Json(after(&committed, record)))
 }
@@ -225,7 +233,12 @@ async fn convert(
     ApiJson(body): ApiJson<Conversion>,
 ) -> Result<(StatusCode, Json<Converted>), ApiError> {
     caller.require_one_of(WRITERS)?;
-    let (created, cs) = records::convert(&state.store, &caller.tenant, &id, body, Utc::now())?;
+    let now = Utc::now();
+    let (created, cs) = state
+        .on_store(&caller.tenant, move |store, tenant| {
+            records::convert(store, tenant, &id, body, now)
+        })
+        .await?;
     let committed = apply(&state, cs).await?;
     let records = created.into_iter().map(|r| after(&committed, r)).collect();
     Ok((StatusCode::CREATED, Json(Converted { records })))

@@ -52,15 +52,14 @@ async fn start(
     ApiJson(req): ApiJson<ReplayRequest>,
 ) -> Result<(StatusCode, Json<Replay>), ApiError> {
     caller.require_one_of(AUTHORS)?;
-    let candidate = state
-        .store
-        .module_version(&caller.tenant, &name, n)?
-        .ok_or_else(|| ApiError::not_found(format!("module {name:?} version {n}")))?;
-    let store = state.store.clone();
-    let tenant = caller.tenant.clone();
-    let plan = tokio::task::spawn_blocking(move || replay::plan(&store, &tenant, &candidate, &req))
-        .await
-        .map_err(ApiError::internal)??;
+    let plan = state
+        .on_store(&caller.tenant, move |store, tenant| {
+            let candidate = store
+                .module_version(tenant, &name, n)?
+                .ok_or_else(|| ApiError::not_found(format!("module {name:?} version {n}")))?;
+            Ok::<_, ApiError>(replay::plan(store, tenant, &candidate, &req)?)
+        })
+        .await?;
     let inline = plan.replay.total as usize <= replay::INLINE_EVENTS;
     let shared = state.replays.add(plan.replay.clone()).ok_or_else(|| {
         ApiError::new(

@@ -59,9 +59,12 @@ async fn list(
         module: q.module,
         outcome: q.outcome,
     };
+    let before = q.before;
     let runs = state
-        .store
-        .runs(&caller.tenant, &filter, q.before.as_deref(), limit, 20_000)?;
+        .on_store(&caller.tenant, move |store, tenant| {
+            store.runs(tenant, &filter, before.as_deref(), limit, 20_000)
+        })
+        .await?;
     let next = (runs.len() == limit)
         .then(|| runs.last().map(|r| r.id.clone()))
         .flatten();
@@ -77,9 +80,13 @@ async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<RunRecord>, ApiError> {
     caller.require(Role::Developer)?;
-    state
-        .store
-        .run(&caller.tenant, &id)?
+    let found = state
+        .on_store(&caller.tenant, {
+            let id = id.clone();
+            move |store, tenant| store.run(tenant, &id)
+        })
+        .await?;
+    found
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("run {id:?}")))
 }

@@ -12,7 +12,7 @@ use super::extract::ApiQuery;
 use super::{ApiError, AppState, Caller, ErrorBody};
 use crate::model::stats::{hour_of, Stats};
 use crate::model::Role;
-use crate::store::Scope;
+use crate::store::{Scope, Store, StoreError};
 
 /// The longest window one call covers, in hours (93 days).
 const MAX_HOURS: i64 = 93 * 24;
@@ -56,16 +56,29 @@ impl Window {
     }
 }
 
-fn stats(
+/// The stats of `name` over the window, or 404 when `exists` says it is not there.
+async fn stats(
     state: &AppState,
     tenant: &str,
     scope: Scope,
-    name: &str,
+    name: String,
     w: &Window,
+    exists: fn(&Store, &str, &str) -> Result<bool, StoreError>,
 ) -> Result<Stats, ApiError> {
     let (since, until) = w.hours()?;
-    let hours = state.store.rollups(tenant, scope, name, since, until)?;
-    Ok(Stats::from_rollups(since, until, &hours))
+    state
+        .on_store(tenant, move |store, tenant| {
+            if !exists(store, tenant, &name)? {
+                let what = match scope {
+                    Scope::Module => "module",
+                    Scope::Binding => "binding",
+                };
+                return Err(ApiError::not_found(format!("{what} {name:?}")));
+            }
+            let hours = store.rollups(tenant, scope, &name, since, until)?;
+            Ok(Stats::from_rollups(since, until, &hours))
+        })
+        .await
 }
 
 /// A module's runs (every version, every binding) over a window: outcomes, p50/p95/p99 of
@@ -81,16 +94,10 @@ async fn module_stats(
     ApiQuery(w): ApiQuery<Window>,
 ) -> Result<Json<Stats>, ApiError> {
     caller.require(Role::Developer)?;
-    if state.store.module(&caller.tenant, &name)?.is_none() {
-        return Err(ApiError::not_found(format!("module {name:?}")));
-    }
-    Ok(Json(stats(
-        &state,
-        &caller.tenant,
-        Scope::Module,
-        &name,
-        &w,
-    )?))
+    let exists = |s: &Store, t: &str, n: &str| Ok(s.module(t, n)?.is_some());
+    Ok(Json(
+        stats(&state, &caller.tenant, Scope::Module, name, &w, exists).await?,
+    ))
 }
 
 /// A binding's runs over a window (as for a module).
@@ -104,14 +111,8 @@ async fn binding_stats(
     ApiQuery(w): ApiQuery<Window>,
 ) -> Result<Json<Stats>, ApiError> {
     caller.require(Role::Developer)?;
-    if state.store.binding(&caller.tenant, &id)?.is_none() {
-        return Err(ApiError::not_found(format!("binding {id:?}")));
-    }
-    Ok(Json(stats(
-        &state,
-        &caller.tenant,
-        Scope::Binding,
-        &id,
-        &w,
-    )?))
+    let exists = |s: &Store, t: &str, n: &str| Ok(s.binding(t, n)?.is_some());
+    Ok(Json(
+        stats(&state, &caller.tenant, Scope::Binding, id, &w, exists).await?,
+    ))
 }
