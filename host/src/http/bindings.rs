@@ -1,13 +1,13 @@
 //! `/v1/bindings`: which module version runs on which pipeline (admins).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::{ApiJson, ApiQuery};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::{ApiError, AppState, Caller, ErrorBody};
 use crate::crm::bindings::{self, BindingPatch, NewBinding};
 use crate::model::{Binding, Role};
@@ -72,7 +72,7 @@ async fn create(
 async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Binding>, ApiError> {
     caller.require(Role::Developer)?;
     let found = state
@@ -93,7 +93,7 @@ async fn get(
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<BindingPatch>,
 ) -> Result<Json<Binding>, ApiError> {
     caller.require(Role::Admin)?;
@@ -112,7 +112,7 @@ async fn update(
 async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Role::Admin)?;
     state

@@ -1,13 +1,13 @@
 //! Tenants (server operators) and API keys (tenant admins).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::ApiJson;
+use super::extract::{ApiJson, ApiPath};
 use super::{ApiError, AppState, Caller, ErrorBody};
 use crate::crm::tenants;
 use crate::model::{ApiKey, Role, Tenant};
@@ -121,7 +121,7 @@ async fn list_keys(
 async fn revoke_key(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Role::Admin)?;
     let revoked = state

@@ -1,13 +1,13 @@
 //! The outbox and delivery settings: `/v1/messages` (with attempts, and retry of dead
 //! letters), `/v1/channels` (where each channel delivers), `/v1/notifications` (in-app).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::{ApiJson, ApiQuery};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::{ApiError, AppState, Caller, ErrorBody};
 use crate::model::{Channel, ChannelConfig, MessageStatus, Notification, OutboxMessage, Role};
 use crate::store::MessageFilter;
@@ -71,7 +71,7 @@ async fn list(
 async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<OutboxMessage>, ApiError> {
     caller.require(Role::Developer)?;
     let found = state
@@ -91,7 +91,7 @@ async fn get(
 async fn retry(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<OutboxMessage>, ApiError> {
     caller.require(Role::Admin)?;
     Ok(Json(

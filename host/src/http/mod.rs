@@ -14,6 +14,7 @@ mod pipelines;
 mod records;
 mod replays;
 mod runs;
+mod shape;
 mod stats;
 mod store_pool;
 
@@ -29,6 +30,7 @@ use utoipa_axum::router::OpenApiRouter;
 pub use auth::Caller;
 pub(crate) use auth::{caller_for_key_hash, Preauthenticated};
 pub use error::{ApiError, ErrorBody};
+pub use shape::MAX_URI_BYTES;
 pub use store_pool::{Busy, StorePool, StorePoolConfig};
 
 use crate::automation::Automation;
@@ -96,7 +98,9 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 /// the API router in-process.
 pub fn app(state: AppState) -> Router {
     let api = api_app(state.clone());
-    api.clone().merge(crate::console::router(state, api))
+    api.clone()
+        .merge(crate::console::router(state, api))
+        .layer(axum::middleware::from_fn(shape::limit_uri))
 }
 
 /// The API alone (what the console dispatches to).
@@ -126,6 +130,7 @@ fn api_app(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(shape::ensure_json_errors))
         .layer(axum::middleware::from_fn(crate::telemetry::track))
         .with_state(state)
 }

@@ -3,7 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -12,7 +12,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::{body_too_large, ApiJson};
+use super::extract::{body_too_large, ApiJson, ApiPath};
 use super::{ApiError, AppState, Caller, ErrorBody};
 use crate::automation::dry_run::{self as sandbox_run, DryRunInput};
 use crate::crm::records::event;
@@ -71,7 +71,7 @@ fn upload_error(e: UploadError) -> ApiError {
 async fn upload(
     State(state): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ModuleVersion>), ApiError> {
     caller.require_one_of(AUTHORS)?;
@@ -136,7 +136,7 @@ pub struct ModuleDetail {
 async fn get_module(
     State(state): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<ModuleDetail>, ApiError> {
     let detail = state
         .on_store(&caller.tenant, move |store, tenant| {
@@ -172,7 +172,7 @@ async fn version_of(
 async fn get_version(
     State(state): State<AppState>,
     caller: Caller,
-    Path((name, n)): Path<(String, u32)>,
+    ApiPath((name, n)): ApiPath<(String, u32)>,
 ) -> Result<Json<ModuleVersion>, ApiError> {
     Ok(Json(version_of(&state, &caller.tenant, name, n).await?))
 }
@@ -184,7 +184,7 @@ async fn get_version(
 async fn delete_version(
     State(state): State<AppState>,
     caller: Caller,
-    Path((name, n)): Path<(String, u32)>,
+    ApiPath((name, n)): ApiPath<(String, u32)>,
 ) -> Result<StatusCode, ApiError> {
     caller.require_one_of(AUTHORS)?;
     state
@@ -229,7 +229,7 @@ pub struct DryRunResult {
 async fn dry_run(
     State(state): State<AppState>,
     caller: Caller,
-    Path((name, n)): Path<(String, u32)>,
+    ApiPath((name, n)): ApiPath<(String, u32)>,
     ApiJson(body): ApiJson<DryRun>,
 ) -> Result<Json<DryRunResult>, ApiError> {
     caller.require_one_of(AUTHORS)?;

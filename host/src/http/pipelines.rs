@@ -1,13 +1,13 @@
 //! `/v1/pipelines`: read for every role, written by admins.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::ApiJson;
+use super::extract::{ApiJson, ApiPath};
 use super::{ApiError, AppState, Caller, ErrorBody};
 use crate::crm::pipelines::{self, NewPipeline, PipelinePatch};
 use crate::model::{Pipeline, Role};
@@ -58,7 +58,7 @@ async fn create(
 async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Pipeline>, ApiError> {
     let found = state
         .on_store(&caller.tenant, {
@@ -78,7 +78,7 @@ async fn get(
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<PipelinePatch>,
 ) -> Result<Json<Pipeline>, ApiError> {
     caller.require(Role::Admin)?;
@@ -97,7 +97,7 @@ async fn update(
 async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Role::Admin)?;
     state

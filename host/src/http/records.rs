@@ -1,7 +1,7 @@
 //! `/v1/records`: CRUD, stage moves and lead conversion. Reads for every role; writes for
 //! agents and admins.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use chrono::Utc;
@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::{ApiJson, ApiQuery};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::{ApiError, AppState, Caller, ErrorBody};
 use crate::crm::records::{self, Conversion, NewRecord};
 use crate::model::{Record, RecordKind, Role};
@@ -132,7 +132,7 @@ async fn create(
 async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Record>, ApiError> {
     Ok(Json(
         state
@@ -151,7 +151,7 @@ async fn get(
 async fn patch(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Map<String, Value>>,
 ) -> Result<Json<Record>, ApiError> {
@@ -172,7 +172,7 @@ async fn patch(
 async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     caller.require_one_of(WRITERS)?;
@@ -201,7 +201,7 @@ pub struct StageMove {
 async fn move_stage(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<StageMove>,
 ) -> Result<Json<Record>, ApiError> {
@@ -229,7 +229,7 @@ pub struct Converted {
 async fn convert(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<Conversion>,
 ) -> Result<(StatusCode, Json<Converted>), ApiError> {
     caller.require_one_of(WRITERS)?;

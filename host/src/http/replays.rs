@@ -2,12 +2,12 @@
 //! with what really happened; `GET /v1/replays/{id}` follows a large one. Developers and
 //! admins.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::ApiJson;
+use super::extract::{ApiJson, ApiPath};
 use super::{ApiError, AppState, Caller, ErrorBody};
 use crate::model::Role;
 use crate::replay::{self, Replay, ReplayError, ReplayRequest};
@@ -48,7 +48,7 @@ impl From<ReplayError> for ApiError {
 async fn start(
     State(state): State<AppState>,
     caller: Caller,
-    Path((name, n)): Path<(String, u32)>,
+    ApiPath((name, n)): ApiPath<(String, u32)>,
     ApiJson(req): ApiJson<ReplayRequest>,
 ) -> Result<(StatusCode, Json<Replay>), ApiError> {
     caller.require_one_of(AUTHORS)?;
@@ -88,7 +88,7 @@ async fn start(
 async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Replay>, ApiError> {
     caller.require_one_of(AUTHORS)?;
     state

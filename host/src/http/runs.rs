@@ -1,12 +1,12 @@
 //! `/v1/runs`: the run history.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::ApiQuery;
+use super::extract::{ApiPath, ApiQuery};
 use super::{ApiError, AppState, Caller, ErrorBody};
 use crate::model::{Role, RunRecord};
 use crate::store::RunFilter;
@@ -77,7 +77,7 @@ async fn list(
 async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<RunRecord>, ApiError> {
     caller.require(Role::Developer)?;
     let found = state

@@ -1,14 +1,14 @@
 //! Run statistics: `GET /v1/modules/{name}/stats` and `GET /v1/bindings/{id}/stats`, read
 //! from the hourly rollups kept as runs commit (never a scan of the run history).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::ApiQuery;
+use super::extract::{ApiPath, ApiQuery};
 use super::{ApiError, AppState, Caller, ErrorBody};
 use crate::model::stats::{hour_of, Stats};
 use crate::model::Role;
@@ -90,7 +90,7 @@ async fn stats(
 async fn module_stats(
     State(state): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiQuery(w): ApiQuery<Window>,
 ) -> Result<Json<Stats>, ApiError> {
     caller.require(Role::Developer)?;
@@ -107,7 +107,7 @@ async fn module_stats(
 async fn binding_stats(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(w): ApiQuery<Window>,
 ) -> Result<Json<Stats>, ApiError> {
     caller.require(Role::Developer)?;

