@@ -5,8 +5,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use reqwest::StatusCode;
-use stagecraft_tests::{temp_dir, Server, ADMIN_KEY};
+use reqwest::{Method, StatusCode};
+use stagecraft_tests::{json, temp_dir, Server, ADMIN_KEY};
 
 /// Asserts `r` is an error in the API's shape with `status` and `code`; returns its message.
 fn error_of(what: &str, r: &stagecraft_tests::Response, status: u16, code: &str) -> String {
@@ -52,4 +52,37 @@ async fn every_refusal_is_json_path_parameters_and_long_uris_included() {
     // Still served just below the limit.
     let near = format!("/v1/records?owner={}", "a".repeat(4000));
     assert_eq!(s.get(&near, ADMIN_KEY).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_server_error_names_its_request_id_not_internal_keys() {
+    let dir = temp_dir();
+    let s = Server::start(dir.path()).await;
+    let rec = s
+        .record(ADMIN_KEY, json!({"kind": "contact", "name": "Ada"}))
+        .await;
+    let id = rec["id"].as_str().unwrap().to_string();
+    let data = s.stop().await;
+    {
+        // The stored record no longer decodes.
+        let db = sled::open(data.join("db")).unwrap();
+        let tree = db.open_tree("data").unwrap();
+        tree.insert(format!("rec/default/{id}"), b"{\"broken\": ".to_vec())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let s = Server::start(&data).await;
+    let resp = s
+        .request(Method::GET, &format!("/v1/records/{id}"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    let r = Server::read(resp).await;
+    let m = error_of("corrupt record", &r, 500, "internal");
+    assert!(m.contains(&request_id), "{m}");
+    let text = r.body.to_string();
+    assert!(!text.contains("rec/"), "{text}");
+    assert!(!text.contains("corrupt"), "{text}");
 }

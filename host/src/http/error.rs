@@ -64,9 +64,18 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
 
+    /// A failure that is not the caller's: the detail (which may name internal key layouts)
+    /// goes to the log with the request id; the caller gets only that id to quote.
     pub fn internal(e: impl std::fmt::Display) -> ApiError {
-        tracing::error!(error = %e, "internal error");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        let id = crate::telemetry::request_id();
+        tracing::error!(error = %e, request_id = id.as_deref().unwrap_or("-"), "internal error");
+        let message = match id {
+            Some(id) => {
+                format!("internal error; the server log has the details under request id {id}")
+            }
+            None => "internal error; the server log has the details".to_string(),
+        };
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 }
 
@@ -116,5 +125,22 @@ impl From<AutomationError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         CrmError::from(e).into()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_internal_error_shows_the_request_id_not_the_detail() {
+        let e = crate::telemetry::with_request_id("req-1".into(), async {
+            ApiError::internal("stored value under rec/tenantb/rec_1 is corrupt")
+        })
+        .await;
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!e.message.contains("rec/"), "{}", e.message);
+        assert!(e.message.contains("req-1"), "{}", e.message);
     }
 }
