@@ -118,6 +118,7 @@ impl From<AutomationError> for ApiError {
                 format!("{message} (run {run})"),
             ),
             AutomationError::Crm(e) => e.into(),
+            AutomationError::Task(m) => ApiError::internal(m),
         }
     }
 }
@@ -132,6 +133,18 @@ impl From<StoreError> for ApiError {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_failed_automation_task_is_a_server_error_not_a_refusal() {
+        let join = tokio::spawn(async { panic!("the cascade panicked") })
+            .await
+            .err()
+            .unwrap();
+        let e = ApiError::from(AutomationError::from(join));
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.code, "internal");
+        assert!(!e.message.contains("panicked"), "{}", e.message);
+    }
 
     #[tokio::test]
     async fn an_internal_error_shows_the_request_id_not_the_detail() {
