@@ -7,6 +7,7 @@
 
 use reqwest::{Method, StatusCode};
 use stagecraft_tests::{json, temp_dir, Server, ADMIN_KEY};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Asserts `r` is an error in the API's shape with `status` and `code`; returns its message.
 fn error_of(what: &str, r: &stagecraft_tests::Response, status: u16, code: &str) -> String {
@@ -18,6 +19,26 @@ fn error_of(what: &str, r: &stagecraft_tests::Response, status: u16, code: &str)
     );
     assert_eq!(r.code(), code, "{what}: {:?}", r.body);
     r.message().to_string()
+}
+
+/// Sends `request_line` (with auth) over a raw socket, so dot segments reach the server as
+/// written; returns the status and body.
+async fn raw(s: &Server, method: &str, target: &str, body: &[u8]) -> (u16, serde_json::Value) {
+    let addr = s.base.strip_prefix("http://").unwrap();
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "{method} {target} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {ADMIN_KEY}\r\n\
+         content-type: application/wasm\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    sock.write_all(body).await.unwrap();
+    let mut out = Vec::new();
+    sock.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text[9..12].parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(json!(body)))
 }
 
 #[tokio::test]
@@ -85,4 +106,70 @@ async fn a_server_error_names_its_request_id_not_internal_keys() {
     let text = r.body.to_string();
     assert!(!text.contains("rec/"), "{text}");
     assert!(!text.contains("corrupt"), "{text}");
+}
+
+#[tokio::test]
+async fn slugs_start_with_a_letter_or_digit() {
+    let dir = temp_dir();
+    let s = Server::start(dir.path()).await;
+    let wasm = stagecraft_tests::guest("mover");
+    // Dot segments sent as written (clients would normalise them away).
+    for name in [".", "..", "...", ".hidden", "-x", "_x"] {
+        let (status, body) = raw(&s, "POST", &format!("/v1/modules/{name}/versions"), &wasm).await;
+        assert_eq!(status, 422, "module {name:?}: {body}");
+        assert_eq!(body["error"]["code"], "invalid", "module {name:?}: {body}");
+        let m = body["error"]["message"].as_str().unwrap();
+        assert!(m.contains("starting with a letter or digit"), "{m}");
+    }
+    let r = s.get("/v1/modules", ADMIN_KEY).await;
+    assert_eq!(r.body["modules"], json!([]), "nothing was stored");
+    // Names that start well are still fine, dots inside included.
+    assert_eq!(s.upload_guest(ADMIN_KEY, "v2.mover", "mover").await, 1);
+
+    for id in ["..", ".", "-leads"] {
+        let r = s
+            .post(
+                "/v1/pipelines",
+                ADMIN_KEY,
+                json!({"id": id, "name": "P", "kind": "lead",
+                       "stages": [{"id": "new", "name": "New", "semantic": "open"}]}),
+            )
+            .await;
+        let m = error_of(&format!("pipeline {id:?}"), &r, 422, "invalid");
+        assert!(m.contains("starting with a letter or digit"), "{m}");
+    }
+    let r = s
+        .post(
+            "/v1/pipelines",
+            ADMIN_KEY,
+            json!({"id": "p2", "name": "P", "kind": "lead",
+                   "stages": [{"id": "..", "name": "Dots", "semantic": "open"}]}),
+        )
+        .await;
+    let m = error_of("stage \"..\"", &r, 422, "invalid");
+    assert!(m.contains("stage id"), "{m}");
+    let rec = s
+        .record(ADMIN_KEY, json!({"kind": "contact", "name": "Ada"}))
+        .await;
+    let r = s
+        .patch(
+            &format!("/v1/records/{}", rec["id"].as_str().unwrap()),
+            ADMIN_KEY,
+            json!({"custom": {"..": 1}}),
+        )
+        .await;
+    assert!(r.status.is_client_error(), "{:?}", r.body);
+    assert!(
+        r.message().contains("starting with a letter or digit"),
+        "{:?}",
+        r.body
+    );
+    let r = s
+        .post(
+            "/v1/tenants",
+            ADMIN_KEY,
+            json!({"id": "..", "name": "Dots"}),
+        )
+        .await;
+    error_of("tenant \"..\"", &r, 422, "invalid");
 }

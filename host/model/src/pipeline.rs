@@ -78,8 +78,9 @@ pub fn validate_stages(kind: PipelineKind, stages: &[Stage]) -> Result<(), Strin
     for s in stages {
         if !is_valid_slug(&s.id) {
             return Err(format!(
-                "stage id {:?} must be 1-64 characters of letters, digits, '-', '_' or '.'",
-                s.id
+                "stage id {:?} must be {}",
+                s.id,
+                stagecraft_rules::field::SLUG_RULE
             ));
         }
         if !seen.insert(s.id.as_str()) {

@@ -54,7 +54,8 @@ pub fn create(store: &Store, tenant: &str, input: NewPipeline) -> Result<Pipelin
     let id = input.id.unwrap_or_else(|| slugify(&input.name));
     if !is_valid_slug(&id) {
         return Err(CrmError::Invalid(format!(
-            "pipeline id {id:?} must be 1-64 characters of letters, digits, '-', '_' or '.'"
+            "pipeline id {id:?} must be {}",
+            stagecraft_rules::field::SLUG_RULE
         )));
     }
     validate_stages(input.kind, &input.stages).map_err(CrmError::Invalid)?;

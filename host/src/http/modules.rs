@@ -40,7 +40,8 @@ fn check_name(name: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::invalid(format!(
-            "module name {name:?} must be 1-64 characters of letters, digits, '-', '_' or '.'"
+            "module name {name:?} must be {}",
+            stagecraft_rules::field::SLUG_RULE
         )))
     }
 }
