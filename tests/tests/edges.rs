@@ -173,3 +173,27 @@ async fn slugs_start_with_a_letter_or_digit() {
         .await;
     error_of("tenant \"..\"", &r, 422, "invalid");
 }
+
+#[tokio::test]
+async fn stats_windows_outside_the_calendar_are_refused_by_name() {
+    let dir = temp_dir();
+    let s = Server::start(dir.path()).await;
+    s.upload_guest(ADMIN_KEY, "m", "mover").await;
+    for (query, names) in [
+        ("until=%2B262142-01-01T00:00:00Z", "\"until\""),
+        ("until=9999-12-31T23:30:00Z", "\"until\""),
+        ("since=%2B262142-01-01T00:00:00Z", "\"since\""),
+        ("since=1969-12-31T00:00:00Z", "\"since\""),
+    ] {
+        let r = s
+            .get(&format!("/v1/modules/m/stats?{query}"), ADMIN_KEY)
+            .await;
+        let m = error_of(query, &r, 400, "invalid_query");
+        assert!(m.contains(names), "{query}: {m}");
+    }
+    let r = s
+        .get("/v1/modules/m/stats?until=9999-12-31T23:00:00Z", ADMIN_KEY)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["until"], "9999-12-31T23:00:00Z");
+}

@@ -17,6 +17,10 @@ use crate::store::{Scope, Store, StoreError};
 /// The longest window one call covers, in hours (93 days).
 const MAX_HOURS: i64 = 93 * 24;
 
+/// The latest `since`/`until`, 9999-12-31T23:00:00Z (Unix seconds): every hour up to it can
+/// be rounded and shown. The earliest is the Unix epoch.
+const LATEST: i64 = 253_402_297_200;
+
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(module_stats))
@@ -32,8 +36,24 @@ pub struct Window {
     pub until: Option<DateTime<Utc>>,
 }
 
+/// Refuses a time outside 1970-01-01T00:00:00Z ..= 9999-12-31T23:00:00Z, naming it.
+fn in_range(name: &str, t: Option<DateTime<Utc>>) -> Result<(), ApiError> {
+    match t {
+        Some(t) if !(0..=LATEST).contains(&t.timestamp()) => Err(ApiError::bad_request(
+            "invalid_query",
+            format!(
+                "{name:?} must be between 1970-01-01T00:00:00Z and 9999-12-31T23:00:00Z, not {}",
+                t.to_rfc3339()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl Window {
     fn hours(&self) -> Result<(i64, i64), ApiError> {
+        in_range("since", self.since)?;
+        in_range("until", self.until)?;
         let until = self.until.unwrap_or_else(Utc::now);
         let until_hour = hour_of(until) + i64::from(until.timestamp().rem_euclid(3600) != 0);
         let since_hour = match self.since {
