@@ -197,3 +197,42 @@ async fn stats_windows_outside_the_calendar_are_refused_by_name() {
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["until"], "9999-12-31T23:00:00Z");
 }
+
+#[tokio::test]
+async fn the_language_switch_survives_any_back_target() {
+    let dir = temp_dir();
+    let s = Server::start(dir.path()).await;
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for back in [
+        "/console%0a",
+        "/console%0d%0aSet-Cookie:%20x=1",
+        "/console%00",
+        "/console/%09runs",
+        "/console/%7f",
+        "/console/caf%c3%a9",
+    ] {
+        let resp = c
+            .get(format!("{}/console/lang?lang=es&back={back}", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{back}");
+        assert_eq!(resp.headers()["location"], "/console/", "{back}");
+        assert!(resp.headers().get("x").is_none());
+        let cookie = resp.headers()["set-cookie"].to_str().unwrap();
+        assert!(cookie.starts_with("sc_lang=es"), "{cookie}");
+    }
+    let resp = c
+        .get(format!(
+            "{}/console/lang?lang=pt&back=/console/runs%3Fmodule%3Dx",
+            s.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()["location"], "/console/runs?module=x");
+}
