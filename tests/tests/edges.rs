@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::time::Duration;
+
 use reqwest::{Method, StatusCode};
 use stagecraft_tests::{json, temp_dir, Server, ADMIN_KEY};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -235,4 +237,32 @@ async fn the_language_switch_survives_any_back_target() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     assert_eq!(resp.headers()["location"], "/console/runs?module=x");
+}
+
+#[tokio::test]
+async fn serve_on_a_taken_port_writes_nothing() {
+    let dir = temp_dir();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let data = dir.path().join("data");
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_stagecraft-server"))
+            .args(["serve", "--demo", "--listen", &addr, "--data-dir"])
+            .arg(&data)
+            .env("STAGECRAFT_BOOTSTRAP_KEY", ADMIN_KEY)
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("serve gives up on a taken port")
+    .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&addr), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("demo:"), "{stdout}");
+    assert!(!data.exists(), "the data dir was touched: {stdout}");
+    drop(taken);
 }

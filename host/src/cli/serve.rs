@@ -31,6 +31,11 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     let mut config = Config::new(data_dir);
     config.delivery.allow_internal_webhooks = allow_internal_webhooks;
     config.retention.max_age = retention;
+    // Bind before touching the data dir: a taken port leaves the data as it was (no tenant
+    // bootstrapped, no demo seeded). Connections wait in the backlog until serving starts.
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
     let bootstrap = std::env::var("STAGECRAFT_BOOTSTRAP_KEY").ok();
     let started = crate::server::start(config, bootstrap.as_deref())?;
     if let Some(key) = &started.bootstrap_key {
@@ -45,9 +50,6 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
             None => println!("demo: tenant default already has the example modules"),
         }
     }
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "stagecraft listening");
     println!("listening on {addr}");
