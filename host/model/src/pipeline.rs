@@ -35,7 +35,9 @@ pub enum StageSemantic {
 #[serde(deny_unknown_fields)]
 pub struct Stage {
     /// Slug, unique within the pipeline (`new`, `qualified`, …).
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     pub id: String,
+    #[schema(min_length = 1, pattern = "\\S")]
     pub name: String,
     pub semantic: StageSemantic,
 }

@@ -20,7 +20,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct BindingQuery {
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     pub pipeline: Option<String>,
 }
 
@@ -67,7 +69,7 @@ async fn create(
 }
 
 /// One binding.
-#[utoipa::path(get, path = "/v1/bindings/{id}", tag = "automation", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/bindings/{id}", tag = "automation", params(("id" = String, Path, pattern = "^bnd_[0-9a-z]{26}$")),
     responses((status = 200, body = Binding), (status = 404, body = ErrorBody)))]
 async fn get(
     State(state): State<AppState>,
@@ -87,7 +89,7 @@ async fn get(
 }
 
 /// Changes a binding; `version` switches the module version (rollback is a switch).
-#[utoipa::path(patch, path = "/v1/bindings/{id}", tag = "automation", params(("id" = String, Path)),
+#[utoipa::path(patch, path = "/v1/bindings/{id}", tag = "automation", params(("id" = String, Path, pattern = "^bnd_[0-9a-z]{26}$")),
     request_body = BindingPatch,
     responses((status = 200, body = Binding), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update(
@@ -107,7 +109,7 @@ async fn update(
 }
 
 /// Removes a binding.
-#[utoipa::path(delete, path = "/v1/bindings/{id}", tag = "automation", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/v1/bindings/{id}", tag = "automation", params(("id" = String, Path, pattern = "^bnd_[0-9a-z]{26}$")),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete(
     State(state): State<AppState>,

@@ -21,13 +21,17 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "form_submitted", "payload": {"form": "contact-us", "message": "Call me back"}}))]
 pub struct Inbound {
     /// What happened, e.g. `form_submitted`; bindings listen by name.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub name: String,
     /// The record it concerns, if any.
+    #[schema(pattern = "^rec_[0-9a-z]{26}$")]
     pub record: Option<String>,
+    /// Any JSON the modules read, at most 64 KiB (default `{}`).
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub payload: Option<Value>,
 }
 
@@ -78,12 +82,16 @@ async fn post_inbound(
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventQuery {
     /// Only this record's events.
+    #[param(pattern = "^rec_[0-9a-z]{26}$")]
     pub record: Option<String>,
     /// Cursor: the last event id of the previous page.
+    #[param(pattern = "^evt_[0-9a-z]+$")]
     pub after: Option<String>,
     /// Page size, 1-500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
 }
 

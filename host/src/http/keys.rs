@@ -21,8 +21,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"id": "acme", "name": "Acme Inc."}))]
 pub struct NewTenant {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     pub id: String,
+    #[schema(min_length = 1, pattern = "\\S")]
     pub name: String,
 }
 
@@ -64,11 +67,14 @@ async fn create_tenant(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"role": "agent", "name": "Ann's phone", "user": "ann"}))]
 pub struct NewKey {
     pub role: Role,
     /// What the key is for, e.g. "zapier integration".
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: String,
     /// The CRM user the key acts for, e.g. "ann" (an agent's own key).
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub user: Option<String>,
 }
 
@@ -117,7 +123,7 @@ async fn list_keys(
 
 /// Revokes a key by id.
 #[utoipa::path(delete, path = "/v1/keys/{id}", tag = "access",
-    params(("id" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path, pattern = "^key_[0-9a-z]{26}$")), responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn revoke_key(
     State(state): State<AppState>,
     caller: Caller,

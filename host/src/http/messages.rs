@@ -23,11 +23,14 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct MessageQuery {
     pub status: Option<MessageStatus>,
     pub channel: Option<Channel>,
+    #[param(pattern = "^rec_[0-9a-z]{26}$")]
     pub record: Option<String>,
     /// 1-500, default 100.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
 }
 
@@ -66,7 +69,7 @@ async fn list(
 }
 
 /// One message with every delivery attempt (time, status code or error).
-#[utoipa::path(get, path = "/v1/messages/{id}", tag = "automation", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/messages/{id}", tag = "automation", params(("id" = String, Path, pattern = "^msg_[0-9a-z]+$")),
     responses((status = 200, body = OutboxMessage), (status = 404, body = ErrorBody)))]
 async fn get(
     State(state): State<AppState>,
@@ -86,7 +89,7 @@ async fn get(
 }
 
 /// Puts a dead letter back in the queue (its retry window starts again).
-#[utoipa::path(post, path = "/v1/messages/{id}/retry", tag = "automation", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/messages/{id}/retry", tag = "automation", params(("id" = String, Path, pattern = "^msg_[0-9a-z]+$")),
     responses((status = 200, body = OutboxMessage), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn retry(
     State(state): State<AppState>,
@@ -179,7 +182,9 @@ async fn put_channels(
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct NotificationQuery {
+    #[param(min_length = 1, max_length = 200)]
     pub user: String,
 }
 

@@ -66,7 +66,7 @@ fn upload_error(e: UploadError) -> ApiError {
 /// the `rule` world importing only allowed interfaces), compiled, cached, and stored
 /// immutably. A rejected upload leaves no trace.
 #[utoipa::path(post, path = "/v1/modules/{name}/versions", tag = "modules",
-    params(("name" = String, Path)),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")),
     request_body(content = Vec<u8>, content_type = "application/wasm"),
     responses((status = 201, body = ModuleVersion), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn upload(
@@ -132,7 +132,7 @@ pub struct ModuleDetail {
 }
 
 /// A module with its versions.
-#[utoipa::path(get, path = "/v1/modules/{name}", tag = "modules", params(("name" = String, Path)),
+#[utoipa::path(get, path = "/v1/modules/{name}", tag = "modules", params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")),
     responses((status = 200, body = ModuleDetail), (status = 404, body = ErrorBody)))]
 async fn get_module(
     State(state): State<AppState>,
@@ -168,7 +168,7 @@ async fn version_of(
 
 /// One version.
 #[utoipa::path(get, path = "/v1/modules/{name}/versions/{n}", tag = "modules",
-    params(("name" = String, Path), ("n" = u32, Path)),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"), ("n" = u32, Path, minimum = 1)),
     responses((status = 200, body = ModuleVersion), (status = 404, body = ErrorBody)))]
 async fn get_version(
     State(state): State<AppState>,
@@ -180,7 +180,7 @@ async fn get_version(
 
 /// Deletes a version that no binding enables.
 #[utoipa::path(delete, path = "/v1/modules/{name}/versions/{n}", tag = "modules",
-    params(("name" = String, Path), ("n" = u32, Path)),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"), ("n" = u32, Path, minimum = 1)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete_version(
     State(state): State<AppState>,
@@ -198,18 +198,21 @@ async fn delete_version(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"record": "rec_01j9z3k7q8m2n4p6r8t0v2x4z6", "config": {"threshold": 60}}))]
 pub struct DryRun {
     /// Run on this past journal event, exactly as it happened (record snapshot and time).
+    #[schema(pattern = "^evt_[0-9a-z]+$")]
     pub event: Option<String>,
     /// Or: run on this record now, with a synthetic event.
+    #[schema(pattern = "^rec_[0-9a-z]{26}$")]
     pub record: Option<String>,
     /// The synthetic event (default `{"type": "created"}`).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<EventKind>)]
     pub kind: Option<EventKind>,
     /// When the synthetic event happened (default now).
     pub occurred_at: Option<DateTime<Utc>>,
-    /// The binding config the module reads (default `{}`).
-    #[schema(value_type = Object)]
+    /// The binding config the module reads: a JSON object (default `{}`).
+    #[schema(value_type = Option<Object>)]
     pub config: Option<Value>,
     /// What the module may do (default: everything, so you see every effect it tries).
     pub grants: Option<Grants>,
@@ -225,7 +228,7 @@ pub struct DryRunResult {
 /// Runs a version against the tenant's real records and returns what it would do. Commits
 /// nothing and sends nothing.
 #[utoipa::path(post, path = "/v1/modules/{name}/versions/{n}/dry-run", tag = "modules",
-    params(("name" = String, Path), ("n" = u32, Path)), request_body = DryRun,
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"), ("n" = u32, Path, minimum = 1)), request_body = DryRun,
     responses((status = 200, body = DryRunResult), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn dry_run(
     State(state): State<AppState>,

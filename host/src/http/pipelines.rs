@@ -53,7 +53,7 @@ async fn create(
 }
 
 /// One pipeline.
-#[utoipa::path(get, path = "/v1/pipelines/{id}", tag = "pipelines", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/pipelines/{id}", tag = "pipelines", params(("id" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")),
     responses((status = 200, body = Pipeline), (status = 404, body = ErrorBody)))]
 async fn get(
     State(state): State<AppState>,
@@ -72,7 +72,7 @@ async fn get(
 }
 
 /// Renames a pipeline or replaces its stage list.
-#[utoipa::path(patch, path = "/v1/pipelines/{id}", tag = "pipelines", params(("id" = String, Path)),
+#[utoipa::path(patch, path = "/v1/pipelines/{id}", tag = "pipelines", params(("id" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")),
     request_body = PipelinePatch,
     responses((status = 200, body = Pipeline), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update(
@@ -92,7 +92,7 @@ async fn update(
 }
 
 /// Deletes a pipeline that holds no records.
-#[utoipa::path(delete, path = "/v1/pipelines/{id}", tag = "pipelines", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/v1/pipelines/{id}", tag = "pipelines", params(("id" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete(
     State(state): State<AppState>,

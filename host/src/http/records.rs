@@ -56,14 +56,20 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     pub kind: Option<RecordKind>,
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     pub pipeline: Option<String>,
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     pub stage: Option<String>,
+    #[param(max_length = 200)]
     pub owner: Option<String>,
     /// Cursor: the `next` value of the previous page.
+    #[param(pattern = "^rec_[0-9a-z]{26}$")]
     pub after: Option<String>,
     /// Page size, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
 }
 
@@ -127,7 +133,7 @@ async fn create(
 }
 
 /// One record.
-#[utoipa::path(get, path = "/v1/records/{id}", tag = "records", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/records/{id}", tag = "records", params(("id" = String, Path, pattern = "^rec_[0-9a-z]{26}$")),
     responses((status = 200, body = Record), (status = 404, body = ErrorBody)))]
 async fn get(
     State(state): State<AppState>,
@@ -145,8 +151,9 @@ async fn get(
 
 /// Changes fields. Core fields by name (null clears), `custom` merged key by key (null
 /// removes a key). Send `version` or `If-Match` to fail with 409 if someone else changed it.
-#[utoipa::path(patch, path = "/v1/records/{id}", tag = "records", params(("id" = String, Path)),
-    request_body(content = Object),
+#[utoipa::path(patch, path = "/v1/records/{id}", tag = "records", params(("id" = String, Path, pattern = "^rec_[0-9a-z]{26}$")),
+    request_body(content = Object, example = json!({"email": "ada@analytical.example",
+        "custom": {"size": 2500, "source": null}})),
     responses((status = 200, body = Record), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn patch(
     State(state): State<AppState>,
@@ -167,7 +174,7 @@ async fn patch(
 }
 
 /// Deletes a record.
-#[utoipa::path(delete, path = "/v1/records/{id}", tag = "records", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/v1/records/{id}", tag = "records", params(("id" = String, Path, pattern = "^rec_[0-9a-z]{26}$")),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete(
     State(state): State<AppState>,
@@ -188,14 +195,18 @@ async fn delete(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"stage": "contacted"}))]
 pub struct StageMove {
+    /// A stage of the record's pipeline.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     pub stage: String,
     /// Optimistic concurrency, as for PATCH.
+    #[schema(minimum = 1)]
     pub version: Option<u64>,
 }
 
 /// Moves a lead or deal to another stage of its pipeline.
-#[utoipa::path(post, path = "/v1/records/{id}/stage", tag = "records", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/records/{id}/stage", tag = "records", params(("id" = String, Path, pattern = "^rec_[0-9a-z]{26}$")),
     request_body = StageMove,
     responses((status = 200, body = Record), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn move_stage(
@@ -223,7 +234,7 @@ pub struct Converted {
 }
 
 /// Converts a lead into a contact, company and/or deal (Bitrix24-style).
-#[utoipa::path(post, path = "/v1/records/{id}/convert", tag = "records", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/records/{id}/convert", tag = "records", params(("id" = String, Path, pattern = "^rec_[0-9a-z]{26}$")),
     request_body = Conversion,
     responses((status = 201, body = Converted), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn convert(

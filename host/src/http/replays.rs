@@ -41,7 +41,7 @@ impl From<ReplayError> for ApiError {
 /// finished replay comes back (200); larger windows run in the background (202; follow
 /// `GET /v1/replays/{id}`).
 #[utoipa::path(post, path = "/v1/modules/{name}/versions/{n}/replay", tag = "modules",
-    params(("name" = String, Path), ("n" = u32, Path)), request_body = ReplayRequest,
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"), ("n" = u32, Path, minimum = 1)), request_body = ReplayRequest,
     responses((status = 200, body = Replay), (status = 202, body = Replay),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 429, body = ErrorBody)))]
@@ -83,7 +83,7 @@ async fn start(
 }
 
 /// A replay: its progress, and once done its summary and differences.
-#[utoipa::path(get, path = "/v1/replays/{id}", tag = "modules", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/replays/{id}", tag = "modules", params(("id" = String, Path, pattern = "^rpl_[0-9a-z]{26}$")),
     responses((status = 200, body = Replay), (status = 404, body = ErrorBody)))]
 async fn get(
     State(state): State<AppState>,

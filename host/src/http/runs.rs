@@ -19,15 +19,22 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RunQuery {
+    #[param(pattern = "^rec_[0-9a-z]{26}$")]
     pub record: Option<String>,
+    #[param(pattern = "^bnd_[0-9a-z]{26}$")]
     pub binding: Option<String>,
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     pub module: Option<String>,
     /// An outcome name: `ok`, `guest_error`, `trap`, `denied`, …
+    #[param(pattern = "^[a-z_]+$")]
     pub outcome: Option<String>,
     /// Cursor: the last run id of the previous page (pages go newest first).
+    #[param(pattern = "^run_[0-9a-z_]+$")]
     pub before: Option<String>,
     /// 1-200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<usize>,
 }
 
@@ -72,7 +79,7 @@ async fn list(
 }
 
 /// One run: its event, binding, module version, outcome, host calls, effects and logs.
-#[utoipa::path(get, path = "/v1/runs/{id}", tag = "automation", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/runs/{id}", tag = "automation", params(("id" = String, Path, pattern = "^run_[0-9a-z_]+$")),
     responses((status = 200, body = RunRecord), (status = 404, body = ErrorBody)))]
 async fn get(
     State(state): State<AppState>,

@@ -29,10 +29,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Window {
-    /// Start (default: 24 hours before `until`); rounded down to the hour.
+    /// Start (default: 24 hours before `until`); rounded down to the hour. Between
+    /// 1970-01-01T00:00:00Z and 9999-12-31T23:00:00Z, before `until`, at most 93 days before it.
     pub since: Option<DateTime<Utc>>,
-    /// End (default: now); rounded up to the hour.
+    /// End (default: now); rounded up to the hour. Between 1970-01-01T00:00:00Z and
+    /// 9999-12-31T23:00:00Z.
     pub until: Option<DateTime<Utc>>,
 }
 
@@ -105,7 +108,7 @@ async fn stats(
 /// duration, fuel and peak memory (log buckets: at most ~9% above the true value), messages
 /// queued, and an hourly series.
 #[utoipa::path(get, path = "/v1/modules/{name}/stats", tag = "modules",
-    params(("name" = String, Path), Window),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"), Window),
     responses((status = 200, body = Stats), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn module_stats(
     State(state): State<AppState>,
@@ -122,7 +125,7 @@ async fn module_stats(
 
 /// A binding's runs over a window (as for a module).
 #[utoipa::path(get, path = "/v1/bindings/{id}/stats", tag = "automation",
-    params(("id" = String, Path), Window),
+    params(("id" = String, Path, pattern = "^bnd_[0-9a-z]{26}$"), Window),
     responses((status = 200, body = Stats), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn binding_stats(
     State(state): State<AppState>,
