@@ -80,8 +80,16 @@ pub fn render(store: &crate::store::Store) -> Option<String> {
 pub async fn metrics_endpoint(
     axum::extract::State(state): axum::extract::State<crate::http::AppState>,
 ) -> Response {
+    // Counting the outbox scans the store: it waits its turn in the store pool like any
+    // request (under a name no tenant can have), so a flood of scrapes cannot stall others.
     let store = state.store.clone();
-    match tokio::task::spawn_blocking(move || render(&store)).await {
+    let rendered = state
+        .pool
+        .run("#metrics", move || {
+            Ok::<_, crate::http::ApiError>(render(&store))
+        })
+        .await;
+    match rendered {
         Ok(Some(text)) => (
             [(
                 axum::http::header::CONTENT_TYPE,
@@ -96,7 +104,7 @@ pub async fn metrics_endpoint(
             "another metrics recorder was installed in this process",
         )
         .into_response(),
-        Err(e) => crate::http::ApiError::internal(e).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
