@@ -29,6 +29,8 @@ pub struct Config {
     /// Budgets of one list request: page bytes, and how much a filter may scan before the
     /// page ends with a cursor.
     pub lists: crate::store::ListLimits,
+    /// How many store operations requests run at once, and how long one may wait for a turn.
+    pub store_pool: crate::http::StorePoolConfig,
 }
 
 impl Config {
@@ -43,6 +45,7 @@ impl Config {
             console_session_ttl: std::time::Duration::from_secs(12 * 3600),
             shutdown_grace: std::time::Duration::from_secs(5),
             lists: crate::store::ListLimits::default(),
+            store_pool: crate::http::StorePoolConfig::default(),
         }
     }
 }

@@ -41,16 +41,20 @@ pub const RUNNING_PER_TENANT: usize = 2;
 /// Which past runs to replay.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"binding": "bnd_01j9z3k7q8m2n4p6r8t0v2x4z6", "last": 100}))]
 pub struct ReplayRequest {
     /// Replay the events this binding handled…
+    #[schema(pattern = "^bnd_[0-9a-z]{26}$")]
     pub binding: Option<String>,
     /// …or those every binding of this pipeline that runs the module handled.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     pub pipeline: Option<String>,
     /// Runs that started at or after this time…
     pub since: Option<DateTime<Utc>>,
     /// …and before this time.
     pub until: Option<DateTime<Utc>>,
     /// Or: the last N runs (1-5000).
+    #[schema(minimum = 1, maximum = 5000)]
     pub last: Option<usize>,
 }
 

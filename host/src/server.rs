@@ -39,6 +39,7 @@ pub fn start(config: Config, bootstrap_key: Option<&str>) -> anyhow::Result<Star
     let automation = Automation::new(store.clone(), sandbox.clone(), config.automation.clone());
     let delivery = Delivery::new(store.clone(), config.delivery.clone())
         .context("building the delivery HTTP client")?;
+    let pool = crate::http::StorePool::new(config.store_pool.clone());
     Ok(Started {
         state: AppState {
             store,
@@ -47,6 +48,7 @@ pub fn start(config: Config, bootstrap_key: Option<&str>) -> anyhow::Result<Star
             delivery,
             config: Arc::new(config),
             replays: Arc::default(),
+            pool,
         },
         bootstrap_key,
     })

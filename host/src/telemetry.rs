@@ -28,6 +28,22 @@ const FUEL: &[f64] = &[
     1e3, 1e4, 3e4, 1e5, 3e5, 1e6, 3e6, 1e7, 3e7, 1e8, 3e8, 1e9, 3e9, 1e10,
 ];
 
+tokio::task_local! {
+    /// The id of the request this task serves (set by [`track`]).
+    static CURRENT_REQUEST: String;
+}
+
+/// The id of the request being served, when called from its handler (not from a task it
+/// spawned).
+pub fn request_id() -> Option<String> {
+    CURRENT_REQUEST.try_with(Clone::clone).ok()
+}
+
+/// Runs `f` as the request `id` (what [`track`] does for every request).
+pub async fn with_request_id<F: std::future::Future>(id: String, f: F) -> F::Output {
+    CURRENT_REQUEST.scope(id, f).await
+}
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the process-wide recorder (once; later calls reuse it). None if another
@@ -64,8 +80,16 @@ pub fn render(store: &crate::store::Store) -> Option<String> {
 pub async fn metrics_endpoint(
     axum::extract::State(state): axum::extract::State<crate::http::AppState>,
 ) -> Response {
+    // Counting the outbox scans the store: it waits its turn in the store pool like any
+    // request (under a name no tenant can have), so a flood of scrapes cannot stall others.
     let store = state.store.clone();
-    match tokio::task::spawn_blocking(move || render(&store)).await {
+    let rendered = state
+        .pool
+        .run("#metrics", move || {
+            Ok::<_, crate::http::ApiError>(render(&store))
+        })
+        .await;
+    match rendered {
         Ok(Some(text)) => (
             [(
                 axum::http::header::CONTENT_TYPE,
@@ -80,7 +104,7 @@ pub async fn metrics_endpoint(
             "another metrics recorder was installed in this process",
         )
         .into_response(),
-        Err(e) => crate::http::ApiError::internal(e).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -111,7 +135,7 @@ pub async fn track(req: Request, next: Next) -> Response {
         .and_then(acceptable_id)
         .unwrap_or_else(|| ulid::Ulid::new().to_string().to_ascii_lowercase());
     let span = tracing::info_span!("request", method = %method, route = %route, request_id = %id);
-    let mut resp = next.run(req).instrument(span.clone()).await;
+    let mut resp = with_request_id(id.clone(), next.run(req).instrument(span.clone())).await;
     let status = resp.status().as_u16().to_string();
     let elapsed = started.elapsed();
     span.in_scope(|| {

@@ -468,7 +468,7 @@ async fn a_follow_up_fires_after_a_restart() {
         .bind(
             ADMIN_KEY,
             json!({"pipeline": "leads", "module": "follower", "version": 1,
-        "triggers": [{"on": "created"}], "config": {"after": 2},
+        "triggers": [{"on": "created"}], "config": {"after": 5},
         "grants": {"fields": ["followed_up"], "channels": ["email"]}}),
         )
         .await;
@@ -481,10 +481,14 @@ async fn a_follow_up_fires_after_a_restart() {
         (runs.len() == 1).then_some(())
     })
     .await;
-    assert!(s.state.store.timers("default").unwrap().len() == 1);
-    // Down while the timer comes due; it fires on start.
+    let timers = s.state.store.timers("default").unwrap();
+    assert_eq!(timers.len(), 1, "{timers:?}");
+    // Down until the timer is due (the clock passing it, however long stopping took); it
+    // fires on start.
     let dir_path = s.stop().await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    while chrono::Utc::now() <= timers[0].due {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let s = Server::start(&dir_path).await;
     let r = eventually("the follow-up", 200, || async {
         let r = record(&s, &id).await;
@@ -546,19 +550,10 @@ async fn leaving_the_stage_cancels_its_timers() {
     )
     .await;
     assert!(s.state.store.timers("default").unwrap().is_empty());
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let r = record(&s, id).await;
-    assert!(
-        r["custom"].get("followed_up").is_none() && r["custom"].get("nudged").is_none(),
-        "{r}"
-    );
-    assert_eq!(
-        s.runs(ADMIN_KEY, &format!("binding={b}")).await.len(),
-        1,
-        "only the scheduling run"
-    );
 
-    // Staying in the stage lets the delayed trigger fire.
+    // Staying in the stage lets the delayed trigger fire. It is due after the cancelled
+    // timers were, so once it has fired the scheduler is past them (a condition to wait
+    // for, rather than a pause that a busy machine can outlast).
     let lead = s
         .record(
             ADMIN_KEY,
@@ -570,6 +565,18 @@ async fn leaving_the_stage_cancels_its_timers() {
         (record(&s, &sid).await["custom"]["nudged"] == true).then_some(())
     })
     .await;
+    let r = record(&s, id).await;
+    assert!(
+        r["custom"].get("followed_up").is_none() && r["custom"].get("nudged").is_none(),
+        "{r}"
+    );
+    assert_eq!(
+        s.runs(ADMIN_KEY, &format!("binding={b}&record={id}"))
+            .await
+            .len(),
+        1,
+        "only the scheduling run"
+    );
 }
 
 #[tokio::test]

@@ -42,8 +42,19 @@ async fn lead(s: &Server, name: &str, size: Option<i64>) -> Option<String> {
     }
 }
 
-/// Everything replay must leave alone, as the API shows it.
+/// Everything replay must leave alone, as the API shows it, once the background work the
+/// scoring module set off has settled: its `notify` messages are delivered by the outbox
+/// worker (queued, then sending, then sent with an attempt), which on a busy machine can
+/// still be going on when the replay starts. A snapshot taken before then would see them
+/// change underneath the replay.
 async fn world(s: &Server) -> Vec<Value> {
+    eventually("the outbox to settle", 1200, || async {
+        let r = s.get("/v1/messages?limit=500", ADMIN_KEY).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let messages = r.body["messages"].as_array()?.clone();
+        messages.iter().all(|m| m["status"] == "sent").then_some(())
+    })
+    .await;
     let mut out = Vec::new();
     for path in [
         "/v1/records?limit=200",

@@ -23,38 +23,55 @@ pub enum Mode {
 #[serde(tag = "on", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Trigger {
     Created {
+        /// Run this many seconds after the event (at most 366 days).
         #[serde(default)]
+        #[schema(maximum = 31_622_400)]
         delay_seconds: Option<u64>,
     },
     /// Any update, or only when one of `fields` changed.
     Updated {
         #[serde(default)]
+        #[schema(schema_with = crate::schema::field_names)]
         fields: Vec<String>,
+        /// Run this many seconds after the event (at most 366 days).
         #[serde(default)]
+        #[schema(maximum = 31_622_400)]
         delay_seconds: Option<u64>,
     },
     /// The record entered `stage` (moved there, or was created there).
     EnteredStage {
+        #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
         stage: String,
+        /// Run this many seconds after the event (at most 366 days).
         #[serde(default)]
+        #[schema(maximum = 31_622_400)]
         delay_seconds: Option<u64>,
     },
     StageChanged {
+        /// Run this many seconds after the event (at most 366 days).
         #[serde(default)]
+        #[schema(maximum = 31_622_400)]
         delay_seconds: Option<u64>,
     },
     Assigned {
+        /// Run this many seconds after the event (at most 366 days).
         #[serde(default)]
+        #[schema(maximum = 31_622_400)]
         delay_seconds: Option<u64>,
     },
     Deleted {
+        /// Never delayed: the record is gone by then.
         #[serde(default)]
+        #[schema(maximum = 0)]
         delay_seconds: Option<u64>,
     },
     /// An inbound event posted with this name.
     Inbound {
+        #[schema(min_length = 1, max_length = 100)]
         name: String,
+        /// Run this many seconds after the event (at most 366 days).
         #[serde(default)]
+        #[schema(maximum = 31_622_400)]
         delay_seconds: Option<u64>,
     },
 }

@@ -19,7 +19,9 @@ pub enum TlsMode {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailConfig {
+    #[schema(min_length = 1, pattern = "\\S")]
     pub host: String,
+    #[schema(minimum = 1)]
     pub port: u16,
     pub tls: TlsMode,
     pub username: Option<String>,
@@ -48,6 +50,7 @@ pub struct WebhookConfig {
 #[serde(deny_unknown_fields)]
 pub struct SmsConfig {
     /// The SMS provider's HTTP endpoint; messages are POSTed to it as JSON.
+    #[schema(pattern = "^[Hh][Tt][Tt][Pp][Ss]?://")]
     pub url: String,
     /// Sent as `Authorization: Bearer …`. Write-only: the API never returns it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,6 +64,7 @@ pub struct SmsConfig {
 /// its messages queued; `notify` needs none.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"webhook": {"allowed_hosts": ["hooks.example.com"]}}))]
 pub struct ChannelConfig {
     pub email: Option<EmailConfig>,
     pub webhook: Option<WebhookConfig>,

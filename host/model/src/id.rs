@@ -64,6 +64,12 @@ mod tests {
         assert!(is_valid_slug(&a));
         assert!(!is_valid_slug("a/b"));
         assert!(!is_valid_slug(""));
+        for bad in [".", "..", "...", ".env", "-rf", "_x", &"a".repeat(65)] {
+            assert!(!is_valid_slug(bad), "{bad:?}");
+        }
+        for good in ["a", "v2.mover", "0-9_x", &"a".repeat(64)] {
+            assert!(is_valid_slug(good), "{good:?}");
+        }
     }
 
     #[test]

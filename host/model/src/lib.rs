@@ -12,6 +12,7 @@ pub mod module;
 pub mod pipeline;
 pub mod record;
 pub mod run;
+pub mod schema;
 pub mod stats;
 pub mod tenant;
 

@@ -35,7 +35,9 @@ pub enum StageSemantic {
 #[serde(deny_unknown_fields)]
 pub struct Stage {
     /// Slug, unique within the pipeline (`new`, `qualified`, …).
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     pub id: String,
+    #[schema(min_length = 1, pattern = "\\S")]
     pub name: String,
     pub semantic: StageSemantic,
 }
@@ -78,8 +80,9 @@ pub fn validate_stages(kind: PipelineKind, stages: &[Stage]) -> Result<(), Strin
     for s in stages {
         if !is_valid_slug(&s.id) {
             return Err(format!(
-                "stage id {:?} must be 1-64 characters of letters, digits, '-', '_' or '.'",
-                s.id
+                "stage id {:?} must be {}",
+                s.id,
+                stagecraft_rules::field::SLUG_RULE
             ));
         }
         if !seen.insert(s.id.as_str()) {

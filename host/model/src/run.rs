@@ -290,6 +290,7 @@ pub struct HostCall {
 pub struct Grants {
     /// Field names the module may write (`owner` included); `"*"` for any.
     #[serde(default)]
+    #[schema(schema_with = crate::schema::granted_fields)]
     pub fields: Vec<String>,
     /// Channels the module may queue messages on.
     #[serde(default)]

@@ -58,10 +58,16 @@ pub enum FieldWrite {
     Custom(String, Option<Value>),
 }
 
-/// True when `name` has the shape of an id or slug (store keys, URLs, field names).
+/// The shape of an id or slug, in words, for error messages.
+pub const SLUG_RULE: &str =
+    "1-64 characters of letters, digits, '-', '_' or '.', starting with a letter or digit";
+
+/// True when `name` has the shape of an id or slug (store keys, URLs, field names): see
+/// [`SLUG_RULE`]. The first character rules out `.`, `..` and the like, which URLs and paths
+/// treat as something else.
 pub fn is_slug(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
+    name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
@@ -155,7 +161,11 @@ pub fn check(kind: Kind, name: &str, value: Value) -> Result<FieldWrite, String>
         _ if RESERVED.contains(&name) => {
             return Err(format!("field {name:?} cannot be written this way"))
         }
-        _ => return Err(format!("{name:?} is not a valid field name")),
+        _ => {
+            return Err(format!(
+                "{name:?} is not a valid field name: it must be {SLUG_RULE}"
+            ))
+        }
     })
 }
 

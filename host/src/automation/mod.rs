@@ -66,6 +66,16 @@ pub enum AutomationError {
     Busy { message: String },
     #[error(transparent)]
     Crm(#[from] CrmError),
+    /// The task running the change panicked or was cancelled: the server's fault, not the
+    /// request's.
+    #[error("automation task failed: {0}")]
+    Task(String),
+}
+
+impl From<tokio::task::JoinError> for AutomationError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        AutomationError::Task(e.to_string())
+    }
 }
 
 impl From<StoreError> for AutomationError {
@@ -132,11 +142,7 @@ impl Automation {
         let this = self.clone();
         // The request's span follows the change into the blocking cascade.
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(|| this.submit_blocking(cs)))
-            .await
-            .map_err(|e| {
-                AutomationError::Crm(CrmError::Invalid(format!("automation task failed: {e}")))
-            })?
+        tokio::task::spawn_blocking(move || span.in_scope(|| this.submit_blocking(cs))).await?
     }
 
     fn submit_blocking(&self, mut cs: Changeset) -> Result<Changeset, AutomationError> {

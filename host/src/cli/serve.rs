@@ -40,6 +40,11 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     let mut config = Config::new(a.data_dir.clone());
     config.delivery.allow_internal_destinations = a.allow_internal_destinations;
     config.retention.max_age = std::time::Duration::from_secs(a.retention_days * 24 * 3600);
+    // Bind before touching the data dir: a taken port leaves the data as it was (no tenant
+    // bootstrapped, no demo seeded). Connections wait in the backlog until serving starts.
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .with_context(|| format!("listening on {}", a.listen))?;
     let bootstrap = std::env::var("STAGECRAFT_BOOTSTRAP_KEY").ok();
     let started = crate::server::start(config, bootstrap.as_deref())?;
     match &started.bootstrap_key {
@@ -65,9 +70,6 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
         }
     }
     let shutdown = shutdown_signal().context("listening for Ctrl-C and SIGTERM")?;
-    let listener = tokio::net::TcpListener::bind(a.listen)
-        .await
-        .with_context(|| format!("listening on {}", a.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "stagecraft listening");
     println!("listening on {addr}");

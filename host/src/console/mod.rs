@@ -321,10 +321,17 @@ fn referer_path(headers: &HeaderMap) -> Option<String> {
         .then(|| safe_back(Some(path), "/console/"))
 }
 
-/// Only same-site paths under /console may be redirect targets.
+/// Only same-site paths under /console may be redirect targets, and only ones that can be
+/// a `Location` header as they are: visible ASCII, no spaces or control characters (a
+/// decoded `%0a` or `%00` would otherwise make the redirect itself fail).
 pub fn safe_back(back: Option<&str>, default: &str) -> String {
     match back {
-        Some(b) if b.starts_with("/console") && !b.starts_with("//") && !b.contains('\\') => {
+        Some(b)
+            if b.starts_with("/console")
+                && !b.starts_with("//")
+                && !b.contains('\\')
+                && b.bytes().all(|c| c.is_ascii_graphic()) =>
+        {
             b.to_string()
         }
         _ => default.to_string(),

@@ -14,16 +14,25 @@ use crate::store::Store;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"pipeline": "leads", "module": "lead-scoring", "version": 1,
+    "mode": "inline", "triggers": [{"on": "created"}, {"on": "updated", "fields": ["size"]}],
+    "config": {"threshold": 60},
+    "grants": {"fields": ["score", "owner"], "channels": ["notify"], "backward": false}}))]
 pub struct NewBinding {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     pub pipeline: String,
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     pub module: String,
+    #[schema(minimum = 1)]
     pub version: u32,
+    #[schema(min_items = 1)]
     pub triggers: Vec<Trigger>,
     /// Default `background`.
     pub mode: Option<Mode>,
     /// Default 0; lower runs first.
     pub order: Option<i32>,
-    #[schema(value_type = Object)]
+    /// What the module reads as its config: a JSON object of at most 64 KiB (default `{}`).
+    #[schema(value_type = Option<Object>)]
     pub config: Option<Value>,
     /// Default: no field writes, no channels, forward moves only.
     pub grants: Option<Grants>,
@@ -33,13 +42,17 @@ pub struct NewBinding {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"enabled": false, "order": 1}))]
 pub struct BindingPatch {
     /// Switch to another version of the module (this is how you roll back).
+    #[schema(minimum = 1)]
     pub version: Option<u32>,
+    #[schema(min_items = 1)]
     pub triggers: Option<Vec<Trigger>>,
     pub mode: Option<Mode>,
     pub order: Option<i32>,
-    #[schema(value_type = Object)]
+    /// A JSON object of at most 64 KiB.
+    #[schema(value_type = Option<Object>)]
     pub config: Option<Value>,
     pub grants: Option<Grants>,
     pub enabled: Option<bool>,

@@ -12,19 +12,31 @@ use crate::store::Store;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"id": "support", "name": "Support", "kind": "lead", "stages": [
+    {"id": "new", "name": "New", "semantic": "open"},
+    {"id": "in_progress", "name": "In progress", "semantic": "open"},
+    {"id": "solved", "name": "Solved", "semantic": "won"}]}))]
 pub struct NewPipeline {
     /// Slug; derived from the name when omitted.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     pub id: Option<String>,
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: String,
     pub kind: PipelineKind,
+    /// In order; the first is open (records start there), a deal pipeline also has a won
+    /// and a lost stage after its open ones. Stage ids are unique.
+    #[schema(min_items = 1, max_items = 50)]
     pub stages: Vec<Stage>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Leads (EMEA)"}))]
 pub struct PipelinePatch {
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: Option<String>,
     /// The full new list of stages, in order. Stages that records sit in cannot be dropped.
+    #[schema(min_items = 1, max_items = 50)]
     pub stages: Option<Vec<Stage>>,
     /// Optimistic concurrency: the version this change was based on.
     pub version: Option<u64>,
@@ -63,7 +75,8 @@ pub fn create(store: &Store, tenant: &str, input: NewPipeline) -> Result<Pipelin
     let id = input.id.unwrap_or_else(|| slugify(&input.name));
     if !is_valid_slug(&id) {
         return Err(CrmError::Invalid(format!(
-            "pipeline id {id:?} must be 1-64 characters of letters, digits, '-', '_' or '.'"
+            "pipeline id {id:?} must be {}",
+            stagecraft_rules::field::SLUG_RULE
         )));
     }
     validate_stages(input.kind, &input.stages).map_err(CrmError::Invalid)?;

@@ -16,21 +16,38 @@ use crate::store::{Changeset, RecordWrite, Store};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"kind": "lead", "name": "Ada Lovelace", "email": "ada@example.com",
+    "phone": "+44 20 7946 0958", "owner": "ann", "custom": {"size": 2000, "source": "referral"}}))]
 pub struct NewRecord {
     pub kind: RecordKind,
     /// Name of the person or company, or the deal's title.
     #[serde(alias = "title")]
+    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
     pub name: String,
+    /// An address with a local part, `@` and a domain with a dot.
+    #[schema(max_length = 320, pattern = "^[^@]+@[^@]*\\.")]
     pub email: Option<String>,
+    #[schema(max_length = 64)]
     pub phone: Option<String>,
+    /// Deals only; at least 0.
+    #[schema(minimum = 0)]
     pub amount: Option<f64>,
+    /// Deals only: a three-letter ISO 4217 code.
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: Option<String>,
+    #[schema(max_length = 200)]
     pub owner: Option<String>,
+    /// The company record this one belongs to.
+    #[schema(max_length = 64)]
     pub company: Option<String>,
+    /// Deals: the contact record.
+    #[schema(max_length = 64)]
     pub contact: Option<String>,
     /// Leads and deals: defaults to the tenant's first pipeline of that kind.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     pub pipeline: Option<String>,
     /// Defaults to the pipeline's initial stage.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     pub stage: Option<String>,
     #[serde(default)]
     #[schema(value_type = Object)]
@@ -381,17 +398,27 @@ pub fn delete(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"company": "Analytical Engines Ltd", "deal": "Difference engine",
+    "amount": 2740, "currency": "GBP"}))]
 pub struct Conversion {
     /// Create a contact from the lead (default true).
     #[serde(default = "yes")]
+    #[schema(default = true)]
     pub contact: bool,
     /// Create a company named this (optional).
+    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
     pub company: Option<String>,
     /// Create a deal with this title (optional).
+    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
     pub deal: Option<String>,
+    /// The deal's amount, at least 0.
+    #[schema(minimum = 0)]
     pub amount: Option<f64>,
+    /// The deal's currency: a three-letter ISO 4217 code.
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: Option<String>,
     /// The deal pipeline; defaults to the tenant's first deal pipeline.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     pub deal_pipeline: Option<String>,
 }
 

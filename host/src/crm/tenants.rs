@@ -84,7 +84,8 @@ pub fn bootstrap(store: &Store, bootstrap: Option<&str>) -> Result<Option<String
 pub fn create_tenant(store: &Store, id: &str, name: &str) -> Result<(Tenant, ApiKey, String)> {
     if !is_valid_slug(id) {
         return Err(CrmError::Invalid(format!(
-            "tenant id {id:?} must be 1-64 characters of letters, digits, '-', '_' or '.'"
+            "tenant id {id:?} must be {}",
+            stagecraft_rules::field::SLUG_RULE
         )));
     }
     if name.trim().is_empty() {

@@ -1,13 +1,13 @@
 //! `/v1/bindings`: which module version runs on which pipeline (admins).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::{ApiJson, ApiQuery};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::{ApiError, AppState, Caller, ErrorBody};
 use crate::crm::bindings::{self, BindingPatch, NewBinding};
 use crate::model::{Binding, Role};
@@ -20,7 +20,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct BindingQuery {
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     pub pipeline: Option<String>,
 }
 
@@ -38,7 +40,11 @@ async fn list(
     ApiQuery(q): ApiQuery<BindingQuery>,
 ) -> Result<Json<BindingList>, ApiError> {
     caller.require(Role::Developer)?;
-    let mut all = state.store.bindings(&caller.tenant)?.as_ref().clone();
+    let mut all = state
+        .on_store(&caller.tenant, |store, tenant| store.bindings(tenant))
+        .await?
+        .as_ref()
+        .clone();
     if let Some(p) = q.pipeline {
         all.retain(|b| b.pipeline == p);
     }
@@ -54,56 +60,67 @@ async fn create(
     ApiJson(body): ApiJson<NewBinding>,
 ) -> Result<(StatusCode, Json<Binding>), ApiError> {
     caller.require(Role::Admin)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(bindings::create(&state.store, &caller.tenant, body)?),
-    ))
+    let created = state
+        .on_store(&caller.tenant, move |store, tenant| {
+            bindings::create(store, tenant, body)
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 /// One binding.
-#[utoipa::path(get, path = "/v1/bindings/{id}", tag = "automation", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/bindings/{id}", tag = "automation", params(("id" = String, Path, pattern = "^bnd_[0-9a-z]{26}$")),
     responses((status = 200, body = Binding), (status = 404, body = ErrorBody)))]
 async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Binding>, ApiError> {
     caller.require(Role::Developer)?;
-    state
-        .store
-        .binding(&caller.tenant, &id)?
+    let found = state
+        .on_store(&caller.tenant, {
+            let id = id.clone();
+            move |store, tenant| store.binding(tenant, &id)
+        })
+        .await?;
+    found
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("binding {id:?}")))
 }
 
 /// Changes a binding; `version` switches the module version (rollback is a switch).
-#[utoipa::path(patch, path = "/v1/bindings/{id}", tag = "automation", params(("id" = String, Path)),
+#[utoipa::path(patch, path = "/v1/bindings/{id}", tag = "automation", params(("id" = String, Path, pattern = "^bnd_[0-9a-z]{26}$")),
     request_body = BindingPatch,
     responses((status = 200, body = Binding), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<BindingPatch>,
 ) -> Result<Json<Binding>, ApiError> {
     caller.require(Role::Admin)?;
-    Ok(Json(bindings::update(
-        &state.store,
-        &caller.tenant,
-        &id,
-        body,
-    )?))
+    Ok(Json(
+        state
+            .on_store(&caller.tenant, move |store, tenant| {
+                bindings::update(store, tenant, &id, body)
+            })
+            .await?,
+    ))
 }
 
 /// Removes a binding.
-#[utoipa::path(delete, path = "/v1/bindings/{id}", tag = "automation", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/v1/bindings/{id}", tag = "automation", params(("id" = String, Path, pattern = "^bnd_[0-9a-z]{26}$")),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Role::Admin)?;
-    state.store.delete_binding(&caller.tenant, &id)?;
+    state
+        .on_store(&caller.tenant, move |store, tenant| {
+            store.delete_binding(tenant, &id)
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

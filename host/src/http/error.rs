@@ -11,13 +11,14 @@ use crate::crm::CrmError;
 use crate::store::StoreError;
 
 /// What a 503 tells the client to wait before trying again.
-const RETRY_AFTER_SECONDS: &str = "1";
 
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds, sent as `Retry-After` (503s of a busy resource).
+    pub retry_after: Option<u32>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -39,7 +40,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// Asks the client to retry after `seconds`.
+    pub fn retry_after(mut self, seconds: u32) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
     }
 
     pub fn not_found(what: impl std::fmt::Display) -> ApiError {
@@ -63,9 +71,18 @@ impl ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message)
     }
 
+    /// A failure that is not the caller's: the detail (which may name internal key layouts)
+    /// goes to the log with the request id; the caller gets only that id to quote.
     pub fn internal(e: impl std::fmt::Display) -> ApiError {
-        tracing::error!(error = %e, "internal error");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        let id = crate::telemetry::request_id();
+        tracing::error!(error = %e, request_id = id.as_deref().unwrap_or("-"), "internal error");
+        let message = match id {
+            Some(id) => {
+                format!("internal error; the server log has the details under request id {id}")
+            }
+            None => "internal error; the server log has the details".to_string(),
+        };
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 }
 
@@ -77,15 +94,16 @@ impl IntoResponse for ApiError {
                 message: self.message,
             },
         };
-        let retry = self.status == StatusCode::SERVICE_UNAVAILABLE;
-        let mut response = (self.status, Json(body)).into_response();
-        if retry {
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static(RETRY_AFTER_SECONDS),
-            );
+        // Every 503 says when to come back (1 s unless the error says otherwise).
+        let retry_after = self
+            .retry_after
+            .or((self.status == StatusCode::SERVICE_UNAVAILABLE).then_some(1));
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
-        response
+        resp
     }
 }
 
@@ -118,6 +136,7 @@ impl From<AutomationError> for ApiError {
                 "automation is busy; nothing was changed, try again: {message}"
             )),
             AutomationError::Crm(e) => e.into(),
+            AutomationError::Task(m) => ApiError::internal(m),
         }
     }
 }
@@ -125,5 +144,34 @@ impl From<AutomationError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         CrmError::from(e).into()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_automation_task_is_a_server_error_not_a_refusal() {
+        let join = tokio::spawn(async { panic!("the cascade panicked") })
+            .await
+            .err()
+            .unwrap();
+        let e = ApiError::from(AutomationError::from(join));
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.code, "internal");
+        assert!(!e.message.contains("panicked"), "{}", e.message);
+    }
+
+    #[tokio::test]
+    async fn an_internal_error_shows_the_request_id_not_the_detail() {
+        let e = crate::telemetry::with_request_id("req-1".into(), async {
+            ApiError::internal("stored value under rec/tenantb/rec_1 is corrupt")
+        })
+        .await;
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!e.message.contains("rec/"), "{}", e.message);
+        assert!(e.message.contains("req-1"), "{}", e.message);
     }
 }

@@ -21,13 +21,17 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "form_submitted", "payload": {"form": "contact-us", "message": "Call me back"}}))]
 pub struct Inbound {
     /// What happened, e.g. `form_submitted`; bindings listen by name.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub name: String,
     /// The record it concerns, if any.
+    #[schema(pattern = "^rec_[0-9a-z]{26}$")]
     pub record: Option<String>,
+    /// Any JSON the modules read, at most 64 KiB (default `{}`).
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub payload: Option<Value>,
 }
 
@@ -49,8 +53,14 @@ async fn post_inbound(
         .unwrap_or_else(|| Value::Object(Default::default()));
     stagecraft_rules::value::check("\"payload\"", &payload)
         .map_err(|e| ApiError::invalid(e.to_string()))?;
-    let snapshot = match &body.record {
-        Some(id) => Some(crate::crm::records::get(&state.store, &caller.tenant, id)?),
+    let snapshot = match body.record.clone() {
+        Some(id) => Some(
+            state
+                .on_store(&caller.tenant, move |store, tenant| {
+                    crate::crm::records::get(store, tenant, &id)
+                })
+                .await?,
+        ),
         None => None,
     };
     let ev = crate::crm::records::event(
@@ -71,12 +81,16 @@ async fn post_inbound(
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventQuery {
     /// Only this record's events.
+    #[param(pattern = "^rec_[0-9a-z]{26}$")]
     pub record: Option<String>,
     /// Cursor: the last event id of the previous page.
+    #[param(pattern = "^evt_[0-9a-z]+$")]
     pub after: Option<String>,
     /// Page size, 1-500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
 }
 
@@ -103,17 +117,14 @@ async fn list(
             "limit must be between 1 and 500",
         ));
     }
-    let lists = &state.config.lists;
-    let page = match &q.record {
-        Some(r) => {
-            state
-                .store
-                .record_events(&caller.tenant, r, q.after.as_deref(), limit, lists)?
-        }
-        None => state
-            .store
-            .events(&caller.tenant, q.after.as_deref(), limit, lists)?,
-    };
+    let lists = state.config.lists;
+    let (record, after) = (q.record, q.after);
+    let page = state
+        .on_store(&caller.tenant, move |store, tenant| match &record {
+            Some(r) => store.record_events(tenant, r, after.as_deref(), limit, &lists),
+            None => store.events(tenant, after.as_deref(), limit, &lists),
+        })
+        .await?;
     Ok(Json(EventList {
         events: page.items,
         next: page.next,

@@ -1,8 +1,11 @@
 //! Request extractors whose rejections use the API's error shape: JSON bodies (malformed,
-//! wrong type, unknown field, too large, wrong content type) and query strings.
+//! wrong type, unknown field, too large, wrong content type), query strings and path
+//! parameters. (`ensure_json_errors` in `http` turns any other non-JSON error into that
+//! shape, so a rejection nobody wrapped still reads the same.)
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
@@ -68,4 +71,74 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
             Err(e) => Err(ApiError::bad_request("invalid_query", e.body_text())),
         }
     }
+}
+
+/// `Path<T>` with clear errors: a segment that is not UTF-8 once decoded (`%ff`) or not of
+/// its type (`versions/-1`) is a 400 `invalid_path` naming the parameter.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(r) => {
+                // Tuple parameters fail by position; name them from the route.
+                let names = match RawPathParams::from_request_parts(parts, state).await {
+                    Ok(raw) => raw.iter().map(|(k, _)| k.to_string()).collect(),
+                    Err(_) => Vec::new(),
+                };
+                Err(path_rejection(r, &names))
+            }
+        }
+    }
+}
+
+fn path_rejection(r: PathRejection, names: &[String]) -> ApiError {
+    let PathRejection::FailedToDeserializePathParams(e) = r else {
+        // Route and extractor disagree: a bug of ours, not of the request.
+        return ApiError::internal(r.body_text());
+    };
+    let expected = |t: &str| match t {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number from 0".to_string(),
+        other => format!("of type {other}"),
+    };
+    let message = match e.kind() {
+        ErrorKind::InvalidUtf8InPathParam { key } => {
+            format!("path parameter {key:?} is not valid UTF-8 once percent-decoded")
+        }
+        ErrorKind::ParseErrorAtKey {
+            key,
+            value,
+            expected_type,
+        } => format!(
+            "path parameter {key:?} must be {}, not {value:?}",
+            expected(expected_type)
+        ),
+        ErrorKind::ParseErrorAtIndex {
+            index,
+            value,
+            expected_type,
+        } => match names.get(*index) {
+            Some(key) => format!(
+                "path parameter {key:?} must be {}, not {value:?}",
+                expected(expected_type)
+            ),
+            None => format!(
+                "path parameter {} must be {}, not {value:?}",
+                index + 1,
+                expected(expected_type)
+            ),
+        },
+        ErrorKind::ParseError {
+            value,
+            expected_type,
+        } => format!(
+            "the path parameter must be {}, not {value:?}",
+            expected(expected_type)
+        ),
+        _ => e.body_text(),
+    };
+    ApiError::bad_request("invalid_path", message)
 }

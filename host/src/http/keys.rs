@@ -1,13 +1,13 @@
 //! Tenants (server operators) and API keys (tenant admins).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::ApiJson;
+use super::extract::{ApiJson, ApiPath};
 use super::{ApiError, AppState, Caller, ErrorBody};
 use crate::crm::tenants;
 use crate::model::{ApiKey, Role, Tenant};
@@ -21,8 +21,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"id": "acme", "name": "Acme Inc."}))]
 pub struct NewTenant {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     pub id: String,
+    #[schema(min_length = 1, pattern = "\\S")]
     pub name: String,
 }
 
@@ -48,7 +51,11 @@ async fn create_tenant(
             "creating tenants needs a server-operator key",
         ));
     }
-    let (tenant, _, secret) = tenants::create_tenant(&state.store, &body.id, &body.name)?;
+    let (tenant, _, secret) = state
+        .on_store(&caller.tenant, move |store, _| {
+            tenants::create_tenant(store, &body.id, &body.name)
+        })
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedTenant {
@@ -60,11 +67,14 @@ async fn create_tenant(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"role": "agent", "name": "Ann's phone", "user": "ann"}))]
 pub struct NewKey {
     pub role: Role,
     /// What the key is for, e.g. "zapier integration".
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: String,
     /// The CRM user the key acts for, e.g. "ann" (an agent's own key).
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub user: Option<String>,
 }
 
@@ -85,13 +95,11 @@ async fn create_key(
     ApiJson(body): ApiJson<NewKey>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     caller.require(Role::Admin)?;
-    let (key, secret) = tenants::mint_key(
-        &state.store,
-        &caller.tenant,
-        body.role,
-        &body.name,
-        body.user,
-    )?;
+    let (key, secret) = state
+        .on_store(&caller.tenant, move |store, tenant| {
+            tenants::mint_key(store, tenant, body.role, &body.name, body.user)
+        })
+        .await?;
     Ok((StatusCode::CREATED, Json(CreatedKey { key, secret })))
 }
 
@@ -107,21 +115,28 @@ async fn list_keys(
     caller: Caller,
 ) -> Result<Json<KeyList>, ApiError> {
     caller.require(Role::Admin)?;
-    Ok(Json(KeyList {
-        keys: state.store.keys(&caller.tenant)?,
-    }))
+    let keys = state
+        .on_store(&caller.tenant, |store, tenant| store.keys(tenant))
+        .await?;
+    Ok(Json(KeyList { keys }))
 }
 
 /// Revokes a key by id.
 #[utoipa::path(delete, path = "/v1/keys/{id}", tag = "access",
-    params(("id" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path, pattern = "^key_[0-9a-z]{26}$")), responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn revoke_key(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Role::Admin)?;
-    if state.store.revoke_key(&caller.tenant, &id)? {
+    let revoked = state
+        .on_store(&caller.tenant, {
+            let id = id.clone();
+            move |store, tenant| store.revoke_key(tenant, &id)
+        })
+        .await?;
+    if revoked {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("key {id:?}")))

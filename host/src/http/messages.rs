@@ -1,13 +1,13 @@
 //! The outbox and delivery settings: `/v1/messages` (with attempts, and retry of dead
 //! letters), `/v1/channels` (where each channel delivers), `/v1/notifications` (in-app).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::{ApiJson, ApiQuery};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::{ApiError, AppState, Caller, ErrorBody};
 use crate::delivery::MessageView;
 use crate::model::{Channel, ChannelConfig, MessageStatus, Notification, Role};
@@ -24,13 +24,16 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct MessageQuery {
     pub status: Option<MessageStatus>,
     pub channel: Option<Channel>,
+    #[param(pattern = "^rec_[0-9a-z]{26}$")]
     pub record: Option<String>,
     /// Cursor: the `next` of the previous page.
     pub after: Option<String>,
     /// 1-500, default 100.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
 }
 
@@ -64,13 +67,13 @@ async fn list(
         channel: q.channel,
         record: q.record,
     };
-    let page = state.store.messages(
-        &caller.tenant,
-        &filter,
-        q.after.as_deref(),
-        limit,
-        &state.config.lists,
-    )?;
+    let lists = state.config.lists;
+    let after = q.after;
+    let page = state
+        .on_store(&caller.tenant, move |store, tenant| {
+            store.messages(tenant, &filter, after.as_deref(), limit, &lists)
+        })
+        .await?;
     let settings = state.delivery.settings(&caller.tenant);
     Ok(Json(MessageList {
         messages: page
@@ -84,18 +87,21 @@ async fn list(
 
 /// One message with every delivery attempt (time, status code or short error — never the
 /// reply's body) and, while queued, why it waits.
-#[utoipa::path(get, path = "/v1/messages/{id}", tag = "automation", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/messages/{id}", tag = "automation", params(("id" = String, Path, pattern = "^msg_[0-9a-z]+$")),
     responses((status = 200, body = MessageView), (status = 404, body = ErrorBody)))]
 async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<MessageView>, ApiError> {
     caller.require(Role::Developer)?;
-    let m = state
-        .store
-        .message(&caller.tenant, &id)?
-        .ok_or_else(|| ApiError::not_found(format!("message {id:?}")))?;
+    let found = state
+        .on_store(&caller.tenant, {
+            let id = id.clone();
+            move |store, tenant| store.message(tenant, &id)
+        })
+        .await?;
+    let m = found.ok_or_else(|| ApiError::not_found(format!("message {id:?}")))?;
     Ok(Json(MessageView::new(
         m,
         &state.delivery.settings(&caller.tenant),
@@ -103,15 +109,19 @@ async fn get(
 }
 
 /// Puts a dead letter back in the queue (its retry window starts again).
-#[utoipa::path(post, path = "/v1/messages/{id}/retry", tag = "automation", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/messages/{id}/retry", tag = "automation", params(("id" = String, Path, pattern = "^msg_[0-9a-z]+$")),
     responses((status = 200, body = MessageView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn retry(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<MessageView>, ApiError> {
     caller.require(Role::Admin)?;
-    let m = state.store.retry_message(&caller.tenant, &id)?;
+    let m = state
+        .on_store(&caller.tenant, move |store, tenant| {
+            store.retry_message(tenant, &id)
+        })
+        .await?;
     Ok(Json(MessageView::new(
         m,
         &state.delivery.settings(&caller.tenant),
@@ -133,9 +143,17 @@ async fn get_channels(
     caller: Caller,
 ) -> Result<Json<Channels>, ApiError> {
     caller.require(Role::Admin)?;
+    let (settings, webhook_secret) = state
+        .on_store(&caller.tenant, |store, tenant| {
+            Ok::<_, crate::store::StoreError>((
+                store.channels(tenant)?.redacted(),
+                store.webhook_secret(tenant)?,
+            ))
+        })
+        .await?;
     Ok(Json(Channels {
-        settings: state.store.channels(&caller.tenant)?.redacted(),
-        webhook_secret: state.store.webhook_secret(&caller.tenant)?,
+        settings,
+        webhook_secret,
     }))
 }
 
@@ -152,16 +170,25 @@ async fn put_channels(
     caller.require(Role::Admin)?;
     crate::delivery::settings::validate(&body, state.delivery.guard())
         .map_err(|e| ApiError::invalid(e.to_string()))?;
-    let saved = state.store.put_channels(&caller.tenant, &body)?;
+    let (saved, webhook_secret) = state
+        .on_store(&caller.tenant, move |store, tenant| {
+            Ok::<_, crate::store::StoreError>((
+                store.put_channels(tenant, &body)?,
+                store.webhook_secret(tenant)?,
+            ))
+        })
+        .await?;
     Ok(Json(Channels {
         settings: saved.redacted(),
-        webhook_secret: state.store.webhook_secret(&caller.tenant)?,
+        webhook_secret,
     }))
 }
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct NotificationQuery {
+    #[param(min_length = 1, max_length = 200)]
     pub user: String,
     /// Cursor: the `next` of the previous page.
     pub after: Option<String>,
@@ -202,13 +229,12 @@ async fn notifications(
             "limit must be between 1 and 500",
         ));
     }
-    let page = state.store.notifications(
-        &caller.tenant,
-        &q.user,
-        q.after.as_deref(),
-        limit,
-        &state.config.lists,
-    )?;
+    let lists = state.config.lists;
+    let page = state
+        .on_store(&caller.tenant, move |store, tenant| {
+            store.notifications(tenant, &q.user, q.after.as_deref(), limit, &lists)
+        })
+        .await?;
     Ok(Json(NotificationList {
         notifications: page.items,
         next: page.next,

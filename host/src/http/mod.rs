@@ -14,7 +14,9 @@ mod pipelines;
 mod records;
 mod replays;
 mod runs;
+mod shape;
 mod stats;
+mod store_pool;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -28,6 +30,8 @@ use utoipa_axum::router::OpenApiRouter;
 pub use auth::Caller;
 pub(crate) use auth::{caller_for_key_hash, Preauthenticated};
 pub use error::{ApiError, ErrorBody};
+pub use shape::MAX_URI_BYTES;
+pub use store_pool::{Busy, StorePool, StorePoolConfig};
 
 use crate::automation::Automation;
 use crate::config::Config;
@@ -45,6 +49,27 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Replays of this process (in memory: they commit nothing).
     pub replays: Arc<crate::replay::Replays>,
+    /// Where handlers do their store work: off the async threads, fair between tenants.
+    pub pool: StorePool,
+}
+
+impl AppState {
+    /// Runs `f(store, tenant)` in the store pool on behalf of `tenant`: every handler's store
+    /// reads (and its writes that do not go through automation) go this way, so the async
+    /// threads never scan.
+    pub async fn on_store<T, E>(
+        &self,
+        tenant: &str,
+        f: impl FnOnce(&Store, &str) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        E: Into<ApiError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        let owner = tenant.to_string();
+        self.pool.run(tenant, move || f(&store, &owner)).await
+    }
 }
 
 /// The API routes with their OpenAPI description.
@@ -73,7 +98,9 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 /// the API router in-process.
 pub fn app(state: AppState) -> Router {
     let api = api_app(state.clone());
-    api.clone().merge(crate::console::router(state, api))
+    api.clone()
+        .merge(crate::console::router(state, api))
+        .layer(axum::middleware::from_fn(shape::limit_uri))
 }
 
 /// The API alone (what the console dispatches to).
@@ -103,6 +130,7 @@ fn api_app(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(shape::ensure_json_errors))
         .layer(axum::middleware::from_fn(crate::telemetry::track))
         .with_state(state)
 }

@@ -3,7 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -12,7 +12,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::{body_too_large, ApiJson};
+use super::extract::{body_too_large, ApiJson, ApiPath};
 use super::{ApiError, AppState, Caller, ErrorBody};
 use crate::automation::dry_run::{self as sandbox_run, DryRunInput};
 use crate::crm::records::event;
@@ -40,7 +40,8 @@ fn check_name(name: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::invalid(format!(
-            "module name {name:?} must be 1-64 characters of letters, digits, '-', '_' or '.'"
+            "module name {name:?} must be {}",
+            stagecraft_rules::field::SLUG_RULE
         )))
     }
 }
@@ -65,13 +66,13 @@ fn upload_error(e: UploadError) -> ApiError {
 /// the `rule` world importing only allowed interfaces), compiled, cached, and stored
 /// immutably. A rejected upload leaves no trace.
 #[utoipa::path(post, path = "/v1/modules/{name}/versions", tag = "modules",
-    params(("name" = String, Path)),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")),
     request_body(content = Vec<u8>, content_type = "application/wasm"),
     responses((status = 201, body = ModuleVersion), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn upload(
     State(state): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ModuleVersion>), ApiError> {
     caller.require_one_of(AUTHORS)?;
@@ -117,9 +118,10 @@ pub struct ModuleList {
 /// The tenant's modules.
 #[utoipa::path(get, path = "/v1/modules", tag = "modules", responses((status = 200, body = ModuleList)))]
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<ModuleList>, ApiError> {
-    Ok(Json(ModuleList {
-        modules: state.store.modules(&caller.tenant)?,
-    }))
+    let modules = state
+        .on_store(&caller.tenant, |store, tenant| store.modules(tenant))
+        .await?;
+    Ok(Json(ModuleList { modules }))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -130,75 +132,87 @@ pub struct ModuleDetail {
 }
 
 /// A module with its versions.
-#[utoipa::path(get, path = "/v1/modules/{name}", tag = "modules", params(("name" = String, Path)),
+#[utoipa::path(get, path = "/v1/modules/{name}", tag = "modules", params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")),
     responses((status = 200, body = ModuleDetail), (status = 404, body = ErrorBody)))]
 async fn get_module(
     State(state): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<ModuleDetail>, ApiError> {
-    let module = state
-        .store
-        .module(&caller.tenant, &name)?
-        .ok_or_else(|| ApiError::not_found(format!("module {name:?}")))?;
-    let versions = state.store.module_versions(&caller.tenant, &name)?;
-    Ok(Json(ModuleDetail { module, versions }))
+    let detail = state
+        .on_store(&caller.tenant, move |store, tenant| {
+            let module = store
+                .module(tenant, &name)?
+                .ok_or_else(|| ApiError::not_found(format!("module {name:?}")))?;
+            let versions = store.module_versions(tenant, &name)?;
+            Ok::<_, ApiError>(ModuleDetail { module, versions })
+        })
+        .await?;
+    Ok(Json(detail))
 }
 
-fn version_of(
+async fn version_of(
     state: &AppState,
     tenant: &str,
-    name: &str,
+    name: String,
     n: u32,
 ) -> Result<ModuleVersion, ApiError> {
     state
-        .store
-        .module_version(tenant, name, n)?
-        .ok_or_else(|| ApiError::not_found(format!("module {name:?} version {n}")))
+        .on_store(tenant, move |store, tenant| {
+            store
+                .module_version(tenant, &name, n)?
+                .ok_or_else(|| ApiError::not_found(format!("module {name:?} version {n}")))
+        })
+        .await
 }
 
 /// One version.
 #[utoipa::path(get, path = "/v1/modules/{name}/versions/{n}", tag = "modules",
-    params(("name" = String, Path), ("n" = u32, Path)),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"), ("n" = u32, Path, minimum = 1)),
     responses((status = 200, body = ModuleVersion), (status = 404, body = ErrorBody)))]
 async fn get_version(
     State(state): State<AppState>,
     caller: Caller,
-    Path((name, n)): Path<(String, u32)>,
+    ApiPath((name, n)): ApiPath<(String, u32)>,
 ) -> Result<Json<ModuleVersion>, ApiError> {
-    Ok(Json(version_of(&state, &caller.tenant, &name, n)?))
+    Ok(Json(version_of(&state, &caller.tenant, name, n).await?))
 }
 
 /// Deletes a version that no binding enables.
 #[utoipa::path(delete, path = "/v1/modules/{name}/versions/{n}", tag = "modules",
-    params(("name" = String, Path), ("n" = u32, Path)),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"), ("n" = u32, Path, minimum = 1)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete_version(
     State(state): State<AppState>,
     caller: Caller,
-    Path((name, n)): Path<(String, u32)>,
+    ApiPath((name, n)): ApiPath<(String, u32)>,
 ) -> Result<StatusCode, ApiError> {
     caller.require_one_of(AUTHORS)?;
     state
-        .store
-        .delete_module_version(&caller.tenant, &name, n)?;
+        .on_store(&caller.tenant, move |store, tenant| {
+            store.delete_module_version(tenant, &name, n)
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"record": "rec_01j9z3k7q8m2n4p6r8t0v2x4z6", "config": {"threshold": 60}}))]
 pub struct DryRun {
     /// Run on this past journal event, exactly as it happened (record snapshot and time).
+    #[schema(pattern = "^evt_[0-9a-z]+$")]
     pub event: Option<String>,
     /// Or: run on this record now, with a synthetic event.
+    #[schema(pattern = "^rec_[0-9a-z]{26}$")]
     pub record: Option<String>,
     /// The synthetic event (default `{"type": "created"}`).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<EventKind>)]
     pub kind: Option<EventKind>,
     /// When the synthetic event happened (default now).
     pub occurred_at: Option<DateTime<Utc>>,
-    /// The binding config the module reads (default `{}`).
-    #[schema(value_type = Object)]
+    /// The binding config the module reads: a JSON object (default `{}`).
+    #[schema(value_type = Option<Object>)]
     pub config: Option<Value>,
     /// What the module may do (default: everything, so you see every effect it tries).
     pub grants: Option<Grants>,
@@ -214,30 +228,41 @@ pub struct DryRunResult {
 /// Runs a version against the tenant's real records and returns what it would do. Commits
 /// nothing and sends nothing.
 #[utoipa::path(post, path = "/v1/modules/{name}/versions/{n}/dry-run", tag = "modules",
-    params(("name" = String, Path), ("n" = u32, Path)), request_body = DryRun,
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"), ("n" = u32, Path, minimum = 1)), request_body = DryRun,
     responses((status = 200, body = DryRunResult), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 503, body = ErrorBody, description = "busy: no run slot came free in time; try again (Retry-After)")))]
 async fn dry_run(
     State(state): State<AppState>,
     caller: Caller,
-    Path((name, n)): Path<(String, u32)>,
+    ApiPath((name, n)): ApiPath<(String, u32)>,
     ApiJson(body): ApiJson<DryRun>,
 ) -> Result<Json<DryRunResult>, ApiError> {
     caller.require_one_of(AUTHORS)?;
-    let version = version_of(&state, &caller.tenant, &name, n)?;
-    let event = match (&body.event, &body.record) {
+    let version = version_of(&state, &caller.tenant, name, n).await?;
+    let event = match (body.event.clone(), body.record.clone()) {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid(
                 "give either \"event\" or \"record\", not both",
             ))
         }
-        (Some(id), None) => state
-            .store
-            .event(&caller.tenant, id)?
-            .ok_or_else(|| ApiError::not_found(format!("event {id:?}")))?,
+        (Some(id), None) => {
+            state
+                .on_store(&caller.tenant, move |store, tenant| {
+                    store
+                        .event(tenant, &id)?
+                        .ok_or_else(|| ApiError::not_found(format!("event {id:?}")))
+                })
+                .await?
+        }
         (None, record) => {
             let snapshot = match record {
-                Some(id) => Some(crate::crm::records::get(&state.store, &caller.tenant, id)?),
+                Some(id) => Some(
+                    state
+                        .on_store(&caller.tenant, move |store, tenant| {
+                            crate::crm::records::get(store, tenant, &id)
+                        })
+                        .await?,
+                ),
                 None => None,
             };
             let kind = body.kind.clone().unwrap_or(EventKind::Created);

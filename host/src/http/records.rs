@@ -1,7 +1,7 @@
 //! `/v1/records`: CRUD, stage moves and lead conversion. Reads for every role; writes for
 //! agents and admins.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use chrono::Utc;
@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::{ApiJson, ApiQuery};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::{ApiError, AppState, Caller, ErrorBody};
 use crate::crm::records::{self, Conversion, NewRecord};
 use crate::model::{Record, RecordKind, Role};
@@ -56,14 +56,20 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     pub kind: Option<RecordKind>,
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     pub pipeline: Option<String>,
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     pub stage: Option<String>,
+    #[param(max_length = 200)]
     pub owner: Option<String>,
     /// Cursor: the `next` value of the previous page.
+    #[param(pattern = "^rec_[0-9a-z]{26}$")]
     pub after: Option<String>,
     /// Page size, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
 }
 
@@ -97,13 +103,13 @@ async fn list(
         stage: q.stage,
         owner: q.owner,
     };
-    let page = state.store.records(
-        &caller.tenant,
-        &filter,
-        q.after.as_deref(),
-        limit,
-        &state.config.lists,
-    )?;
+    let lists = state.config.lists;
+    let after = q.after;
+    let page = state
+        .on_store(&caller.tenant, move |store, tenant| {
+            store.records(tenant, &filter, after.as_deref(), limit, &lists)
+        })
+        .await?;
     Ok(Json(RecordList {
         records: page.records,
         next: page.next,
@@ -119,97 +125,107 @@ async fn create(
     ApiJson(body): ApiJson<NewRecord>,
 ) -> Result<(StatusCode, Json<Record>), ApiError> {
     caller.require_one_of(WRITERS)?;
-    let (record, cs) = records::create(&state.store, &caller.tenant, body, Utc::now())?;
+    let now = Utc::now();
+    let (record, cs) = state
+        .on_store(&caller.tenant, move |store, tenant| {
+            records::create(store, tenant, body, now)
+        })
+        .await?;
     let committed = apply(&state, cs).await?;
     Ok((StatusCode::CREATED, Json(after(&committed, record))))
 }
 
 /// One record.
-#[utoipa::path(get, path = "/v1/records/{id}", tag = "records", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/records/{id}", tag = "records", params(("id" = String, Path, pattern = "^rec_[0-9a-z]{26}$")),
     responses((status = 200, body = Record), (status = 404, body = ErrorBody)))]
 async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Record>, ApiError> {
-    Ok(Json(records::get(&state.store, &caller.tenant, &id)?))
+    Ok(Json(
+        state
+            .on_store(&caller.tenant, move |store, tenant| {
+                records::get(store, tenant, &id)
+            })
+            .await?,
+    ))
 }
 
 /// Changes fields. Core fields by name (null clears), `custom` merged key by key (null
 /// removes a key). Send `version` or `If-Match` to fail with 409 if someone else changed it.
-#[utoipa::path(patch, path = "/v1/records/{id}", tag = "records", params(("id" = String, Path)),
-    request_body(content = Object),
+#[utoipa::path(patch, path = "/v1/records/{id}", tag = "records", params(("id" = String, Path, pattern = "^rec_[0-9a-z]{26}$")),
+    request_body(content = Object, example = json!({"email": "ada@analytical.example",
+        "custom": {"size": 2500, "source": null}})),
     responses((status = 200, body = Record), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn patch(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Map<String, Value>>,
 ) -> Result<Json<Record>, ApiError> {
     caller.require_one_of(WRITERS)?;
-    let (record, cs) = records::patch(
-        &state.store,
-        &caller.tenant,
-        &id,
-        body,
-        if_match(&headers)?,
-        Utc::now(),
-    )?;
+    let (expected, now) = (if_match(&headers)?, Utc::now());
+    let (record, cs) = state
+        .on_store(&caller.tenant, move |store, tenant| {
+            records::patch(store, tenant, &id, body, expected, now)
+        })
+        .await?;
     let committed = apply(&state, cs).await?;
     Ok(Json(after(&committed, record)))
 }
 
 /// Deletes a record.
-#[utoipa::path(delete, path = "/v1/records/{id}", tag = "records", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/v1/records/{id}", tag = "records", params(("id" = String, Path, pattern = "^rec_[0-9a-z]{26}$")),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     caller.require_one_of(WRITERS)?;
-    let cs = records::delete(
-        &state.store,
-        &caller.tenant,
-        &id,
-        if_match(&headers)?,
-        Utc::now(),
-    )?;
+    let (expected, now) = (if_match(&headers)?, Utc::now());
+    let cs = state
+        .on_store(&caller.tenant, move |store, tenant| {
+            records::delete(store, tenant, &id, expected, now)
+        })
+        .await?;
     apply(&state, cs).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"stage": "contacted"}))]
 pub struct StageMove {
+    /// A stage of the record's pipeline.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     pub stage: String,
     /// Optimistic concurrency, as for PATCH.
+    #[schema(minimum = 1)]
     pub version: Option<u64>,
 }
 
 /// Moves a lead or deal to another stage of its pipeline.
-#[utoipa::path(post, path = "/v1/records/{id}/stage", tag = "records", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/records/{id}/stage", tag = "records", params(("id" = String, Path, pattern = "^rec_[0-9a-z]{26}$")),
     request_body = StageMove,
     responses((status = 200, body = Record), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn move_stage(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<StageMove>,
 ) -> Result<Json<Record>, ApiError> {
     caller.require_one_of(WRITERS)?;
-    let expected = body.version.or(if_match(&headers)?);
-    let (record, cs) = records::move_stage(
-        &state.store,
-        &caller.tenant,
-        &id,
-        &body.stage,
-        expected,
-        Utc::now(),
-    )?;
+    let (expected, now) = (body.version.or(if_match(&headers)?), Utc::now());
+    let (record, cs) = state
+        .on_store(&caller.tenant, move |store, tenant| {
+            records::move_stage(store, tenant, &id, &body.stage, expected, now)
+        })
+        .await?;
     let committed = apply(&state, cs).await?;
     Ok(Json(after(&committed, record)))
 }
@@ -221,17 +237,22 @@ pub struct Converted {
 }
 
 /// Converts a lead into a contact, company and/or deal (Bitrix24-style).
-#[utoipa::path(post, path = "/v1/records/{id}/convert", tag = "records", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/records/{id}/convert", tag = "records", params(("id" = String, Path, pattern = "^rec_[0-9a-z]{26}$")),
     request_body = Conversion,
     responses((status = 201, body = Converted), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn convert(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<Conversion>,
 ) -> Result<(StatusCode, Json<Converted>), ApiError> {
     caller.require_one_of(WRITERS)?;
-    let (created, cs) = records::convert(&state.store, &caller.tenant, &id, body, Utc::now())?;
+    let now = Utc::now();
+    let (created, cs) = state
+        .on_store(&caller.tenant, move |store, tenant| {
+            records::convert(store, tenant, &id, body, now)
+        })
+        .await?;
     let committed = apply(&state, cs).await?;
     let records = created.into_iter().map(|r| after(&committed, r)).collect();
     Ok((StatusCode::CREATED, Json(Converted { records })))

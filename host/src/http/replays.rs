@@ -2,12 +2,12 @@
 //! with what really happened; `GET /v1/replays/{id}` follows a large one. Developers and
 //! admins.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::ApiJson;
+use super::extract::{ApiJson, ApiPath};
 use super::{ApiError, AppState, Caller, ErrorBody};
 use crate::model::Role;
 use crate::replay::{self, Replay, ReplayError, ReplayRequest};
@@ -41,26 +41,25 @@ impl From<ReplayError> for ApiError {
 /// finished replay comes back (200); larger windows run in the background (202; follow
 /// `GET /v1/replays/{id}`).
 #[utoipa::path(post, path = "/v1/modules/{name}/versions/{n}/replay", tag = "modules",
-    params(("name" = String, Path), ("n" = u32, Path)), request_body = ReplayRequest,
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"), ("n" = u32, Path, minimum = 1)), request_body = ReplayRequest,
     responses((status = 200, body = Replay), (status = 202, body = Replay),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 429, body = ErrorBody)))]
 async fn start(
     State(state): State<AppState>,
     caller: Caller,
-    Path((name, n)): Path<(String, u32)>,
+    ApiPath((name, n)): ApiPath<(String, u32)>,
     ApiJson(req): ApiJson<ReplayRequest>,
 ) -> Result<(StatusCode, Json<Replay>), ApiError> {
     caller.require_one_of(AUTHORS)?;
-    let candidate = state
-        .store
-        .module_version(&caller.tenant, &name, n)?
-        .ok_or_else(|| ApiError::not_found(format!("module {name:?} version {n}")))?;
-    let store = state.store.clone();
-    let tenant = caller.tenant.clone();
-    let plan = tokio::task::spawn_blocking(move || replay::plan(&store, &tenant, &candidate, &req))
-        .await
-        .map_err(ApiError::internal)??;
+    let plan = state
+        .on_store(&caller.tenant, move |store, tenant| {
+            let candidate = store
+                .module_version(tenant, &name, n)?
+                .ok_or_else(|| ApiError::not_found(format!("module {name:?} version {n}")))?;
+            Ok::<_, ApiError>(replay::plan(store, tenant, &candidate, &req)?)
+        })
+        .await?;
     let inline = plan.replay.total as usize <= replay::INLINE_EVENTS;
     let shared = state.replays.add(plan.replay.clone()).ok_or_else(|| {
         ApiError::new(
@@ -85,12 +84,12 @@ async fn start(
 }
 
 /// A replay: its progress, and once done its summary and differences.
-#[utoipa::path(get, path = "/v1/replays/{id}", tag = "modules", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/replays/{id}", tag = "modules", params(("id" = String, Path, pattern = "^rpl_[0-9a-z]{26}$")),
     responses((status = 200, body = Replay), (status = 404, body = ErrorBody)))]
 async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Replay>, ApiError> {
     caller.require_one_of(AUTHORS)?;
     state
