@@ -350,7 +350,7 @@ mod tests {
                 message: "m".into()
             }
             .name(),
-            Outcome::NAMES[15]
+            Outcome::NAMES[16]
         );
     }
 }
