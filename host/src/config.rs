@@ -30,7 +30,7 @@ pub struct Config {
     /// page ends with a cursor.
     pub lists: crate::store::ListLimits,
     /// How many store operations requests run at once, and how long one may wait for a turn.
-    pub store_pool: crate::http::StorePoolConfig,
+    pub store_pool: crate::http::PoolConfig,
 }
 
 impl Config {
@@ -45,7 +45,7 @@ impl Config {
             console_session_ttl: std::time::Duration::from_secs(12 * 3600),
             shutdown_grace: std::time::Duration::from_secs(5),
             lists: crate::store::ListLimits::default(),
-            store_pool: crate::http::StorePoolConfig::default(),
+            store_pool: crate::http::PoolConfig::store(),
         }
     }
 }

@@ -39,7 +39,9 @@ pub fn start(config: Config, bootstrap_key: Option<&str>) -> anyhow::Result<Star
     let automation = Automation::new(store.clone(), sandbox.clone(), config.automation.clone());
     let delivery = Delivery::new(store.clone(), config.delivery.clone())
         .context("building the delivery HTTP client")?;
-    let pool = crate::http::StorePool::new(config.store_pool.clone());
+    let pool = crate::http::Pool::new(config.store_pool.clone());
+    let automation_pool =
+        crate::http::Pool::new(crate::http::PoolConfig::automation(&config.limits));
     Ok(Started {
         state: AppState {
             store,
@@ -49,6 +51,7 @@ pub fn start(config: Config, bootstrap_key: Option<&str>) -> anyhow::Result<Star
             config: Arc::new(config),
             replays: Arc::default(),
             pool,
+            automation_pool,
         },
         bootstrap_key,
     })

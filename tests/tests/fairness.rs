@@ -478,3 +478,82 @@ async fn a_saturating_tenant_does_not_slow_another_tenants_inline_create() {
         r.abort();
     }
 }
+
+/// A flood of one tenant's inline changes, each waiting for a run slot, holds only that
+/// tenant's share of the blocking threads (the automation pool), so another tenant's change
+/// still gets a thread at once. The runtime's blocking pool is made small so that, without
+/// the pool, the flood would take every blocking thread.
+#[test]
+fn a_flood_of_inline_changes_holds_only_its_share_of_blocking_threads() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(48)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = temp_dir();
+        let mut config = Config::new(dir.path());
+        config.limits.concurrent_runs = 8;
+        config.limits.runs_per_tenant = Some(2);
+        config.limits.slot_wait = Duration::from_secs(4);
+        config.limits.timeout = Duration::from_secs(3);
+        config.limits.fuel = u64::MAX / 2;
+        let s = Arc::new(Server::start_with(config).await);
+        let other = tenant(&s, "globex").await;
+        gatekeeper(&s, &other).await;
+        s.upload_guest(ADMIN_KEY, "spin", "spin").await;
+        s.bind(
+            ADMIN_KEY,
+            json!({"pipeline": "leads", "module": "spin", "version": 1, "mode": "inline",
+                "triggers": [{"on": "created"}]}),
+        )
+        .await;
+
+        let flood: Vec<_> = (0..80)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    s.request(Method::POST, "/v1/records")
+                        .bearer_auth(ADMIN_KEY)
+                        .json(&json!({"kind": "lead", "name": format!("Flood {i}")}))
+                        .send()
+                        .await
+                        .map(|r| r.status())
+                })
+            })
+            .collect();
+        eventually("the flood holds its run slots", 400, || async {
+            (s.state.sandbox.slots_in_use("default").1 == 2).then_some(())
+        })
+        .await;
+
+        let started = Instant::now();
+        let r = s
+            .post(
+                "/v1/records",
+                &other,
+                json!({"kind": "lead", "name": "Other", "email": "o@globex.test"}),
+            )
+            .await;
+        let took = started.elapsed();
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        assert_eq!(r.body["custom"]["vetted"], true);
+        println!("the other tenant's inline create during the flood took {took:?}");
+        assert!(
+            took < Duration::from_millis(1500),
+            "the other tenant waited {took:?} behind the flood"
+        );
+
+        // The flood itself ends by name: runs that timed out rejected their change, the rest
+        // were refused busy; nothing hangs.
+        for f in flood {
+            let status = f.await.unwrap().unwrap();
+            assert!(
+                status == StatusCode::UNPROCESSABLE_ENTITY
+                    || status == StatusCode::SERVICE_UNAVAILABLE,
+                "{status}"
+            );
+        }
+    });
+}

@@ -145,7 +145,13 @@ impl Automation {
         tokio::task::spawn_blocking(move || span.in_scope(|| this.submit_blocking(cs))).await?
     }
 
-    fn submit_blocking(&self, mut cs: Changeset) -> Result<Changeset, AutomationError> {
+    /// [`Automation::submit`] on the calling thread, which it blocks (inline runs, the
+    /// commit): for callers that already run off the async threads, such as the API's
+    /// automation pool.
+    pub fn submit_blocking(&self, mut cs: Changeset) -> Result<Changeset, AutomationError> {
+        if cs.is_empty() {
+            return Ok(cs);
+        }
         let now = Utc::now();
         let run = match self.cascade(&mut cs, 0, now, RunClass::Inline) {
             Ok(()) => None,

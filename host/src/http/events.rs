@@ -75,7 +75,7 @@ async fn post_inbound(
     );
     let mut cs = Changeset::new(&caller.tenant);
     cs.events.push(ev.clone());
-    state.automation.submit(cs).await?;
+    state.submit(&caller.tenant, cs).await?;
     Ok((StatusCode::CREATED, Json(ev)))
 }
 

@@ -11,12 +11,12 @@ mod messages;
 mod modules;
 mod openapi;
 mod pipelines;
+mod pool;
 mod records;
 mod replays;
 mod runs;
 mod shape;
 mod stats;
-mod store_pool;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -30,8 +30,8 @@ use utoipa_axum::router::OpenApiRouter;
 pub use auth::Caller;
 pub(crate) use auth::{caller_for_key_hash, Preauthenticated};
 pub use error::{ApiError, ErrorBody};
+pub use pool::{Busy, Pool, PoolConfig};
 pub use shape::MAX_URI_BYTES;
-pub use store_pool::{Busy, StorePool, StorePoolConfig};
 
 use crate::automation::Automation;
 use crate::config::Config;
@@ -50,7 +50,10 @@ pub struct AppState {
     /// Replays of this process (in memory: they commit nothing).
     pub replays: Arc<crate::replay::Replays>,
     /// Where handlers do their store work: off the async threads, fair between tenants.
-    pub pool: StorePool,
+    pub pool: Pool,
+    /// Where requests run automation (inline cascades, dry-runs): off the async threads, a
+    /// tenant holding at most its share of the blocking threads that wait for run slots.
+    pub automation_pool: Pool,
 }
 
 impl AppState {
@@ -69,6 +72,19 @@ impl AppState {
         let store = self.store.clone();
         let owner = tenant.to_string();
         self.pool.run(tenant, move || f(&store, &owner)).await
+    }
+
+    /// Commits a change made by `tenant`'s request, inline automation first, in the
+    /// automation pool (see [`crate::automation::Automation::submit_blocking`]).
+    pub async fn submit(
+        &self,
+        tenant: &str,
+        cs: crate::store::Changeset,
+    ) -> Result<crate::store::Changeset, ApiError> {
+        let automation = self.automation.clone();
+        self.automation_pool
+            .run(tenant, move || automation.submit_blocking(cs))
+            .await
     }
 }
 

@@ -293,25 +293,26 @@ async fn dry_run(
     let tenant = caller.tenant.clone();
     let ev = event.clone();
     let as_of_event = body.event.is_some();
-    let report = tokio::task::spawn_blocking(move || {
-        sandbox_run::dry_run(
-            &sandbox,
-            &store,
-            &version.hash,
-            DryRunInput {
-                tenant: &tenant,
-                class: RunClass::Interactive,
-                event: &ev,
-                run_key: format!("dry-run/{}/{}", ev.id, version.hash),
-                config: config.to_string(),
-                grants,
-                as_of_event,
-            },
-        )
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)?;
+    let report = state
+        .automation_pool
+        .run(&caller.tenant, move || {
+            sandbox_run::dry_run(
+                &sandbox,
+                &store,
+                &version.hash,
+                DryRunInput {
+                    tenant: &tenant,
+                    class: RunClass::Interactive,
+                    event: &ev,
+                    run_key: format!("dry-run/{}/{}", ev.id, version.hash),
+                    config: config.to_string(),
+                    grants,
+                    as_of_event,
+                },
+            )
+            .map_err(ApiError::internal)
+        })
+        .await?;
     if let Outcome::Busy { message } = &report.outcome {
         return Err(ApiError::busy(format!(
             "the dry-run did not start: {message}"

@@ -28,7 +28,8 @@ const WRITERS: &[Role] = &[Role::Agent, Role::Admin];
 
 /// Commits a changeset made by a request, with inline automation.
 async fn apply(state: &AppState, cs: Changeset) -> Result<Changeset, ApiError> {
-    Ok(state.automation.submit(cs).await?)
+    let tenant = cs.tenant.clone();
+    state.submit(&tenant, cs).await
 }
 
 /// The record as this request (and its inline automation) left it.
