@@ -7,6 +7,7 @@
 mod host_api;
 pub mod inspect;
 pub mod limits;
+pub mod shape;
 pub mod source;
 mod wasi;
 mod wit;
@@ -26,6 +27,7 @@ use host_api::{HostApi, HostApiInput};
 pub use inspect::UploadError;
 pub use limits::Limits;
 use limits::MemoryLimiter;
+pub use shape::Shape;
 pub use source::{RecordSource, SourceError};
 use stagecraft_model as model;
 use stagecraft_model::{Effect, Event, Grants, HostCall, LogLine, Outcome, Record};
@@ -205,6 +207,9 @@ fn engine(limits: &Limits) -> Result<Engine, SandboxError> {
         .consume_fuel(true)
         .epoch_interruption(true)
         .max_wasm_stack(1 << 20)
+        // Stated, not defaulted: `shape::measure` predicts from it which data segments become
+        // a memory image and which are compiled into start-up code.
+        .memory_guaranteed_dense_image_size(shape::DENSE_IMAGE_BYTES)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&c).map_err(|e| SandboxError::Engine(e.to_string()))
 }
@@ -265,9 +270,21 @@ impl Sandbox {
         }
     }
 
+    /// The cheap checks of an upload, before any compile: size, format, and its [`Shape`]
+    /// against the limits. Parses only; milliseconds even for a bomb.
+    pub fn check(&self, bytes: &[u8]) -> Result<Shape, UploadError> {
+        inspect::precheck(bytes, self.limits.module_bytes)?;
+        let mut max = self.limits.shape;
+        // A bigger initial memory could never be instantiated under the run's memory cap.
+        max.initial_memory_bytes = max
+            .initial_memory_bytes
+            .min(self.limits.memory_bytes as u64);
+        shape::measure(bytes, &max)
+    }
+
     /// Validates and compiles an upload without storing anything.
     pub fn inspect(&self, bytes: &[u8]) -> Result<Inspected, UploadError> {
-        inspect::precheck(bytes, self.limits.module_bytes)?;
+        self.check(bytes)?;
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| UploadError::Invalid(format!("{e:#}")))?;
         self.compiles.fetch_add(1, Ordering::Relaxed);

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::shape::Shape;
+
 /// The hard limits every run lives under. Defaults fit a Python or JavaScript guest (their
 /// initial heaps are about 12 MiB and 9 MiB) with room to work.
 #[derive(Debug, Clone)]
@@ -30,6 +32,8 @@ pub struct Limits {
     pub module_bytes: usize,
     /// Runs that may be instantiated at once (sizes the pooling allocator).
     pub concurrent_runs: u32,
+    /// What an upload may hold, checked before it is compiled.
+    pub shape: Shape,
 }
 
 impl Default for Limits {
@@ -47,6 +51,7 @@ impl Default for Limits {
             max_delay: Duration::from_secs(366 * 24 * 3600),
             module_bytes: 24 * 1024 * 1024,
             concurrent_runs: 32,
+            shape: Shape::maxima(),
         }
     }
 }

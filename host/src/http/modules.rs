@@ -54,6 +54,7 @@ fn upload_error(e: UploadError) -> ApiError {
                 e.to_string(),
             )
         }
+        UploadError::OverLimit { .. } => "module_over_limit",
         UploadError::ForbiddenImport { .. } => "forbidden_import",
         UploadError::Empty => "empty_module",
         _ => "invalid_module",
@@ -61,9 +62,10 @@ fn upload_error(e: UploadError) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
 }
 
-/// Uploads a new version: the raw component bytes as the body. It is validated (a component of
-/// the `rule` world importing only allowed interfaces), compiled, cached, and stored
-/// immutably. A rejected upload leaves no trace.
+/// Uploads a new version: the raw component bytes as the body. Its structure is checked
+/// against the upload limits first (`module_over_limit` names the limit, the count found and
+/// the maximum); it is then validated (a component of the `rule` world importing only allowed
+/// interfaces), compiled, cached, and stored immutably. A rejected upload leaves no trace.
 #[utoipa::path(post, path = "/v1/modules/{name}/versions", tag = "modules",
     params(("name" = String, Path)),
     request_body(content = Vec<u8>, content_type = "application/wasm"),
