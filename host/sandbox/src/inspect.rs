@@ -29,6 +29,9 @@ pub enum UploadError {
         found: u64,
         max: u64,
     },
+    /// The compile pool will not take it now (see `compiler`).
+    #[error(transparent)]
+    Busy(crate::compiler::Busy),
 }
 
 /// WASI 0.2 packages a module may import (backed by a context that grants nothing).

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::compiler::CompileLimits;
 use crate::shape::Shape;
 
 /// The hard limits every run lives under. Defaults fit a Python or JavaScript guest (their
@@ -34,6 +35,8 @@ pub struct Limits {
     pub concurrent_runs: u32,
     /// What an upload may hold, checked before it is compiled.
     pub shape: Shape,
+    /// The compile pool's size and queue shares.
+    pub compile: CompileLimits,
 }
 
 impl Default for Limits {
@@ -52,6 +55,7 @@ impl Default for Limits {
             module_bytes: 24 * 1024 * 1024,
             concurrent_runs: 32,
             shape: Shape::maxima(),
+            compile: CompileLimits::default(),
         }
     }
 }

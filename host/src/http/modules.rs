@@ -1,10 +1,14 @@
 //! `/v1/modules`: upload (validated, compiled, cached), inspect, delete, dry-run.
 //! Uploads and dry-runs are for developers and admins.
 
+use std::time::Duration;
+
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -19,7 +23,7 @@ use crate::crm::records::event;
 use crate::model::id::is_valid_slug;
 use crate::model::{Event, EventKind, Grants, Module, ModuleVersion, Role};
 use crate::registry::{self, PublishError};
-use crate::sandbox::{RunReport, UploadError};
+use crate::sandbox::{Busy, RunReport, UploadError};
 
 const AUTHORS: &[Role] = &[Role::Developer, Role::Admin];
 
@@ -45,7 +49,28 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
-fn upload_error(e: UploadError) -> ApiError {
+/// An upload refusal; `Retry-After` when the compile queue is busy.
+struct Refusal(ApiError, Option<Duration>);
+
+impl From<ApiError> for Refusal {
+    fn from(e: ApiError) -> Self {
+        Refusal(e, None)
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut response = self.0.into_response();
+        if let Some(after) = self.1 {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(after.as_secs().max(1)));
+        }
+        response
+    }
+}
+
+fn upload_error(e: UploadError) -> Refusal {
     let code = match &e {
         UploadError::TooLarge { .. } => {
             return ApiError::new(
@@ -53,29 +78,47 @@ fn upload_error(e: UploadError) -> ApiError {
                 "module_too_large",
                 e.to_string(),
             )
+            .into()
+        }
+        UploadError::Busy(busy) => {
+            let after = match busy {
+                Busy::Tenant { retry_after, .. } | Busy::Full { retry_after, .. } => *retry_after,
+                Busy::Closed => Duration::from_secs(5),
+            };
+            let status = match busy {
+                Busy::Closed => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::TOO_MANY_REQUESTS,
+            };
+            return Refusal(
+                ApiError::new(status, "compile_queue_full", e.to_string()),
+                Some(after),
+            );
         }
         UploadError::OverLimit { .. } => "module_over_limit",
         UploadError::ForbiddenImport { .. } => "forbidden_import",
         UploadError::Empty => "empty_module",
         _ => "invalid_module",
     };
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string()).into()
 }
 
 /// Uploads a new version: the raw component bytes as the body. Its structure is checked
-/// against the upload limits first (`module_over_limit` names the limit, the count found and
-/// the maximum); it is then validated (a component of the `rule` world importing only allowed
-/// interfaces), compiled, cached, and stored immutably. A rejected upload leaves no trace.
+/// against the upload limits at once (`module_over_limit` names the limit, the count found
+/// and the maximum); it is then compiled on the compile pool in the tenant's turn (a tenant
+/// with too many compiles waiting gets `429 compile_queue_full` with `Retry-After`),
+/// validated (a component of the `rule` world importing only allowed interfaces), cached,
+/// and stored immutably. A rejected upload leaves no trace.
 #[utoipa::path(post, path = "/v1/modules/{name}/versions", tag = "modules",
     params(("name" = String, Path)),
     request_body(content = Vec<u8>, content_type = "application/wasm"),
-    responses((status = 201, body = ModuleVersion), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = ModuleVersion), (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn upload(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<ModuleVersion>), ApiError> {
+) -> Result<(StatusCode, Json<ModuleVersion>), Refusal> {
     caller.require_one_of(AUTHORS)?;
     check_name(&name)?;
     let bytes = body.map_err(|r| {
@@ -92,21 +135,25 @@ async fn upload(
             body_too_large()
         }
     })?;
-    let (store, sandbox, tenant, key) = (
-        state.store.clone(),
-        state.sandbox.clone(),
-        caller.tenant.clone(),
-        caller.key_id.clone(),
-    );
-    let v = tokio::task::spawn_blocking(move || {
-        registry::publish(&store, &sandbox, &tenant, &name, &bytes, &key)
-    })
+    let v = registry::publish_async(
+        &state.store,
+        &state.sandbox,
+        &caller.tenant,
+        &name,
+        bytes,
+        &caller.key_id,
+    )
     .await
-    .map_err(ApiError::internal)?
     .map_err(|e| match e {
         PublishError::Upload(u) => upload_error(u),
-        PublishError::Sandbox(e) => ApiError::internal(e),
-        PublishError::Store(s) => s.into(),
+        PublishError::Sandbox(e) => ApiError::internal(e).into(),
+        PublishError::Store(s) => ApiError::from(s).into(),
+        PublishError::Interrupted => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        )
+        .into(),
     })?;
     Ok((StatusCode::CREATED, Json(v)))
 }
