@@ -279,6 +279,7 @@ fn work(shared: &Shared, rayon: &rayon::ThreadPool) {
         // A panicking compile must not take the pool down with it.
         let finish = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rayon.install(job)));
         let took = started.elapsed().as_secs_f64();
+        trim();
         let mut q = shared.lock();
         q.running -= 1;
         q.average = 0.7 * q.average + 0.3 * took;
@@ -318,6 +319,23 @@ fn lower_priority(nice: i32) {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn lower_priority(_nice: i32) {}
+
+/// Hands the memory a compile freed back to the system. glibc keeps freed memory in its
+/// arenas; after compiling the JavaScript fixture the process stayed at 356 MB resident, and
+/// at 127 MB with this (Python: 400 MB, and 173 MB). It costs a walk over the free lists,
+/// milliseconds, once per compile.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn trim() {
+    // SAFETY: malloc_trim only releases free heap pages; it takes no pointer of ours and is
+    // safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim() {}
 
 #[cfg(test)]
 mod tests {
