@@ -97,7 +97,8 @@ pub async fn seed(state: &AppState, tenant: &str) -> anyhow::Result<Option<Seede
     }
     let mut modules = 0;
     for (name, bytes) in EXAMPLES {
-        crate::registry::publish_async(&state.store, &state.sandbox, tenant, name, *bytes, "demo")
+        let ticket = state.sandbox.compiler().reserve(tenant)?;
+        crate::registry::publish_async(&state.store, &state.sandbox, ticket, name, *bytes, "demo")
             .await
             .with_context(|| format!("publishing example {name}"))?;
         modules += 1;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use crate::model::ModuleVersion;
-use crate::sandbox::{Sandbox, SandboxError, UploadError};
+use crate::sandbox::{Sandbox, SandboxError, Ticket, UploadError};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -24,32 +24,33 @@ pub enum PublishError {
     Interrupted,
 }
 
-/// Starts publishing `bytes` as the next version of module `name`. The cheap checks run now,
-/// on the calling thread (milliseconds, but not for an async worker); the compile, the
-/// artifact and the record happen later on a compile thread, in `tenant`'s turn, and `done`
-/// gets the outcome there. A refusal now (a check, or a busy compile queue) is returned and
-/// `done` is dropped uncalled. A rejected upload stores nothing.
+/// Starts publishing `bytes` as the next version of module `name`, in the compile queue place
+/// `ticket` holds for its tenant (`sandbox.compiler().reserve(tenant)`, taken before the
+/// bytes were read). The cheap checks run now, on the calling thread (milliseconds, but not
+/// for an async worker); the compile, the artifact and the record happen later on a compile
+/// thread, in the tenant's turn, and `done` gets the outcome there. A refusal now is returned
+/// and `done` is dropped uncalled. A rejected upload stores nothing.
 pub fn submit(
     store: &Store,
     sandbox: &Arc<Sandbox>,
-    tenant: &str,
+    ticket: Ticket,
     name: &str,
     bytes: Arc<[u8]>,
     uploaded_by: &str,
     done: impl FnOnce(Result<ModuleVersion, PublishError>) + Send + 'static,
 ) -> Result<(), PublishError> {
     let (store, sandbox2) = (store.clone(), sandbox.clone());
-    let (tenant2, name, by) = (
-        tenant.to_string(),
+    let (tenant, name, by) = (
+        ticket.tenant().to_string(),
         name.to_string(),
         uploaded_by.to_string(),
     );
     let source = bytes.clone();
-    sandbox.compile_upload(tenant, bytes, move |inspected| {
+    sandbox.compile_upload(ticket, bytes, move |inspected| {
         done(
             inspected
                 .map_err(PublishError::from)
-                .and_then(|ins| record(&store, &sandbox2, &tenant2, &name, ins, &source, &by)),
+                .and_then(|ins| record(&store, &sandbox2, &tenant, &name, ins, &source, &by)),
         )
     })?;
     Ok(())
@@ -65,11 +66,15 @@ pub fn publish(
     bytes: &[u8],
     uploaded_by: &str,
 ) -> Result<ModuleVersion, PublishError> {
+    let ticket = sandbox
+        .compiler()
+        .reserve(tenant)
+        .map_err(UploadError::Busy)?;
     let (tx, rx) = std::sync::mpsc::channel();
     submit(
         store,
         sandbox,
-        tenant,
+        ticket,
         name,
         Arc::from(bytes),
         uploaded_by,
@@ -80,26 +85,23 @@ pub fn publish(
     rx.recv().map_err(|_| PublishError::Interrupted)?
 }
 
-/// Publishes from async code: the cheap checks on a blocking thread, then the compile is
-/// awaited without holding any thread (no thread waits for a queued compile).
+/// Publishes from async code, in `ticket`'s place: the cheap checks on a blocking thread,
+/// then the compile is awaited without holding any thread (no thread waits for a queued
+/// compile).
 pub async fn publish_async(
     store: &Store,
     sandbox: &Arc<Sandbox>,
-    tenant: &str,
+    ticket: Ticket,
     name: &str,
     bytes: impl AsRef<[u8]> + Send + 'static,
     uploaded_by: &str,
 ) -> Result<ModuleVersion, PublishError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let (store, sandbox) = (store.clone(), sandbox.clone());
-    let (tenant, name, by) = (
-        tenant.to_string(),
-        name.to_string(),
-        uploaded_by.to_string(),
-    );
+    let (name, by) = (name.to_string(), uploaded_by.to_string());
     tokio::task::spawn_blocking(move || {
         let bytes = Arc::from(bytes.as_ref());
-        submit(&store, &sandbox, &tenant, &name, bytes, &by, move |r| {
+        submit(&store, &sandbox, ticket, &name, bytes, &by, move |r| {
             let _ = tx.send(r);
         })
     })

@@ -209,7 +209,7 @@ async fn occupy_the_compile_pool(s: &Server) -> mpsc::Sender<()> {
         .sandbox
         .compiler()
         .submit(
-            "someone-else",
+            s.state.sandbox.compiler().reserve("someone-else").unwrap(),
             move || {
                 let _ = wait.recv();
             },
@@ -386,7 +386,8 @@ async fn healthz_stays_fast_while_heavy_modules_compile() {
         latencies.len()
     );
     // One compile at a time (the default pool): the second waited for its turn.
-    assert_eq!((most_running, most_waiting), (1, 1));
+    assert_eq!(most_running, 1);
+    assert!(most_waiting >= 1);
     assert!(
         latencies.len() >= 20,
         "the compiles took a while: {}",

@@ -113,12 +113,46 @@ impl Queue {
         Some((Some(tenant), job))
     }
 
+    /// A compile of `tenant`'s no longer counts against its share.
+    fn release(&mut self, tenant: &str) {
+        if let Some(n) = self.pending.get_mut(tenant) {
+            *n -= 1;
+            if *n == 0 {
+                self.pending.remove(tenant);
+            }
+        }
+    }
+
     fn retry_after(&self, ahead: usize) -> Duration {
         Duration::from_secs(
             (self.average * ahead.max(1) as f64)
                 .ceil()
                 .clamp(1.0, 600.0) as u64,
         )
+    }
+}
+
+/// A tenant's place in the compile queue ([`Compiler::reserve`]); given back if dropped
+/// without being submitted.
+pub struct Ticket {
+    shared: Arc<Shared>,
+    tenant: String,
+    queued: bool,
+}
+
+impl Ticket {
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.queued {
+            let mut q = self.shared.lock();
+            q.waiting -= 1;
+            q.release(&self.tenant);
+        }
     }
 }
 
@@ -179,14 +213,10 @@ impl Compiler {
         }
     }
 
-    /// Queues `job` in `tenant`'s lane; it runs on a compile thread when its turn comes, and
-    /// `done` gets its result there once the compile no longer counts against the tenant.
-    pub fn submit<T: Send + 'static>(
-        &self,
-        tenant: &str,
-        job: impl FnOnce() -> T + Send + 'static,
-        done: impl FnOnce(T) + Send + 'static,
-    ) -> Result<(), Busy> {
+    /// Takes a place in `tenant`'s share of the queue, before the upload's bytes are even
+    /// read (so the bytes of waiting uploads are bounded too). Refused when the tenant
+    /// already has `queued_per_tenant` compiles waiting or running, or the queue is full.
+    pub fn reserve(&self, tenant: &str) -> Result<Ticket, Busy> {
         let limits = &self.shared.limits;
         let mut q = self.shared.lock();
         if q.closed {
@@ -209,13 +239,36 @@ impl Compiler {
         }
         *q.pending.entry(tenant.to_string()).or_default() += 1;
         q.waiting += 1;
-        let lane = q.lanes.entry(tenant.to_string()).or_default();
+        Ok(Ticket {
+            shared: self.shared.clone(),
+            tenant: tenant.to_string(),
+            queued: false,
+        })
+    }
+
+    /// Queues `job` in its ticket's lane; it runs on a compile thread when its turn comes,
+    /// and `done` gets its result there once the compile no longer counts against the
+    /// tenant.
+    pub fn submit<T: Send + 'static>(
+        &self,
+        mut ticket: Ticket,
+        job: impl FnOnce() -> T + Send + 'static,
+        done: impl FnOnce(T) + Send + 'static,
+    ) -> Result<(), Busy> {
+        let mut q = self.shared.lock();
+        if q.closed {
+            drop(q);
+            return Err(Busy::Closed);
+        }
+        ticket.queued = true;
+        let tenant = ticket.tenant.clone();
+        let lane = q.lanes.entry(tenant.clone()).or_default();
         lane.push_back(Box::new(move || {
             let out = job();
             Box::new(move || done(out)) as Finish
         }));
         if lane.len() == 1 {
-            q.turns.push_back(tenant.to_string());
+            q.turns.push_back(tenant);
         }
         drop(q);
         self.shared.ready.notify_one();
@@ -284,12 +337,7 @@ fn work(shared: &Shared, rayon: &rayon::ThreadPool) {
         q.running -= 1;
         q.average = 0.7 * q.average + 0.3 * took;
         if let Some(t) = tenant {
-            if let Some(n) = q.pending.get_mut(&t) {
-                *n -= 1;
-                if *n == 0 {
-                    q.pending.remove(&t);
-                }
-            }
+            q.release(&t);
         }
         drop(q);
         if let Ok(finish) = finish {
@@ -354,11 +402,21 @@ mod tests {
         .expect("pool")
     }
 
+    fn queue<T: Send + 'static>(
+        c: &Compiler,
+        tenant: &str,
+        job: impl FnOnce() -> T + Send + 'static,
+        done: impl FnOnce(T) + Send + 'static,
+    ) -> Result<(), Busy> {
+        c.submit(c.reserve(tenant)?, job, done)
+    }
+
     /// Occupies the pool's one compile slot (in `tenant`'s lane) until the sender is used.
     fn occupy(c: &Compiler, tenant: &str) -> mpsc::Sender<()> {
         let (release, wait) = mpsc::channel::<()>();
         let (started, has_started) = mpsc::channel();
-        c.submit(
+        queue(
+            c,
             tenant,
             move || {
                 let _ = started.send(());
@@ -378,7 +436,8 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         for (tenant, n) in [("a", 1), ("a", 2), ("a", 3), ("b", 1), ("c", 1), ("b", 2)] {
             let tx = tx.clone();
-            c.submit(
+            queue(
+                &c,
                 tenant,
                 move || format!("{tenant}{n}"),
                 move |s| tx.send(s).expect("send"),
@@ -410,8 +469,8 @@ mod tests {
     fn a_tenant_over_its_share_or_a_full_queue_is_refused_by_name() {
         let c = pool(2, 2);
         let release = occupy(&c, "a");
-        c.submit("a", || {}, |_| {}).expect("a's second");
-        match c.submit("a", || {}, |_| {}) {
+        queue(&c, "a", || {}, |_| {}).expect("a's second");
+        match queue(&c, "a", || {}, |_| {}) {
             Err(Busy::Tenant {
                 queued: 2,
                 max: 2,
@@ -419,8 +478,8 @@ mod tests {
             }) => assert!(retry_after >= Duration::from_secs(1)),
             other => panic!("{other:?}"),
         }
-        c.submit("b", || {}, |_| {}).expect("b has its own share");
-        let e = c.submit("c", || {}, |_| {}).expect_err("two are waiting");
+        queue(&c, "b", || {}, |_| {}).expect("b has its own share");
+        let e = queue(&c, "c", || {}, |_| {}).expect_err("two are waiting");
         assert!(
             matches!(
                 e,
@@ -441,18 +500,29 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        c.submit("a", || {}, |_| {}).expect("a again");
-        c.submit("a", || {}, |_| {}).expect("a again");
+        queue(&c, "a", || {}, |_| {}).expect("a again");
+        queue(&c, "a", || {}, |_| {}).expect("a again");
     }
 
     #[test]
     fn a_panicking_compile_does_not_stop_the_pool() {
         let c = pool(2, 2);
-        c.submit("a", || panic!("compiler bug"), |()| {})
-            .expect("queued");
+        queue(&c, "a", || panic!("compiler bug"), |()| {}).expect("queued");
         let (tx, rx) = mpsc::channel();
-        c.submit("a", || (), move |()| tx.send(()).expect("send"))
-            .expect("queued");
+        queue(&c, "a", || (), move |()| tx.send(()).expect("send")).expect("queued");
         rx.recv().expect("the next compile still runs");
+    }
+
+    #[test]
+    fn a_place_never_used_is_given_back() {
+        let c = pool(1, 1);
+        let ticket = c.reserve("a").expect("a place");
+        assert!(matches!(c.reserve("a"), Err(Busy::Tenant { .. })));
+        assert!(matches!(c.reserve("b"), Err(Busy::Full { .. })));
+        drop(ticket);
+        assert_eq!(c.queued().waiting, 0);
+        let (tx, rx) = mpsc::channel();
+        queue(&c, "a", || 7, move |n| tx.send(n).expect("send")).expect("queued");
+        assert_eq!(rx.recv().expect("ran"), 7);
     }
 }

@@ -25,7 +25,7 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-pub use compiler::{Busy, CompileLimits, Compiler};
+pub use compiler::{Busy, CompileLimits, Compiler, Ticket};
 use host_api::{HostApi, HostApiInput};
 pub use inspect::UploadError;
 pub use limits::Limits;
@@ -296,20 +296,20 @@ impl Sandbox {
     }
 
     /// Checks `bytes` at once ([`Sandbox::check`]), then compiles them on the compile pool in
-    /// `tenant`'s turn; `done` runs there, on a compile thread, with the compiled upload or
-    /// why it failed (storing it is `done`'s business: [`Sandbox::install`]). An immediate
-    /// refusal (the checks, or [`UploadError::Busy`]) is returned instead, and `done` is
-    /// dropped uncalled.
+    /// the turn of the ticket's tenant ([`Compiler::reserve`]); `done` runs there, on a compile
+    /// thread, with the compiled upload or why it failed (storing it is `done`'s business:
+    /// [`Sandbox::install`]). An immediate refusal is returned instead (the ticket's place
+    /// is given back), and `done` is dropped uncalled.
     pub fn compile_upload(
         self: &Arc<Self>,
-        tenant: &str,
+        ticket: Ticket,
         bytes: Arc<[u8]>,
         done: impl FnOnce(Result<Inspected, UploadError>) + Send + 'static,
     ) -> Result<(), UploadError> {
         self.check(&bytes)?;
         let sandbox = self.clone();
         self.compiler
-            .submit(tenant, move || sandbox.inspect(&bytes), done)
+            .submit(ticket, move || sandbox.inspect(&bytes), done)
             .map_err(UploadError::Busy)
     }
 

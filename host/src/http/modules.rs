@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -117,11 +116,18 @@ async fn upload(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<(StatusCode, Json<ModuleVersion>), Refusal> {
     caller.require_one_of(AUTHORS)?;
     check_name(&name)?;
-    let bytes = body.map_err(|r| {
+    // A place in the tenant's compile share first: a tenant over it is refused before its
+    // bytes are read, so waiting uploads hold bounded memory.
+    let ticket = state
+        .sandbox
+        .compiler()
+        .reserve(&caller.tenant)
+        .map_err(|b| upload_error(UploadError::Busy(b)))?;
+    let bytes = Bytes::from_request(request, &state).await.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -138,7 +144,7 @@ async fn upload(
     let v = registry::publish_async(
         &state.store,
         &state.sandbox,
-        &caller.tenant,
+        ticket,
         &name,
         bytes,
         &caller.key_id,
