@@ -80,18 +80,19 @@ fn upload_error(e: UploadError) -> Refusal {
             .into()
         }
         UploadError::Busy(busy) => {
-            let after = match busy {
-                Busy::Tenant { retry_after, .. } | Busy::Full { retry_after, .. } => *retry_after,
-                Busy::Closed => Duration::from_secs(5),
+            let (status, code, after) = match busy {
+                Busy::Tenant { retry_after, .. } | Busy::Full { retry_after, .. } => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "compile_queue_full",
+                    *retry_after,
+                ),
+                Busy::Closed => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    Duration::from_secs(5),
+                ),
             };
-            let status = match busy {
-                Busy::Closed => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::TOO_MANY_REQUESTS,
-            };
-            return Refusal(
-                ApiError::new(status, "compile_queue_full", e.to_string()),
-                Some(after),
-            );
+            return Refusal(ApiError::new(status, code, e.to_string()), Some(after));
         }
         UploadError::OverLimit { .. } => "module_over_limit",
         UploadError::ForbiddenImport { .. } => "forbidden_import",
