@@ -97,16 +97,10 @@ pub async fn seed(state: &AppState, tenant: &str) -> anyhow::Result<Option<Seede
     }
     let mut modules = 0;
     for (name, bytes) in EXAMPLES {
-        let (store, sandbox, tenant2) = (
-            state.store.clone(),
-            state.sandbox.clone(),
-            tenant.to_string(),
-        );
-        tokio::task::spawn_blocking(move || {
-            crate::registry::publish(&store, &sandbox, &tenant2, name, bytes, "demo")
-        })
-        .await?
-        .with_context(|| format!("publishing example {name}"))?;
+        let ticket = state.sandbox.compiler().reserve(tenant)?;
+        crate::registry::publish_async(&state.store, &state.sandbox, ticket, name, *bytes, "demo")
+            .await
+            .with_context(|| format!("publishing example {name}"))?;
         modules += 1;
     }
     for (module, pipeline, mut spec) in binding_specs() {

@@ -22,6 +22,16 @@ pub enum UploadError {
     MissingExport,
     #[error("the component cannot be linked: {0}")]
     Link(String),
+    /// A structural count over its maximum (see `shape`): refused before compiling.
+    #[error("the component has {found} {what}; the limit `{limit}` allows at most {max}", what = crate::shape::Shape::noun(limit))]
+    OverLimit {
+        limit: &'static str,
+        found: u64,
+        max: u64,
+    },
+    /// The compile pool will not take it now (see `compiler`).
+    #[error(transparent)]
+    Busy(crate::compiler::Busy),
 }
 
 /// WASI 0.2 packages a module may import (backed by a context that grants nothing).

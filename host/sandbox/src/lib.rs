@@ -1,14 +1,17 @@
-//! The sandbox: one wasmtime engine with the pooling allocator, modules compiled once and
-//! cached by content hash (on disk, so a restart does not recompile), and runs on fresh
-//! instances under hard limits (fuel, epoch deadline, memory cap, host-call and message caps).
+//! The sandbox: one wasmtime engine with the pooling allocator, modules compiled once (on the
+//! compile pool, after cheap structural checks) and cached by content hash (on disk, so a
+//! restart does not recompile), and runs on fresh instances under hard limits (fuel, epoch
+//! deadline, memory cap, host-call and message caps).
 //!
 //! A run only *collects* effects; committing them is automation's job.
 
 mod clock;
+pub mod compiler;
 mod host_api;
 pub mod inspect;
 pub mod limits;
 mod report;
+pub mod shape;
 pub mod slots;
 pub mod source;
 mod wasi;
@@ -25,10 +28,12 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+pub use compiler::{Busy, CompileLimits, Compiler, Ticket};
 use host_api::{HostApi, HostApiInput};
 pub use inspect::UploadError;
 pub use limits::Limits;
 use limits::MemoryLimiter;
+pub use shape::Shape;
 pub use slots::RunClass;
 use slots::Slots;
 pub use source::{RecordSource, SourceError};
@@ -52,6 +57,8 @@ pub enum SandboxError {
     Missing { hash: String },
     #[error("module {hash} failed to compile: {message}")]
     Compile { hash: String, message: String },
+    #[error("the compile pool could not be started: {0}")]
+    Pool(std::io::Error),
 }
 
 /// The store data of one run.
@@ -136,6 +143,7 @@ pub struct SandboxStats {
 
 pub struct Sandbox {
     slots: Slots,
+    compiler: Compiler,
     engine: Engine,
     linker: Linker<RunState>,
     limits: Limits,
@@ -181,6 +189,9 @@ fn engine(limits: &Limits) -> Result<Engine, SandboxError> {
         .consume_fuel(true)
         .epoch_interruption(true)
         .max_wasm_stack(1 << 20)
+        // Stated, not defaulted: `shape::measure` predicts from it which data segments become
+        // a memory image and which are compiled into start-up code.
+        .memory_guaranteed_dense_image_size(shape::DENSE_IMAGE_BYTES)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&c).map_err(|e| SandboxError::Engine(e.to_string()))
 }
@@ -227,8 +238,10 @@ impl Sandbox {
                 path: dir.to_path_buf(),
                 source,
             })?;
+        let compiler = Compiler::new(limits.compile.clone()).map_err(SandboxError::Pool)?;
         Ok(Arc::new(Sandbox {
             slots: Slots::new(limits.slot_policy()),
+            compiler,
             engine,
             linker,
             limits,
@@ -248,6 +261,11 @@ impl Sandbox {
         self.slots.in_use(tenant)
     }
 
+    /// The compile pool every compile of this sandbox runs on.
+    pub fn compiler(&self) -> &Compiler {
+        &self.compiler
+    }
+
     pub fn stats(&self) -> SandboxStats {
         SandboxStats {
             compiles: self.compiles.load(Ordering::Relaxed),
@@ -256,9 +274,39 @@ impl Sandbox {
         }
     }
 
-    /// Validates and compiles an upload without storing anything.
-    pub fn inspect(&self, bytes: &[u8]) -> Result<Inspected, UploadError> {
+    /// The cheap checks of an upload, before any compile: size, format, and its [`Shape`]
+    /// against the limits. Parses only; milliseconds even for a bomb.
+    pub fn check(&self, bytes: &[u8]) -> Result<Shape, UploadError> {
         inspect::precheck(bytes, self.limits.module_bytes)?;
+        let mut max = self.limits.shape;
+        // A bigger initial memory could never be instantiated under the run's memory cap.
+        max.initial_memory_bytes = max
+            .initial_memory_bytes
+            .min(self.limits.memory_bytes as u64);
+        shape::measure(bytes, &max)
+    }
+
+    /// Checks `bytes` at once ([`Sandbox::check`]), then compiles them on the compile pool in
+    /// the turn of the ticket's tenant ([`Compiler::reserve`]); `done` runs there, on a compile
+    /// thread, with the compiled upload or why it failed (storing it is `done`'s business:
+    /// [`Sandbox::install`]). An immediate refusal is returned instead (the ticket's place
+    /// is given back), and `done` is dropped uncalled.
+    pub fn compile_upload(
+        self: &Arc<Self>,
+        ticket: Ticket,
+        bytes: Arc<[u8]>,
+        done: impl FnOnce(Result<Inspected, UploadError>) + Send + 'static,
+    ) -> Result<(), UploadError> {
+        self.check(&bytes)?;
+        let sandbox = self.clone();
+        self.compiler
+            .submit(ticket, move || sandbox.inspect(&bytes), done)
+            .map_err(UploadError::Busy)
+    }
+
+    /// Compiles and validates a checked upload without storing anything (on a compile
+    /// thread).
+    fn inspect(&self, bytes: &[u8]) -> Result<Inspected, UploadError> {
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| UploadError::Invalid(format!("{e:#}")))?;
         self.compiles.fetch_add(1, Ordering::Relaxed);
@@ -293,14 +341,7 @@ impl Sandbox {
     }
 
     fn write(&self, path: &Path, bytes: &[u8]) -> Result<(), SandboxError> {
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, bytes)
-            .and_then(|_| std::fs::rename(&tmp, path))
-            .map_err(|source| SandboxError::Io {
-                what: "writing",
-                path: path.to_path_buf(),
-                source,
-            })
+        write(path, bytes)
     }
 
     /// Persists an inspected upload (source and precompiled artifact, by content hash) and
@@ -325,7 +366,11 @@ impl Sandbox {
     }
 
     /// The ready module for `hash`: from memory, else from its precompiled artifact, else
-    /// compiled again from its stored bytes (e.g. after a wasmtime upgrade).
+    /// compiled again from its stored bytes (e.g. after a wasmtime upgrade). That recompile
+    /// runs on the compile pool ahead of queued uploads while the caller (a run, on a
+    /// blocking thread) waits; a run of the same module queued behind it finds the artifact
+    /// the first one wrote instead of compiling again. Stored bytes are not checked against
+    /// today's shape limits: they passed the limits of their upload.
     pub fn load(&self, hash: &str) -> Result<Arc<Loaded>, SandboxError> {
         if let Some(l) = self.loaded.lock().ok().and_then(|m| m.get(hash).cloned()) {
             count_load("memory");
@@ -336,7 +381,7 @@ impl Sandbox {
             message: format!("{e:#}"),
         };
         let artifact = self.path(hash, "cwasm");
-        let component = match self.deserialize(&artifact) {
+        let component = match deserialize(&self.engine, &artifact) {
             Some(c) => {
                 self.artifact_loads.fetch_add(1, Ordering::Relaxed);
                 count_load("artifact");
@@ -348,13 +393,23 @@ impl Sandbox {
                 let bytes = std::fs::read(&source).map_err(|_| SandboxError::Missing {
                     hash: hash.to_string(),
                 })?;
-                let c = Component::new(&self.engine, &bytes).map_err(compile_err)?;
-                self.compiles.fetch_add(1, Ordering::Relaxed);
-                count_load("compile");
-                count_compile();
-                tracing::info!(module = hash, "module recompiled from its stored bytes");
-                if let Ok(a) = c.serialize() {
-                    let _ = self.write(&artifact, &a);
+                let engine = self.engine.clone();
+                let (c, compiled) = self
+                    .compiler
+                    .run_urgent(move || recompile(&engine, &bytes, &artifact))
+                    .ok_or_else(|| SandboxError::Compile {
+                        hash: hash.to_string(),
+                        message: "the compile was interrupted (the pool shut down, or the compiler crashed)".into(),
+                    })?
+                    .map_err(compile_err)?;
+                if compiled {
+                    self.compiles.fetch_add(1, Ordering::Relaxed);
+                    count_load("compile");
+                    count_compile();
+                    tracing::info!(module = hash, "module recompiled from its stored bytes");
+                } else {
+                    self.artifact_loads.fetch_add(1, Ordering::Relaxed);
+                    count_load("artifact");
                 }
                 c
             }
@@ -368,18 +423,6 @@ impl Sandbox {
             m.insert(hash.to_string(), loaded.clone());
         }
         Ok(loaded)
-    }
-
-    #[allow(unsafe_code)]
-    fn deserialize(&self, path: &Path) -> Option<Component> {
-        if !path.exists() {
-            return None;
-        }
-        // SAFETY: the artifact was produced by `Component::serialize` of this host into its
-        // own data directory, which is as trusted as the database next to it. wasmtime
-        // checks that it matches this engine's version and configuration and refuses it
-        // otherwise, in which case we recompile from the stored bytes.
-        unsafe { Component::deserialize_file(&self.engine, path) }.ok()
     }
 
     /// Runs `module` on `input.event` in a fresh instance under the sandbox limits.
@@ -484,6 +527,48 @@ fn busy_report(class: RunClass, busy: slots::Busy, slots: &Slots) -> RunReport {
         instantiate_us: 0,
         records: Vec::new(),
     }
+}
+
+/// A compile of stored bytes, on the compile pool: the artifact another run's recompile wrote
+/// meanwhile if there is one (`false`), else a compile whose artifact is written for the next
+/// load (`true`).
+fn recompile(
+    engine: &Engine,
+    bytes: &[u8],
+    artifact: &Path,
+) -> wasmtime::Result<(Component, bool)> {
+    if let Some(c) = deserialize(engine, artifact) {
+        return Ok((c, false));
+    }
+    let c = Component::new(engine, bytes)?;
+    if let Ok(a) = c.serialize() {
+        let _ = write(artifact, &a);
+    }
+    Ok((c, true))
+}
+
+#[allow(unsafe_code)]
+fn deserialize(engine: &Engine, path: &Path) -> Option<Component> {
+    if !path.exists() {
+        return None;
+    }
+    // SAFETY: the artifact was produced by `Component::serialize` of this host into its
+    // own data directory, which is as trusted as the database next to it. wasmtime
+    // checks that it matches this engine's version and configuration and refuses it
+    // otherwise, in which case we recompile from the stored bytes.
+    unsafe { Component::deserialize_file(engine, path) }.ok()
+}
+
+/// Writes `bytes` to `path` whole or not at all (through a temporary file and a rename).
+fn write(path: &Path, bytes: &[u8]) -> Result<(), SandboxError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|source| SandboxError::Io {
+            what: "writing",
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// A module load: `memory` (cache hit), `artifact` (precompiled on disk) or `compile`.

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::compiler::CompileLimits;
+use crate::shape::Shape;
 use crate::slots::SlotPolicy;
 
 /// The hard limits every run lives under. Defaults fit a Python or JavaScript guest (their
@@ -49,6 +51,10 @@ pub struct Limits {
     pub inline_reserve: Option<u32>,
     /// How long an inline run or a dry-run waits for a slot before it ends `busy`.
     pub slot_wait: Duration,
+    /// What an upload may hold, checked before it is compiled.
+    pub shape: Shape,
+    /// The compile pool's size and queue shares.
+    pub compile: CompileLimits,
 }
 
 impl Limits {
@@ -89,6 +95,8 @@ impl Default for Limits {
             runs_per_tenant: None,
             inline_reserve: None,
             slot_wait: Duration::from_secs(10),
+            shape: Shape::maxima(),
+            compile: CompileLimits::default(),
         }
     }
 }

@@ -2,8 +2,7 @@
 //! Uploads and dry-runs are for developers and admins.
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -19,7 +18,7 @@ use crate::crm::records::event;
 use crate::model::id::is_valid_slug;
 use crate::model::{Event, EventKind, Grants, Module, ModuleVersion, Outcome, Role};
 use crate::registry::{self, PublishError};
-use crate::sandbox::{RunClass, RunReport, UploadError};
+use crate::sandbox::{Busy, RunClass, RunReport, UploadError};
 
 const AUTHORS: &[Role] = &[Role::Developer, Role::Admin];
 
@@ -55,6 +54,26 @@ fn upload_error(e: UploadError) -> ApiError {
                 e.to_string(),
             )
         }
+        UploadError::Busy(busy) => {
+            return match busy {
+                Busy::Tenant { retry_after, .. } | Busy::Full { retry_after, .. } => {
+                    let secs = u32::try_from(retry_after.as_secs().max(1)).unwrap_or(u32::MAX);
+                    ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "compile_queue_full",
+                        e.to_string(),
+                    )
+                    .retry_after(secs)
+                }
+                Busy::Closed => ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    e.to_string(),
+                )
+                .retry_after(5),
+            }
+        }
+        UploadError::OverLimit { .. } => "module_over_limit",
         UploadError::ForbiddenImport { .. } => "forbidden_import",
         UploadError::Empty => "empty_module",
         _ => "invalid_module",
@@ -62,22 +81,33 @@ fn upload_error(e: UploadError) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
 }
 
-/// Uploads a new version: the raw component bytes as the body. It is validated (a component of
-/// the `rule` world importing only allowed interfaces), compiled, cached, and stored
-/// immutably. A rejected upload leaves no trace.
+/// Uploads a new version: the raw component bytes as the body. Its structure is checked
+/// against the upload limits at once (`module_over_limit` names the limit, the count found
+/// and the maximum); it is then compiled on the compile pool in the tenant's turn (a tenant
+/// with too many compiles waiting gets `429 compile_queue_full` with `Retry-After`),
+/// validated (a component of the `rule` world importing only allowed interfaces), cached,
+/// and stored immutably. A rejected upload leaves no trace.
 #[utoipa::path(post, path = "/v1/modules/{name}/versions", tag = "modules",
     params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")),
     request_body(content = Vec<u8>, content_type = "application/wasm"),
-    responses((status = 201, body = ModuleVersion), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = ModuleVersion), (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn upload(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(name): ApiPath<String>,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<(StatusCode, Json<ModuleVersion>), ApiError> {
     caller.require_one_of(AUTHORS)?;
     check_name(&name)?;
-    let bytes = body.map_err(|r| {
+    // A place in the tenant's compile share first: a tenant over it is refused before its
+    // bytes are read, so waiting uploads hold bounded memory.
+    let ticket = state
+        .sandbox
+        .compiler()
+        .reserve(&caller.tenant)
+        .map_err(|b| upload_error(UploadError::Busy(b)))?;
+    let bytes = Bytes::from_request(request, &state).await.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -91,21 +121,24 @@ async fn upload(
             body_too_large()
         }
     })?;
-    let (store, sandbox, tenant, key) = (
-        state.store.clone(),
-        state.sandbox.clone(),
-        caller.tenant.clone(),
-        caller.key_id.clone(),
-    );
-    let v = tokio::task::spawn_blocking(move || {
-        registry::publish(&store, &sandbox, &tenant, &name, &bytes, &key)
-    })
+    let v = registry::publish_async(
+        &state.store,
+        &state.sandbox,
+        ticket,
+        &name,
+        bytes,
+        &caller.key_id,
+    )
     .await
-    .map_err(ApiError::internal)?
     .map_err(|e| match e {
         PublishError::Upload(u) => upload_error(u),
         PublishError::Sandbox(e) => ApiError::internal(e),
         PublishError::Store(s) => s.into(),
+        PublishError::Interrupted => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        ),
     })?;
     Ok((StatusCode::CREATED, Json(v)))
 }
