@@ -61,6 +61,10 @@ pub struct ListQuery {
     pub pipeline: Option<String>,
     pub stage: Option<String>,
     pub owner: Option<String>,
+    /// Text search, 1-200 characters: records whose name contains it or whose email is
+    /// exactly it (both case-insensitive). A page may hold fewer than `limit` records (or
+    /// none) and still carry a `next` cursor: each page scans a bounded number of records.
+    pub q: Option<String>,
     /// Cursor: the `next` value of the previous page.
     pub after: Option<String>,
     /// Page size, 1-500 (default 50).
@@ -74,7 +78,8 @@ pub struct RecordList {
     pub next: Option<String>,
 }
 
-/// Lists records, filtered, in creation order, a page at a time.
+/// Lists records, filtered (kind, pipeline, stage, owner, text search `q`), in creation
+/// order, a page at a time.
 #[utoipa::path(get, path = "/v1/records", tag = "records", params(ListQuery),
     responses((status = 200, body = RecordList), (status = 400, body = ErrorBody)))]
 async fn list(
@@ -89,15 +94,27 @@ async fn list(
             "limit must be between 1 and 500",
         ));
     }
+    let text = q.q.as_deref().map(str::trim);
+    if text.is_some_and(|t| t.is_empty() || t.chars().count() > 200) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "q must be 1-200 characters",
+        ));
+    }
     let filter = RecordFilter {
         kind: q.kind,
         pipeline: q.pipeline,
         stage: q.stage,
         owner: q.owner,
     };
-    let page = state
-        .store
-        .records(&caller.tenant, &filter, q.after.as_deref(), limit, 10_000)?;
+    let page = state.store.search_records(
+        &caller.tenant,
+        &filter,
+        text,
+        q.after.as_deref(),
+        limit,
+        10_000,
+    )?;
     Ok(Json(RecordList {
         records: page.records,
         next: page.next,

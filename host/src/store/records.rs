@@ -1,22 +1,43 @@
 //! Record and journal reads: get, filtered pages, a record's events.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 
-use super::{decode, family, Result, Store};
+use super::{decode, family, Result, Store, StoreError};
 use crate::model::{Event, Record, RecordFilter, RecordKind};
 
 /// The fields a filter looks at: decoding only these (serde skips the rest without
 /// allocating, and no timestamps are parsed) makes scanning past non-matches cheap.
 #[derive(Deserialize)]
-struct Head {
+struct Head<'a> {
     id: String,
     kind: RecordKind,
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(default, borrow)]
+    email: Option<Cow<'a, str>>,
     #[serde(default)]
     pipeline: Option<String>,
     #[serde(default)]
     stage: Option<String>,
     #[serde(default)]
     owner: Option<String>,
+}
+
+/// A text search over records: a name containing it, or exactly this email address, both
+/// compared case-insensitively. Built once per search (the needle is lowercased here).
+struct TextQuery(String);
+
+impl TextQuery {
+    fn new(q: &str) -> TextQuery {
+        TextQuery(q.trim().to_lowercase())
+    }
+
+    fn matches(&self, name: &str, email: Option<&str>) -> bool {
+        name.to_lowercase().contains(&self.0)
+            || email.is_some_and(|e| e.trim().to_lowercase() == self.0)
+    }
 }
 
 pub struct RecordPage {
@@ -41,6 +62,22 @@ impl Store {
         limit: usize,
         scan_budget: usize,
     ) -> Result<RecordPage> {
+        self.search_records(tenant, filter, None, after, limit, scan_budget)
+    }
+
+    /// [`Store::records`] that also match `text`: a name containing it or exactly this email,
+    /// case-insensitively. A scan, bounded by the same budget and resumed by the same cursor
+    /// (an index can replace it later).
+    pub fn search_records(
+        &self,
+        tenant: &str,
+        filter: &RecordFilter,
+        text: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+        scan_budget: usize,
+    ) -> Result<RecordPage> {
+        let text = text.map(TextQuery::new);
         let prefix = family::records(tenant);
         let after_key = after.map(|a| family::record(tenant, a));
         let mut records = Vec::new();
@@ -48,10 +85,19 @@ impl Store {
         let mut scanned = 0;
         for item in self.scan_raw(&prefix, after_key.as_deref()) {
             let (key, bytes) = item?;
-            let head: Head = decode(&key, &bytes)?;
+            // Borrowed where it can be: the name and email are only compared.
+            let head: Head =
+                serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
+                    key: key.clone(),
+                    source,
+                })?;
             scanned += 1;
+            let wanted = filter.matches_fields(head.kind, &head.pipeline, &head.stage, &head.owner)
+                && text
+                    .as_ref()
+                    .is_none_or(|t| t.matches(&head.name, head.email.as_deref()));
             last = Some(head.id);
-            if filter.matches_fields(head.kind, &head.pipeline, &head.stage, &head.owner) {
+            if wanted {
                 records.push(decode(&key, &bytes)?);
                 if records.len() == limit {
                     break;
