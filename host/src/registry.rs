@@ -29,6 +29,12 @@ pub fn publish(
     uploaded_by: &str,
 ) -> Result<ModuleVersion, PublishError> {
     let ins = sandbox.inspect(bytes)?;
+    let config_schema = match crate::sandbox::inspect::config_schema(bytes)? {
+        Some(section) => {
+            Some(crate::crm::config_schema::check(section).map_err(UploadError::ConfigSchema)?)
+        }
+        None => None,
+    };
     let (hash, size, language, imports) = (
         ins.hash.clone(),
         ins.size,
@@ -44,6 +50,7 @@ pub fn publish(
         size: size as u64,
         language: language.clone(),
         imports: imports.clone(),
+        config_schema: config_schema.clone(),
         uploaded_by: uploaded_by.to_string(),
         uploaded_at: now,
     })?;

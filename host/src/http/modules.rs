@@ -56,6 +56,7 @@ fn upload_error(e: UploadError) -> ApiError {
         }
         UploadError::ForbiddenImport { .. } => "forbidden_import",
         UploadError::Empty => "empty_module",
+        UploadError::ConfigSchema(_) => "invalid_config_schema",
         _ => "invalid_module",
     };
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
