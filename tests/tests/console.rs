@@ -179,6 +179,9 @@ async fn in_a_browser_sign_in_move_a_card_see_the_run_upload_and_enable() {
     );
     b.type_into(&key, ADMIN_KEY).await;
     b.click(&b.find("#sign-in").await).await;
+    // An admin lands on the dashboard; the board is one link away.
+    b.find("#dashboard").await;
+    b.click(&b.find("a[href='/console/board']").await).await;
     b.find("#board").await;
     assert!(
         b.url().await.contains("/console/pipelines/"),

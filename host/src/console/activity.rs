@@ -1,0 +1,544 @@
+//! How automation is doing, from the stats API (rollups, never the run history): the
+//! dashboard home page (every enabled binding's last 24 hours and 7 days, failing ones first)
+//! and the charts of the module and binding pages over a chosen window.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::response::{IntoResponse, Redirect};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use futures_util::future::join_all;
+use serde::Deserialize;
+
+use super::api::{enc, Api, ApiFailure};
+use super::chart::{self, Hours, Series, Unit};
+use super::i18n::{self, Lang};
+use super::page::{self, Page};
+use super::{Console, Out};
+use crate::model::{Binding, Pipeline};
+
+/// Percentiles as the stats API reports them.
+#[derive(Deserialize, Clone, Copy, Default)]
+pub struct Dist {
+    pub p50: u64,
+    pub p95: u64,
+    pub p99: u64,
+}
+
+/// The stats API's answer (`GET /v1/{modules|bindings}/…/stats`).
+#[derive(Deserialize)]
+pub struct StatsView {
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub runs: u64,
+    pub outcomes: BTreeMap<String, u64>,
+    pub duration_us: Dist,
+    pub fuel: Dist,
+    pub fuel_total: u64,
+    pub messages_queued: u64,
+    #[serde(default)]
+    pub messages_sent: u64,
+    #[serde(default)]
+    pub messages_dead: u64,
+    pub series: Vec<HourView>,
+}
+
+#[derive(Deserialize)]
+pub struct HourView {
+    pub hour: DateTime<Utc>,
+    pub runs: u64,
+    pub outcomes: BTreeMap<String, u64>,
+    pub duration_us: Dist,
+    #[serde(default)]
+    pub fuel: Dist,
+    pub messages_queued: u64,
+    #[serde(default)]
+    pub messages_sent: u64,
+    #[serde(default)]
+    pub messages_dead: u64,
+}
+
+impl StatsView {
+    pub fn failed(&self) -> u64 {
+        self.runs - self.outcomes.get("ok").copied().unwrap_or(0)
+    }
+
+    fn hours(&self) -> Hours {
+        Hours::new(self.since, self.until)
+    }
+}
+
+/// The stats of `path` (a stats route) over the last `hours` hours.
+pub async fn fetch(api: &Api, path: &str, hours: i64) -> Result<StatsView, ApiFailure> {
+    let since = (Utc::now() - Duration::hours(hours)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    api.get(&format!("{path}?since={}", enc(&since))).await
+}
+
+/// The windows a chart page offers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    Day,
+    Week,
+    Month,
+}
+
+impl Window {
+    pub const ALL: [Window; 3] = [Window::Day, Window::Week, Window::Month];
+
+    pub fn parse(s: Option<&str>) -> Window {
+        match s {
+            Some("24h") => Window::Day,
+            Some("30d") => Window::Month,
+            _ => Window::Week,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Window::Day => "24h",
+            Window::Week => "7d",
+            Window::Month => "30d",
+        }
+    }
+
+    pub fn hours(self) -> i64 {
+        match self {
+            Window::Day => 24,
+            Window::Week => 24 * 7,
+            Window::Month => 24 * 30,
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Window::Day => "window-24h",
+            Window::Week => "window-7d",
+            Window::Month => "window-30d",
+        }
+    }
+}
+
+/// A link of the window switch.
+pub struct WindowLink {
+    pub label: String,
+    pub href: String,
+    pub current: bool,
+}
+
+/// A chart, its legend and the data behind it (the text alternative as a table).
+pub struct ChartView {
+    pub id: String,
+    pub title: String,
+    pub svg: String,
+    pub legend: Vec<(String, String)>,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+/// The activity section of a module or binding page.
+pub struct Activity {
+    pub windows: Vec<WindowLink>,
+    pub window_label: String,
+    pub headline: Vec<(String, String)>,
+    pub charts: Vec<ChartView>,
+}
+
+/// The CSS class of an outcome's colour.
+fn outcome_class(name: &str) -> String {
+    format!("o-{}", name.replace('_', "-"))
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+/// Outcomes in chart order: `ok` at the bottom, the rest by name.
+fn outcome_order(s: &StatsView) -> Vec<String> {
+    let mut names: Vec<String> = s.outcomes.keys().cloned().collect();
+    names.sort_by_key(|n| (n != "ok", n.clone()));
+    names
+}
+
+fn chart_view(
+    id: String,
+    title: String,
+    svg: String,
+    hours: &Hours,
+    lang: Lang,
+    unit: Unit,
+    series: &[Series],
+) -> ChartView {
+    let mut rows = Vec::new();
+    for i in 0..hours.count {
+        if series
+            .iter()
+            .all(|s| s.values.get(i).copied().flatten().unwrap_or(0.0) == 0.0)
+        {
+            continue;
+        }
+        let mut row = vec![hours.label(lang, i)];
+        for s in series {
+            row.push(match s.values.get(i).copied().flatten() {
+                Some(v) => unit.format(lang, v),
+                None => "—".into(),
+            });
+        }
+        rows.push(row);
+    }
+    ChartView {
+        id,
+        title,
+        svg,
+        legend: series
+            .iter()
+            .map(|s| (s.class.clone(), s.label.clone()))
+            .collect(),
+        columns: series.iter().map(|s| s.label.clone()).collect(),
+        rows,
+    }
+}
+
+/// The four charts (runs by outcome, duration, fuel, messages) of `s`.
+pub fn charts(page: &Page, s: &StatsView, prefix: &str, window: &str) -> Vec<ChartView> {
+    let lang = page.lang;
+    let hours = s.hours();
+    let slots = |f: &dyn Fn(&HourView) -> Option<f64>| -> Vec<Option<f64>> {
+        let mut v = vec![None; hours.count];
+        for h in &s.series {
+            if let Some(i) = hours.index(h.hour) {
+                v[i] = f(h);
+            }
+        }
+        v
+    };
+    let empty = page.t("chart-empty");
+    let mut out = Vec::new();
+    let arg = |k: &str, v: String| (k.to_string(), v);
+    let text = |key: &str, args: Vec<(String, String)>| {
+        let args: Vec<(&str, String)> = args.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        i18n::text(lang, key, &args)
+    };
+
+    // Runs per hour, stacked by outcome.
+    let runs: Vec<Series> = outcome_order(s)
+        .into_iter()
+        .map(|name| Series {
+            class: outcome_class(&name),
+            values: slots(&|h| h.outcomes.get(&name).map(|n| *n as f64)),
+            label: name,
+        })
+        .collect();
+    let busiest = s.series.iter().max_by_key(|h| h.runs);
+    let title = page.t("chart-runs");
+    let desc = text(
+        "chart-runs-desc",
+        vec![
+            arg("window", window.to_string()),
+            arg("runs", lang.number(s.runs)),
+            arg("failed", lang.number(s.failed())),
+            arg("peak", lang.number(busiest.map_or(0, |h| h.runs))),
+            arg(
+                "peak_at",
+                busiest
+                    .and_then(|h| hours.index(h.hour))
+                    .map(|i| hours.label(lang, i))
+                    .unwrap_or_else(|| "—".into()),
+            ),
+        ],
+    );
+    let id = format!("{prefix}-runs");
+    let svg = chart::stacked(&id, &title, &desc, &empty, &hours, &runs, lang, Unit::Count);
+    out.push(chart_view(id, title, svg, &hours, lang, Unit::Count, &runs));
+
+    // Duration percentiles per hour.
+    let dur: Vec<Series> = [("p50", "l-p50"), ("p95", "l-p95"), ("p99", "l-p99")]
+        .into_iter()
+        .map(|(p, class)| Series {
+            class: class.into(),
+            label: p.into(),
+            values: slots(&|h| {
+                (h.runs > 0).then(|| {
+                    ms(match p {
+                        "p50" => h.duration_us.p50,
+                        "p95" => h.duration_us.p95,
+                        _ => h.duration_us.p99,
+                    })
+                })
+            }),
+        })
+        .collect();
+    let title = page.t("chart-duration");
+    let desc = text(
+        "chart-duration-desc",
+        vec![
+            arg("window", window.to_string()),
+            arg("p50", Unit::Millis.format(lang, ms(s.duration_us.p50))),
+            arg("p95", Unit::Millis.format(lang, ms(s.duration_us.p95))),
+            arg("p99", Unit::Millis.format(lang, ms(s.duration_us.p99))),
+        ],
+    );
+    let id = format!("{prefix}-duration");
+    let svg = chart::lines(&id, &title, &desc, &empty, &hours, &dur, lang, Unit::Millis);
+    out.push(chart_view(id, title, svg, &hours, lang, Unit::Millis, &dur));
+
+    // Fuel per run.
+    let fuel: Vec<Series> = [("p50", "l-p50"), ("p95", "l-p95")]
+        .into_iter()
+        .map(|(p, class)| Series {
+            class: class.into(),
+            label: p.into(),
+            values: slots(&|h| {
+                (h.runs > 0).then_some(if p == "p50" { h.fuel.p50 } else { h.fuel.p95 } as f64)
+            }),
+        })
+        .collect();
+    let title = page.t("chart-fuel");
+    let desc = text(
+        "chart-fuel-desc",
+        vec![
+            arg("window", window.to_string()),
+            arg("total", lang.number(s.fuel_total)),
+            arg("p50", lang.number(s.fuel.p50)),
+            arg("p95", lang.number(s.fuel.p95)),
+        ],
+    );
+    let id = format!("{prefix}-fuel");
+    let svg = chart::lines(&id, &title, &desc, &empty, &hours, &fuel, lang, Unit::Count);
+    out.push(chart_view(id, title, svg, &hours, lang, Unit::Count, &fuel));
+
+    // Messages queued, sent and dead per hour (zero when nothing happened).
+    let zero = |v: u64| Some(v as f64);
+    let msgs = vec![
+        Series {
+            class: "l-queued".into(),
+            label: page.t("status-queued"),
+            values: slots(&|h| zero(h.messages_queued))
+                .into_iter()
+                .map(|v| v.or(Some(0.0)))
+                .collect(),
+        },
+        Series {
+            class: "l-sent".into(),
+            label: page.t("status-sent"),
+            values: slots(&|h| zero(h.messages_sent))
+                .into_iter()
+                .map(|v| v.or(Some(0.0)))
+                .collect(),
+        },
+        Series {
+            class: "l-dead".into(),
+            label: page.t("status-dead"),
+            values: slots(&|h| zero(h.messages_dead))
+                .into_iter()
+                .map(|v| v.or(Some(0.0)))
+                .collect(),
+        },
+    ];
+    let title = page.t("chart-messages");
+    let desc = text(
+        "chart-messages-desc",
+        vec![
+            arg("window", window.to_string()),
+            arg("queued", lang.number(s.messages_queued)),
+            arg("sent", lang.number(s.messages_sent)),
+            arg("dead", lang.number(s.messages_dead)),
+        ],
+    );
+    let id = format!("{prefix}-messages");
+    let quiet = s.messages_queued + s.messages_sent + s.messages_dead == 0;
+    let svg = if quiet {
+        chart::lines(
+            &id,
+            &title,
+            &desc,
+            &page.t("chart-no-messages"),
+            &hours,
+            &[],
+            lang,
+            Unit::Count,
+        )
+    } else {
+        chart::lines(&id, &title, &desc, &empty, &hours, &msgs, lang, Unit::Count)
+    };
+    out.push(chart_view(id, title, svg, &hours, lang, Unit::Count, &msgs));
+    out
+}
+
+/// The activity section for a page at `path` (its window switch links back there).
+pub fn activity(page: &Page, s: &StatsView, window: Window, path: &str, prefix: &str) -> Activity {
+    let lang = page.lang;
+    let window_label = page.t(window.key());
+    let rate = if s.runs == 0 {
+        "—".to_string()
+    } else {
+        lang.percent(s.failed() as f64 / s.runs as f64)
+    };
+    let headline = vec![
+        (page.t("stat-runs"), lang.number(s.runs)),
+        (page.t("stat-error-rate"), rate),
+        (
+            page.t("stat-duration-p50-p95"),
+            format!(
+                "{} / {}",
+                Unit::Millis.format(lang, ms(s.duration_us.p50)),
+                Unit::Millis.format(lang, ms(s.duration_us.p95))
+            ),
+        ),
+        (page.t("stat-fuel-total"), lang.number(s.fuel_total)),
+        (
+            page.t("stat-messages"),
+            i18n::text(
+                lang,
+                "stat-messages-value",
+                &[
+                    ("queued", lang.number(s.messages_queued)),
+                    ("sent", lang.number(s.messages_sent)),
+                    ("dead", lang.number(s.messages_dead)),
+                ],
+            ),
+        ),
+    ];
+    Activity {
+        windows: Window::ALL
+            .into_iter()
+            .map(|w| WindowLink {
+                label: page.t(w.key()),
+                href: format!("{path}?window={}#activity", w.code()),
+                current: w == window,
+            })
+            .collect(),
+        charts: charts(page, s, prefix, &window_label),
+        window_label,
+        headline,
+    }
+}
+
+/// One enabled binding on the dashboard.
+struct Row {
+    binding: Binding,
+    pipeline: String,
+    runs_day: u64,
+    runs_week: u64,
+    failed_day: u64,
+    failed_week: u64,
+    rate: String,
+    p50: String,
+    p95: String,
+    spark: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/dashboard.html")]
+struct DashboardPage<'a> {
+    page: &'a Page,
+    rows: Vec<Row>,
+    disabled: u64,
+    runs_day: u64,
+    failing: u64,
+}
+
+impl DashboardPage<'_> {
+    fn mode(&self, b: &Binding) -> String {
+        self.page.mode(b.mode)
+    }
+}
+
+#[derive(Deserialize)]
+struct Bindings {
+    bindings: Vec<Binding>,
+}
+
+#[derive(Deserialize)]
+struct Pipelines {
+    pipelines: Vec<Pipeline>,
+}
+
+/// `/console/`: the dashboard for developers and admins; agents, who see no automation,
+/// go to the board.
+pub async fn home(c: Console) -> Out {
+    if !c.page.can_develop() {
+        return Ok(Redirect::to("/console/board").into_response());
+    }
+    let all: Bindings = c.ok(c.api.get("/v1/bindings").await)?;
+    let pipelines: Pipelines = c.ok(c.api.get("/v1/pipelines").await)?;
+    let (enabled, disabled): (Vec<Binding>, Vec<Binding>) =
+        all.bindings.into_iter().partition(|b| b.enabled);
+    let lang = c.page.lang;
+    let fetches = enabled.iter().map(|b| {
+        let path = format!("/v1/bindings/{}/stats", enc(&b.id));
+        let api = &c.api;
+        async move {
+            let day = fetch(api, &path, 24).await;
+            let week = fetch(api, &path, 24 * 7).await;
+            (day, week)
+        }
+    });
+    let stats = join_all(fetches).await;
+    let mut rows = Vec::new();
+    for (b, (day, week)) in enabled.into_iter().zip(stats) {
+        let (day, week) = (c.ok(day)?, c.ok(week)?);
+        let hours = day.hours();
+        let mut ok = vec![0u64; hours.count];
+        let mut failed = vec![0u64; hours.count];
+        for h in &day.series {
+            if let Some(i) = hours.index(h.hour) {
+                let good = h.outcomes.get("ok").copied().unwrap_or(0);
+                ok[i] = good;
+                failed[i] = h.runs - good;
+            }
+        }
+        let label = i18n::text(
+            lang,
+            "spark-label",
+            &[
+                ("runs", lang.number(day.runs)),
+                ("failed", lang.number(day.failed())),
+            ],
+        );
+        rows.push(Row {
+            pipeline: pipelines
+                .pipelines
+                .iter()
+                .find(|p| p.id == b.pipeline)
+                .map(|p| p.name.clone())
+                .unwrap_or_else(|| b.pipeline.clone()),
+            runs_day: day.runs,
+            runs_week: week.runs,
+            failed_day: day.failed(),
+            failed_week: week.failed(),
+            rate: if day.runs == 0 {
+                "—".into()
+            } else {
+                lang.percent(day.failed() as f64 / day.runs as f64)
+            },
+            p50: if day.runs == 0 {
+                "—".into()
+            } else {
+                Unit::Millis.format(lang, ms(day.duration_us.p50))
+            },
+            p95: if day.runs == 0 {
+                "—".into()
+            } else {
+                Unit::Millis.format(lang, ms(day.duration_us.p95))
+            },
+            spark: chart::sparkline(&label, &hours, &ok, &failed),
+            binding: b,
+        });
+    }
+    // Failing bindings first (most failures in the last day, then the week), then by module.
+    rows.sort_by(|a, b| {
+        (b.failed_day, b.failed_week)
+            .cmp(&(a.failed_day, a.failed_week))
+            .then_with(|| a.binding.module.cmp(&b.binding.module))
+            .then_with(|| a.pipeline.cmp(&b.pipeline))
+    });
+    let page = c.page("dashboard", c.page.t("dashboard-title"));
+    let view = DashboardPage {
+        page: &page,
+        runs_day: rows.iter().map(|r| r.runs_day).sum(),
+        failing: rows.iter().filter(|r| r.failed_day > 0).count() as u64,
+        rows,
+        disabled: disabled.len() as u64,
+    };
+    Ok(page::render(&view))
+}
