@@ -232,7 +232,6 @@ effect-set = Ustaw { $field } = { $value }
 effect-message = { $channel } do { $to }: „{ $subject }”
 effect-schedule = Przypomnienie za { $after }
 flash-switched = { $module } działa teraz w wersji { $version }.
-flash-switch-refused = Zmiana została odrzucona: { $message }
 rollback-hint = To powiązanie działa teraz w v{ $version }.
 rollback = Wróć do v{ $version }
 binding-settings = Ustawienia
@@ -244,8 +243,7 @@ config = Konfiguracja
 config-use-form = Zapisz z formularza
 config-use-json = Zapisz z tekstu JSON
 config-default = — (domyślna wartość modułu)
-config-one-per-line = Jeden na wiersz.
-config-as-json = Jako JSON.
+config-one-per-line = jeden na wiersz
 config-form-hint = Puste pola są pomijane, więc moduł użyje wartości domyślnej. Tekst JSON poniżej służy do tego, czego formularz nie obejmuje.
 error-input-json = to nie jest poprawny JSON: { $message }
 records-title = Rekordy

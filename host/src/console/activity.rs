@@ -247,7 +247,18 @@ pub fn charts(page: &Page, s: &StatsView, prefix: &str, window: &str) -> Vec<Cha
         ],
     );
     let id = format!("{prefix}-runs");
-    let svg = chart::stacked(&id, &title, &desc, &empty, &hours, &runs, lang, Unit::Count);
+    let svg = chart::stacked(
+        &chart::Labels {
+            id: &id,
+            title: &title,
+            desc: &desc,
+            empty: &empty,
+        },
+        &hours,
+        &runs,
+        lang,
+        Unit::Count,
+    );
     out.push(chart_view(id, title, svg, &hours, lang, Unit::Count, &runs));
 
     // Duration percentiles per hour.
@@ -278,7 +289,18 @@ pub fn charts(page: &Page, s: &StatsView, prefix: &str, window: &str) -> Vec<Cha
         ],
     );
     let id = format!("{prefix}-duration");
-    let svg = chart::lines(&id, &title, &desc, &empty, &hours, &dur, lang, Unit::Millis);
+    let svg = chart::lines(
+        &chart::Labels {
+            id: &id,
+            title: &title,
+            desc: &desc,
+            empty: &empty,
+        },
+        &hours,
+        &dur,
+        lang,
+        Unit::Millis,
+    );
     out.push(chart_view(id, title, svg, &hours, lang, Unit::Millis, &dur));
 
     // Fuel per run.
@@ -303,35 +325,37 @@ pub fn charts(page: &Page, s: &StatsView, prefix: &str, window: &str) -> Vec<Cha
         ],
     );
     let id = format!("{prefix}-fuel");
-    let svg = chart::lines(&id, &title, &desc, &empty, &hours, &fuel, lang, Unit::Count);
+    let svg = chart::lines(
+        &chart::Labels {
+            id: &id,
+            title: &title,
+            desc: &desc,
+            empty: &empty,
+        },
+        &hours,
+        &fuel,
+        lang,
+        Unit::Count,
+    );
     out.push(chart_view(id, title, svg, &hours, lang, Unit::Count, &fuel));
 
-    // Messages queued, sent and dead per hour (zero when nothing happened).
-    let zero = |v: u64| Some(v as f64);
+    // Messages queued, sent and dead per hour, side by side.
+    let count = |f: &dyn Fn(&HourView) -> u64| slots(&|h| Some(f(h) as f64));
     let msgs = vec![
         Series {
             class: "l-queued".into(),
             label: page.t("status-queued"),
-            values: slots(&|h| zero(h.messages_queued))
-                .into_iter()
-                .map(|v| v.or(Some(0.0)))
-                .collect(),
+            values: count(&|h| h.messages_queued),
         },
         Series {
             class: "l-sent".into(),
             label: page.t("status-sent"),
-            values: slots(&|h| zero(h.messages_sent))
-                .into_iter()
-                .map(|v| v.or(Some(0.0)))
-                .collect(),
+            values: count(&|h| h.messages_sent),
         },
         Series {
             class: "l-dead".into(),
             label: page.t("status-dead"),
-            values: slots(&|h| zero(h.messages_dead))
-                .into_iter()
-                .map(|v| v.or(Some(0.0)))
-                .collect(),
+            values: count(&|h| h.messages_dead),
         },
     ];
     let title = page.t("chart-messages");
@@ -345,21 +369,19 @@ pub fn charts(page: &Page, s: &StatsView, prefix: &str, window: &str) -> Vec<Cha
         ],
     );
     let id = format!("{prefix}-messages");
-    let quiet = s.messages_queued + s.messages_sent + s.messages_dead == 0;
-    let svg = if quiet {
-        chart::lines(
-            &id,
-            &title,
-            &desc,
-            &page.t("chart-no-messages"),
-            &hours,
-            &[],
-            lang,
-            Unit::Count,
-        )
-    } else {
-        chart::lines(&id, &title, &desc, &empty, &hours, &msgs, lang, Unit::Count)
-    };
+    let none = page.t("chart-no-messages");
+    let svg = chart::grouped(
+        &chart::Labels {
+            id: &id,
+            title: &title,
+            desc: &desc,
+            empty: &none,
+        },
+        &hours,
+        &msgs,
+        lang,
+        Unit::Count,
+    );
     out.push(chart_view(id, title, svg, &hours, lang, Unit::Count, &msgs));
     out
 }

@@ -423,14 +423,7 @@ pub async fn switch(Path(id): Path<String>, Posted(c, f): Posted<SwitchForm>) ->
             };
             c.redirect_with(&to, false, text)
         }
-        Err(e) => {
-            let text = i18n::text(
-                c.page.lang,
-                "flash-switch-refused",
-                &[("message", e.message.clone())],
-            );
-            c.redirect_with(&here, true, text)
-        }
+        Err(e) => c.failure(&e),
     }
 }
 

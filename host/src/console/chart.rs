@@ -81,6 +81,15 @@ impl Hours {
     }
 }
 
+/// A chart's id (its element ids derive from it) and texts: the title and description that
+/// are its text alternative, and what it says when there is nothing to draw.
+pub struct Labels<'a> {
+    pub id: &'a str,
+    pub title: &'a str,
+    pub desc: &'a str,
+    pub empty: &'a str,
+}
+
 /// Escapes text for SVG/HTML.
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -148,16 +157,8 @@ impl Frame {
 }
 
 /// The opening tag with the text alternative, the grid, and both axes' labels.
-fn frame(
-    out: &mut String,
-    id: &str,
-    title: &str,
-    desc: &str,
-    hours: &Hours,
-    lang: Lang,
-    max: f64,
-    unit: Unit,
-) -> Frame {
+fn frame(out: &mut String, l: &Labels, hours: &Hours, lang: Lang, max: f64, unit: Unit) -> Frame {
+    let id = l.id;
     let ticks = y_ticks(max, unit);
     let top = ticks.last().copied().unwrap_or(1.0);
     let f = Frame {
@@ -168,8 +169,8 @@ fn frame(
     let _ = write!(
         out,
         r#"<svg class="chart" id="{id}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="{id}-t {id}-d" xmlns="http://www.w3.org/2000/svg"><title id="{id}-t">{}</title><desc id="{id}-d">{}</desc>"#,
-        esc(title),
-        esc(desc)
+        esc(l.title),
+        esc(l.desc)
     );
     for t in &ticks {
         let y = f.y(*t);
@@ -230,17 +231,7 @@ fn empty_note(out: &mut String, note: &str) {
 }
 
 /// Bars per hour, the series stacked in order (first at the bottom).
-#[allow(clippy::too_many_arguments)]
-pub fn stacked(
-    id: &str,
-    title: &str,
-    desc: &str,
-    empty: &str,
-    hours: &Hours,
-    series: &[Series],
-    lang: Lang,
-    unit: Unit,
-) -> String {
+pub fn stacked(l: &Labels, hours: &Hours, series: &[Series], lang: Lang, unit: Unit) -> String {
     let totals: Vec<f64> = (0..hours.count)
         .map(|i| {
             series
@@ -251,7 +242,7 @@ pub fn stacked(
         .collect();
     let max = totals.iter().copied().fold(0.0, f64::max);
     let mut out = String::new();
-    let f = frame(&mut out, id, title, desc, hours, lang, max, unit);
+    let f = frame(&mut out, l, hours, lang, max, unit);
     let width = (f.slot * 0.8).max(0.6);
     for (i, total) in totals.iter().enumerate() {
         if *total <= 0.0 {
@@ -279,31 +270,64 @@ pub fn stacked(
         let _ = write!(out, "<g><title>{}</title>{rects}</g>", esc(&tip));
     }
     if max <= 0.0 {
-        empty_note(&mut out, empty);
+        empty_note(&mut out, l.empty);
+    }
+    out.push_str("</svg>");
+    out
+}
+
+/// Bars per hour, the series side by side (for measures that do not add up).
+pub fn grouped(l: &Labels, hours: &Hours, series: &[Series], lang: Lang, unit: Unit) -> String {
+    let max = series
+        .iter()
+        .flat_map(|s| s.values.iter().copied().flatten())
+        .fold(0.0, f64::max);
+    let mut out = String::new();
+    let f = frame(&mut out, l, hours, lang, max, unit);
+    let n = series.len().max(1) as f64;
+    let width = (f.slot * 0.8 / n).max(0.5);
+    for i in 0..hours.count {
+        let values: Vec<f64> = series
+            .iter()
+            .map(|s| s.values.get(i).copied().flatten().unwrap_or(0.0))
+            .collect();
+        if values.iter().all(|v| *v <= 0.0) {
+            continue;
+        }
+        let mut tip = hours.label(lang, i);
+        let mut rects = String::new();
+        for (k, (s, v)) in series.iter().zip(&values).enumerate() {
+            let _ = write!(tip, " · {} {}", s.label, unit.format(lang, *v));
+            if *v <= 0.0 {
+                continue;
+            }
+            let y = f.y(*v);
+            let _ = write!(
+                rects,
+                r#"<rect class="{}" x="{:.2}" y="{y:.2}" width="{width:.2}" height="{:.2}"/>"#,
+                esc(&s.class),
+                f.x(i) + f.slot * 0.1 + width * k as f64,
+                (f.y(0.0) - y).max(0.5)
+            );
+        }
+        let _ = write!(out, "<g><title>{}</title>{rects}</g>", esc(&tip));
+    }
+    if max <= 0.0 {
+        empty_note(&mut out, l.empty);
     }
     out.push_str("</svg>");
     out
 }
 
 /// One line per series; hours without a value break the line.
-#[allow(clippy::too_many_arguments)]
-pub fn lines(
-    id: &str,
-    title: &str,
-    desc: &str,
-    empty: &str,
-    hours: &Hours,
-    series: &[Series],
-    lang: Lang,
-    unit: Unit,
-) -> String {
+pub fn lines(l: &Labels, hours: &Hours, series: &[Series], lang: Lang, unit: Unit) -> String {
     let max = series
         .iter()
         .flat_map(|s| s.values.iter().copied().flatten())
         .fold(0.0, f64::max);
     let any = series.iter().any(|s| s.values.iter().any(Option::is_some));
     let mut out = String::new();
-    let f = frame(&mut out, id, title, desc, hours, lang, max, unit);
+    let f = frame(&mut out, l, hours, lang, max, unit);
     for s in series {
         let mut run: Vec<(f64, f64, usize, f64)> = Vec::new();
         let flush = |run: &mut Vec<(f64, f64, usize, f64)>, out: &mut String| {
@@ -344,7 +368,7 @@ pub fn lines(
         flush(&mut run, &mut out);
     }
     if !any {
-        empty_note(&mut out, empty);
+        empty_note(&mut out, l.empty);
     }
     out.push_str("</svg>");
     out
@@ -421,16 +445,13 @@ mod tests {
             label: "ok".into(),
             values: (0..24).map(|i| Some(f64::from(i) * 100.0)).collect(),
         };
-        let svg = stacked(
-            "c",
-            "Runs",
-            "About runs",
-            "none",
-            &h,
-            &[s],
-            Lang::Pl,
-            Unit::Count,
-        );
+        let l = Labels {
+            id: "c",
+            title: "Runs",
+            desc: "About runs",
+            empty: "none",
+        };
+        let svg = stacked(&l, &h, &[s], Lang::Pl, Unit::Count);
         assert!(
             svg.contains(">2\u{a0}500<"),
             "Polish grouping on the y axis: {svg}"
@@ -451,11 +472,14 @@ mod tests {
         let values = (0..24 * 7)
             .map(|i| if i % 10 == 3 { None } else { Some(1.5) })
             .collect();
+        let l = Labels {
+            id: "d",
+            title: "Duration",
+            desc: "p95",
+            empty: "no runs",
+        };
         let svg = lines(
-            "d",
-            "Duration",
-            "p95",
-            "no runs",
+            &l,
             &h,
             &[Series {
                 class: "l-p95".into(),
@@ -469,18 +493,21 @@ mod tests {
         assert!(!svg.contains(">06:00<"), "no hours on a week");
         assert!(svg.matches("<polyline").count() > 10, "gaps break the line");
         assert!(svg.contains("1.50 ms"), "{svg}");
-        let empty = lines("e", "t", "d", "no runs", &h, &[], Lang::En, Unit::Count);
+        let empty = lines(&l, &h, &[], Lang::En, Unit::Count);
         assert!(empty.contains(">no runs</text>"));
     }
 
     #[test]
     fn text_is_escaped() {
         let h = hours(2);
+        let l = Labels {
+            id: "x",
+            title: "<script>",
+            desc: "a & b",
+            empty: "",
+        };
         let svg = stacked(
-            "x",
-            "<script>",
-            "a & b",
-            "",
+            &l,
             &h,
             &[Series {
                 class: "o-\"x".into(),
@@ -495,5 +522,32 @@ mod tests {
         let spark = sparkline("3 runs", &h, &[2, 0], &[1, 0]);
         assert!(spark.contains(r#"aria-label="3 runs""#));
         assert_eq!(spark.matches("<rect").count(), 2);
+        let bars = grouped(
+            &l,
+            &h,
+            &[
+                Series {
+                    class: "l-queued".into(),
+                    label: "queued".into(),
+                    values: vec![Some(2.0), Some(0.0)],
+                },
+                Series {
+                    class: "l-sent".into(),
+                    label: "sent".into(),
+                    values: vec![Some(1.0), Some(0.0)],
+                },
+            ],
+            Lang::En,
+            Unit::Count,
+        );
+        assert_eq!(
+            bars.matches("<rect").count(),
+            2,
+            "side by side, empty hours skipped"
+        );
+        assert!(
+            bars.contains("<title>11/23 00:00 · queued 2 · sent 1</title>"),
+            "{bars}"
+        );
     }
 }

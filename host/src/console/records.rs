@@ -351,7 +351,7 @@ async fn link_choices(c: &Console, kind: &str, current: &str) -> Vec<Choice> {
             name: current.to_string(),
         });
     }
-    out.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+    out.sort_by_key(|a| a.name.to_lowercase());
     out
 }
 
