@@ -347,7 +347,7 @@ pub fn lines(l: &Labels, hours: &Hours, series: &[Series], lang: Lang, unit: Uni
             for (x, y, i, v) in run.iter() {
                 let _ = write!(
                     out,
-                    r#"<circle class="dot {}" cx="{x:.1}" cy="{y:.1}" r="2.2"><title>{}</title></circle>"#,
+                    r#"<circle class="dot {}" cx="{x:.1}" cy="{y:.1}" r="3"><title>{}</title></circle>"#,
                     esc(&s.class),
                     esc(&format!(
                         "{} · {} {}",
