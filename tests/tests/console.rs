@@ -1461,3 +1461,61 @@ async fn every_new_page_works_in_every_language_and_without_script() {
     let r = s.get(&format!("/v1/bindings/{scoring}"), ADMIN_KEY).await;
     assert_eq!(r.body["version"], 1);
 }
+
+#[tokio::test]
+async fn a_large_replay_runs_in_the_background_and_its_page_follows_it() {
+    let dir = temp_dir();
+    let s = Server::start(dir.path()).await;
+    s.upload_guest(ADMIN_KEY, "effector", "effector").await;
+    let binding = s
+        .bind(
+            ADMIN_KEY,
+            json!({"pipeline": "leads", "module": "effector", "version": 1, "mode": "inline",
+                   "triggers": [{"on": "created"}], "config": {"work": 2_000_000}}),
+        )
+        .await;
+    // More runs than a replay finishes within its request.
+    for i in 0..60 {
+        s.record(ADMIN_KEY, json!({"kind": "lead", "name": format!("L{i}")}))
+            .await;
+    }
+    let admin = sign_in(&s, ADMIN_KEY).await;
+    let r = client()
+        .post(format!("{}/console/modules/effector/replay", s.base))
+        .header(COOKIE, &admin.cookie)
+        .form(&[
+            ("csrf", admin.csrf.as_str()),
+            ("version", "1"),
+            ("binding", binding.as_str()),
+            ("window", "hours:24"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let page = r.headers()[LOCATION].to_str().unwrap().to_string();
+    assert!(page.starts_with("/console/replays/rpl_"), "{page}");
+    // While it runs the page reloads itself (no script) and shows progress; once done it
+    // stops reloading and shows the summary.
+    let (status, html) = get_page(&s, &admin, &page).await;
+    assert_eq!(status, StatusCode::OK);
+    if !html.contains("id=\"replay-enable\"") {
+        assert!(
+            html.contains(r#"<meta http-equiv="refresh" content="2">"#),
+            "{html}"
+        );
+        assert!(html.contains("<progress max=\"100\""), "{html}");
+        assert!(html.contains("of 60"), "{html}");
+    }
+    let done = stagecraft_tests::eventually("the replay to finish", 600, || async {
+        let (_, html) = get_page(&s, &admin, &page).await;
+        html.contains("id=\"replay-enable\"").then_some(html)
+    })
+    .await;
+    assert!(!done.contains("http-equiv=\"refresh\""));
+    assert!(
+        done.contains("No differences: the candidate does exactly what the enabled version did."),
+        "{done}"
+    );
+    assert!(done.contains("v1 already runs on this binding."), "{done}");
+}
