@@ -1,21 +1,16 @@
-//! How automation is doing, from the stats API (rollups, never the run history): the
-//! dashboard home page (every enabled binding's last 24 hours and 7 days, failing ones first)
-//! and the charts of the module and binding pages over a chosen window.
+//! How automation is doing, from the stats API (rollups, never the run history): fetching a
+//! module's or binding's stats over a window, and the charts and headline numbers of the
+//! module and binding pages (the dashboard builds on the same fetch).
 
 use std::collections::BTreeMap;
 
-use askama::Template;
-use axum::response::{IntoResponse, Redirect};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use futures_util::future::join_all;
 use serde::Deserialize;
 
 use super::api::{enc, Api, ApiFailure};
 use super::chart::{self, Hours, Series, Unit};
 use super::i18n::{self, Lang};
-use super::page::{self, Page};
-use super::{Console, Out};
-use crate::model::{Binding, Pipeline};
+use super::page::Page;
 
 /// Percentiles as the stats API reports them.
 #[derive(Deserialize, Clone, Copy, Default)]
@@ -63,7 +58,7 @@ impl StatsView {
         self.runs - self.outcomes.get("ok").copied().unwrap_or(0)
     }
 
-    fn hours(&self) -> Hours {
+    pub fn hours(&self) -> Hours {
         Hours::new(self.since, self.until)
     }
 }
@@ -148,7 +143,7 @@ fn outcome_class(name: &str) -> String {
     format!("o-{}", name.replace('_', "-"))
 }
 
-fn ms(us: u64) -> f64 {
+pub fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
@@ -433,134 +428,4 @@ pub fn activity(page: &Page, s: &StatsView, window: Window, path: &str, prefix: 
         window_label,
         headline,
     }
-}
-
-/// One enabled binding on the dashboard.
-struct Row {
-    binding: Binding,
-    pipeline: String,
-    runs_day: u64,
-    runs_week: u64,
-    failed_day: u64,
-    failed_week: u64,
-    rate: String,
-    p50: String,
-    p95: String,
-    spark: String,
-}
-
-#[derive(Template)]
-#[template(path = "console/dashboard.html")]
-struct DashboardPage<'a> {
-    page: &'a Page,
-    rows: Vec<Row>,
-    disabled: u64,
-    runs_day: u64,
-    failing: u64,
-}
-
-impl DashboardPage<'_> {
-    fn mode(&self, b: &Binding) -> String {
-        self.page.mode(b.mode)
-    }
-}
-
-#[derive(Deserialize)]
-struct Bindings {
-    bindings: Vec<Binding>,
-}
-
-#[derive(Deserialize)]
-struct Pipelines {
-    pipelines: Vec<Pipeline>,
-}
-
-/// `/console/`: the dashboard for developers and admins; agents, who see no automation,
-/// go to the board.
-pub async fn home(c: Console) -> Out {
-    if !c.page.can_develop() {
-        return Ok(Redirect::to("/console/board").into_response());
-    }
-    let all: Bindings = c.ok(c.api.get("/v1/bindings").await)?;
-    let pipelines: Pipelines = c.ok(c.api.get("/v1/pipelines").await)?;
-    let (enabled, disabled): (Vec<Binding>, Vec<Binding>) =
-        all.bindings.into_iter().partition(|b| b.enabled);
-    let lang = c.page.lang;
-    let fetches = enabled.iter().map(|b| {
-        let path = format!("/v1/bindings/{}/stats", enc(&b.id));
-        let api = &c.api;
-        async move {
-            let day = fetch(api, &path, 24).await;
-            let week = fetch(api, &path, 24 * 7).await;
-            (day, week)
-        }
-    });
-    let stats = join_all(fetches).await;
-    let mut rows = Vec::new();
-    for (b, (day, week)) in enabled.into_iter().zip(stats) {
-        let (day, week) = (c.ok(day)?, c.ok(week)?);
-        let hours = day.hours();
-        let mut ok = vec![0u64; hours.count];
-        let mut failed = vec![0u64; hours.count];
-        for h in &day.series {
-            if let Some(i) = hours.index(h.hour) {
-                let good = h.outcomes.get("ok").copied().unwrap_or(0);
-                ok[i] = good;
-                failed[i] = h.runs - good;
-            }
-        }
-        let label = i18n::text(
-            lang,
-            "spark-label",
-            &[
-                ("runs", lang.number(day.runs)),
-                ("failed", lang.number(day.failed())),
-            ],
-        );
-        rows.push(Row {
-            pipeline: pipelines
-                .pipelines
-                .iter()
-                .find(|p| p.id == b.pipeline)
-                .map(|p| p.name.clone())
-                .unwrap_or_else(|| b.pipeline.clone()),
-            runs_day: day.runs,
-            runs_week: week.runs,
-            failed_day: day.failed(),
-            failed_week: week.failed(),
-            rate: if day.runs == 0 {
-                "—".into()
-            } else {
-                lang.percent(day.failed() as f64 / day.runs as f64)
-            },
-            p50: if day.runs == 0 {
-                "—".into()
-            } else {
-                Unit::Millis.format(lang, ms(day.duration_us.p50))
-            },
-            p95: if day.runs == 0 {
-                "—".into()
-            } else {
-                Unit::Millis.format(lang, ms(day.duration_us.p95))
-            },
-            spark: chart::sparkline(&label, &hours, &ok, &failed),
-            binding: b,
-        });
-    }
-    // Failing bindings first (most failures in the last day, then the week), then by module.
-    rows.sort_by(|a, b| {
-        (b.failed_day, b.failed_week)
-            .cmp(&(a.failed_day, a.failed_week))
-            .then_with(|| a.binding.module.cmp(&b.binding.module))
-            .then_with(|| a.pipeline.cmp(&b.pipeline))
-    });
-    let page = c.page("dashboard", c.page.t("dashboard-title"));
-    let view = DashboardPage {
-        page: &page,
-        runs_day: rows.iter().map(|r| r.runs_day).sum(),
-        failing: rows.iter().filter(|r| r.failed_day > 0).count() as u64,
-        rows,
-        disabled: disabled.len() as u64,
-    };
-    Ok(page::render(&view))
 }

@@ -10,10 +10,12 @@ mod bindings;
 mod board;
 mod chart;
 mod config_form;
+mod dashboard;
 pub mod i18n;
 mod login;
 mod modules;
 mod page;
+mod record_form;
 mod records;
 mod replay;
 mod runs;
@@ -60,7 +62,7 @@ pub fn router(state: AppState, api: Router) -> Router {
     Router::new()
         .route("/", get(|| async { Redirect::to("/console/") }))
         .route("/console", get(|| async { Redirect::to("/console/") }))
-        .route("/console/", get(activity::home))
+        .route("/console/", get(dashboard::home))
         .route("/console/board", get(board::first))
         .route("/console/static/console.css", get(page::css))
         .route("/console/static/board.js", get(page::board_js))
@@ -68,12 +70,15 @@ pub fn router(state: AppState, api: Router) -> Router {
         .route("/console/logout", post(login::logout))
         .route("/console/lang", get(login::switch_lang))
         .route("/console/pipelines/{id}", get(board::board))
-        .route("/console/records", get(records::list).post(records::create))
-        .route("/console/records/new", get(records::new_form))
+        .route(
+            "/console/records",
+            get(records::list).post(record_form::create),
+        )
+        .route("/console/records/new", get(record_form::new_form))
         .route("/console/records/{id}", get(board::record))
         .route(
             "/console/records/{id}/edit",
-            get(records::edit_form).post(records::update),
+            get(record_form::edit_form).post(record_form::update),
         )
         .route("/console/records/{id}/stage", post(board::move_stage))
         .route("/console/modules", get(modules::list))
