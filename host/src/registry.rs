@@ -45,13 +45,23 @@ pub fn submit(
         name.to_string(),
         uploaded_by.to_string(),
     );
+    // The config schema is read and checked with the cheap checks, before the compile.
+    let config_schema = match crate::sandbox::inspect::config_schema(&bytes)? {
+        Some(section) => {
+            Some(crate::crm::config_schema::check(section).map_err(UploadError::ConfigSchema)?)
+        }
+        None => None,
+    };
     let source = bytes.clone();
     sandbox.compile_upload(ticket, bytes, move |inspected| {
-        done(
-            inspected
-                .map_err(PublishError::from)
-                .and_then(|ins| record(&store, &sandbox2, &tenant, &name, ins, &source, &by)),
-        )
+        done(inspected.map_err(PublishError::from).and_then(|ins| {
+            let upload = Upload {
+                ins,
+                bytes: &source,
+                config_schema,
+            };
+            record(&store, &sandbox2, &tenant, &name, upload, &by)
+        }))
     })?;
     Ok(())
 }
@@ -110,16 +120,27 @@ pub async fn publish_async(
     rx.await.map_err(|_| PublishError::Interrupted)?
 }
 
+/// A compiled upload with what was read from it.
+struct Upload<'a> {
+    ins: crate::sandbox::Inspected,
+    bytes: &'a [u8],
+    config_schema: Option<serde_json::Value>,
+}
+
 /// Stores a compiled upload's source and artifact and records the next version.
 fn record(
     store: &Store,
     sandbox: &Sandbox,
     tenant: &str,
     name: &str,
-    ins: crate::sandbox::Inspected,
-    bytes: &[u8],
+    upload: Upload<'_>,
     uploaded_by: &str,
 ) -> Result<ModuleVersion, PublishError> {
+    let Upload {
+        ins,
+        bytes,
+        config_schema,
+    } = upload;
     let (hash, size, language, imports) = (
         ins.hash.clone(),
         ins.size,
@@ -141,6 +162,7 @@ fn record(
         size: size as u64,
         language: language.clone(),
         imports: imports.clone(),
+        config_schema: config_schema.clone(),
         uploaded_by: uploaded_by.to_string(),
         uploaded_at: now,
     })?;

@@ -25,6 +25,11 @@ pub struct ModuleVersion {
     pub language: Option<String>,
     /// What the component imports (all allowed by the upload policy).
     pub imports: Vec<String>,
+    /// The JSON Schema the version declares for its binding config (custom section
+    /// `stagecraft:config-schema`); binding configs must match it. Absent: any object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub config_schema: Option<serde_json::Value>,
     /// The id of the key that uploaded it.
     pub uploaded_by: String,
     pub uploaded_at: DateTime<Utc>,

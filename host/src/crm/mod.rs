@@ -5,6 +5,7 @@
 //! (where automation gets its say), so API writes and module effects share one set of rules.
 
 pub mod bindings;
+pub mod config_schema;
 pub mod pipelines;
 pub mod records;
 pub mod tenants;

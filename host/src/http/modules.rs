@@ -76,6 +76,7 @@ fn upload_error(e: UploadError) -> ApiError {
         UploadError::OverLimit { .. } => "module_over_limit",
         UploadError::ForbiddenImport { .. } => "forbidden_import",
         UploadError::Empty => "empty_module",
+        UploadError::ConfigSchema(_) => "invalid_config_schema",
         _ => "invalid_module",
     };
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())

@@ -66,6 +66,10 @@ pub struct ListQuery {
     pub stage: Option<String>,
     #[param(max_length = 200)]
     pub owner: Option<String>,
+    /// Text search, 1-200 characters: records whose name contains it or whose email is
+    /// exactly it (both case-insensitive). A page may hold fewer than `limit` records (or
+    /// none) and still carry a `next` cursor: each page scans a bounded number of records.
+    pub q: Option<String>,
     /// Cursor: the `next` value of the previous page.
     #[param(pattern = "^rec_[0-9a-z]{26}$")]
     pub after: Option<String>,
@@ -83,7 +87,8 @@ pub struct RecordList {
     pub next: Option<String>,
 }
 
-/// Lists records, filtered, in creation order, a page at a time.
+/// Lists records, filtered (kind, pipeline, stage, owner, text search `q`), in creation
+/// order, a page at a time.
 #[utoipa::path(get, path = "/v1/records", tag = "records", params(ListQuery),
     responses((status = 200, body = RecordList), (status = 400, body = ErrorBody)))]
 async fn list(
@@ -98,6 +103,13 @@ async fn list(
             "limit must be between 1 and 500",
         ));
     }
+    let text = q.q.as_deref().map(str::trim);
+    if text.is_some_and(|t| t.is_empty() || t.chars().count() > 200) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "q must be 1-200 characters",
+        ));
+    }
     let filter = RecordFilter {
         kind: q.kind,
         pipeline: q.pipeline,
@@ -106,9 +118,17 @@ async fn list(
     };
     let lists = state.config.lists;
     let after = q.after;
+    let text = text.map(str::to_string);
     let page = state
         .on_store(&caller.tenant, move |store, tenant| {
-            store.records(tenant, &filter, after.as_deref(), limit, &lists)
+            store.search_records(
+                tenant,
+                &filter,
+                text.as_deref(),
+                after.as_deref(),
+                limit,
+                &lists,
+            )
         })
         .await?;
     Ok(Json(RecordList {
