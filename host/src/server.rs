@@ -36,6 +36,9 @@ pub fn start(config: Config, bootstrap_key: Option<&str>) -> anyhow::Result<Star
         );
     }
     let sandbox = Sandbox::new(&config.data_dir.join("modules"), config.limits.clone())?;
+    sandbox.set_address_guard(Arc::new(crate::delivery::guard::Guard::new(
+        config.delivery.allow_internal_destinations,
+    )))?;
     let automation = Automation::new(store.clone(), sandbox.clone(), config.automation.clone());
     let delivery = Delivery::new(store.clone(), config.delivery.clone())
         .context("building the delivery HTTP client")?;

@@ -37,6 +37,7 @@ pub fn dry_run(
             effects: Vec::new(),
             logs: Vec::new(),
             host_calls: Vec::new(),
+            http: Vec::new(),
             fuel_used: 0,
             peak_memory: 0,
             duration_us: 0,

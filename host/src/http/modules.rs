@@ -75,6 +75,7 @@ fn upload_error(e: UploadError) -> ApiError {
         }
         UploadError::OverLimit { .. } => "module_over_limit",
         UploadError::ForbiddenImport { .. } => "forbidden_import",
+        UploadError::ForbiddenExport { .. } => "forbidden_export",
         UploadError::Empty => "empty_module",
         UploadError::ConfigSchema(_) => "invalid_config_schema",
         _ => "invalid_module",
