@@ -289,6 +289,73 @@ async fn a_job_that_cannot_run_is_recorded_as_failed_and_blocks_no_one() {
     .await;
 }
 
+/// A job's journal event is never deleted, so a job whose event is missing lost its work:
+/// that is a failed run naming the event, never an `ok` or nothing. A job whose binding was
+/// deleted or disabled since is skipped without a run.
+#[tokio::test]
+async fn a_job_whose_event_is_missing_is_a_failed_run_not_nothing() {
+    let dir = temp_dir();
+    let s = Server::start(dir.path()).await;
+    let live = effector(&s, ADMIN_KEY, json!({"field": "processed", "value": true})).await;
+    let lead = s
+        .record(ADMIN_KEY, json!({"kind": "lead", "name": "Seen"}))
+        .await;
+    processed(
+        &s,
+        ADMIN_KEY,
+        lead["id"].as_str().unwrap(),
+        "the binding runs",
+    )
+    .await;
+    let events = s
+        .get(
+            &format!("/v1/events?record={}", lead["id"].as_str().unwrap()),
+            ADMIN_KEY,
+        )
+        .await;
+    let real_event = events.body["events"][0]["id"].as_str().unwrap().to_string();
+    let runs_before = s.runs(ADMIN_KEY, "limit=100").await.len();
+    let dir = s.stop().await;
+
+    let missing_event = stagecraft::model::id::new_id("evt");
+    {
+        let db = sled::open(dir.join("db")).unwrap();
+        for (event, binding) in [
+            (missing_event.as_str(), live.as_str()),
+            // The binding is gone: skipped, no run.
+            (real_event.as_str(), "bnd_01JDELETEDDELETEDDELETED0"),
+        ] {
+            let id = stagecraft::model::id::new_id("job");
+            let job = json!({"id": id, "tenant": "default", "event": event, "binding": binding});
+            poke(
+                &db,
+                &format!("job/default/{id}"),
+                job.to_string().as_bytes(),
+            );
+        }
+        db.flush().unwrap();
+    }
+    let s = Server::start(&dir).await;
+    eventually("the queue is empty", 400, || async {
+        (s.state.store.queued_jobs().unwrap() == 0).then_some(())
+    })
+    .await;
+
+    let failed = s.runs(ADMIN_KEY, "outcome=trap").await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let run = &failed[0];
+    assert_eq!(run["event"], missing_event.as_str());
+    assert_eq!(run["binding"], live.as_str());
+    assert_eq!(run["module"], "effector");
+    let message = run["outcome"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&missing_event) && message.contains("missing"),
+        "{message}"
+    );
+    // The deleted binding's job left no run: only the failure was added.
+    assert_eq!(s.runs(ADMIN_KEY, "limit=100").await.len(), runs_before + 1);
+}
+
 #[tokio::test]
 async fn one_tenants_backlog_does_not_delay_another_tenants_job() {
     const BACKLOG: usize = 500;
