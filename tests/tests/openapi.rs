@@ -321,6 +321,22 @@ async fn the_documents_constraints_are_the_servers() {
             json!({"email": {"host": "", "port": 25,
             "tls": "none", "from": "a@b.c"}}),
         ),
+        (
+            "ChannelConfig",
+            "/v1/channels",
+            json!({"email": {"host": "smtp.example.com", "port": 25, "tls": "none",
+            "from": "a@b.c", "password": "p".repeat(1025)}}),
+        ),
+        (
+            "ChannelConfig",
+            "/v1/channels",
+            json!({"sms": {"url": format!("https://sms.example.com/{}", "a".repeat(2048))}}),
+        ),
+        (
+            "ChannelConfig",
+            "/v1/channels",
+            json!({"webhook": {"allowed_hosts": vec!["hooks.example.com"; 101]}}),
+        ),
     ] {
         assert!(
             v.check(&schema(name), &body).is_err(),
