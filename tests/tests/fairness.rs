@@ -163,6 +163,60 @@ async fn one_tenants_replays_neither_take_every_slot_nor_push_out_anothers_resul
     assert_eq!(r.body["status"], "done");
 }
 
+/// A tenant at its share of running replays is told to come back later, and when.
+#[tokio::test]
+async fn a_tenant_at_its_replay_share_gets_429_with_retry_after() {
+    let dir = temp_dir();
+    let s = Server::start(dir.path()).await;
+    s.upload_guest(ADMIN_KEY, "effector", "effector").await;
+    let binding = s
+        .bind(
+            ADMIN_KEY,
+            json!({"pipeline": "leads", "module": "effector", "version": 1,
+                "triggers": [{"on": "created"}]}),
+        )
+        .await;
+    // Two long replays of this tenant are running (held in the real registry).
+    let _running: Vec<_> = (0..stagecraft::replay::RUNNING_PER_TENANT)
+        .map(|_| {
+            s.state
+                .replays
+                .add(stagecraft::replay::Replay {
+                    id: stagecraft::model::id::new_id("rpl"),
+                    tenant: "default".into(),
+                    module: "effector".into(),
+                    version: 1,
+                    bindings: vec![binding.clone()],
+                    status: stagecraft::replay::ReplayStatus::Running,
+                    total: 5000,
+                    done: 0,
+                    summary: Default::default(),
+                    differences: Vec::new(),
+                    error: None,
+                    created_at: chrono::Utc::now(),
+                    finished_at: None,
+                })
+                .unwrap()
+        })
+        .collect();
+    let resp = s
+        .request(Method::POST, "/v1/modules/effector/versions/1/replay")
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"binding": binding, "last": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1, "{retry_after}");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "replays_busy", "{body}");
+}
+
 /// Writes raw bytes under `key` in the data tree of a stopped server's store.
 fn poke(db: &sled::Db, key: &str, value: &[u8]) {
     db.open_tree("data").unwrap().insert(key, value).unwrap();
