@@ -92,10 +92,11 @@ fn upload_error(e: UploadError) -> ApiError {
 /// room.
 #[utoipa::path(post, path = "/v1/modules/{name}/versions", tag = "modules",
     params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")),
-    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    request_body(content = WasmComponent, content_type = "application/wasm"),
     responses((status = 201, body = ModuleVersion), (status = 409, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 429, body = ErrorBody)))]
+        (status = 429, body = ErrorBody, description = "`compile_queue_full`: the tenant has its share of compiles waiting or running. `Retry-After` says when to try again.", headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
+        (status = 503, body = ErrorBody, description = "`unavailable`: the server is shutting down; `storage_unavailable`: the disk is full. `Retry-After` says when to try again.", headers(("Retry-After" = u32, description = "Seconds to wait before trying again")))))]
 async fn upload(
     State(state): State<AppState>,
     caller: Caller,
@@ -150,6 +151,11 @@ async fn upload(
     })?;
     Ok((StatusCode::CREATED, Json(v)))
 }
+
+/// The body of an upload: the component file's bytes as built, not JSON.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct WasmComponent(#[allow(dead_code)] Vec<u8>);
 
 #[derive(Serialize, ToSchema)]
 pub struct ModuleList {
@@ -274,7 +280,7 @@ pub struct DryRunResult {
 #[utoipa::path(post, path = "/v1/modules/{name}/versions/{n}/dry-run", tag = "modules",
     params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"), ("n" = u32, Path, minimum = 1)), request_body = DryRun,
     responses((status = 200, body = DryRunResult), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 503, body = ErrorBody, description = "busy: no run slot came free in time; try again (Retry-After)")))]
+        (status = 503, body = ErrorBody, description = "`busy`: no run slot came free in time; `store_busy`, `storage_unavailable`. `Retry-After` says when to try again.", headers(("Retry-After" = u32, description = "Seconds to wait before trying again")))))]
 async fn dry_run(
     State(state): State<AppState>,
     caller: Caller,

@@ -47,7 +47,7 @@ const REPLAY_RETRY_SECONDS: u32 = 5;
     params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"), ("n" = u32, Path, minimum = 1)), request_body = ReplayRequest,
     responses((status = 200, body = Replay), (status = 202, body = Replay),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 429, body = ErrorBody)))]
+        (status = 429, body = ErrorBody, description = "`replays_busy`: the tenant's share of replays is running. `Retry-After` says when to try again.", headers(("Retry-After" = u32, description = "Seconds to wait before trying again")))))]
 async fn start(
     State(state): State<AppState>,
     caller: Caller,
