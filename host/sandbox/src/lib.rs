@@ -149,6 +149,9 @@ pub struct Sandbox {
     limits: Limits,
     dir: PathBuf,
     loaded: Mutex<HashMap<String, Arc<Loaded>>>,
+    /// Held while files are stored under a hash and recorded, or found unused and removed,
+    /// so a removal never takes the files of a version being recorded with the same bytes.
+    files: Mutex<()>,
     compiles: AtomicU64,
     artifact_loads: AtomicU64,
 }
@@ -247,6 +250,7 @@ impl Sandbox {
             limits,
             dir: dir.to_path_buf(),
             loaded: Mutex::new(HashMap::new()),
+            files: Mutex::new(()),
             compiles: AtomicU64::new(0),
             artifact_loads: AtomicU64::new(0),
         }))
@@ -363,6 +367,35 @@ impl Sandbox {
             m.insert(ins.hash.clone(), loaded.clone());
         }
         Ok(loaded)
+    }
+
+    /// Bytes of the compiled artifact stored for `hash` (0 when there is none).
+    pub fn artifact_size(&self, hash: &str) -> u64 {
+        std::fs::metadata(self.path(hash, "cwasm")).map_or(0, |m| m.len())
+    }
+
+    /// The lock to hold from storing a hash's files until its version is recorded, and from
+    /// finding a hash unused until its files are removed ([`Sandbox::remove`]).
+    pub fn lock_files(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.files.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets the module stored under `hash`: its files and its ready copy in memory. For
+    /// a hash no stored version has any more; call it holding [`Sandbox::lock_files`].
+    pub fn remove(&self, hash: &str) {
+        if let Ok(mut m) = self.loaded.lock() {
+            m.remove(hash);
+        }
+        for ext in ["cwasm", "wasm"] {
+            let path = self.path(hash, ext);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot remove an unused module file")
+                }
+            }
+        }
     }
 
     /// The ready module for `hash`: from memory, else from its precompiled artifact, else
