@@ -31,6 +31,35 @@ fn logs(r: &stagecraft_tests::Response) -> String {
         .unwrap_or_default()
 }
 
+/// Instances map a module's initial memory from its artifact file, never from a memfd image:
+/// sealing a fresh memfd fails now and then under load (EBUSY), which failed runs of healthy
+/// modules (seen in CI with a JavaScript rule: "cannot add seals to the memfd").
+#[tokio::test]
+async fn module_memory_images_come_from_artifact_files() {
+    let dir = temp_dir();
+    let s = Server::start(dir.path()).await;
+    let dev = s.key(ADMIN_KEY, "developer").await;
+    let r = s.upload(&dev, "mover", guest("mover")).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let lead = s
+        .record(ADMIN_KEY, json!({"kind": "lead", "name": "Ada"}))
+        .await;
+    let r = s
+        .dry_run(&dev, "mover", 1, json!({"record": lead["id"]}))
+        .await;
+    assert_eq!(outcome(&r), "ok", "{}", logs(&r));
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let memfd: Vec<&str> = maps
+        .lines()
+        .filter(|l| l.contains("wasm-memory-image"))
+        .collect();
+    assert!(memfd.is_empty(), "memfd memory images: {memfd:?}");
+    assert!(
+        maps.lines().any(|l| l.contains(".cwasm")),
+        "no module artifact is mapped"
+    );
+}
+
 #[tokio::test]
 async fn a_rust_rule_reads_and_moves_without_committing() {
     let dir = temp_dir();

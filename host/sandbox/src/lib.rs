@@ -357,8 +357,10 @@ impl Sandbox {
         };
         self.write(&self.path(&ins.hash, "wasm"), bytes)?;
         let artifact = ins.component.serialize().map_err(compile_err)?;
-        self.write(&self.path(&ins.hash, "cwasm"), &artifact)?;
-        let pre = self.prepare(&ins.component).map_err(compile_err)?;
+        let path = self.path(&ins.hash, "cwasm");
+        self.write(&path, &artifact)?;
+        let component = file_backed(&self.engine, &path, ins.component);
+        let pre = self.prepare(&component).map_err(compile_err)?;
         let loaded = Arc::new(Loaded {
             hash: ins.hash.clone(),
             pre,
@@ -574,10 +576,19 @@ fn recompile(
         return Ok((c, false));
     }
     let c = Component::new(engine, bytes)?;
-    if let Ok(a) = c.serialize() {
-        let _ = write(artifact, &a);
+    match c.serialize() {
+        Ok(a) if write(artifact, &a).is_ok() => Ok((file_backed(engine, artifact, c), true)),
+        _ => Ok((c, true)),
     }
-    Ok((c, true))
+}
+
+/// The component as read back from its artifact file, else `compiled` itself. Instances of a
+/// component read from a file map their initial memory from that file; a component compiled
+/// in memory gets a sealed memfd on its first instantiation instead, and sealing fails now
+/// and then under load (`EBUSY` while the freshly written pages are still pinned), which
+/// would fail that run for no fault of its module.
+fn file_backed(engine: &Engine, artifact: &Path, compiled: Component) -> Component {
+    deserialize(engine, artifact).unwrap_or(compiled)
 }
 
 #[allow(unsafe_code)]
