@@ -163,6 +163,19 @@ impl Server {
         self.call(Method::DELETE, path, Some(key), None).await
     }
 
+    /// Creates tenant `id` (named after its id) with the bootstrap admin key; returns the new
+    /// tenant's admin key.
+    pub async fn tenant(&self, id: &str) -> String {
+        let r = self
+            .post("/v1/tenants", ADMIN_KEY, json!({"id": id, "name": id}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        r.body["admin_key"]
+            .as_str()
+            .expect("the new tenant's admin key")
+            .to_string()
+    }
+
     /// Mints a key of `role` in the admin key's tenant.
     pub async fn key(&self, admin: &str, role: &str) -> String {
         let r = self

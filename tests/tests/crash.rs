@@ -111,20 +111,7 @@ async fn sigkill_mid_backlog_loses_nothing_and_applies_once() {
         )
         .await;
     }
-    eventually("the spinners hold the job lanes", 1200, || {
-        let (c, url) = (c.clone(), format!("{}/metrics", p.base));
-        async move {
-            let text = c.get(url).send().await.ok()?.text().await.ok()?;
-            let in_use = text
-                .lines()
-                .find_map(|l| l.strip_prefix("stagecraft_run_slots_in_use "))?
-                .trim()
-                .parse::<f64>()
-                .ok()?;
-            (in_use >= 2.0).then_some(())
-        }
-    })
-    .await;
+    slots_in_use(&c, &p, 2, "the spinners hold the job lanes").await;
     let binding = call(&c, &p, reqwest::Method::POST, "/v1/bindings", Some(json!({
         "pipeline": "leads", "module": "effector", "version": 1, "triggers": [{"on": "created"}],
         "config": {"field": "processed", "value": true, "channel": "notify", "to": "ann", "work": 20_000_000},
@@ -239,6 +226,24 @@ async fn sigkill_mid_backlog_loses_nothing_and_applies_once() {
     );
 }
 
+/// Waits until the server's metrics show at least `n` run slots in use.
+async fn slots_in_use(c: &reqwest::Client, p: &Proc, n: u32, what: &str) {
+    eventually(what, 1200, || {
+        let (c, url) = (c.clone(), format!("{}/metrics", p.base));
+        async move {
+            let text = c.get(url).send().await.ok()?.text().await.ok()?;
+            let in_use = text
+                .lines()
+                .find_map(|l| l.strip_prefix("stagecraft_run_slots_in_use "))?
+                .trim()
+                .parse::<f64>()
+                .ok()?;
+            (in_use >= f64::from(n)).then_some(())
+        }
+    })
+    .await;
+}
+
 async fn upload(c: &reqwest::Client, p: &Proc, name: &str, guest: &str) {
     let up = c
         .post(format!("{}/v1/modules/{name}/versions", p.base))
@@ -322,20 +327,7 @@ async fn sigterm_stops_the_server_within_a_bound_whatever_guests_do() {
         });
     }
     // Wait until they hold the tenant's share of run slots.
-    eventually("the dry-runs hold their slots", 1200, || {
-        let (c, url) = (c.clone(), format!("{}/metrics", p.base));
-        async move {
-            let text = c.get(url).send().await.ok()?.text().await.ok()?;
-            let in_use = text
-                .lines()
-                .find_map(|l| l.strip_prefix("stagecraft_run_slots_in_use "))?
-                .trim()
-                .parse::<f64>()
-                .ok()?;
-            (in_use >= 8.0).then_some(())
-        }
-    })
-    .await;
+    slots_in_use(&c, &p, 8, "the dry-runs hold their slots").await;
     let pid = p.child.id().expect("pid").to_string();
     let started = std::time::Instant::now();
     let status = std::process::Command::new("kill")

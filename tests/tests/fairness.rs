@@ -11,15 +11,6 @@ use reqwest::{Method, StatusCode};
 use stagecraft::config::Config;
 use stagecraft_tests::{eventually, json, temp_dir, Server, ADMIN_KEY};
 
-/// A second tenant; returns its admin key.
-async fn tenant(s: &Server, id: &str) -> String {
-    let r = s
-        .post("/v1/tenants", ADMIN_KEY, json!({"id": id, "name": id}))
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-    r.body["admin_key"].as_str().unwrap().to_string()
-}
-
 /// Binds the gatekeeper (an inline validator that sets `vetted`) on `leads` created.
 async fn gatekeeper(s: &Server, key: &str) {
     s.upload_guest(key, "gatekeeper", "gatekeeper").await;
@@ -53,7 +44,7 @@ async fn a_tenant_at_its_share_waits_a_bounded_time_then_is_refused_whole() {
     config.limits.timeout = Duration::from_secs(600);
     config.limits.fuel = 80_000_000_000;
     let s = Arc::new(Server::start_with(config).await);
-    let other = tenant(&s, "globex").await;
+    let other = s.tenant("globex").await;
     gatekeeper(&s, ADMIN_KEY).await;
     gatekeeper(&s, &other).await;
     s.upload_guest(ADMIN_KEY, "spin", "spin").await;
@@ -132,7 +123,7 @@ async fn a_tenant_at_its_share_waits_a_bounded_time_then_is_refused_whole() {
 async fn one_tenants_replays_neither_take_every_slot_nor_push_out_anothers_results() {
     let dir = temp_dir();
     let s = Server::start(dir.path()).await;
-    let other = tenant(&s, "globex").await;
+    let other = s.tenant("globex").await;
     let mut bindings = Vec::new();
     for key in [ADMIN_KEY, other.as_str()] {
         s.upload_guest(key, "effector", "effector").await;
@@ -249,7 +240,7 @@ async fn processed(s: &Server, key: &str, record: &str, what: &str) {
 async fn a_job_that_cannot_run_is_recorded_as_failed_and_blocks_no_one() {
     let dir = temp_dir();
     let s = Server::start(dir.path()).await;
-    let other = tenant(&s, "globex").await;
+    let other = s.tenant("globex").await;
     // A lead of the other tenant created before its binding: its event has no job yet.
     let early = s
         .record(&other, json!({"kind": "lead", "name": "Early"}))
@@ -421,7 +412,7 @@ async fn one_tenants_backlog_does_not_delay_another_tenants_job() {
     config.limits.timeout = Duration::from_millis(1000);
     config.limits.fuel = u64::MAX / 2;
     let s = Server::start_with(config.clone()).await;
-    let other = tenant(&s, "globex").await;
+    let other = s.tenant("globex").await;
     s.upload_guest(ADMIN_KEY, "spin", "spin").await;
     let slow = s
         .bind(
@@ -510,7 +501,7 @@ async fn a_saturating_tenant_does_not_slow_another_tenants_inline_create() {
     config.limits.fuel = u64::MAX / 2;
     let slots = config.limits.slot_policy();
     let s = Arc::new(Server::start_with(config).await);
-    let other = tenant(&s, "globex").await;
+    let other = s.tenant("globex").await;
     gatekeeper(&s, &other).await;
 
     // Our tenant: a quick background binding with a few past runs (for replays), then the
@@ -623,7 +614,7 @@ fn a_flood_of_inline_changes_holds_only_its_share_of_blocking_threads() {
         config.limits.timeout = Duration::from_secs(3);
         config.limits.fuel = u64::MAX / 2;
         let s = Arc::new(Server::start_with(config).await);
-        let other = tenant(&s, "globex").await;
+        let other = s.tenant("globex").await;
         gatekeeper(&s, &other).await;
         s.upload_guest(ADMIN_KEY, "spin", "spin").await;
         s.bind(

@@ -232,15 +232,7 @@ async fn a_tenant_over_its_compile_share_gets_a_named_429_with_retry_after() {
     config.limits.compile.concurrent = 1;
     config.limits.compile.queued_per_tenant = 1;
     let s = std::sync::Arc::new(Server::start_with(config).await);
-    let other = s
-        .post(
-            "/v1/tenants",
-            ADMIN_KEY,
-            json!({"id": "globex", "name": "Globex"}),
-        )
-        .await;
-    assert_eq!(other.status, StatusCode::CREATED, "{:?}", other.body);
-    let other = other.body["admin_key"].as_str().unwrap().to_string();
+    let other = s.tenant("globex").await;
 
     let release = occupy_the_compile_pool(&s).await;
     let first = {
@@ -340,14 +332,7 @@ async fn a_run_whose_artifact_is_gone_recompiles_on_the_compile_pool() {
 async fn healthz_stays_fast_while_heavy_modules_compile() {
     let dir = temp_dir();
     let s = std::sync::Arc::new(Server::start(dir.path()).await);
-    let other = s
-        .post(
-            "/v1/tenants",
-            ADMIN_KEY,
-            json!({"id": "globex", "name": "Globex"}),
-        )
-        .await;
-    let other = other.body["admin_key"].as_str().unwrap().to_string();
+    let other = s.tenant("globex").await;
     let started = Instant::now();
     let uploads: Vec<_> = [ADMIN_KEY.to_string(), other]
         .into_iter()
@@ -429,16 +414,7 @@ async fn modules_and_versions_per_tenant_are_bounded_and_deleting_versions_makes
     let mut config = Config::new(dir.path());
     config.modules = quota(2, 2, u64::MAX / 2);
     let s = Server::start_with(config).await;
-    let other = {
-        let r = s
-            .post(
-                "/v1/tenants",
-                ADMIN_KEY,
-                json!({"id": "globex", "name": "Globex"}),
-            )
-            .await;
-        r.body["admin_key"].as_str().unwrap().to_string()
-    };
+    let other = s.tenant("globex").await;
     assert_eq!(s.upload_guest(ADMIN_KEY, "a", "effector").await, 1);
     assert_eq!(s.upload_guest(ADMIN_KEY, "a", "gatekeeper").await, 2);
     let r = s.upload(ADMIN_KEY, "a", guest("spin")).await;
