@@ -1,10 +1,11 @@
 //! The sandbox: one wasmtime engine with the pooling allocator, modules compiled once (on the
 //! compile pool, after cheap structural checks) and cached by content hash (on disk, so a
-//! restart does not recompile), and runs on fresh instances under hard limits (fuel, epoch
-//! deadline, memory cap, host-call and message caps).
+//! restart does not recompile; in memory up to a bound, see `cache`), and runs on fresh
+//! instances under hard limits (fuel, epoch deadline, memory cap, host-call and message caps).
 //!
 //! A run only *collects* effects; committing them is automation's job.
 
+mod cache;
 mod clock;
 pub mod compiler;
 mod host_api;
@@ -17,7 +18,6 @@ pub mod source;
 mod wasi;
 mod wit;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,6 +28,8 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+pub use cache::CacheLimits;
+use cache::ModuleCache;
 pub use compiler::{Busy, CompileLimits, Compiler, Ticket};
 use host_api::{HostApi, HostApiInput};
 pub use inspect::UploadError;
@@ -82,6 +84,8 @@ impl WasiView for RunState {
 /// A compiled, linked module version, ready to instantiate.
 pub struct Loaded {
     pub hash: String,
+    /// What it holds in memory, as the module cache counts it: its compiled image.
+    pub bytes: u64,
     pre: wit::RulePre<RunState>,
 }
 
@@ -139,6 +143,10 @@ pub struct SandboxStats {
     pub artifact_loads: u64,
     /// Module versions currently held ready in memory.
     pub loaded: u64,
+    /// Their estimated bytes (compiled images; see [`CacheLimits`]).
+    pub loaded_bytes: u64,
+    /// Versions dropped from memory to stay within [`Limits::module_cache`].
+    pub evictions: u64,
 }
 
 pub struct Sandbox {
@@ -148,7 +156,7 @@ pub struct Sandbox {
     linker: Linker<RunState>,
     limits: Limits,
     dir: PathBuf,
-    loaded: Mutex<HashMap<String, Arc<Loaded>>>,
+    loaded: Mutex<ModuleCache<Loaded>>,
     compiles: AtomicU64,
     artifact_loads: AtomicU64,
 }
@@ -239,6 +247,7 @@ impl Sandbox {
                 source,
             })?;
         let compiler = Compiler::new(limits.compile.clone()).map_err(SandboxError::Pool)?;
+        let loaded = Mutex::new(ModuleCache::new(limits.module_cache));
         Ok(Arc::new(Sandbox {
             slots: Slots::new(limits.slot_policy()),
             compiler,
@@ -246,7 +255,7 @@ impl Sandbox {
             linker,
             limits,
             dir: dir.to_path_buf(),
-            loaded: Mutex::new(HashMap::new()),
+            loaded,
             compiles: AtomicU64::new(0),
             artifact_loads: AtomicU64::new(0),
         }))
@@ -267,10 +276,17 @@ impl Sandbox {
     }
 
     pub fn stats(&self) -> SandboxStats {
+        let (loaded, loaded_bytes, evictions) = self
+            .loaded
+            .lock()
+            .map(|m| (m.len() as u64, m.bytes(), m.evictions()))
+            .unwrap_or_default();
         SandboxStats {
             compiles: self.compiles.load(Ordering::Relaxed),
             artifact_loads: self.artifact_loads.load(Ordering::Relaxed),
-            loaded: self.loaded.lock().map(|m| m.len() as u64).unwrap_or(0),
+            loaded,
+            loaded_bytes,
+            evictions,
         }
     }
 
@@ -355,14 +371,7 @@ impl Sandbox {
         let artifact = ins.component.serialize().map_err(compile_err)?;
         self.write(&self.path(&ins.hash, "cwasm"), &artifact)?;
         let pre = self.prepare(&ins.component).map_err(compile_err)?;
-        let loaded = Arc::new(Loaded {
-            hash: ins.hash.clone(),
-            pre,
-        });
-        if let Ok(mut m) = self.loaded.lock() {
-            m.insert(ins.hash.clone(), loaded.clone());
-        }
-        Ok(loaded)
+        Ok(self.keep(&ins.hash, &ins.component, pre))
     }
 
     /// The ready module for `hash`: from memory, else from its precompiled artifact, else
@@ -372,7 +381,7 @@ impl Sandbox {
     /// the first one wrote instead of compiling again. Stored bytes are not checked against
     /// today's shape limits: they passed the limits of their upload.
     pub fn load(&self, hash: &str) -> Result<Arc<Loaded>, SandboxError> {
-        if let Some(l) = self.loaded.lock().ok().and_then(|m| m.get(hash).cloned()) {
+        if let Some(l) = self.loaded.lock().ok().and_then(|mut m| m.get(hash)) {
             count_load("memory");
             return Ok(l);
         }
@@ -415,14 +424,25 @@ impl Sandbox {
             }
         };
         let pre = self.prepare(&component).map_err(compile_err)?;
+        Ok(self.keep(hash, &component, pre))
+    }
+
+    /// Puts a ready version in the module cache, which may drop the least recently used ones
+    /// (runs holding them keep them until they end).
+    fn keep(&self, hash: &str, component: &Component, pre: wit::RulePre<RunState>) -> Arc<Loaded> {
+        let image = component.image_range();
         let loaded = Arc::new(Loaded {
             hash: hash.to_string(),
+            bytes: image.end.addr().saturating_sub(image.start.addr()) as u64,
             pre,
         });
         if let Ok(mut m) = self.loaded.lock() {
-            m.insert(hash.to_string(), loaded.clone());
+            let dropped = m.insert(hash, loaded.clone(), loaded.bytes);
+            metrics::counter!("stagecraft_module_evictions_total").increment(dropped);
+            metrics::gauge!("stagecraft_modules_loaded").set(m.len() as f64);
+            metrics::gauge!("stagecraft_modules_loaded_bytes").set(m.bytes() as f64);
         }
-        Ok(loaded)
+        loaded
     }
 
     /// Runs `module` on `input.event` in a fresh instance under the sandbox limits.
