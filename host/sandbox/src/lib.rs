@@ -171,6 +171,12 @@ const KEEP_RESIDENT: usize = 4 << 20;
 const DECOMMIT_BATCH: usize = 8;
 
 fn engine(limits: &Limits) -> Result<Engine, SandboxError> {
+    Engine::new(&engine_config(limits)).map_err(|e| SandboxError::Engine(e.to_string()))
+}
+
+/// The engine configuration the sandbox runs under `limits` (public so the cost bench can
+/// hold bare wasmtime to the same pool and the same metering).
+pub fn engine_config(limits: &Limits) -> wasmtime::Config {
     let n = limits.concurrent_runs.max(1);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(n)
@@ -201,7 +207,7 @@ fn engine(limits: &Limits) -> Result<Engine, SandboxError> {
         // a memory image and which are compiled into start-up code.
         .memory_guaranteed_dense_image_size(shape::DENSE_IMAGE_BYTES)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    Engine::new(&c).map_err(|e| SandboxError::Engine(e.to_string()))
+    c
 }
 
 impl Sandbox {
