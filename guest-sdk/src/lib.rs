@@ -8,6 +8,8 @@
 //! * [`Ctx`] — read records, move stages, set fields, queue messages, schedule follow-ups,
 //!   log, read the binding's config;
 //! * [`export_rule!`] — turns the rule into the component's export;
+//! * [`ConfigSchema`] and [`export_config_schema!`] — derive a JSON Schema from the config
+//!   type and embed it, so the host validates binding configs and the console shows a form;
 //! * [`testing::MockHost`] — runs the same rule natively under `cargo test`.
 //!
 //! A run is all-or-nothing: writes and messages apply only if `handle` returns `Ok`.
@@ -85,15 +87,22 @@
 //!
 //! See the crate's `README.md` for building, uploading and enabling a rule.
 
+// The derive names `::stagecraft_sdk::…`, also inside this crate's own tests.
+extern crate self as stagecraft_sdk;
+
 #[doc(hidden)]
 pub mod bindings;
+pub mod config_schema;
 mod convert;
 pub mod rule;
 pub mod testing;
 pub mod types;
 mod wit_host;
 
+pub use config_schema::ConfigSchema;
 pub use rule::{Ctx, Host, Rule};
+/// `#[derive(ConfigSchema)]`: see [`config_schema`].
+pub use stagecraft_sdk_macros::ConfigSchema;
 pub use types::{Channel, Event, EventKind, Filter, HostError, Level, Message, Record, RecordKind};
 pub use wit_host::WitHost;
 
@@ -101,11 +110,13 @@ pub mod prelude {
     //! Everything a rule author needs: `use stagecraft_sdk::prelude::*;`.
     //!
     //! Test helpers stay in [`crate::testing`] so they do not leak into rule code.
-    pub use crate::export_rule;
+    pub use crate::config_schema::ConfigSchema;
     pub use crate::rule::{Ctx, Host, Rule};
     pub use crate::types::{
         Channel, Event, EventKind, Filter, HostError, Level, Message, Record, RecordKind,
     };
+    pub use crate::{export_config_schema, export_rule};
+    pub use stagecraft_sdk_macros::ConfigSchema;
 }
 
 #[doc(hidden)]

@@ -36,6 +36,16 @@ fn free_port() -> u16 {
 impl Browser {
     /// Starts chromedriver and a headless Chromium with a fresh profile directory.
     pub async fn start() -> Browser {
+        Self::launch(true).await
+    }
+
+    /// As [`Browser::start`], with JavaScript turned off for every page (WebDriver's own
+    /// commands still work): what the console must be usable with.
+    pub async fn start_without_javascript() -> Browser {
+        Self::launch(false).await
+    }
+
+    async fn launch(javascript: bool) -> Browser {
         assert!(
             Path::new(CHROMEDRIVER).exists() && Path::new(CHROMIUM).exists(),
             "Chromium is not installed: run scripts/install-browser (scripts/test does)"
@@ -82,9 +92,14 @@ impl Browser {
             "--window-size=1400,900".into(),
             format!("--user-data-dir={}", profile.path().display()),
         ];
+        let prefs = if javascript {
+            json!({})
+        } else {
+            json!({"profile.managed_default_content_settings.javascript": 2})
+        };
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": {"binary": CHROMIUM, "args": args}
+            "goog:chromeOptions": {"binary": CHROMIUM, "args": args, "prefs": prefs}
         }}});
         let r = http
             .post(format!("{base}/session"))
@@ -130,6 +145,14 @@ impl Browser {
 
     pub async fn url(&self) -> String {
         self.ok(reqwest::Method::GET, "/url", None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    pub async fn title(&self) -> String {
+        self.ok(reqwest::Method::GET, "/title", None)
             .await
             .as_str()
             .unwrap_or_default()
@@ -189,6 +212,38 @@ impl Browser {
             Some(json!({"text": text})),
         )
         .await;
+    }
+
+    /// Empties an input or text area.
+    pub async fn clear(&self, e: &Element) {
+        self.ok(
+            reqwest::Method::POST,
+            &format!("/element/{}/clear", e.0),
+            None,
+        )
+        .await;
+    }
+
+    /// An element's attribute or property (`value`, `checked`, …).
+    pub async fn property(&self, e: &Element, name: &str) -> Value {
+        self.ok(
+            reqwest::Method::GET,
+            &format!("/element/{}/property/{name}", e.0),
+            None,
+        )
+        .await
+    }
+
+    /// How many elements match `css` (no waiting).
+    pub async fn count(&self, css: &str) -> usize {
+        let v = self
+            .cmd(
+                reqwest::Method::POST,
+                "/elements",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        v.as_array().map_or(0, Vec::len)
     }
 
     pub async fn text(&self, e: &Element) -> String {

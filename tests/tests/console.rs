@@ -179,6 +179,9 @@ async fn in_a_browser_sign_in_move_a_card_see_the_run_upload_and_enable() {
     );
     b.type_into(&key, ADMIN_KEY).await;
     b.click(&b.find("#sign-in").await).await;
+    // An admin lands on the dashboard; the board is one link away.
+    b.find("#dashboard").await;
+    b.click(&b.find("a[href='/console/board']").await).await;
     b.find("#board").await;
     assert!(
         b.url().await.contains("/console/pipelines/"),
@@ -660,8 +663,8 @@ async fn the_language_follows_the_browser_and_the_switch() {
     }
 }
 
-/// Refreshes docs/console-board.png and docs/console-run.png from a demo server
-/// (`scripts/screenshots` runs this).
+/// Refreshes the README's screenshots in docs/ from a demo server (`scripts/screenshots`
+/// runs this): the dashboard, the board, a run, a replay's differences and a config form.
 #[tokio::test]
 #[ignore = "writes the README's screenshots; run by scripts/screenshots"]
 async fn screenshots() {
@@ -672,17 +675,57 @@ async fn screenshots() {
     let dir = temp_dir();
     let s = Server::start(dir.path()).await;
     stagecraft::demo::seed(&s.state, "default").await.unwrap();
+    // A scoring module on a pipeline of its own, and a stricter version 2 to replay.
+    let r = s
+        .post(
+            "/v1/pipelines",
+            ADMIN_KEY,
+            json!({"id": "inbound", "name": "Inbound", "kind": "lead", "stages": [
+                {"id": "new", "name": "New", "semantic": "open"},
+                {"id": "qualified", "name": "Qualified", "semantic": "open"},
+                {"id": "won", "name": "Won", "semantic": "won"},
+                {"id": "lost", "name": "Lost", "semantic": "lost"}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    s.upload_guest(ADMIN_KEY, "scoring", "scorer").await;
+    let scoring = s
+        .bind(
+            ADMIN_KEY,
+            json!({"pipeline": "inbound", "module": "scoring", "version": 1, "mode": "inline",
+                   "triggers": [{"on": "created"}],
+                   "grants": {"fields": ["score"], "channels": ["notify"]}}),
+        )
+        .await;
+    for (name, size) in [
+        ("Ada Lovelace", Some(640)),
+        ("Grace Hopper", Some(910)),
+        ("Alan Turing", Some(550)),
+        ("Edsger Dijkstra", Some(300)),
+        ("Barbara Liskov", Some(580)),
+        ("Nobody Known", None),
+        ("Ken Thompson", Some(720)),
+    ] {
+        let mut body = json!({"kind": "lead", "name": name, "pipeline": "inbound"});
+        if let Some(n) = size {
+            body["custom"] = json!({"size": n});
+        }
+        s.post("/v1/records", ADMIN_KEY, body).await;
+    }
+    s.upload_guest(ADMIN_KEY, "scoring", "scorer-strict").await;
     let b = Browser::start().await;
-    b.set_window(1400, 820).await;
+    b.set_window(1400, 900).await;
     b.goto(&format!("{}/console/login", s.base)).await;
     b.type_into(&b.find("#key").await, ADMIN_KEY).await;
     b.click(&b.find("#sign-in").await).await;
-    b.find("#board").await;
-    b.goto(&format!("{}/console/pipelines/leads", s.base)).await;
+    b.find("#dashboard").await;
+    b.screenshot(&out.join("console-dashboard.png")).await;
+    b.goto(&format!("{}/console/pipelines/leads?field=score", s.base))
+        .await;
     b.find("#board").await;
     b.screenshot(&out.join("console-board.png")).await;
     let runs = stagecraft_tests::eventually("a demo run", 400, || async {
-        let runs = s.runs(ADMIN_KEY, "outcome=ok").await;
+        let runs = s.runs(ADMIN_KEY, "outcome=ok&module=lead-scoring").await;
         runs.into_iter()
             .find(|r| !r["effects"].as_array().unwrap().is_empty())
     })
@@ -695,6 +738,35 @@ async fn screenshots() {
     .await;
     b.find("#run").await;
     b.screenshot(&out.join("console-run.png")).await;
+    b.goto(&format!("{}/console/modules/scoring#replay", s.base))
+        .await;
+    b.select("#replay-binding", &scoring).await;
+    b.click(&b.find("#start-replay").await).await;
+    b.find("#replay-summary").await;
+    b.execute(
+        "window.scrollTo(0, document.getElementById('replay-summary').offsetTop - 70)",
+        json!([]),
+    )
+    .await;
+    b.screenshot(&out.join("console-replay.png")).await;
+    let renewal = s.get("/v1/bindings", ADMIN_KEY).await.body["bindings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["module"] == "lead-scoring")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    b.goto(&format!("{}/console/bindings/{renewal}#settings", s.base))
+        .await;
+    b.find("#config-form").await;
+    b.execute(
+        "document.getElementById('config-section').scrollIntoView()",
+        json!([]),
+    )
+    .await;
+    b.screenshot(&out.join("console-config-form.png")).await;
 }
 
 #[tokio::test]
@@ -905,4 +977,545 @@ async fn an_upload_too_large_to_forward_is_explained_not_dropped() {
     );
     let r = s.get("/v1/modules/huge", ADMIN_KEY).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+/// The lead-scoring example as the host embeds it: a version with a config schema.
+fn lead_scoring() -> Vec<u8> {
+    stagecraft::demo::EXAMPLES
+        .iter()
+        .find(|(n, _)| *n == "lead-scoring")
+        .unwrap()
+        .1
+        .to_vec()
+}
+
+/// Server with `scoring` v1 (size / 10 into `score`, qualified from 50; a lead without a size
+/// is refused) inline on leads and `mover` inline on deals; leads Ada (64), Grace (91), Alan
+/// (55), a refused one, and a deal. Returns the server and the scoring binding.
+async fn scoring_server(dir: &std::path::Path) -> (Server, String) {
+    let s = Server::start(dir).await;
+    s.upload_guest(ADMIN_KEY, "scoring", "scorer").await;
+    let scoring = s
+        .bind(
+            ADMIN_KEY,
+            json!({"pipeline": "leads", "module": "scoring", "version": 1, "mode": "inline",
+                   "triggers": [{"on": "created"}],
+                   "grants": {"fields": ["score"], "channels": ["notify"]}}),
+        )
+        .await;
+    s.upload_guest(ADMIN_KEY, "mover", "mover").await;
+    s.bind(
+        ADMIN_KEY,
+        json!({"pipeline": "deals", "module": "mover", "version": 1, "mode": "inline",
+               "triggers": [{"on": "created"}]}),
+    )
+    .await;
+    for (name, size) in [
+        ("Ada Lovelace", 640),
+        ("Grace Hopper", 910),
+        ("Alan Turing", 550),
+    ] {
+        s.record(
+            ADMIN_KEY,
+            json!({"kind": "lead", "name": name, "custom": {"size": size}}),
+        )
+        .await;
+    }
+    let r = s
+        .post(
+            "/v1/records",
+            ADMIN_KEY,
+            json!({"kind": "lead", "name": "No Size"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    s.record(ADMIN_KEY, json!({"kind": "deal", "name": "Acme rollout"}))
+        .await;
+    (s, scoring)
+}
+
+async fn browser_sign_in(b: &Browser, s: &Server) {
+    b.goto(&format!("{}/console/login", s.base)).await;
+    b.type_into(&b.find("#key").await, ADMIN_KEY).await;
+    b.click(&b.find("#sign-in").await).await;
+}
+
+#[tokio::test]
+async fn in_a_browser_the_dashboard_charts_a_replay_and_a_one_click_rollback() {
+    let dir = temp_dir();
+    let (s, scoring) = scoring_server(dir.path()).await;
+    let b = Browser::start().await;
+    browser_sign_in(&b, &s).await;
+
+    // The dashboard: every enabled binding, the one with failures first, with its numbers
+    // and a sparkline whose text alternative says what it shows.
+    b.find("#dashboard").await;
+    let first = b
+        .execute(
+            "return document.querySelector('#dashboard tbody tr').id",
+            json!([]),
+        )
+        .await;
+    assert_eq!(first, json!(format!("dash-{scoring}")), "failing first");
+    let row = b.text(&b.find(&format!("#dash-{scoring}")).await).await;
+    assert!(
+        row.contains("scoring v1") && row.contains("failing"),
+        "{row}"
+    );
+    assert!(row.contains("25.0%"), "1 of 4 runs failed: {row}");
+    let spark = b
+        .property(
+            &b.find(&format!("#dash-{scoring} svg.spark")).await,
+            "outerHTML",
+        )
+        .await;
+    assert!(
+        spark
+            .as_str()
+            .unwrap()
+            .contains("Runs in the last 24 hours: 4, failed: 1"),
+        "{spark}"
+    );
+    assert!(b.page_text().await.contains("Bindings with failures: 1."));
+
+    // The binding page charts its activity from the stats API, over a chosen window.
+    b.click(&b.find(&format!("#dash-{scoring} a")).await).await;
+    b.find("#activity").await;
+    assert_eq!(b.count("#activity svg.chart").await, 4);
+    let desc = b
+        .property(&b.find("#binding-runs-d").await, "textContent")
+        .await;
+    assert!(
+        desc.as_str().unwrap().contains("runs 4, not ok 1"),
+        "{desc}"
+    );
+    b.click(&b.find("a[href$='window=24h#activity']").await)
+        .await;
+    b.wait_for_text("Activity · Last 24 hours").await;
+    let legend = b.text(&b.find("#figure-binding-runs .legend").await).await;
+    assert!(
+        legend.contains("ok") && legend.contains("guest_error"),
+        "{legend}"
+    );
+
+    // Replay: a stricter version 2, started from the module page, shows where it differs.
+    assert_eq!(
+        s.upload_guest(ADMIN_KEY, "scoring", "scorer-strict").await,
+        2
+    );
+    b.goto(&format!("{}/console/modules/scoring", s.base)).await;
+    b.find("#figure-module-duration").await;
+    b.select("#replay-binding", &scoring).await;
+    b.click(&b.find("#start-replay").await).await;
+    b.find("#replay-summary").await;
+    assert_eq!(b.text(&b.find("#replay-different").await).await, "2");
+    let ada = s.get("/v1/records?q=Ada", ADMIN_KEY).await.body["records"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let diffs = b.text(&b.find("main").await).await;
+    assert!(
+        diffs.contains("Ada Lovelace") && diffs.contains("Alan Turing"),
+        "{diffs}"
+    );
+    assert!(!diffs.contains("Grace Hopper ·"), "91 qualifies either way");
+    assert!(
+        b.try_find(&format!("article.diff a[href='/console/records/{ada}']"))
+            .await
+            .is_some(),
+        "the record's name links to it"
+    );
+    let committed = b.text(&b.find("article.diff .side.original").await).await;
+    assert!(committed.contains("Committed by v1"), "{committed}");
+    assert!(committed.contains("− Move new → qualified"), "{committed}");
+    let candidate = b.text(&b.find("article.diff .side.candidate").await).await;
+    assert!(candidate.contains("Candidate v2 would"), "{candidate}");
+    assert!(!candidate.contains("qualified"), "{candidate}");
+
+    // Enabling the candidate is a version switch; rolling back is one click.
+    b.click(&b.find(&format!("#enable-candidate-{scoring}")).await)
+        .await;
+    b.wait_for_text("scoring now runs version 2.").await;
+    assert_eq!(b.text(&b.find("#binding-version").await).await, "v2");
+    let r = s.get(&format!("/v1/bindings/{scoring}"), ADMIN_KEY).await;
+    assert_eq!(r.body["version"], 2);
+    let rollback = b.find("#rollback-button").await;
+    assert_eq!(b.text(&rollback).await, "Roll back to v1");
+    b.click(&rollback).await;
+    b.wait_for_text("scoring now runs version 1.").await;
+    let r = s.get(&format!("/v1/bindings/{scoring}"), ADMIN_KEY).await;
+    assert_eq!(r.body["version"], 1);
+    assert_eq!(
+        b.text(&b.find("#rollback-button").await).await,
+        "Roll back to v2",
+        "and forward again"
+    );
+}
+
+#[tokio::test]
+async fn in_a_browser_without_javascript_records_are_searched_created_and_edited() {
+    let dir = temp_dir();
+    let (s, ada) = automated_server(dir.path()).await;
+    let b = Browser::start_without_javascript().await;
+    // Scripts really are off in this browser.
+    b.goto("data:text/html,<title>static</title><script>document.title='ran'</script>")
+        .await;
+    assert_eq!(b.title().await, "static");
+    browser_sign_in(&b, &s).await;
+    b.find("#dashboard").await;
+
+    // Search by name or email, through the API's filter.
+    b.goto(&format!("{}/console/records", s.base)).await;
+    b.type_into(&b.find("#rs-q").await, "lovelace").await;
+    b.click(&b.find("#search-records").await).await;
+    let table = b.text(&b.find("#records").await).await;
+    assert!(table.contains("Ada Lovelace"), "{table}");
+    b.goto(&format!("{}/console/records?q=nobody", s.base))
+        .await;
+    b.find("#no-records").await;
+
+    // A new lead in `qualified` without an email: the inline module refuses it, and says why.
+    b.goto(&format!("{}/console/records", s.base)).await;
+    b.click(&b.find("#new-lead").await).await;
+    b.type_into(&b.find("#r-name").await, "Grace Hopper").await;
+    b.select("#r-place", "leads|qualified").await;
+    b.click(&b.find("#save-record").await).await;
+    let error = b.text(&b.find("#record-error").await).await;
+    assert!(
+        error.contains("Automation refused the change")
+            && error.contains("leads need an email address"),
+        "{error}"
+    );
+    // The API's validation error shows at the field it names, the rest kept as typed.
+    let email = b.find("#r-email").await;
+    b.type_into(&email, "grace-at-navy").await;
+    b.type_into(&b.find("#r-new-key-0").await, "score").await;
+    b.type_into(&b.find("#r-new-value-0").await, "70").await;
+    b.click(&b.find("#save-record").await).await;
+    let field = b.text(&b.find("#r-email-error").await).await;
+    assert!(field.contains("is not an email address"), "{field}");
+    assert_eq!(
+        b.property(&b.find("#r-name").await, "value").await,
+        "Grace Hopper"
+    );
+    let email = b.find("#r-email").await;
+    b.clear(&email).await;
+    b.type_into(&email, "grace@navy.example").await;
+    b.click(&b.find("#save-record").await).await;
+    b.wait_for_text("Created Grace Hopper.").await;
+    let grace = s
+        .get("/v1/records?q=grace%40navy.example", ADMIN_KEY)
+        .await
+        .body["records"][0]
+        .clone();
+    assert_eq!(grace["stage"], "qualified");
+    assert_eq!(grace["custom"]["score"], 70, "typed: a number");
+
+    // Editing Ada: an owner and a custom field; a bad email is named at its field.
+    b.goto(&format!("{}/console/records/{ada}", s.base)).await;
+    b.click(&b.find("#edit-record").await).await;
+    b.type_into(&b.find("#r-owner").await, "ann").await;
+    b.type_into(&b.find("#r-email").await, "nope").await;
+    b.type_into(&b.find("#r-new-key-0").await, "score").await;
+    b.type_into(&b.find("#r-new-value-0").await, "55").await;
+    b.click(&b.find("#save-record").await).await;
+    b.find("#r-email-error").await;
+    b.clear(&b.find("#r-email").await).await;
+    b.click(&b.find("#save-record").await).await;
+    b.wait_for_text("Saved Ada Lovelace.").await;
+    let r = s.get(&format!("/v1/records/{ada}"), ADMIN_KEY).await.body;
+    assert_eq!(r["owner"], "ann");
+    assert_eq!(r["custom"]["score"], 55);
+    assert!(r["email"].is_null());
+
+    // Board cards show a chosen custom field (remembered), the owner; filters narrow them.
+    b.goto(&format!("{}/console/pipelines/leads?field=score", s.base))
+        .await;
+    let card = b.text(&b.find(&format!("#card-{ada}")).await).await;
+    assert!(card.contains("score: 55") && card.contains("ann"), "{card}");
+    b.goto(&format!("{}/console/pipelines/leads", s.base)).await;
+    let card = b.text(&b.find(&format!("#card-{ada}")).await).await;
+    assert!(
+        card.contains("score: 55"),
+        "the choice is remembered: {card}"
+    );
+    b.type_into(&b.find("#bf-owner").await, "ann").await;
+    b.click(&b.find("#apply-board-filters").await).await;
+    let board = b.text(&b.find("#board").await).await;
+    assert!(
+        board.contains("Ada Lovelace") && !board.contains("Grace Hopper"),
+        "{board}"
+    );
+
+    // A deal with an amount: its card shows amount and currency.
+    b.goto(&format!("{}/console/records/new?kind=deal", s.base))
+        .await;
+    b.type_into(&b.find("#r-name").await, "Acme rollout").await;
+    b.type_into(&b.find("#r-amount").await, "1200.5").await;
+    b.type_into(&b.find("#r-currency").await, "EUR").await;
+    b.type_into(&b.find("#r-owner").await, "bob").await;
+    b.click(&b.find("#save-record").await).await;
+    b.wait_for_text("Created Acme rollout.").await;
+    b.goto(&format!("{}/console/pipelines/deals", s.base)).await;
+    let board = b.text(&b.find("#board").await).await;
+    assert!(
+        board.contains("1,200.50 EUR") && board.contains("bob"),
+        "{board}"
+    );
+}
+
+#[tokio::test]
+async fn in_a_browser_without_javascript_a_config_form_from_the_schema() {
+    let dir = temp_dir();
+    let s = Server::start(dir.path()).await;
+    let r = s.upload(ADMIN_KEY, "lead-scoring", lead_scoring()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let b = Browser::start_without_javascript().await;
+    browser_sign_in(&b, &s).await;
+    b.find("#dashboard-summary").await;
+
+    // A new binding: pipeline, module and version first, then the form of that schema.
+    b.goto(&format!("{}/console/bindings", s.base)).await;
+    b.select("#nb-pipeline", "leads").await;
+    b.select("#nb-module", "lead-scoring").await;
+    b.click(&b.find("#continue-binding").await).await;
+    b.find("#config-form").await;
+    let input = |name: &str| format!("#config-form [name='cfg/{name}']");
+    assert_eq!(
+        b.property(&b.find(&input("threshold")).await, "type").await,
+        "number"
+    );
+    assert_eq!(
+        b.property(&b.find(&input("assign")).await, "tagName").await,
+        "SELECT"
+    );
+    b.type_into(&b.find(&input("threshold")).await, "40").await;
+    b.type_into(&b.find(&input("team")).await, "ann\nbob").await;
+    b.select(&input("assign"), "round_robin").await;
+    b.type_into(&b.find(&input("size_points")).await, r#"[{"min": "big"}]"#)
+        .await;
+    b.click(&b.find("#create-binding").await).await;
+    // The API's 422 names the JSON path; the form shows it at that input, keeping the rest.
+    let field = b.text(&b.find("#config-form .field.invalid").await).await;
+    assert!(field.contains("size_points"), "{field}");
+    assert!(b
+        .page_text()
+        .await
+        .contains("\"config\" at \"/size_points/0/min\""));
+    assert_eq!(
+        b.property(&b.find(&input("threshold")).await, "value")
+            .await,
+        "40"
+    );
+    assert_eq!(
+        s.get("/v1/bindings", ADMIN_KEY).await.body["bindings"],
+        json!([])
+    );
+    let points = b.find(&input("size_points")).await;
+    b.clear(&points).await;
+    b.type_into(&points, r#"[{"min": 100, "points": 15}]"#)
+        .await;
+    b.click(&b.find("#create-binding").await).await;
+    b.wait_for_text("Binding created.").await;
+    let binding = &s.get("/v1/bindings", ADMIN_KEY).await.body["bindings"][0];
+    assert_eq!(
+        binding["config"],
+        json!({"threshold": 40, "team": ["ann", "bob"], "assign": "round_robin",
+               "size_points": [{"min": 100, "points": 15}]})
+    );
+
+    // The edit page shows the form filled in; the JSON text is the fallback, checked too.
+    assert_eq!(
+        b.property(&b.find(&input("threshold")).await, "value")
+            .await,
+        "40"
+    );
+    assert_eq!(
+        b.property(&b.find(&input("team")).await, "value").await,
+        "ann\nbob"
+    );
+    b.click(&b.find("#config-source-json").await).await;
+    b.click(&b.find("#config-section details summary").await)
+        .await;
+    let text = b.find("#config-json").await;
+    b.clear(&text).await;
+    b.type_into(&text, r#"{"threshold": "high"}"#).await;
+    b.click(&b.find("#save-binding").await).await;
+    let error = b.text(&b.find("#binding-error").await).await;
+    assert!(error.contains("\"config\" at \"/threshold\""), "{error}");
+    let text = b.find("#config-json").await;
+    b.clear(&text).await;
+    b.type_into(&text, r#"{"threshold": 45}"#).await;
+    b.click(&b.find("#save-binding").await).await;
+    b.wait_for_text("Binding saved.").await;
+    let binding = &s.get("/v1/bindings", ADMIN_KEY).await.body["bindings"][0];
+    assert_eq!(binding["config"], json!({"threshold": 45}));
+}
+
+#[tokio::test]
+async fn every_new_page_works_in_every_language_and_without_script() {
+    let dir = temp_dir();
+    let (s, scoring) = scoring_server(dir.path()).await;
+    s.upload_guest(ADMIN_KEY, "scoring", "scorer-strict").await;
+    s.upload(ADMIN_KEY, "lead-scoring", lead_scoring()).await;
+    let r = s
+        .post(
+            "/v1/modules/scoring/versions/2/replay",
+            ADMIN_KEY,
+            json!({"binding": scoring, "last": 100}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let replay = r.body["id"].as_str().unwrap().to_string();
+    let lead = s.get("/v1/records?q=Ada", ADMIN_KEY).await.body["records"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let admin = sign_in(&s, ADMIN_KEY).await;
+    let pages = [
+        "/console/".to_string(),
+        "/console/pipelines/leads?field=size&q=a&owner=".to_string(),
+        "/console/records".to_string(),
+        "/console/records?q=ada&kind=lead&stage=new".to_string(),
+        "/console/records/new?kind=lead&pipeline=leads".to_string(),
+        "/console/records/new?kind=deal".to_string(),
+        "/console/records/new?kind=company".to_string(),
+        format!("/console/records/{lead}/edit"),
+        "/console/modules/scoring?window=30d".to_string(),
+        format!("/console/replays/{replay}"),
+        "/console/bindings".to_string(),
+        "/console/bindings/new?pipeline=leads&module=lead-scoring&version=1".to_string(),
+        format!("/console/bindings/{scoring}?window=24h&previous=2"),
+    ];
+    let keys: Vec<String> = stagecraft::console::i18n::keys(stagecraft::console::i18n::Lang::En)
+        .unwrap()
+        .into_iter()
+        .filter(|k| k.contains('-'))
+        .collect();
+    for code in ["en", "es", "pt", "pl"] {
+        let lang = stagecraft::console::i18n::Lang::from_code(code).unwrap();
+        let session = Session {
+            cookie: format!("{}; sc_lang={code}", admin.cookie),
+            csrf: admin.csrf.clone(),
+        };
+        for path in &pages {
+            let (status, html) = get_page(&s, &session, path).await;
+            assert_eq!(status, StatusCode::OK, "{code} {path}: {html}");
+            assert!(html.contains(&format!("lang=\"{code}\"")), "{code} {path}");
+            let dashboard = stagecraft::console::i18n::text(lang, "nav-dashboard", &[]);
+            assert!(html.contains(&dashboard), "{code} {path}: no {dashboard:?}");
+            for key in &keys {
+                assert!(
+                    !html.contains(&format!(">{key}<")),
+                    "{code} {path} shows the raw key {key}"
+                );
+            }
+            // Nothing needs a script: the only one anywhere is the board's optional drag.
+            assert!(!html.contains("<script>"), "{code} {path}: inline script");
+        }
+    }
+    // Localised numbers and dates on a chart axis and in its table.
+    let pl = Session {
+        cookie: format!("{}; sc_lang=pl", admin.cookie),
+        csrf: admin.csrf.clone(),
+    };
+    let (_, html) = get_page(&s, &pl, &format!("/console/bindings/{scoring}?window=7d")).await;
+    let today = chrono::Utc::now().format("%d.%m").to_string();
+    assert!(
+        html.contains(&format!(">{today}")),
+        "Polish day.month on the axis"
+    );
+    assert!(html.contains("Odsetek błędów"), "{html}");
+
+    // Agents see no automation: the home page is their board; no replay, no controls.
+    let agent_key = s.key(ADMIN_KEY, "agent").await;
+    let agent = sign_in(&s, &agent_key).await;
+    let (status, location) = get_page(&s, &agent, "/console/").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location, "/console/board");
+    let (status, page) = get_page(&s, &agent, "/console/records").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("id=\"new-lead\""), "agents create records");
+    // Developers replay but cannot switch versions; a forged switch is the API's 403.
+    let dev_key = s.key(ADMIN_KEY, "developer").await;
+    let dev = sign_in(&s, &dev_key).await;
+    let (_, page) = get_page(&s, &dev, &format!("/console/replays/{replay}")).await;
+    assert!(
+        !page.contains("enable-candidate-"),
+        "no switch for developers"
+    );
+    let (_, page) = get_page(&s, &dev, "/console/records").await;
+    assert!(
+        !page.contains("id=\"new-lead\""),
+        "developers do not write records"
+    );
+    let (status, page) = post_form(
+        &s,
+        &dev,
+        &format!("/console/bindings/{scoring}/switch"),
+        &[("csrf", &dev.csrf), ("version", "2")],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
+    let r = s.get(&format!("/v1/bindings/{scoring}"), ADMIN_KEY).await;
+    assert_eq!(r.body["version"], 1);
+}
+
+#[tokio::test]
+async fn a_large_replay_runs_in_the_background_and_its_page_follows_it() {
+    let dir = temp_dir();
+    let s = Server::start(dir.path()).await;
+    s.upload_guest(ADMIN_KEY, "effector", "effector").await;
+    let binding = s
+        .bind(
+            ADMIN_KEY,
+            json!({"pipeline": "leads", "module": "effector", "version": 1, "mode": "inline",
+                   "triggers": [{"on": "created"}], "config": {"work": 2_000_000}}),
+        )
+        .await;
+    // More runs than a replay finishes within its request.
+    for i in 0..60 {
+        s.record(ADMIN_KEY, json!({"kind": "lead", "name": format!("L{i}")}))
+            .await;
+    }
+    let admin = sign_in(&s, ADMIN_KEY).await;
+    let r = client()
+        .post(format!("{}/console/modules/effector/replay", s.base))
+        .header(COOKIE, &admin.cookie)
+        .form(&[
+            ("csrf", admin.csrf.as_str()),
+            ("version", "1"),
+            ("binding", binding.as_str()),
+            ("window", "hours:24"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let page = r.headers()[LOCATION].to_str().unwrap().to_string();
+    assert!(page.starts_with("/console/replays/rpl_"), "{page}");
+    // While it runs the page reloads itself (no script) and shows progress; once done it
+    // stops reloading and shows the summary.
+    let (status, html) = get_page(&s, &admin, &page).await;
+    assert_eq!(status, StatusCode::OK);
+    if !html.contains("id=\"replay-enable\"") {
+        assert!(
+            html.contains(r#"<meta http-equiv="refresh" content="2">"#),
+            "{html}"
+        );
+        assert!(html.contains("<progress max=\"100\""), "{html}");
+        assert!(html.contains("of 60"), "{html}");
+    }
+    let done = stagecraft_tests::eventually("the replay to finish", 600, || async {
+        let (_, html) = get_page(&s, &admin, &page).await;
+        html.contains("id=\"replay-enable\"").then_some(html)
+    })
+    .await;
+    assert!(!done.contains("http-equiv=\"refresh\""));
+    assert!(
+        done.contains("No differences: the candidate does exactly what the enabled version did."),
+        "{done}"
+    );
+    assert!(done.contains("v1 already runs on this binding."), "{done}");
 }

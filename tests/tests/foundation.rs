@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use reqwest::{Method, StatusCode};
+use serde_json::Value;
 use stagecraft_tests::{json, temp_dir, Server, ADMIN_KEY};
 
 #[tokio::test]
@@ -234,6 +235,70 @@ async fn filters_and_cursor_pagination() {
     let r = s.get("/v1/records?colour=red", ADMIN_KEY).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.message().contains("colour"), "{}", r.message());
+}
+
+#[tokio::test]
+async fn records_search_by_name_or_exact_email_with_the_other_filters() {
+    let dir = temp_dir();
+    let s = Server::start(dir.path()).await;
+    for (name, email, owner) in [
+        ("Ada Lovelace", "ada@analytical.example", "ann"),
+        ("Grace Hopper", "grace@navy.example", "ben"),
+        ("Adam Smith", "adam@economy.example", "ben"),
+        ("Bob", "LOVELACE@other.example", "ann"),
+    ] {
+        s.record(
+            ADMIN_KEY,
+            json!({"kind": "lead", "name": name, "email": email, "owner": owner}),
+        )
+        .await;
+    }
+    let names = |body: &Value| -> Vec<String> {
+        body["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // A name substring, case-insensitive; an email only when it is the whole address.
+    let r = s.get("/v1/records?q=ADA", ADMIN_KEY).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(names(&r.body), ["Ada Lovelace", "Adam Smith"]);
+    let r = s.get("/v1/records?q=lovelace", ADMIN_KEY).await;
+    assert_eq!(names(&r.body), ["Ada Lovelace"], "not a part of an email");
+    let r = s.get("/v1/records?q=Grace%40Navy.example", ADMIN_KEY).await;
+    assert_eq!(names(&r.body), ["Grace Hopper"], "the exact email");
+    // With the other filters, and through the cursor.
+    let r = s.get("/v1/records?q=ad&owner=ben", ADMIN_KEY).await;
+    assert_eq!(names(&r.body), ["Adam Smith"]);
+    let r = s.get("/v1/records?q=a&limit=1", ADMIN_KEY).await;
+    assert_eq!(names(&r.body), ["Ada Lovelace"]);
+    let next = r.body["next"].as_str().unwrap().to_string();
+    let r = s
+        .get(&format!("/v1/records?q=a&limit=1&after={next}"), ADMIN_KEY)
+        .await;
+    assert_eq!(names(&r.body), ["Grace Hopper"]);
+    // No match is an empty page; an empty or huge query names the problem.
+    let r = s.get("/v1/records?q=zzz", ADMIN_KEY).await;
+    assert_eq!(names(&r.body), Vec::<String>::new());
+    assert!(r.body["next"].is_null());
+    for q in ["%20", &"x".repeat(201)] {
+        let r = s.get(&format!("/v1/records?q={q}"), ADMIN_KEY).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert_eq!(r.code(), "invalid_query");
+        assert!(r.message().contains("q must be"), "{}", r.message());
+    }
+    // The OpenAPI document describes the parameter.
+    let doc = s.call(Method::GET, "/openapi.json", None, None).await.body;
+    let params = doc["paths"]["/v1/records"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let q = params
+        .iter()
+        .find(|p| p["name"] == "q")
+        .expect("q documented");
+    assert!(q["description"].as_str().unwrap().contains("email"), "{q}");
 }
 
 #[tokio::test]

@@ -485,6 +485,79 @@ async fn stats_match_the_run_history() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
 
+#[tokio::test]
+async fn stats_count_messages_sent_and_dead_per_binding() {
+    // A webhook receiver that refuses every delivery: a 4xx is a dead letter at once.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(|| async { (axum::http::StatusCode::BAD_REQUEST, "no") }),
+    );
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let dir = temp_dir();
+    let mut config = stagecraft::config::Config::new(dir.path());
+    config.delivery.tick = Duration::from_millis(25);
+    config.delivery.allow_internal_destinations = true;
+    let s = Server::start_with(config).await;
+    let r = s
+        .call(
+            reqwest::Method::PUT,
+            "/v1/channels",
+            Some(ADMIN_KEY),
+            Some(json!({"webhook": {"allowed_hosts": ["*"]}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    s.upload_guest(ADMIN_KEY, "effector", "effector").await;
+    let notify = s
+        .bind(
+            ADMIN_KEY,
+            json!({"pipeline": "leads", "module": "effector", "version": 1, "mode": "inline",
+                   "triggers": [{"on": "created"}], "config": {"channel": "notify", "to": "ann"},
+                   "grants": {"channels": ["notify"]}}),
+        )
+        .await;
+    let webhook = s
+        .bind(
+            ADMIN_KEY,
+            json!({"pipeline": "leads", "module": "effector", "version": 1, "mode": "inline",
+                   "triggers": [{"on": "created"}], "config": {"channel": "webhook", "to": hook},
+                   "grants": {"channels": ["webhook"]}}),
+        )
+        .await;
+    for i in 0..3 {
+        s.record(ADMIN_KEY, json!({"kind": "lead", "name": format!("L{i}")}))
+            .await;
+    }
+    eventually("every message delivered or dead", 400, || async {
+        let r = s.get("/v1/messages?status=queued", ADMIN_KEY).await;
+        let q = r.body["messages"].as_array().unwrap().len();
+        let r = s.get("/v1/messages?status=sending", ADMIN_KEY).await;
+        let sending = r.body["messages"].as_array().unwrap().len();
+        (q + sending == 0).then_some(())
+    })
+    .await;
+    for (path, queued, sent, dead) in [
+        (format!("/v1/bindings/{notify}/stats"), 3, 3, 0),
+        (format!("/v1/bindings/{webhook}/stats"), 3, 0, 3),
+        ("/v1/modules/effector/stats".to_string(), 6, 3, 3),
+    ] {
+        let st = s.get(&path, ADMIN_KEY).await.body;
+        assert_eq!(st["messages_queued"], queued, "{path}: {st}");
+        assert_eq!(st["messages_sent"], sent, "{path}: {st}");
+        assert_eq!(st["messages_dead"], dead, "{path}: {st}");
+        let series = st["series"].as_array().unwrap();
+        let sum = |k: &str| series.iter().map(|h| h[k].as_u64().unwrap()).sum::<u64>();
+        assert_eq!(
+            (sum("messages_sent"), sum("messages_dead")),
+            (sent, dead),
+            "{path}"
+        );
+        assert!(series.iter().all(|h| h["fuel"]["p95"].is_u64()), "{path}");
+    }
+}
+
 /// The value of the sample of `name` whose labels include all of `labels`.
 fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
     scrape

@@ -18,13 +18,15 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use stagecraft_sdk::prelude::*;
 
-#[derive(Debug, Deserialize, Clone)]
+/// Points for a company of at least `min` people.
+#[derive(Debug, Deserialize, Clone, ConfigSchema)]
 pub struct SizeRule {
     pub min: u64,
     pub points: i64,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+/// How a qualified lead gets its owner.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default, ConfigSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Assign {
     #[default]
@@ -32,18 +34,27 @@ pub enum Assign {
     RoundRobin,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+/// How lead-scoring scores, assigns and qualifies leads. Every key is optional.
+#[derive(Debug, Deserialize, Clone, ConfigSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// Points per word in the job title (lowercase), e.g. {"cto": 30}.
     pub title_points: BTreeMap<String, i64>,
     /// First rule (highest `min` first) the company size reaches wins.
     pub size_points: Vec<SizeRule>,
+    /// Points per lead source, e.g. {"referral": 25}.
     pub source_points: BTreeMap<String, i64>,
+    /// Points per email domain, e.g. {"gmail.com": -15}.
     pub domain_points: BTreeMap<String, i64>,
+    /// The score at which a lead qualifies (default 50).
     pub threshold: i64,
+    /// Users qualified leads are assigned to.
     pub team: Vec<String>,
+    /// Least busy team member first, or in turn.
     pub assign: Assign,
+    /// The stage qualified leads move to (default "qualified").
     pub qualified_stage: String,
+    /// The custom field the score is written to (default "score").
     pub score_field: String,
 }
 
@@ -196,6 +207,7 @@ impl Rule for LeadScoring {
 }
 
 stagecraft_sdk::export_rule!(LeadScoring);
+stagecraft_sdk::export_config_schema!(Config);
 
 #[cfg(test)]
 mod tests {

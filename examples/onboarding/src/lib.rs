@@ -15,13 +15,21 @@ use serde::Deserialize;
 use serde_json::json;
 use stagecraft_sdk::prelude::*;
 
-#[derive(Debug, Deserialize, Clone)]
+/// When onboarding emails go out, and what they name. Every key is optional.
+#[derive(Debug, Deserialize, Clone, ConfigSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// The stage whose entry starts onboarding (default "won").
     pub won_stage: String,
+    /// Seconds after the welcome until the follow-up (default 2 days).
+    #[config(minimum = 1, maximum = 31622400)]
     pub follow_up_seconds: u64,
+    /// Seconds after the welcome until the check-in (default 7 days).
+    #[config(minimum = 1, maximum = 31622400)]
     pub check_in_seconds: u64,
+    /// Where emails go when the deal has no contact with an email.
     pub fallback_email: Option<String>,
+    /// The product's name in the emails.
     pub product: String,
 }
 
@@ -120,6 +128,7 @@ impl Rule for Onboarding {
 }
 
 stagecraft_sdk::export_rule!(Onboarding);
+stagecraft_sdk::export_config_schema!(Config);
 
 #[cfg(test)]
 mod tests {

@@ -36,15 +36,18 @@ pub const COMMISSION_PARTNER: &str = "commission_partner";
 
 /// One commission tier: `rate` applies to the part of the amount between the previous tier's
 /// `up_to` (0 for the first) and this one's (unbounded when absent, only in the last tier).
-#[derive(Debug, Deserialize, Clone, PartialEq)]
+#[derive(Debug, Deserialize, Clone, PartialEq, ConfigSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tier {
     #[serde(default)]
     pub up_to: Option<f64>,
+    #[config(minimum = 0, maximum = 1)]
     pub rate: f64,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+/// Which deals earn a commission, at which rates, and who hears of it. Every key is
+/// optional.
+#[derive(Debug, Deserialize, Clone, ConfigSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Stages that count as won.
@@ -269,6 +272,7 @@ impl Rule for PartnerCommission {
 }
 
 stagecraft_sdk::export_rule!(PartnerCommission);
+stagecraft_sdk::export_config_schema!(Config);
 
 #[cfg(test)]
 mod tests {

@@ -40,12 +40,14 @@ pub const REMINDED: &str = "renewal_reminded";
 
 const DAY: i64 = 24 * 3600;
 
-#[derive(Debug, Deserialize, Clone)]
+/// When renewal reminders go out, and to whom. Every key is optional.
+#[derive(Debug, Deserialize, Clone, ConfigSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Days before the contract end to remind at.
     pub days_before: Vec<u32>,
     /// Hour of the day (UTC) reminders go out.
+    #[config(maximum = 23)]
     pub hour_utc: u32,
     /// Owner (CRM user) → email address.
     pub owner_emails: BTreeMap<String, String>,
@@ -426,6 +428,7 @@ impl Rule for RenewalReminder {
 }
 
 stagecraft_sdk::export_rule!(RenewalReminder);
+stagecraft_sdk::export_config_schema!(Config);
 
 #[cfg(test)]
 mod tests {

@@ -31,10 +31,12 @@ pub const RESPONSE: &str = "response";
 /// The host's limit on a follow-up's delay.
 pub const MAX_DELAY_SECONDS: u64 = 366 * 24 * 3600;
 
-#[derive(Debug, Deserialize, Clone)]
+/// The response SLA and what a breach does. Every key is optional.
+#[derive(Debug, Deserialize, Clone, ConfigSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// How long a record may stay in an open stage.
+    /// How long a record may stay in an open stage, in seconds (default 4 hours).
+    #[config(minimum = 1, maximum = 31622400)]
     pub response_seconds: u64,
     /// Stages where the SLA clock runs.
     pub open_stages: Vec<String>,
@@ -228,6 +230,7 @@ impl Rule for SlaEscalation {
 }
 
 stagecraft_sdk::export_rule!(SlaEscalation);
+stagecraft_sdk::export_config_schema!(Config);
 
 #[cfg(test)]
 mod tests {

@@ -20,11 +20,22 @@ pub struct ModuleVersion {
     pub version: u32,
     /// SHA-256 of the component bytes; compiled artifacts are cached under it.
     pub hash: String,
+    /// Bytes of the uploaded component.
     pub size: u64,
+    /// Bytes of its compiled artifact as stored at upload. With `size`, what this version
+    /// counts against its tenant's module storage. (Records written before sizes were kept
+    /// get it at start-up, from the artifact on disk.)
+    #[serde(default)]
+    pub artifact_size: u64,
     /// From the component's producers section, when it says.
     pub language: Option<String>,
     /// What the component imports (all allowed by the upload policy).
     pub imports: Vec<String>,
+    /// The JSON Schema the version declares for its binding config (custom section
+    /// `stagecraft:config-schema`); binding configs must match it. Absent: any object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub config_schema: Option<serde_json::Value>,
     /// The id of the key that uploaded it.
     pub uploaded_by: String,
     pub uploaded_at: DateTime<Utc>,

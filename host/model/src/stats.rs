@@ -123,6 +123,12 @@ pub struct Rollup {
     pub outcomes: BTreeMap<String, u64>,
     /// Messages the committed runs queued (`queue_message` effects of `ok` runs).
     pub messages: u64,
+    /// Messages of these runs delivered in this hour (counted when delivery succeeds).
+    #[serde(default)]
+    pub sent: u64,
+    /// Messages of these runs dead-lettered in this hour.
+    #[serde(default)]
+    pub dead: u64,
     pub fuel_sum: u64,
     pub duration_us_sum: u64,
     pub duration_us: Histogram,
@@ -149,12 +155,23 @@ impl Rollup {
         self.peak_memory.add(run.peak_memory);
     }
 
+    /// A delivery of one of these runs' messages ended: `sent` or dead-lettered.
+    pub fn add_delivery(&mut self, sent: bool) {
+        if sent {
+            self.sent += 1;
+        } else {
+            self.dead += 1;
+        }
+    }
+
     pub fn merge(&mut self, other: &Rollup) {
         self.runs += other.runs;
         for (k, n) in &other.outcomes {
             *self.outcomes.entry(k.clone()).or_default() += n;
         }
         self.messages += other.messages;
+        self.sent += other.sent;
+        self.dead += other.dead;
         self.fuel_sum = self.fuel_sum.saturating_add(other.fuel_sum);
         self.duration_us_sum = self.duration_us_sum.saturating_add(other.duration_us_sum);
         self.duration_us.merge(&other.duration_us);
@@ -185,7 +202,11 @@ pub struct Stats {
     /// Peak linear memory in bytes.
     pub peak_memory: Distribution,
     pub messages_queued: u64,
-    /// One entry per hour that had runs, oldest first.
+    /// Messages of these runs delivered in the window (by when delivery succeeded).
+    pub messages_sent: u64,
+    /// Messages of these runs dead-lettered in the window.
+    pub messages_dead: u64,
+    /// One entry per hour that had runs or deliveries, oldest first.
     pub series: Vec<HourStats>,
 }
 
@@ -195,8 +216,12 @@ pub struct HourStats {
     pub runs: u64,
     pub outcomes: BTreeMap<String, u64>,
     pub duration_us: Distribution,
+    /// Fuel per run.
+    pub fuel: Distribution,
     pub fuel_total: u64,
     pub messages_queued: u64,
+    pub messages_sent: u64,
+    pub messages_dead: u64,
 }
 
 impl Stats {
@@ -215,8 +240,11 @@ impl Stats {
                 runs: r.runs,
                 outcomes: r.outcomes.clone(),
                 duration_us: r.duration_us.summary(),
+                fuel: r.fuel.summary(),
                 fuel_total: r.fuel_sum,
                 messages_queued: r.messages,
+                messages_sent: r.sent,
+                messages_dead: r.dead,
             });
         }
         Stats {
@@ -229,6 +257,8 @@ impl Stats {
             fuel_total: total.fuel_sum,
             peak_memory: total.peak_memory.summary(),
             messages_queued: total.messages,
+            messages_sent: total.sent,
+            messages_dead: total.dead,
             series,
         }
     }

@@ -116,6 +116,13 @@ impl<T> ModuleCache<T> {
         dropped
     }
 
+    /// Forgets `hash` (its version is gone, not evicted: not counted in `evictions`).
+    pub fn remove(&mut self, hash: &str) -> Option<Arc<T>> {
+        let e = self.entries.remove(hash)?;
+        self.bytes -= e.bytes;
+        Some(e.value)
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -176,6 +183,17 @@ mod tests {
         assert_eq!((c.len(), c.bytes(), c.evictions()), (1, 6, 0));
         put(&mut c, "b", 4);
         assert_eq!((c.len(), c.bytes(), c.evictions()), (2, 10, 0));
+    }
+
+    #[test]
+    fn removing_a_version_frees_its_bytes_and_is_no_eviction() {
+        let mut c = cache(2, 10);
+        put(&mut c, "a", 4);
+        put(&mut c, "b", 4);
+        assert!(c.remove("a").is_some());
+        assert!(c.remove("a").is_none());
+        assert_eq!((c.len(), c.bytes(), c.evictions()), (1, 4, 0));
+        assert_eq!(put(&mut c, "c", 6), 0, "the freed room is used");
     }
 
     #[test]

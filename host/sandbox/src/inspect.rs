@@ -32,6 +32,8 @@ pub enum UploadError {
     /// The compile pool will not take it now (see `compiler`).
     #[error(transparent)]
     Busy(crate::compiler::Busy),
+    #[error("the config schema (custom section `stagecraft:config-schema`) {0}")]
+    ConfigSchema(String),
 }
 
 /// WASI 0.2 packages a module may import (backed by a context that grants nothing).
@@ -158,6 +160,41 @@ pub fn language(bytes: &[u8]) -> Option<String> {
     }
 }
 
+/// The custom section a module declares its config's JSON Schema in.
+pub const CONFIG_SCHEMA_SECTION: &str = "stagecraft:config-schema";
+
+/// The largest config schema a module may declare.
+pub const CONFIG_SCHEMA_BYTES: usize = 32 * 1024;
+
+/// The bytes of the component's config schema section, if it has one (at the top level, or
+/// in the core module where the Rust SDK's linker puts it). At most [`CONFIG_SCHEMA_BYTES`];
+/// declaring it twice is refused. Whether the bytes are a JSON Schema is the caller's check.
+pub fn config_schema(bytes: &[u8]) -> Result<Option<&[u8]>, UploadError> {
+    let mut found: Option<&[u8]> = None;
+    for payload in Parser::new(0).parse_all(bytes) {
+        let Ok(Payload::CustomSection(section)) = payload else {
+            continue;
+        };
+        if section.name() != CONFIG_SCHEMA_SECTION {
+            continue;
+        }
+        if found.is_some() {
+            return Err(UploadError::ConfigSchema(
+                "appears more than once; declare the schema once".into(),
+            ));
+        }
+        let data = section.data();
+        if data.len() > CONFIG_SCHEMA_BYTES {
+            return Err(UploadError::ConfigSchema(format!(
+                "is {} bytes; the limit is {CONFIG_SCHEMA_BYTES}",
+                data.len()
+            )));
+        }
+        found = Some(data);
+    }
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +216,48 @@ mod tests {
         assert!(check_import("wasi:cli/environment@0.3.0").is_err());
         assert!(check_import("stagecraft:automation/payments@0.1.0").is_err());
         assert!(check_import("env").is_err());
+    }
+
+    /// A component with custom sections `sections` at the top level.
+    fn with_sections(sections: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut c = vec![0, b'a', b's', b'm', 0x0d, 0, 1, 0];
+        for (name, data) in sections {
+            let mut body = vec![name.len() as u8];
+            body.extend_from_slice(name.as_bytes());
+            body.extend_from_slice(data);
+            let mut n = body.len();
+            c.push(0);
+            loop {
+                let byte = (n & 0x7f) as u8;
+                n >>= 7;
+                c.push(if n == 0 { byte } else { byte | 0x80 });
+                if n == 0 {
+                    break;
+                }
+            }
+            c.extend(body);
+        }
+        c
+    }
+
+    #[test]
+    fn the_config_schema_section_is_found_and_bounded() {
+        let schema = br#"{"type": "object"}"#;
+        let c = with_sections(&[("other", b"x"), (CONFIG_SCHEMA_SECTION, schema)]);
+        assert_eq!(config_schema(&c).unwrap(), Some(&schema[..]));
+        assert_eq!(
+            config_schema(&with_sections(&[("other", b"x")])).unwrap(),
+            None
+        );
+        let twice = with_sections(&[
+            (CONFIG_SCHEMA_SECTION, b"{}"),
+            (CONFIG_SCHEMA_SECTION, b"{}"),
+        ]);
+        let e = config_schema(&twice).unwrap_err();
+        assert!(e.to_string().contains("more than once"), "{e}");
+        let big = vec![b' '; CONFIG_SCHEMA_BYTES + 1];
+        let e = config_schema(&with_sections(&[(CONFIG_SCHEMA_SECTION, &big)])).unwrap_err();
+        assert!(e.to_string().contains("the limit is 32768"), "{e}");
     }
 
     #[test]

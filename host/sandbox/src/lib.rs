@@ -157,6 +157,9 @@ pub struct Sandbox {
     limits: Limits,
     dir: PathBuf,
     loaded: Mutex<ModuleCache<Loaded>>,
+    /// Held while files are stored under a hash and recorded, or found unused and removed,
+    /// so a removal never takes the files of a version being recorded with the same bytes.
+    files: Mutex<()>,
     compiles: AtomicU64,
     artifact_loads: AtomicU64,
 }
@@ -262,6 +265,7 @@ impl Sandbox {
             limits,
             dir: dir.to_path_buf(),
             loaded,
+            files: Mutex::new(()),
             compiles: AtomicU64::new(0),
             artifact_loads: AtomicU64::new(0),
         }))
@@ -375,9 +379,41 @@ impl Sandbox {
         };
         self.write(&self.path(&ins.hash, "wasm"), bytes)?;
         let artifact = ins.component.serialize().map_err(compile_err)?;
-        self.write(&self.path(&ins.hash, "cwasm"), &artifact)?;
-        let pre = self.prepare(&ins.component).map_err(compile_err)?;
-        Ok(self.keep(&ins.hash, &ins.component, pre))
+        let path = self.path(&ins.hash, "cwasm");
+        self.write(&path, &artifact)?;
+        let component = file_backed(&self.engine, &path, ins.component);
+        let pre = self.prepare(&component).map_err(compile_err)?;
+        Ok(self.keep(&ins.hash, &component, pre))
+    }
+
+    /// Bytes of the compiled artifact stored for `hash` (0 when there is none).
+    pub fn artifact_size(&self, hash: &str) -> u64 {
+        std::fs::metadata(self.path(hash, "cwasm")).map_or(0, |m| m.len())
+    }
+
+    /// The lock to hold from storing a hash's files until its version is recorded, and from
+    /// finding a hash unused until its files are removed ([`Sandbox::remove`]).
+    pub fn lock_files(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.files.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets the module stored under `hash`: its files and its ready copy in memory. For
+    /// a hash no stored version has any more; call it holding [`Sandbox::lock_files`].
+    pub fn remove(&self, hash: &str) {
+        if let Ok(mut m) = self.loaded.lock() {
+            m.remove(hash);
+            cache_gauges(&m);
+        }
+        for ext in ["cwasm", "wasm"] {
+            let path = self.path(hash, ext);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot remove an unused module file")
+                }
+            }
+        }
     }
 
     /// The ready module for `hash`: from memory, else from its precompiled artifact, else
@@ -445,8 +481,7 @@ impl Sandbox {
         if let Ok(mut m) = self.loaded.lock() {
             let dropped = m.insert(hash, loaded.clone(), loaded.bytes);
             metrics::counter!("stagecraft_module_evictions_total").increment(dropped);
-            metrics::gauge!("stagecraft_modules_loaded").set(m.len() as f64);
-            metrics::gauge!("stagecraft_modules_loaded_bytes").set(m.bytes() as f64);
+            cache_gauges(&m);
         }
         loaded
     }
@@ -567,10 +602,25 @@ fn recompile(
         return Ok((c, false));
     }
     let c = Component::new(engine, bytes)?;
-    if let Ok(a) = c.serialize() {
-        let _ = write(artifact, &a);
+    match c.serialize() {
+        Ok(a) if write(artifact, &a).is_ok() => Ok((file_backed(engine, artifact, c), true)),
+        _ => Ok((c, true)),
     }
-    Ok((c, true))
+}
+
+/// Publishes what the module cache holds as the `/metrics` gauges.
+fn cache_gauges(m: &ModuleCache<Loaded>) {
+    metrics::gauge!("stagecraft_modules_loaded").set(m.len() as f64);
+    metrics::gauge!("stagecraft_modules_loaded_bytes").set(m.bytes() as f64);
+}
+
+/// The component as read back from its artifact file, else `compiled` itself. Instances of a
+/// component read from a file map their initial memory from that file; a component compiled
+/// in memory gets a sealed memfd on its first instantiation instead, and sealing fails now
+/// and then under load (`EBUSY` while the freshly written pages are still pinned), which
+/// would fail that run for no fault of its module.
+fn file_backed(engine: &Engine, artifact: &Path, compiled: Component) -> Component {
+    deserialize(engine, artifact).unwrap_or(compiled)
 }
 
 #[allow(unsafe_code)]

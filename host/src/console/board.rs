@@ -1,9 +1,10 @@
-//! Pipelines as a board (a column per stage, a card per record, a move form on each card)
-//! and the record page (fields, stage history, the runs and messages that concern it).
+//! Pipelines as a board (a column per stage, a card per record with its amount, owner and a
+//! chosen custom field, a move form on each card; search and owner filters) and the record
+//! page (fields, stage history, the runs and messages that concern it).
 
 use askama::Template;
-use axum::extract::Path;
-use axum::http::Method;
+use axum::extract::{Path, Query};
+use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -12,6 +13,7 @@ use super::api::enc;
 use super::page::{self, Page};
 use super::{Console, Out, Posted};
 use crate::delivery::MessageView;
+use crate::model::record::is_custom_field_name;
 use crate::model::{Event, EventKind, Pipeline, Record, RunRecord};
 
 #[derive(Deserialize)]
@@ -64,10 +66,34 @@ struct BoardPage<'a> {
     unplaced: Vec<&'a Record>,
     /// More records than one board shows.
     truncated: bool,
+    filter: BoardQuery,
+    /// The custom field shown on each card.
+    card_field: Option<String>,
+    /// Custom fields the board's records have (the card field's choices).
+    custom_keys: Vec<String>,
 }
 
-/// `/console/`: the first pipeline's board (or a page saying there are none).
-pub async fn home(c: Console) -> Out {
+impl BoardPage<'_> {
+    /// The card field's value on a record, for display.
+    fn card_value(&self, r: &Record) -> Option<String> {
+        let v = r.custom.get(self.card_field.as_deref()?)?;
+        Some(match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Number(n) => match n.as_u64() {
+                Some(u) => self.page.num(u),
+                None => n.to_string(),
+            },
+            other => other.to_string(),
+        })
+    }
+
+    fn is_card_field(&self, k: &str) -> bool {
+        self.card_field.as_deref() == Some(k)
+    }
+}
+
+/// `/console/board`: the first pipeline's board (or a page saying there are none).
+pub async fn first(c: Console) -> Out {
     let list: Pipelines = c.ok(c.api.get("/v1/pipelines").await)?;
     if let Some(p) = list.pipelines.first() {
         return Ok(Redirect::to(&format!("/console/pipelines/{}", enc(&p.id))).into_response());
@@ -80,19 +106,60 @@ pub async fn home(c: Console) -> Out {
         columns: Vec::new(),
         unplaced: Vec::new(),
         truncated: false,
+        filter: BoardQuery::default(),
+        card_field: None,
+        custom_keys: Vec::new(),
     }))
 }
 
-pub async fn board(c: Console, Path(id): Path<String>) -> Out {
+/// The board's filters, and the custom field its cards show.
+#[derive(Deserialize, Default)]
+pub struct BoardQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    owner: String,
+    /// A custom field name, or `-` for none; remembered in a cookie.
+    field: Option<String>,
+}
+
+/// The cookie remembering which custom field board cards show.
+const CARD_FIELD_COOKIE: &str = "sc_card_field";
+
+pub async fn board(
+    c: Console,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(f): Query<BoardQuery>,
+) -> Out {
     let list: Pipelines = c.ok(c.api.get("/v1/pipelines").await)?;
     let pipeline: Pipeline = c.ok(c.api.get(&format!("/v1/pipelines/{}", enc(&id))).await)?;
-    let records: Records = c.ok(c
-        .api
-        .get(&format!(
-            "/v1/records?pipeline={}&limit={BOARD_LIMIT}",
-            enc(&id)
-        ))
-        .await)?;
+    let mut path = format!("/v1/records?pipeline={}&limit={BOARD_LIMIT}", enc(&id));
+    for (k, v) in [("q", &f.q), ("owner", &f.owner)] {
+        if !v.trim().is_empty() {
+            path.push_str(&format!("&{k}={}", enc(v.trim())));
+        }
+    }
+    let records: Records = c.ok(c.api.get(&path).await)?;
+    // The field chosen now (and remembered), else the one remembered; `-` shows none.
+    let chosen = f
+        .field
+        .clone()
+        .filter(|v| v == "-" || is_custom_field_name(v));
+    let card_field = chosen
+        .clone()
+        .or_else(|| super::session::cookie(&headers, CARD_FIELD_COOKIE))
+        .filter(|v| v != "-" && is_custom_field_name(v));
+    let mut custom_keys: Vec<String> = records
+        .records
+        .iter()
+        .flat_map(|r| r.custom.keys().cloned())
+        .collect();
+    if let Some(k) = &card_field {
+        custom_keys.push(k.clone());
+    }
+    custom_keys.sort();
+    custom_keys.dedup();
     let mut columns: Vec<Column> = pipeline
         .stages
         .iter()
@@ -114,14 +181,29 @@ pub async fn board(c: Console, Path(id): Path<String>) -> Out {
         }
     }
     let page = c.page("board", c.page.t1("board-of", "pipeline", &pipeline.name));
-    Ok(page::render(&BoardPage {
+    let mut resp = page::render(&BoardPage {
         page: &page,
         pipelines: &list.pipelines,
         pipeline: Some(&pipeline),
         columns,
         unplaced,
         truncated: records.next.is_some(),
-    }))
+        filter: f,
+        card_field,
+        custom_keys,
+    });
+    if let Some(v) = chosen {
+        let cookie = super::session::set_cookie(
+            CARD_FIELD_COOKIE,
+            &v,
+            std::time::Duration::from_secs(365 * 24 * 3600),
+        );
+        if let Ok(value) = axum::http::HeaderValue::from_str(&cookie) {
+            resp.headers_mut()
+                .append(axum::http::header::SET_COOKIE, value);
+        }
+    }
+    Ok(resp)
 }
 
 #[derive(Deserialize)]

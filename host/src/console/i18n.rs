@@ -107,6 +107,42 @@ impl Lang {
         )
     }
 
+    /// A number with `places` decimals, grouped, with the locale's decimal separator.
+    pub fn decimal(self, v: f64, places: u32) -> String {
+        let scale = 10u64.pow(places);
+        let scaled = (v.abs() * scale as f64).round() as u64;
+        let sign = if v < 0.0 && scaled > 0 { "-" } else { "" };
+        let whole = self.number(scaled / scale);
+        if places == 0 {
+            return format!("{sign}{whole}");
+        }
+        let decimal = if self == Lang::En { "." } else { "," };
+        format!(
+            "{sign}{whole}{decimal}{:0width$}",
+            scaled % scale,
+            width = places as usize
+        )
+    }
+
+    /// A share as a percentage with one decimal: 12.5% / 12,5 % (the locale's spacing).
+    pub fn percent(self, share: f64) -> String {
+        let n = self.decimal(share * 100.0, 1);
+        match self {
+            Lang::En => format!("{n}%"),
+            _ => format!("{n}\u{a0}%"),
+        }
+    }
+
+    /// Day and month, as the locale writes them: 11/23 / 23/11 / 23.11.
+    pub fn day_month(self, t: &DateTime<Utc>) -> String {
+        let pattern = match self {
+            Lang::En => "%m/%d",
+            Lang::Es | Lang::Pt => "%d/%m",
+            Lang::Pl => "%d.%m",
+        };
+        t.format(pattern).to_string()
+    }
+
     /// A timestamp as the locale writes dates (UTC): 11/23/2026 14:05 / 23/11/2026 14:05 /
     /// 23.11.2026 14:05.
     pub fn datetime(self, t: &DateTime<Utc>) -> String {
@@ -252,6 +288,14 @@ mod tests {
         assert_eq!(Lang::En.datetime(&t), "11/23/2026 14:05:09 UTC");
         assert_eq!(Lang::Es.datetime(&t), "23/11/2026 14:05:09 UTC");
         assert_eq!(Lang::Pl.datetime(&t), "23.11.2026 14:05:09 UTC");
+        assert_eq!(Lang::En.day_month(&t), "11/23");
+        assert_eq!(Lang::Pt.day_month(&t), "23/11");
+        assert_eq!(Lang::Pl.day_month(&t), "23.11");
+        assert_eq!(Lang::En.decimal(1234.567, 2), "1,234.57");
+        assert_eq!(Lang::Es.decimal(0.05, 1), "0,1");
+        assert_eq!(Lang::Pl.decimal(-2.0, 0), "-2");
+        assert_eq!(Lang::En.percent(0.125), "12.5%");
+        assert_eq!(Lang::Es.percent(0.125), "12,5\u{a0}%");
     }
 
     #[test]

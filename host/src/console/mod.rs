@@ -4,13 +4,20 @@
 //! signed-in caller (`api`), so the API's roles, tenant isolation, validation and automation
 //! apply unchanged, and its error messages are shown as they are.
 
+mod activity;
 mod api;
 mod bindings;
 mod board;
+mod chart;
+mod config_form;
+mod dashboard;
 pub mod i18n;
 mod login;
 mod modules;
 mod page;
+mod record_form;
+mod records;
+mod replay;
 mod runs;
 pub mod session;
 
@@ -55,19 +62,31 @@ pub fn router(state: AppState, api: Router) -> Router {
     Router::new()
         .route("/", get(|| async { Redirect::to("/console/") }))
         .route("/console", get(|| async { Redirect::to("/console/") }))
-        .route("/console/", get(board::home))
+        .route("/console/", get(dashboard::home))
+        .route("/console/board", get(board::first))
         .route("/console/static/console.css", get(page::css))
         .route("/console/static/board.js", get(page::board_js))
         .route("/console/login", get(login::form).post(login::submit))
         .route("/console/logout", post(login::logout))
         .route("/console/lang", get(login::switch_lang))
         .route("/console/pipelines/{id}", get(board::board))
+        .route(
+            "/console/records",
+            get(records::list).post(record_form::create),
+        )
+        .route("/console/records/new", get(record_form::new_form))
         .route("/console/records/{id}", get(board::record))
+        .route(
+            "/console/records/{id}/edit",
+            get(record_form::edit_form).post(record_form::update),
+        )
         .route("/console/records/{id}/stage", post(board::move_stage))
         .route("/console/modules", get(modules::list))
         .route("/console/modules/upload", post(modules::upload))
         .route("/console/modules/{name}", get(modules::detail))
         .route("/console/modules/{name}/dry-run", post(modules::dry_run))
+        .route("/console/modules/{name}/replay", post(replay::start))
+        .route("/console/replays/{id}", get(replay::detail))
         .route(
             "/console/bindings",
             get(bindings::list).post(bindings::create),
@@ -76,10 +95,12 @@ pub fn router(state: AppState, api: Router) -> Router {
             "/console/bindings/{id}",
             get(bindings::edit).post(bindings::update),
         )
+        .route("/console/bindings/new", get(bindings::new_form))
         .route(
             "/console/bindings/{id}/enabled",
             post(bindings::set_enabled),
         )
+        .route("/console/bindings/{id}/switch", post(bindings::switch))
         .route("/console/runs", get(runs::list))
         .route("/console/runs/{id}", get(runs::detail))
         .route("/console/messages", get(runs::messages))
@@ -215,6 +236,7 @@ impl FromRequestParts<ConsoleState> for Console {
             path,
             nav: "",
             title: String::new(),
+            refresh: None,
         };
         Ok(Console {
             api: Api::new(st.api.clone(), caller),
@@ -307,6 +329,21 @@ impl<T: DeserializeOwned> FromRequest<ConsoleState> for Posted<T> {
         })?;
         Ok(Posted(console, form))
     }
+}
+
+/// A typed form out of a POST's fields (for handlers that also read fields by name).
+pub fn form_of<T: DeserializeOwned>(fields: &[(String, String)]) -> Result<T, Stop> {
+    let text = serde_urlencoded::to_string(fields)
+        .map_err(|e| Stop::from((StatusCode::BAD_REQUEST, e.to_string()).into_response()))?;
+    serde_urlencoded::from_str(&text).map_err(|e| {
+        Stop::from(
+            (
+                StatusCode::BAD_REQUEST,
+                format!("the form is incomplete: {e}"),
+            )
+                .into_response(),
+        )
+    })
 }
 
 /// The path of a same-origin `Referer` under /console.

@@ -1,19 +1,24 @@
-//! Modules: the list, a module's versions, uploading a new version (the API's validation
-//! error shown as it says it), and dry-running a version against a chosen record.
+//! Modules: the list, a module's versions and activity charts, uploading a new version (the
+//! API's validation error shown as it says it), dry-running a version against a chosen
+//! record, and starting a replay of a version on a binding's past events.
 
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::multipart::MultipartError;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::activity::{self, Activity, Window};
 use super::api::{enc, ApiFailure};
 use super::page::{self, Page};
+use super::replay;
 use super::{Console, ConsoleState, Out, Posted};
-use crate::model::{Effect, HostCall, LogLine, Module, ModuleVersion, Outcome, Record};
+use crate::model::{
+    Binding, Effect, HostCall, LogLine, Module, ModuleVersion, Outcome, Pipeline, Record,
+};
 
 #[derive(Deserialize)]
 struct ModuleList {
@@ -138,6 +143,11 @@ struct ModulePage<'a> {
     config: String,
     result: Option<Report>,
     error: Option<ApiFailure>,
+    activity: Option<Activity>,
+    /// The bindings running this module (replay's choice), with their pipelines' names.
+    bindings: Vec<(Binding, String)>,
+    windows: Vec<replay::WindowChoice>,
+    replay_error: Option<ApiFailure>,
 }
 
 struct DryRunInput {
@@ -146,24 +156,70 @@ struct DryRunInput {
     config: String,
 }
 
-async fn module_page(
-    c: &Console,
-    name: &str,
+/// What a module page shows besides the module itself.
+#[derive(Default)]
+struct Extras {
     input: Option<DryRunInput>,
     result: Option<Report>,
     error: Option<ApiFailure>,
-) -> Out {
+    replay_error: Option<ApiFailure>,
+    window: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Bindings {
+    bindings: Vec<Binding>,
+}
+
+#[derive(Deserialize)]
+struct Pipelines {
+    pipelines: Vec<Pipeline>,
+}
+
+async fn module_page(c: &Console, name: &str, x: Extras) -> Out {
     let detail: ModuleDetail = c.ok(c.api.get(&format!("/v1/modules/{}", enc(name))).await)?;
     let records: Records = c.ok(c.api.get("/v1/records?limit=200").await)?;
     let page = c.page("modules", c.page.t1("module-title", "name", &detail.name));
-    let input = input.unwrap_or(DryRunInput {
+    let (activity, bindings) = if c.page.can_develop() {
+        let window = Window::parse(x.window.as_deref());
+        let path = format!("/v1/modules/{}/stats", enc(name));
+        let stats = c.ok(activity::fetch(&c.api, &path, window.hours()).await)?;
+        let here = format!("/console/modules/{}", enc(name));
+        let all: Bindings = c.ok(c.api.get("/v1/bindings").await)?;
+        let pipelines: Pipelines = c.ok(c.api.get("/v1/pipelines").await)?;
+        let mine = all
+            .bindings
+            .into_iter()
+            .filter(|b| b.module == detail.name)
+            .map(|b| {
+                let p = pipelines
+                    .pipelines
+                    .iter()
+                    .find(|p| p.id == b.pipeline)
+                    .map(|p| p.name.clone())
+                    .unwrap_or_else(|| b.pipeline.clone());
+                (b, p)
+            })
+            .collect();
+        (
+            Some(activity::activity(&page, &stats, window, &here, "module")),
+            mine,
+        )
+    } else {
+        (None, Vec::new())
+    };
+    let input = x.input.unwrap_or(DryRunInput {
         version: detail.latest,
         record: String::new(),
         config: "{}".into(),
     });
     let mut versions = detail.versions;
     versions.sort_by_key(|v| std::cmp::Reverse(v.version));
-    let status = error.as_ref().map_or(StatusCode::OK, |e| e.status);
+    let status = x
+        .error
+        .as_ref()
+        .or(x.replay_error.as_ref())
+        .map_or(StatusCode::OK, |e| e.status);
     Ok(page::render_status(
         status,
         &ModulePage {
@@ -175,14 +231,36 @@ async fn module_page(
             chosen_version: input.version,
             chosen_record: input.record,
             config: input.config,
-            result,
-            error,
+            result: x.result,
+            error: x.error,
+            activity,
+            bindings,
+            windows: replay::window_choices(page.lang),
+            replay_error: x.replay_error,
         },
     ))
 }
 
-pub async fn detail(c: Console, Path(name): Path<String>) -> Out {
-    module_page(&c, &name, None, None, None).await
+#[derive(Deserialize, Default)]
+pub struct ModuleQuery {
+    window: Option<String>,
+}
+
+pub async fn detail(c: Console, Path(name): Path<String>, Query(q): Query<ModuleQuery>) -> Out {
+    let x = Extras {
+        window: q.window,
+        ..Extras::default()
+    };
+    module_page(&c, &name, x).await
+}
+
+/// The module page with a replay the API refused, saying why.
+pub(super) async fn with_replay_error(c: &Console, name: &str, e: ApiFailure) -> Out {
+    let x = Extras {
+        replay_error: Some(e),
+        ..Extras::default()
+    };
+    module_page(c, name, x).await
 }
 
 #[derive(Deserialize)]
@@ -218,14 +296,26 @@ pub async fn dry_run(Path(name): Path<String>, Posted(c, f): Posted<DryRunForm>)
                     &[("message", e.to_string())],
                 ),
             };
-            return module_page(&c, &name, Some(input), None, Some(failure)).await;
+            let x = Extras {
+                input: Some(input),
+                error: Some(failure),
+                ..Extras::default()
+            };
+            return module_page(&c, &name, x).await;
         }
     };
     let body = json!({"record": f.record, "config": config});
     let path = format!("/v1/modules/{}/versions/{}/dry-run", enc(&name), f.version);
     match c.api.json(Method::POST, &path, &body).await {
         Ok(v) => match serde_json::from_value::<Report>(v) {
-            Ok(report) => module_page(&c, &name, Some(input), Some(report), None).await,
+            Ok(report) => {
+                let x = Extras {
+                    input: Some(input),
+                    result: Some(report),
+                    ..Extras::default()
+                };
+                module_page(&c, &name, x).await
+            }
             Err(e) => Err(c
                 .failure(&ApiFailure {
                     status: StatusCode::BAD_GATEWAY,
@@ -234,6 +324,13 @@ pub async fn dry_run(Path(name): Path<String>, Posted(c, f): Posted<DryRunForm>)
                 })
                 .into()),
         },
-        Err(e) => module_page(&c, &name, Some(input), None, Some(e)).await,
+        Err(e) => {
+            let x = Extras {
+                input: Some(input),
+                error: Some(e),
+                ..Extras::default()
+            };
+            module_page(&c, &name, x).await
+        }
     }
 }

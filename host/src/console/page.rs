@@ -49,6 +49,8 @@ pub struct Page {
     pub path: String,
     /// The navigation area this page belongs to.
     pub nav: &'static str,
+    /// Reload the page after this many seconds (a replay in progress; no script needed).
+    pub refresh: Option<u32>,
 }
 
 /// One entry of the language switch.
@@ -72,6 +74,7 @@ impl Page {
             flash: None,
             path: path.to_string(),
             nav: "",
+            refresh: None,
         }
     }
 
@@ -110,6 +113,11 @@ impl Page {
             Mode::Inline => self.t("mode-inline"),
             Mode::Background => self.t("mode-background"),
         }
+    }
+
+    /// A record kind (`lead`, `contact`, `company`, `deal`) in words.
+    pub fn kind_name(&self, kind: &str) -> String {
+        self.t(&format!("kind-{kind}"))
     }
 
     /// A message state in words.

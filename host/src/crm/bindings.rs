@@ -1,5 +1,5 @@
-//! Binding create / change with validation against the pipeline, the module registry and
-//! the sandbox limits.
+//! Binding create / change with validation against the pipeline, the module registry, the
+//! version's config schema and the sandbox limits.
 
 use chrono::Utc;
 use serde::Deserialize;
@@ -66,15 +66,12 @@ fn validate(store: &Store, tenant: &str, b: &Binding) -> Result<()> {
     let p = store
         .pipeline(tenant, &b.pipeline)?
         .ok_or_else(|| CrmError::Invalid(format!("pipeline {:?} does not exist", b.pipeline)))?;
-    if store
-        .module_version(tenant, &b.module, b.version)?
-        .is_none()
-    {
+    let Some(version) = store.module_version(tenant, &b.module, b.version)? else {
         return Err(CrmError::Invalid(format!(
             "module {:?} has no version {}",
             b.module, b.version
         )));
-    }
+    };
     if b.triggers.is_empty() {
         return Err(CrmError::Invalid(
             "a binding needs at least one trigger".into(),
@@ -121,6 +118,10 @@ fn validate(store: &Store, tenant: &str, b: &Binding) -> Result<()> {
     }
     stagecraft_rules::value::check("\"config\"", &b.config)
         .map_err(|e| CrmError::Invalid(e.to_string()))?;
+    // A version that declares a config schema gets only configs that match it.
+    if let Some(schema) = &version.config_schema {
+        super::config_schema::validate(schema, &b.config).map_err(CrmError::Invalid)?;
+    }
     for f in &b.grants.fields {
         if f != "*" && !CORE_FIELDS.contains(&f.as_str()) && !is_custom_field_name(f) {
             return Err(CrmError::Invalid(format!(

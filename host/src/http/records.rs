@@ -66,6 +66,10 @@ pub struct ListQuery {
     pub stage: Option<String>,
     #[param(max_length = 200)]
     pub owner: Option<String>,
+    /// Text search, 1-200 characters: records whose name contains it or whose email is
+    /// exactly it (both case-insensitive). A page may hold fewer than `limit` records (or
+    /// none) and still carry a `next` cursor: each page scans a bounded number of records.
+    pub q: Option<String>,
     /// Cursor: the `next` value of the previous page.
     #[param(pattern = "^rec_[0-9a-z]{26}$")]
     pub after: Option<String>,
@@ -83,7 +87,8 @@ pub struct RecordList {
     pub next: Option<String>,
 }
 
-/// Lists records, filtered, in creation order, a page at a time.
+/// Lists records, filtered (kind, pipeline, stage, owner, text search `q`), in creation
+/// order, a page at a time.
 #[utoipa::path(get, path = "/v1/records", tag = "records", params(ListQuery),
     responses((status = 200, body = RecordList), (status = 400, body = ErrorBody)))]
 async fn list(
@@ -98,6 +103,13 @@ async fn list(
             "limit must be between 1 and 500",
         ));
     }
+    let text = q.q.as_deref().map(str::trim);
+    if text.is_some_and(|t| t.is_empty() || t.chars().count() > 200) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "q must be 1-200 characters",
+        ));
+    }
     let filter = RecordFilter {
         kind: q.kind,
         pipeline: q.pipeline,
@@ -106,9 +118,17 @@ async fn list(
     };
     let lists = state.config.lists;
     let after = q.after;
+    let text = text.map(str::to_string);
     let page = state
         .on_store(&caller.tenant, move |store, tenant| {
-            store.records(tenant, &filter, after.as_deref(), limit, &lists)
+            store.search_records(
+                tenant,
+                &filter,
+                text.as_deref(),
+                after.as_deref(),
+                limit,
+                &lists,
+            )
         })
         .await?;
     Ok(Json(RecordList {
@@ -119,7 +139,8 @@ async fn list(
 
 /// Creates a record; leads and deals start in their pipeline's first stage unless `stage` says.
 #[utoipa::path(post, path = "/v1/records", tag = "records", request_body = NewRecord,
-    responses((status = 201, body = Record), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = Record), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "`busy`: automation had no run slot or worker in time, and nothing was changed; `store_busy`, `storage_unavailable`. `Retry-After` says when to try again.", headers(("Retry-After" = u32, description = "Seconds to wait before trying again")))))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -158,7 +179,8 @@ async fn get(
 #[utoipa::path(patch, path = "/v1/records/{id}", tag = "records", params(("id" = String, Path, pattern = "^rec_[0-9a-z]{26}$")),
     request_body(content = Object, example = json!({"email": "ada@analytical.example",
         "custom": {"size": 2500, "source": null}})),
-    responses((status = 200, body = Record), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Record), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "`busy`: automation had no run slot or worker in time, and nothing was changed; `store_busy`, `storage_unavailable`. `Retry-After` says when to try again.", headers(("Retry-After" = u32, description = "Seconds to wait before trying again")))))]
 async fn patch(
     State(state): State<AppState>,
     caller: Caller,
@@ -179,7 +201,8 @@ async fn patch(
 
 /// Deletes a record.
 #[utoipa::path(delete, path = "/v1/records/{id}", tag = "records", params(("id" = String, Path, pattern = "^rec_[0-9a-z]{26}$")),
-    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "`busy`: automation had no run slot or worker in time, and nothing was changed; `store_busy`, `storage_unavailable`. `Retry-After` says when to try again.", headers(("Retry-After" = u32, description = "Seconds to wait before trying again")))))]
 async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -212,7 +235,8 @@ pub struct StageMove {
 /// Moves a lead or deal to another stage of its pipeline.
 #[utoipa::path(post, path = "/v1/records/{id}/stage", tag = "records", params(("id" = String, Path, pattern = "^rec_[0-9a-z]{26}$")),
     request_body = StageMove,
-    responses((status = 200, body = Record), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Record), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "`busy`: automation had no run slot or worker in time, and nothing was changed; `store_busy`, `storage_unavailable`. `Retry-After` says when to try again.", headers(("Retry-After" = u32, description = "Seconds to wait before trying again")))))]
 async fn move_stage(
     State(state): State<AppState>,
     caller: Caller,
@@ -240,7 +264,8 @@ pub struct Converted {
 /// Converts a lead into a contact, company and/or deal (Bitrix24-style).
 #[utoipa::path(post, path = "/v1/records/{id}/convert", tag = "records", params(("id" = String, Path, pattern = "^rec_[0-9a-z]{26}$")),
     request_body = Conversion,
-    responses((status = 201, body = Converted), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = Converted), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "`busy`: automation had no run slot or worker in time, and nothing was changed; `store_busy`, `storage_unavailable`. `Retry-After` says when to try again.", headers(("Retry-After" = u32, description = "Seconds to wait before trying again")))))]
 async fn convert(
     State(state): State<AppState>,
     caller: Caller,

@@ -106,7 +106,7 @@ async fn stats(
 
 /// A module's runs (every version, every binding) over a window: outcomes, p50/p95/p99 of
 /// duration, fuel and peak memory (log buckets: at most ~9% above the true value), messages
-/// queued, and an hourly series.
+/// queued, sent and dead, and an hourly series.
 #[utoipa::path(get, path = "/v1/modules/{name}/stats", tag = "modules",
     params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"), Window),
     responses((status = 200, body = Stats), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]

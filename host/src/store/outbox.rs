@@ -204,6 +204,8 @@ impl Store {
                 let at = m.sent_at.unwrap_or_else(Utc::now);
                 tx.put(&family::sent(at.timestamp_millis(), tenant, &m.id), &())?;
             }
+            // Stats count sent and dead messages per module and binding.
+            super::stats::add_delivery(tx, tenant, m)?;
             Ok(())
         })
     }

@@ -12,12 +12,30 @@ use crate::model::{Event, Record, RecordFilter, RecordKind};
 struct Head {
     id: String,
     kind: RecordKind,
+    name: String,
+    #[serde(default)]
+    email: Option<String>,
     #[serde(default)]
     pipeline: Option<String>,
     #[serde(default)]
     stage: Option<String>,
     #[serde(default)]
     owner: Option<String>,
+}
+
+/// A text search over records: a name containing it, or exactly this email address, both
+/// compared case-insensitively. Built once per search (the needle is lowercased here).
+struct TextQuery(String);
+
+impl TextQuery {
+    fn new(q: &str) -> TextQuery {
+        TextQuery(q.trim().to_lowercase())
+    }
+
+    fn matches(&self, name: &str, email: Option<&str>) -> bool {
+        name.to_lowercase().contains(&self.0)
+            || email.is_some_and(|e| e.trim().to_lowercase() == self.0)
+    }
 }
 
 pub struct RecordPage {
@@ -42,6 +60,22 @@ impl Store {
         limit: usize,
         limits: &ListLimits,
     ) -> Result<RecordPage> {
+        self.search_records(tenant, filter, None, after, limit, limits)
+    }
+
+    /// [`Store::records`] that also match `text`: a name containing it or exactly this email,
+    /// case-insensitively. A scan, bounded by the same budgets and resumed by the same
+    /// cursor (an index can replace it later).
+    pub fn search_records(
+        &self,
+        tenant: &str,
+        filter: &RecordFilter,
+        text: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+        limits: &ListLimits,
+    ) -> Result<RecordPage> {
+        let text = text.map(TextQuery::new);
         let prefix = family::records(tenant);
         let after_key = after.map(|a| family::record(tenant, a));
         let mut page = Filler::new(limit, limits);
@@ -51,9 +85,11 @@ impl Store {
             if !page.look(&head.id, bytes.len()) {
                 break;
             }
-            if filter.matches_fields(head.kind, &head.pipeline, &head.stage, &head.owner)
-                && !page.push(&head.id, bytes.len(), decode(&key, &bytes)?)
-            {
+            let wanted = filter.matches_fields(head.kind, &head.pipeline, &head.stage, &head.owner)
+                && text
+                    .as_ref()
+                    .is_none_or(|t| t.matches(&head.name, head.email.as_deref()));
+            if wanted && !page.push(&head.id, bytes.len(), decode(&key, &bytes)?) {
                 break;
             }
         }

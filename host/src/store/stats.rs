@@ -2,10 +2,11 @@
 //! the run (so stats never disagree with the history they summarise), and their reads.
 
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 
 use super::{family, Result, Store, Tx};
 use crate::model::stats::{hour_of, Rollup};
-use crate::model::RunRecord;
+use crate::model::{MessageStatus, OutboxMessage, RunRecord};
 
 /// Whose runs a rollup counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +33,44 @@ pub(crate) fn add_run(tx: &Tx<'_>, tenant: &str, run: &RunRecord) -> Result<()> 
         let key = family::rollup(tenant, scope.tag(), name, hour);
         let mut r: Rollup = tx.get(&key)?.unwrap_or_default();
         r.add(run);
+        tx.put(&key, &r)?;
+    }
+    Ok(())
+}
+
+/// Whose message it is: the run that queued it (decoded without the rest of the run).
+#[derive(Deserialize)]
+struct RunOwner {
+    module: String,
+    binding: String,
+}
+
+/// Counts a delivery that just ended (`m` is `sent` or `dead`) in the rollups of the module
+/// and binding whose run queued it, in the hour it ended, in the transaction that records
+/// it. A message whose run is past retention is not counted.
+pub(crate) fn add_delivery(tx: &Tx<'_>, tenant: &str, m: &OutboxMessage) -> Result<()> {
+    let sent = match m.status {
+        MessageStatus::Sent => true,
+        MessageStatus::Dead => false,
+        MessageStatus::Queued | MessageStatus::Sending => return Ok(()),
+    };
+    let Some(owner) = tx.get::<RunOwner>(&family::run(tenant, &m.run))? else {
+        return Ok(());
+    };
+    let at = m
+        .attempts
+        .last()
+        .map(|a| a.at)
+        .or(m.sent_at)
+        .unwrap_or_else(Utc::now);
+    let hour = hour_of(at);
+    for (scope, name) in [
+        (Scope::Module, &owner.module),
+        (Scope::Binding, &owner.binding),
+    ] {
+        let key = family::rollup(tenant, scope.tag(), name, hour);
+        let mut r: Rollup = tx.get(&key)?.unwrap_or_default();
+        r.add_delivery(sent);
         tx.put(&key, &r)?;
     }
     Ok(())

@@ -248,12 +248,15 @@ fn commits_concurrently(
                             stagecraft::crm::tenants::create_tenant(&w.store, &tenant, "bench")
                                 .expect("tenant");
                             w.store
-                                .add_module_version(&tenant, "lead-scoring", |version| {
-                                    stagecraft::model::ModuleVersion {
+                                .add_module_version(
+                                    &tenant,
+                                    "lead-scoring",
+                                    &stagecraft::store::ModuleQuota::default(),
+                                    |version| stagecraft::model::ModuleVersion {
                                         version,
                                         ..v.clone()
-                                    }
-                                })
+                                    },
+                                )
                                 .expect("version");
                             let binding = w.bind_in(
                                 &tenant,
