@@ -278,3 +278,131 @@ async fn a_run_in_flight_finishes_on_a_version_the_cache_dropped() {
     let st = stats(&s);
     assert_eq!((st.compiles, st.artifact_loads), (2, 1), "{st:?}");
 }
+
+/// `stagecraft serve` as a real process with `env`, on `data`; its base URL.
+async fn serve(data: &std::path::Path, env: &[(&str, &str)]) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncReadExt;
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_stagecraft-server"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env("STAGECRAFT_BOOTSTRAP_KEY", ADMIN_KEY)
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = String::new();
+    // The timeout bounds a hang; it asserts no timing.
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let mut buf = [0u8; 4096];
+        while !seen.contains("listening on ") || !seen.ends_with('\n') {
+            let n = stdout.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the server exited before listening:\n{seen}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    })
+    .await
+    .expect("the server listens within two minutes");
+    let addr = seen
+        .split("listening on ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_string();
+    (child, format!("http://{addr}"))
+}
+
+/// One sample of `name` with `labels` from the `/metrics` of the server at `base`.
+async fn scrape(http: &reqwest::Client, base: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    scrape
+        .samples
+        .iter()
+        .filter(|x| x.metric == name)
+        .filter(|x| labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| match x.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn serve_takes_the_bound_from_its_environment_and_refuses_a_zero_bound() {
+    let dir = temp_dir();
+    let (child, base) = serve(
+        &dir.path().join("data"),
+        &[("STAGECRAFT_MODULE_CACHE_VERSIONS", "2")],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    for i in 1..=4 {
+        let r = http
+            .post(format!("{base}/v1/modules/mover/versions"))
+            .bearer_auth(ADMIN_KEY)
+            .header("content-type", "application/wasm")
+            .body(mover(i))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let lead: serde_json::Value = http
+        .post(format!("{base}/v1/records"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"kind": "lead", "name": "Ada"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // Round robin over the four versions, twice: each run finds its version dropped.
+    for v in (1..=4).chain(1..=4) {
+        let r: serde_json::Value = http
+            .post(format!("{base}/v1/modules/mover/versions/{v}/dry-run"))
+            .bearer_auth(ADMIN_KEY)
+            .json(&json!({"record": lead["id"]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["outcome"]["kind"], "ok", "v{v}: {r}");
+        let loaded = scrape(&http, &base, "stagecraft_modules_loaded", &[]).await;
+        assert!((1.0..=2.0).contains(&loaded), "{loaded} versions loaded");
+    }
+    let count = |name, labels| {
+        let (http, base) = (&http, &base);
+        async move { scrape(http, base, name, labels).await }
+    };
+    assert_eq!(count("stagecraft_module_compiles_total", &[]).await, 4.0);
+    assert_eq!(
+        count("stagecraft_module_loads_total", &[("source", "artifact")]).await,
+        8.0,
+        "every run reloaded its version from its artifact"
+    );
+    assert_eq!(count("stagecraft_module_evictions_total", &[]).await, 10.0);
+    drop(child);
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_stagecraft-server"))
+        .args(["serve", "--module-cache-versions", "0", "--data-dir"])
+        .arg(dir.path().join("refused"))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--module-cache-versions"), "{stderr}");
+    assert!(!dir.path().join("refused").exists(), "nothing was created");
+}
