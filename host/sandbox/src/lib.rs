@@ -1,10 +1,11 @@
 //! The sandbox: one wasmtime engine with the pooling allocator, modules compiled once (on the
 //! compile pool, after cheap structural checks) and cached by content hash (on disk, so a
-//! restart does not recompile), and runs on fresh instances under hard limits (fuel, epoch
-//! deadline, memory cap, host-call and message caps).
+//! restart does not recompile; in memory up to a bound, see `cache`), and runs on fresh
+//! instances under hard limits (fuel, epoch deadline, memory cap, host-call and message caps).
 //!
 //! A run only *collects* effects; committing them is automation's job.
 
+mod cache;
 mod clock;
 pub mod compiler;
 mod host_api;
@@ -17,7 +18,6 @@ pub mod source;
 mod wasi;
 mod wit;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,6 +28,8 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+pub use cache::CacheLimits;
+use cache::ModuleCache;
 pub use compiler::{Busy, CompileLimits, Compiler, Ticket};
 use host_api::{HostApi, HostApiInput};
 pub use inspect::UploadError;
@@ -82,6 +84,8 @@ impl WasiView for RunState {
 /// A compiled, linked module version, ready to instantiate.
 pub struct Loaded {
     pub hash: String,
+    /// What it holds in memory, as the module cache counts it: its compiled image.
+    pub bytes: u64,
     pre: wit::RulePre<RunState>,
 }
 
@@ -139,6 +143,10 @@ pub struct SandboxStats {
     pub artifact_loads: u64,
     /// Module versions currently held ready in memory.
     pub loaded: u64,
+    /// Their estimated bytes (compiled images; see [`CacheLimits`]).
+    pub loaded_bytes: u64,
+    /// Versions dropped from memory to stay within [`Limits::module_cache`].
+    pub evictions: u64,
 }
 
 pub struct Sandbox {
@@ -148,7 +156,7 @@ pub struct Sandbox {
     linker: Linker<RunState>,
     limits: Limits,
     dir: PathBuf,
-    loaded: Mutex<HashMap<String, Arc<Loaded>>>,
+    loaded: Mutex<ModuleCache<Loaded>>,
     /// Held while files are stored under a hash and recorded, or found unused and removed,
     /// so a removal never takes the files of a version being recorded with the same bytes.
     files: Mutex<()>,
@@ -166,6 +174,12 @@ const KEEP_RESIDENT: usize = 4 << 20;
 const DECOMMIT_BATCH: usize = 8;
 
 fn engine(limits: &Limits) -> Result<Engine, SandboxError> {
+    Engine::new(&engine_config(limits)).map_err(|e| SandboxError::Engine(e.to_string()))
+}
+
+/// The engine configuration the sandbox runs under `limits` (public so the cost bench can
+/// hold bare wasmtime to the same pool and the same metering).
+pub fn engine_config(limits: &Limits) -> wasmtime::Config {
     let n = limits.concurrent_runs.max(1);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(n)
@@ -196,7 +210,7 @@ fn engine(limits: &Limits) -> Result<Engine, SandboxError> {
         // a memory image and which are compiled into start-up code.
         .memory_guaranteed_dense_image_size(shape::DENSE_IMAGE_BYTES)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    Engine::new(&c).map_err(|e| SandboxError::Engine(e.to_string()))
+    c
 }
 
 impl Sandbox {
@@ -242,6 +256,7 @@ impl Sandbox {
                 source,
             })?;
         let compiler = Compiler::new(limits.compile.clone()).map_err(SandboxError::Pool)?;
+        let loaded = Mutex::new(ModuleCache::new(limits.module_cache));
         Ok(Arc::new(Sandbox {
             slots: Slots::new(limits.slot_policy()),
             compiler,
@@ -249,7 +264,7 @@ impl Sandbox {
             linker,
             limits,
             dir: dir.to_path_buf(),
-            loaded: Mutex::new(HashMap::new()),
+            loaded,
             files: Mutex::new(()),
             compiles: AtomicU64::new(0),
             artifact_loads: AtomicU64::new(0),
@@ -271,10 +286,17 @@ impl Sandbox {
     }
 
     pub fn stats(&self) -> SandboxStats {
+        let (loaded, loaded_bytes, evictions) = self
+            .loaded
+            .lock()
+            .map(|m| (m.len() as u64, m.bytes(), m.evictions()))
+            .unwrap_or_default();
         SandboxStats {
             compiles: self.compiles.load(Ordering::Relaxed),
             artifact_loads: self.artifact_loads.load(Ordering::Relaxed),
-            loaded: self.loaded.lock().map(|m| m.len() as u64).unwrap_or(0),
+            loaded,
+            loaded_bytes,
+            evictions,
         }
     }
 
@@ -361,14 +383,7 @@ impl Sandbox {
         self.write(&path, &artifact)?;
         let component = file_backed(&self.engine, &path, ins.component);
         let pre = self.prepare(&component).map_err(compile_err)?;
-        let loaded = Arc::new(Loaded {
-            hash: ins.hash.clone(),
-            pre,
-        });
-        if let Ok(mut m) = self.loaded.lock() {
-            m.insert(ins.hash.clone(), loaded.clone());
-        }
-        Ok(loaded)
+        Ok(self.keep(&ins.hash, &component, pre))
     }
 
     /// Bytes of the compiled artifact stored for `hash` (0 when there is none).
@@ -387,6 +402,7 @@ impl Sandbox {
     pub fn remove(&self, hash: &str) {
         if let Ok(mut m) = self.loaded.lock() {
             m.remove(hash);
+            cache_gauges(&m);
         }
         for ext in ["cwasm", "wasm"] {
             let path = self.path(hash, ext);
@@ -407,7 +423,7 @@ impl Sandbox {
     /// the first one wrote instead of compiling again. Stored bytes are not checked against
     /// today's shape limits: they passed the limits of their upload.
     pub fn load(&self, hash: &str) -> Result<Arc<Loaded>, SandboxError> {
-        if let Some(l) = self.loaded.lock().ok().and_then(|m| m.get(hash).cloned()) {
+        if let Some(l) = self.loaded.lock().ok().and_then(|mut m| m.get(hash)) {
             count_load("memory");
             return Ok(l);
         }
@@ -450,14 +466,24 @@ impl Sandbox {
             }
         };
         let pre = self.prepare(&component).map_err(compile_err)?;
+        Ok(self.keep(hash, &component, pre))
+    }
+
+    /// Puts a ready version in the module cache, which may drop the least recently used ones
+    /// (runs holding them keep them until they end).
+    fn keep(&self, hash: &str, component: &Component, pre: wit::RulePre<RunState>) -> Arc<Loaded> {
+        let image = component.image_range();
         let loaded = Arc::new(Loaded {
             hash: hash.to_string(),
+            bytes: image.end.addr().saturating_sub(image.start.addr()) as u64,
             pre,
         });
         if let Ok(mut m) = self.loaded.lock() {
-            m.insert(hash.to_string(), loaded.clone());
+            let dropped = m.insert(hash, loaded.clone(), loaded.bytes);
+            metrics::counter!("stagecraft_module_evictions_total").increment(dropped);
+            cache_gauges(&m);
         }
-        Ok(loaded)
+        loaded
     }
 
     /// Runs `module` on `input.event` in a fresh instance under the sandbox limits.
@@ -580,6 +606,12 @@ fn recompile(
         Ok(a) if write(artifact, &a).is_ok() => Ok((file_backed(engine, artifact, c), true)),
         _ => Ok((c, true)),
     }
+}
+
+/// Publishes what the module cache holds as the `/metrics` gauges.
+fn cache_gauges(m: &ModuleCache<Loaded>) {
+    metrics::gauge!("stagecraft_modules_loaded").set(m.len() as f64);
+    metrics::gauge!("stagecraft_modules_loaded_bytes").set(m.bytes() as f64);
 }
 
 /// The component as read back from its artifact file, else `compiled` itself. Instances of a

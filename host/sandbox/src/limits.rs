@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::cache::CacheLimits;
 use crate::compiler::CompileLimits;
 use crate::shape::Shape;
 use crate::slots::SlotPolicy;
@@ -55,6 +56,8 @@ pub struct Limits {
     pub shape: Shape,
     /// The compile pool's size and queue shares.
     pub compile: CompileLimits,
+    /// How many compiled module versions, and how many bytes of them, stay ready in memory.
+    pub module_cache: CacheLimits,
 }
 
 impl Limits {
@@ -97,6 +100,7 @@ impl Default for Limits {
             slot_wait: Duration::from_secs(10),
             shape: Shape::maxima(),
             compile: CompileLimits::default(),
+            module_cache: CacheLimits::default(),
         }
     }
 }

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use stagecraft::automation::{Automation, AutomationConfig};
 use stagecraft::crm;
 use stagecraft::model::{Binding, Event, ModuleVersion, Record};
-use stagecraft::sandbox::{Limits, Sandbox};
+use stagecraft::sandbox::{CacheLimits, Limits, Sandbox};
 use stagecraft::store::Store;
 
 pub const TENANT: &str = "default";
@@ -77,13 +77,19 @@ impl World {
     }
 
     /// The default limits, but for `STAGECRAFT_BENCH_SLOTS` run slots when set (the pool's
-    /// size decides how many modules keep a warm slot; see section 5).
+    /// size decides how many modules keep a warm slot; see section 5), and a module cache
+    /// that holds every version section 5 loads (it measures runs over loaded versions, not
+    /// reloads).
     pub fn limits() -> Limits {
         let slots = std::env::var("STAGECRAFT_BENCH_SLOTS")
             .ok()
             .and_then(|s| s.parse().ok());
         Limits {
             concurrent_runs: slots.unwrap_or(Limits::default().concurrent_runs),
+            module_cache: CacheLimits {
+                modules: 100_000,
+                bytes: u64::MAX,
+            },
             ..Limits::default()
         }
     }

@@ -96,7 +96,7 @@ fn mock_host(s: &Scenario) -> (MockHost, stagecraft_sdk::Event) {
     (host, stagecraft_sdk::Event::created(to_sdk(&s.lead)))
 }
 
-fn canned(s: &Scenario) -> (Canned, bare::Event) {
+pub fn canned(s: &Scenario) -> (Canned, bare::Event) {
     let lead = bare::record(&s.lead);
     let event = bare::event(&s.event, lead.clone());
     (
