@@ -39,6 +39,15 @@ pub fn start(config: Config, bootstrap_key: Option<&str>) -> anyhow::Result<Star
     sandbox.set_address_guard(Arc::new(crate::delivery::guard::Guard::new(
         config.delivery.allow_internal_destinations,
     )))?;
+    let counted = store
+        .count_stored_modules(|hash| sandbox.artifact_size(hash))
+        .context("counting the module versions stored by an older version")?;
+    if counted > 0 {
+        tracing::info!(
+            versions = counted,
+            "counted module versions stored before the module quota"
+        );
+    }
     let automation = Automation::new(store.clone(), sandbox.clone(), config.automation.clone());
     let delivery = Delivery::new(store.clone(), config.delivery.clone())
         .context("building the delivery HTTP client")?;

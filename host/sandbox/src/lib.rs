@@ -1,10 +1,11 @@
 //! The sandbox: one wasmtime engine with the pooling allocator, modules compiled once (on the
 //! compile pool, after cheap structural checks) and cached by content hash (on disk, so a
-//! restart does not recompile), and runs on fresh instances under hard limits (fuel, epoch
-//! deadline, memory cap, host-call and message caps).
+//! restart does not recompile; in memory up to a bound, see `cache`), and runs on fresh
+//! instances under hard limits (fuel, epoch deadline, memory cap, host-call and message caps).
 //!
 //! A run only *collects* effects; committing them is automation's job.
 
+mod cache;
 mod clock;
 pub mod compiler;
 mod host_api;
@@ -19,7 +20,6 @@ mod wait;
 mod wasi;
 mod wit;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,6 +31,8 @@ use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Trap
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+pub use cache::CacheLimits;
+use cache::ModuleCache;
 pub use compiler::{Busy, CompileLimits, Compiler, Ticket};
 use host_api::{HostApi, HostApiInput};
 pub use http::AddressGuard;
@@ -100,6 +102,8 @@ impl WasiHttpView for RunState {
 /// A compiled, linked module version, ready to instantiate.
 pub struct Loaded {
     pub hash: String,
+    /// What it holds in memory, as the module cache counts it: its compiled image.
+    pub bytes: u64,
     pre: wit::RulePre<RunState>,
 }
 
@@ -159,6 +163,10 @@ pub struct SandboxStats {
     pub artifact_loads: u64,
     /// Module versions currently held ready in memory.
     pub loaded: u64,
+    /// Their estimated bytes (compiled images; see [`CacheLimits`]).
+    pub loaded_bytes: u64,
+    /// Versions dropped from memory to stay within [`Limits::module_cache`].
+    pub evictions: u64,
 }
 
 pub struct Sandbox {
@@ -168,7 +176,10 @@ pub struct Sandbox {
     linker: Linker<RunState>,
     limits: Limits,
     dir: PathBuf,
-    loaded: Mutex<HashMap<String, Arc<Loaded>>>,
+    loaded: Mutex<ModuleCache<Loaded>>,
+    /// Held while files are stored under a hash and recorded, or found unused and removed,
+    /// so a removal never takes the files of a version being recorded with the same bytes.
+    files: Mutex<()>,
     compiles: AtomicU64,
     artifact_loads: AtomicU64,
     /// Outbound HTTP's guard and client; without it every call is refused.
@@ -185,6 +196,12 @@ const KEEP_RESIDENT: usize = 4 << 20;
 const DECOMMIT_BATCH: usize = 8;
 
 fn engine(limits: &Limits) -> Result<Engine, SandboxError> {
+    Engine::new(&engine_config(limits)).map_err(|e| SandboxError::Engine(e.to_string()))
+}
+
+/// The engine configuration the sandbox runs under `limits` (public so the cost bench can
+/// hold bare wasmtime to the same pool and the same metering).
+pub fn engine_config(limits: &Limits) -> wasmtime::Config {
     let n = limits.concurrent_runs.max(1);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(n)
@@ -215,7 +232,7 @@ fn engine(limits: &Limits) -> Result<Engine, SandboxError> {
         // a memory image and which are compiled into start-up code.
         .memory_guaranteed_dense_image_size(shape::DENSE_IMAGE_BYTES)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    Engine::new(&c).map_err(|e| SandboxError::Engine(e.to_string()))
+    c
 }
 
 impl Sandbox {
@@ -268,6 +285,7 @@ impl Sandbox {
                 source,
             })?;
         let compiler = Compiler::new(limits.compile.clone()).map_err(SandboxError::Pool)?;
+        let loaded = Mutex::new(ModuleCache::new(limits.module_cache));
         Ok(Arc::new(Sandbox {
             slots: Slots::new(limits.slot_policy()),
             compiler,
@@ -275,7 +293,8 @@ impl Sandbox {
             linker,
             limits,
             dir: dir.to_path_buf(),
-            loaded: Mutex::new(HashMap::new()),
+            loaded,
+            files: Mutex::new(()),
             compiles: AtomicU64::new(0),
             artifact_loads: AtomicU64::new(0),
             outbound: std::sync::OnceLock::new(),
@@ -305,10 +324,17 @@ impl Sandbox {
     }
 
     pub fn stats(&self) -> SandboxStats {
+        let (loaded, loaded_bytes, evictions) = self
+            .loaded
+            .lock()
+            .map(|m| (m.len() as u64, m.bytes(), m.evictions()))
+            .unwrap_or_default();
         SandboxStats {
             compiles: self.compiles.load(Ordering::Relaxed),
             artifact_loads: self.artifact_loads.load(Ordering::Relaxed),
-            loaded: self.loaded.lock().map(|m| m.len() as u64).unwrap_or(0),
+            loaded,
+            loaded_bytes,
+            evictions,
         }
     }
 
@@ -394,16 +420,41 @@ impl Sandbox {
         };
         self.write(&self.path(&ins.hash, "wasm"), bytes)?;
         let artifact = ins.component.serialize().map_err(compile_err)?;
-        self.write(&self.path(&ins.hash, "cwasm"), &artifact)?;
-        let pre = self.prepare(&ins.component).map_err(compile_err)?;
-        let loaded = Arc::new(Loaded {
-            hash: ins.hash.clone(),
-            pre,
-        });
+        let path = self.path(&ins.hash, "cwasm");
+        self.write(&path, &artifact)?;
+        let component = file_backed(&self.engine, &path, ins.component);
+        let pre = self.prepare(&component).map_err(compile_err)?;
+        Ok(self.keep(&ins.hash, &component, pre))
+    }
+
+    /// Bytes of the compiled artifact stored for `hash` (0 when there is none).
+    pub fn artifact_size(&self, hash: &str) -> u64 {
+        std::fs::metadata(self.path(hash, "cwasm")).map_or(0, |m| m.len())
+    }
+
+    /// The lock to hold from storing a hash's files until its version is recorded, and from
+    /// finding a hash unused until its files are removed ([`Sandbox::remove`]).
+    pub fn lock_files(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.files.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets the module stored under `hash`: its files and its ready copy in memory. For
+    /// a hash no stored version has any more; call it holding [`Sandbox::lock_files`].
+    pub fn remove(&self, hash: &str) {
         if let Ok(mut m) = self.loaded.lock() {
-            m.insert(ins.hash.clone(), loaded.clone());
+            m.remove(hash);
+            cache_gauges(&m);
         }
-        Ok(loaded)
+        for ext in ["cwasm", "wasm"] {
+            let path = self.path(hash, ext);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot remove an unused module file")
+                }
+            }
+        }
     }
 
     /// The ready module for `hash`: from memory, else from its precompiled artifact, else
@@ -413,7 +464,7 @@ impl Sandbox {
     /// the first one wrote instead of compiling again. Stored bytes are not checked against
     /// today's shape limits: they passed the limits of their upload.
     pub fn load(&self, hash: &str) -> Result<Arc<Loaded>, SandboxError> {
-        if let Some(l) = self.loaded.lock().ok().and_then(|m| m.get(hash).cloned()) {
+        if let Some(l) = self.loaded.lock().ok().and_then(|mut m| m.get(hash)) {
             count_load("memory");
             return Ok(l);
         }
@@ -456,14 +507,24 @@ impl Sandbox {
             }
         };
         let pre = self.prepare(&component).map_err(compile_err)?;
+        Ok(self.keep(hash, &component, pre))
+    }
+
+    /// Puts a ready version in the module cache, which may drop the least recently used ones
+    /// (runs holding them keep them until they end).
+    fn keep(&self, hash: &str, component: &Component, pre: wit::RulePre<RunState>) -> Arc<Loaded> {
+        let image = component.image_range();
         let loaded = Arc::new(Loaded {
             hash: hash.to_string(),
+            bytes: image.end.addr().saturating_sub(image.start.addr()) as u64,
             pre,
         });
         if let Ok(mut m) = self.loaded.lock() {
-            m.insert(hash.to_string(), loaded.clone());
+            let dropped = m.insert(hash, loaded.clone(), loaded.bytes);
+            metrics::counter!("stagecraft_module_evictions_total").increment(dropped);
+            cache_gauges(&m);
         }
-        Ok(loaded)
+        loaded
     }
 
     /// Runs `module` on `input.event` in a fresh instance under the sandbox limits.
@@ -604,10 +665,25 @@ fn recompile(
         return Ok((c, false));
     }
     let c = Component::new(engine, bytes)?;
-    if let Ok(a) = c.serialize() {
-        let _ = write(artifact, &a);
+    match c.serialize() {
+        Ok(a) if write(artifact, &a).is_ok() => Ok((file_backed(engine, artifact, c), true)),
+        _ => Ok((c, true)),
     }
-    Ok((c, true))
+}
+
+/// Publishes what the module cache holds as the `/metrics` gauges.
+fn cache_gauges(m: &ModuleCache<Loaded>) {
+    metrics::gauge!("stagecraft_modules_loaded").set(m.len() as f64);
+    metrics::gauge!("stagecraft_modules_loaded_bytes").set(m.bytes() as f64);
+}
+
+/// The component as read back from its artifact file, else `compiled` itself. Instances of a
+/// component read from a file map their initial memory from that file; a component compiled
+/// in memory gets a sealed memfd on its first instantiation instead, and sealing fails now
+/// and then under load (`EBUSY` while the freshly written pages are still pinned), which
+/// would fail that run for no fault of its module.
+fn file_backed(engine: &Engine, artifact: &Path, compiled: Component) -> Component {
+    deserialize(engine, artifact).unwrap_or(compiled)
 }
 
 #[allow(unsafe_code)]

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::cache::CacheLimits;
 use crate::compiler::CompileLimits;
 use crate::shape::Shape;
 use crate::slots::SlotPolicy;
@@ -55,6 +56,8 @@ pub struct Limits {
     pub shape: Shape,
     /// The compile pool's size and queue shares.
     pub compile: CompileLimits,
+    /// How many compiled module versions, and how many bytes of them, stay ready in memory.
+    pub module_cache: CacheLimits,
     /// Outbound HTTP (`wasi:http`), where a binding grants it.
     pub http: HttpLimits,
 }
@@ -131,6 +134,7 @@ impl Default for Limits {
             shape: Shape::maxima(),
             compile: CompileLimits::default(),
             http: HttpLimits::default(),
+            module_cache: CacheLimits::default(),
         }
     }
 }

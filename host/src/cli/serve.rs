@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::config::Config;
+use crate::sandbox::CacheLimits;
 use crate::telemetry::LogFormat;
 
 /// What `stagecraft serve` takes (and nothing a client command takes).
@@ -33,6 +34,25 @@ pub struct ServeArgs {
     /// Days to keep run history, journal snapshots and delivered messages.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=36500))]
     pub retention_days: u64,
+    /// Compiled module versions kept ready in memory, all tenants together; past it the least
+    /// recently used is dropped and its next run loads its artifact from disk (no compile).
+    #[arg(long, env = "STAGECRAFT_MODULE_CACHE_VERSIONS", default_value_t = CacheLimits::default().modules as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub module_cache_versions: u64,
+    /// MiB of compiled module images kept ready in memory (the same bound, by size).
+    #[arg(long, env = "STAGECRAFT_MODULE_CACHE_MB", default_value_t = CacheLimits::default().bytes >> 20,
+          value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub module_cache_mb: u64,
+}
+
+impl ServeArgs {
+    /// The module cache's bounds these flags ask for.
+    pub fn module_cache(&self) -> CacheLimits {
+        CacheLimits {
+            modules: usize::try_from(self.module_cache_versions).unwrap_or(usize::MAX),
+            bytes: self.module_cache_mb << 20,
+        }
+    }
 }
 
 /// Starts the server on `listen` with data in `data_dir`, optionally seeding the demo.
@@ -40,6 +60,7 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     let mut config = Config::new(a.data_dir.clone());
     config.delivery.allow_internal_destinations = a.allow_internal_destinations;
     config.retention.max_age = std::time::Duration::from_secs(a.retention_days * 24 * 3600);
+    config.limits.module_cache = a.module_cache();
     // Bind before touching the data dir: a taken port leaves the data as it was (no tenant
     // bootstrapped, no demo seeded). Connections wait in the backlog until serving starts.
     let listener = tokio::net::TcpListener::bind(a.listen)

@@ -31,6 +31,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 pub use crate::model::RecordFilter;
 pub use automation::{DueTimer, FollowUpCaps, QueuedJob, RunFilter};
 pub use changeset::{Changeset, RecordWrite};
+pub use modules::ModuleQuota;
 pub use outbox::{DueMessage, MessageFilter};
 pub use page::{ListLimits, Page};
 pub use records::RecordPage;
@@ -66,6 +67,10 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Refused(String),
+    /// A tenant's module storage is full (`ModuleQuota`): the message names the limit and
+    /// how to make room.
+    #[error("{0}")]
+    OverQuota(String),
     /// What a module read changed before its effects could commit; run it again.
     #[error("{0}")]
     Stale(String),

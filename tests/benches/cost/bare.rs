@@ -4,6 +4,12 @@
 //! nothing. WASI is linked with an empty context because the component imports it.
 //! `metered` adds what the sandbox arms on every run (fuel and an epoch deadline) so the
 //! report can separate the cost of metering from the cost of the host.
+//!
+//! For section 5 it also holds distinct copies of the component ([`Bare::copy_to`]), each
+//! deserialized from its own artifact file as the sandbox loads distinct module versions, so
+//! a round robin over them is the floor of the sandbox's.
+
+use std::path::Path;
 
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
@@ -104,10 +110,13 @@ impl api::config::Host for State {
     }
 }
 
-/// A bare wasmtime host for one component.
+/// A bare wasmtime host for one component (and its copies).
 pub struct Bare {
     engine: Engine,
-    pre: RulePre<State>,
+    linker: Linker<State>,
+    component: Component,
+    /// The component, then its copies.
+    pres: Vec<RulePre<State>>,
     canned: Canned,
     metered: bool,
 }
@@ -131,7 +140,13 @@ impl Bare {
             .consume_fuel(metered)
             .epoch_interruption(metered)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&c).expect("engine");
+        Bare::with_config(component, canned, &c, metered)
+    }
+
+    /// A bare host under `config`, e.g. the sandbox's own (`stagecraft::sandbox::engine_config`,
+    /// which meters: pass `metered` to match).
+    pub fn with_config(component: &[u8], canned: Canned, config: &Config, metered: bool) -> Bare {
+        let engine = Engine::new(config).expect("engine");
         let component = Component::new(&engine, component).expect("compile");
         let mut linker: Linker<State> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("link wasi");
@@ -141,14 +156,59 @@ impl Bare {
             .expect("rule exports");
         Bare {
             engine,
-            pre,
+            linker,
+            component,
+            pres: vec![pre],
             canned,
             metered,
         }
     }
 
+    /// Adds copies of the component until this host holds `n`: each is the component's
+    /// artifact written to a file of its own under `dir` and deserialized from it, as the
+    /// sandbox loads a module version from its `.cwasm` (distinct files, so distinct code
+    /// pages, as `n` distinct versions would have).
+    ///
+    /// For locating the cost, `STAGECRAFT_BENCH_COPIES` changes that: `one-file` deserializes
+    /// every copy from the same file (separate mappings and modules, but the page cache
+    /// shares their physical pages), `one-module` makes every copy an `InstancePre` of the
+    /// same component (one module: nothing but the pre is distinct).
+    pub fn copy_to(&mut self, n: usize, dir: &Path) {
+        let artifact = self.component.serialize().expect("serialize");
+        let how = std::env::var("STAGECRAFT_BENCH_COPIES").unwrap_or_default();
+        while self.pres.len() < n {
+            let path = match how.as_str() {
+                "one-file" => dir.join("bare-shared.cwasm"),
+                _ => dir.join(format!("bare-{}.cwasm", self.pres.len())),
+            };
+            if !path.exists() {
+                std::fs::write(&path, &artifact).expect("write artifact");
+            }
+            // SAFETY: the artifact was serialized just above by this engine.
+            #[allow(unsafe_code)]
+            let c = match how.as_str() {
+                "one-module" => self.component.clone(),
+                _ => unsafe { Component::deserialize_file(&self.engine, &path) }
+                    .expect("deserialize"),
+            };
+            let pre = RulePre::new(self.linker.instantiate_pre(&c).expect("instantiate_pre"))
+                .expect("rule exports");
+            self.pres.push(pre);
+        }
+    }
+
+    /// The component and its copies.
+    pub fn copies(&self) -> usize {
+        self.pres.len()
+    }
+
     /// One run on `event` in a fresh instance; the guest's answer.
     pub fn run(&self, event: &Event) -> Result<(), String> {
+        self.run_copy(0, event)
+    }
+
+    /// One run of copy `i` on `event` in a fresh instance.
+    pub fn run_copy(&self, i: usize, event: &Event) -> Result<(), String> {
         let mut store = Store::new(
             &self.engine,
             State {
@@ -161,7 +221,7 @@ impl Bare {
             store.set_fuel(2_000_000_000).expect("fuel");
             store.set_epoch_deadline(100);
         }
-        let rule = self.pre.instantiate(&mut store).expect("instantiate");
+        let rule = self.pres[i].instantiate(&mut store).expect("instantiate");
         rule.call_handle(&mut store, event).expect("no trap")
     }
 }

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use stagecraft::automation::{Automation, AutomationConfig};
 use stagecraft::crm;
 use stagecraft::model::{Binding, Event, ModuleVersion, Record};
-use stagecraft::sandbox::{Limits, Sandbox};
+use stagecraft::sandbox::{CacheLimits, Limits, Sandbox};
 use stagecraft::store::Store;
 
 pub const TENANT: &str = "default";
@@ -77,21 +77,35 @@ impl World {
     }
 
     /// The default limits, but for `STAGECRAFT_BENCH_SLOTS` run slots when set (the pool's
-    /// size decides how many modules keep a warm slot; see section 5).
+    /// size decides how many modules keep a warm slot; see section 5), and a module cache
+    /// that holds every version section 5 loads (it measures runs over loaded versions, not
+    /// reloads).
     pub fn limits() -> Limits {
         let slots = std::env::var("STAGECRAFT_BENCH_SLOTS")
             .ok()
             .and_then(|s| s.parse().ok());
         Limits {
             concurrent_runs: slots.unwrap_or(Limits::default().concurrent_runs),
+            module_cache: CacheLimits {
+                modules: 100_000,
+                bytes: u64::MAX,
+            },
             ..Limits::default()
         }
     }
 
     /// Publishes `bytes` as the next version of `name` (inspect, compile, cache, record).
     pub fn publish(&self, name: &str, bytes: &[u8]) -> ModuleVersion {
-        stagecraft::registry::publish(&self.store, &self.sandbox, TENANT, name, bytes, "bench")
-            .unwrap_or_else(|e| panic!("publishing {name}: {e}"))
+        stagecraft::registry::publish(
+            &self.store,
+            &self.sandbox,
+            stagecraft::store::ModuleQuota::default(),
+            TENANT,
+            name,
+            bytes,
+            "bench",
+        )
+        .unwrap_or_else(|e| panic!("publishing {name}: {e}"))
     }
 
     /// Creates a record without automation; returns it and its `created` event.

@@ -96,7 +96,7 @@ fn mock_host(s: &Scenario) -> (MockHost, stagecraft_sdk::Event) {
     (host, stagecraft_sdk::Event::created(to_sdk(&s.lead)))
 }
 
-fn canned(s: &Scenario) -> (Canned, bare::Event) {
+pub fn canned(s: &Scenario) -> (Canned, bare::Event) {
     let lead = bare::record(&s.lead);
     let event = bare::event(&s.event, lead.clone());
     (
@@ -248,12 +248,15 @@ fn commits_concurrently(
                             stagecraft::crm::tenants::create_tenant(&w.store, &tenant, "bench")
                                 .expect("tenant");
                             w.store
-                                .add_module_version(&tenant, "lead-scoring", |version| {
-                                    stagecraft::model::ModuleVersion {
+                                .add_module_version(
+                                    &tenant,
+                                    "lead-scoring",
+                                    &stagecraft::store::ModuleQuota::default(),
+                                    |version| stagecraft::model::ModuleVersion {
                                         version,
                                         ..v.clone()
-                                    }
-                                })
+                                    },
+                                )
                                 .expect("version");
                             let binding = w.bind_in(
                                 &tenant,
