@@ -22,6 +22,22 @@ pub struct HttpGrant {
     /// Whether plain `http://` may be used too; otherwise only `https://`.
     #[serde(default)]
     pub allow_http: bool,
+    /// The tenant's secrets the module may use, by name: the host puts a secret where the
+    /// module wrote `{{secret:NAME}}` in a header value or a URL query value of a request to
+    /// one of `destinations`. The module never sees the value.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+}
+
+/// Secrets one binding may be granted.
+pub const MAX_SECRETS: usize = 32;
+
+/// Whether `name` is a secret name: `A-Z`, `0-9`, `_`, starting with a letter, at most 64.
+pub fn valid_secret_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_uppercase())
+        && name.len() <= 64
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// One parsed destination of a grant.
@@ -172,6 +188,20 @@ impl HttpGrant {
         for d in &self.destinations {
             Destination::parse(d)?;
         }
+        if self.secrets.len() > MAX_SECRETS {
+            return Err(format!(
+                "at most {MAX_SECRETS} secrets (got {})",
+                self.secrets.len()
+            ));
+        }
+        if let Some(bad) = self.secrets.iter().find(|n| !valid_secret_name(n)) {
+            return Err(format!(
+                "secret name {bad:?} is not valid: A-Z, 0-9 and _, starting with a letter, at most 64"
+            ));
+        }
+        if !self.secrets.is_empty() && self.destinations.is_empty() {
+            return Err("secrets are granted for destinations: list the destinations too".into());
+        }
         Ok(())
     }
 
@@ -259,6 +289,7 @@ mod tests {
         HttpGrant {
             destinations: d.iter().map(|s| s.to_string()).collect(),
             allow_http,
+            secrets: Vec::new(),
         }
     }
 

@@ -35,6 +35,7 @@ pub use cache::CacheLimits;
 use cache::ModuleCache;
 pub use compiler::{Busy, CompileLimits, Compiler, Ticket};
 use host_api::{HostApi, HostApiInput};
+pub use http::secrets::SecretSource;
 pub use http::AddressGuard;
 pub use inspect::UploadError;
 pub use limits::Limits;
@@ -184,6 +185,8 @@ pub struct Sandbox {
     artifact_loads: AtomicU64,
     /// Outbound HTTP's guard and client; without it every call is refused.
     outbound: std::sync::OnceLock<Arc<http::Outbound>>,
+    /// Where the tenants' secrets come from; without it no placeholder is filled.
+    secrets: std::sync::OnceLock<Arc<dyn SecretSource>>,
 }
 
 pub fn content_hash(bytes: &[u8]) -> String {
@@ -298,6 +301,7 @@ impl Sandbox {
             compiles: AtomicU64::new(0),
             artifact_loads: AtomicU64::new(0),
             outbound: std::sync::OnceLock::new(),
+            secrets: std::sync::OnceLock::new(),
         }))
     }
 
@@ -307,6 +311,11 @@ impl Sandbox {
         let outbound = http::Outbound::new(guard).map_err(SandboxError::Engine)?;
         let _ = self.outbound.set(Arc::new(outbound));
         Ok(())
+    }
+
+    /// Hands in the tenants' secrets, filled into granted requests' placeholders (set once).
+    pub fn set_secret_source(&self, source: Arc<dyn SecretSource>) {
+        let _ = self.secrets.set(source);
     }
 
     pub fn limits(&self) -> &Limits {
@@ -560,6 +569,8 @@ impl Sandbox {
             limits: self.limits.http.clone(),
             request_timeout,
             outbound: self.outbound.get().cloned(),
+            tenant: input.tenant.to_string(),
+            secrets: self.secrets.get().cloned(),
         });
         let mut store = wasmtime::Store::new(
             &self.engine,

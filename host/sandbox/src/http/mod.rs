@@ -10,6 +10,7 @@
 //! `error-code` the module can handle and a named line in the run log (`not_granted: …`).
 //! Every call is kept in the run record ([`Journal`]).
 
+pub mod secrets;
 mod send;
 
 use std::future::Future;
@@ -144,6 +145,7 @@ pub struct Hooks {
     request_timeout: Duration,
     started: Instant,
     outbound: Option<Arc<Outbound>>,
+    secrets: Arc<secrets::Secrets>,
     made: u32,
 }
 
@@ -154,17 +156,25 @@ pub struct HooksInput {
     pub limits: HttpLimits,
     pub request_timeout: Duration,
     pub outbound: Option<Arc<Outbound>>,
+    /// Whose run it is, and where its secrets come from.
+    pub tenant: String,
+    pub secrets: Option<Arc<dyn secrets::SecretSource>>,
 }
 
 impl Hooks {
     pub fn new(i: HooksInput) -> Hooks {
         Hooks {
             journal: i.journal,
-            grant: i.grant,
+            grant: i.grant.clone(),
             limits: i.limits,
             request_timeout: i.request_timeout,
             started: Instant::now(),
             outbound: i.outbound,
+            secrets: Arc::new(secrets::Secrets {
+                tenant: i.tenant,
+                granted: i.grant.secrets.clone(),
+                source: i.secrets,
+            }),
             made: 0,
         }
     }
@@ -251,6 +261,7 @@ impl WasiHttpHooks for Hooks {
             timeout: self.request_timeout,
             limits: self.limits.clone(),
             started: Instant::now(),
+            secrets: self.secrets.clone(),
         };
         Box::new(send::send(call, request))
     }

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use stagecraft_model::outbound::{HeaderLine, HttpExchange};
 use wasmtime_wasi_http::{Error, WasiBody};
 
+use super::secrets::{Secrets, Used};
 use super::{AddressGuard, Journal, Outbound, Response};
 use crate::limits::HttpLimits;
 
@@ -67,6 +68,7 @@ pub struct Call {
     pub timeout: Duration,
     pub limits: HttpLimits,
     pub started: Instant,
+    pub secrets: Arc<Secrets>,
 }
 
 /// A named failure: what the log and record say, and the `error-code` the module gets.
@@ -155,7 +157,7 @@ async fn exchange_with(
     }
     x.request_bytes = sent.len() as u64;
     x.request_digest = digest(&x.method, &x.url, &sent);
-    let url = reqwest::Url::parse(&parts.uri.to_string()).map_err(|e| {
+    let mut url = reqwest::Url::parse(&parts.uri.to_string()).map_err(|e| {
         fail(
             "request_failed",
             format!("the URL is not valid: {e}"),
@@ -164,6 +166,16 @@ async fn exchange_with(
     })?;
     let mut headers = parts.headers;
     headers.remove(http::header::HOST);
+    // Secrets go in last, into this copy only: the module's request (and the record) keep
+    // the placeholders.
+    let mut used = Used::default();
+    let refused = |(name, why)| fail(name, why, Error::HttpRequestDenied);
+    call.secrets
+        .fill_url(&mut url, &mut used)
+        .map_err(refused)?;
+    call.secrets
+        .fill_headers(&mut headers, &mut used)
+        .map_err(refused)?;
     let response = call
         .outbound
         .client
@@ -172,9 +184,12 @@ async fn exchange_with(
         .body(sent.freeze())
         .send()
         .await
-        .map_err(|e| fail("connect_failed", causes(&e), Error::ConnectionRefused))?;
+        .map_err(|e| {
+            let why = used.scrub_text(&causes(&e.without_url()));
+            fail("connect_failed", why, Error::ConnectionRefused)
+        })?;
     let status = response.status();
-    let response_headers = response.headers().clone();
+    let mut response_headers = response.headers().clone();
     let mut got = BytesMut::new();
     let mut response = response;
     loop {
@@ -200,7 +215,13 @@ async fn exchange_with(
             }
         }
     }
-    let got = got.freeze();
+    // A remote that echoes a secret back gives the module the placeholder instead.
+    let got = if used.is_empty() {
+        got.freeze()
+    } else {
+        used.scrub_headers(&mut response_headers);
+        Bytes::from(used.scrub(&got))
+    };
     x.status = Some(status.as_u16());
     x.response_headers = recorded(&response_headers, RECORDED_RESPONSE);
     x.response_bytes = got.len() as u64;
@@ -211,6 +232,7 @@ async fn exchange_with(
     if let Some(h) = builder.headers_mut() {
         *h = response_headers;
         h.remove(http::header::TRANSFER_ENCODING);
+        h.insert(http::header::CONTENT_LENGTH, got.len().into());
     }
     let (parts, ()) = builder
         .body(())
