@@ -273,6 +273,9 @@ pub struct HttpExchange {
     /// …`, `request_limit: …`, `response_too_large: …`, `request_timeout: …`, `timeout: …`).
     #[serde(default)]
     pub error: Option<String>,
+    /// Answered from a recorded run's exchange (dry-run and replay), not sent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
     /// When the call started, milliseconds after the run started.
     #[serde(default)]
     pub started_ms: u64,

@@ -134,6 +134,9 @@ pub struct RunInput<'a> {
     pub pending: Vec<Record>,
     /// Ids of records the uncommitted change deletes (the run sees them as gone).
     pub deleted: Vec<String>,
+    /// `None`: granted HTTP calls go out. `Some(exchanges)`: they are answered from these,
+    /// a past run's (dry-runs and replays), and nothing is sent.
+    pub recorded_http: Option<Vec<model::HttpExchange>>,
 }
 
 /// Everything a run produced.
@@ -571,6 +574,10 @@ impl Sandbox {
             outbound: self.outbound.get().cloned(),
             tenant: input.tenant.to_string(),
             secrets: self.secrets.get().cloned(),
+            answers: match input.recorded_http {
+                Some(x) => http::Answers::Recorded(Arc::new(http::Recorded::new(x))),
+                None => http::Answers::Live,
+            },
         });
         let mut store = wasmtime::Store::new(
             &self.engine,

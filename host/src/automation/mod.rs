@@ -354,6 +354,7 @@ impl Automation {
                 grants: binding.grants.clone(),
                 pending,
                 deleted,
+                recorded_http: None,
             },
         );
         run.outcome = report.outcome.clone();

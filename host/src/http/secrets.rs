@@ -40,6 +40,7 @@ pub struct SecretList {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"value": "sk_live_4f9a1c"}))]
 pub struct SecretValue {
     /// 1 to 4096 bytes, no control characters.
     #[schema(min_length = 1, max_length = 4096)]

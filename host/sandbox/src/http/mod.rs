@@ -136,6 +136,42 @@ impl Journal {
     }
 }
 
+/// Where a run's granted requests are answered from.
+#[derive(Clone)]
+pub enum Answers {
+    /// Sent out for real.
+    Live,
+    /// From what a past run received: the first unused recorded exchange with the same
+    /// request (method, URL as written, body), in order; anything else fails
+    /// `replay_unmatched`. Nothing is sent.
+    Recorded(Arc<Recorded>),
+}
+
+/// A past run's exchanges, each answering at most once.
+pub struct Recorded(Mutex<Vec<(HttpExchange, bool)>>);
+
+impl Recorded {
+    pub fn new(exchanges: Vec<HttpExchange>) -> Recorded {
+        Recorded(Mutex::new(
+            exchanges
+                .into_iter()
+                .filter(|x| x.status.is_some() || !x.request_digest.is_empty())
+                .map(|x| (x, false))
+                .collect(),
+        ))
+    }
+
+    /// The first unused exchange made with this request.
+    fn take(&self, digest: &str) -> Option<HttpExchange> {
+        let mut all = self.0.lock().ok()?;
+        let (x, used) = all
+            .iter_mut()
+            .find(|(x, used)| !*used && x.request_digest == digest)?;
+        *used = true;
+        Some(x.clone())
+    }
+}
+
 /// The `wasi:http` hooks of one run.
 pub struct Hooks {
     journal: Arc<Journal>,
@@ -146,6 +182,7 @@ pub struct Hooks {
     started: Instant,
     outbound: Option<Arc<Outbound>>,
     secrets: Arc<secrets::Secrets>,
+    answers: Answers,
     made: u32,
 }
 
@@ -159,6 +196,7 @@ pub struct HooksInput {
     /// Whose run it is, and where its secrets come from.
     pub tenant: String,
     pub secrets: Option<Arc<dyn secrets::SecretSource>>,
+    pub answers: Answers,
 }
 
 impl Hooks {
@@ -175,6 +213,7 @@ impl Hooks {
                 granted: i.grant.secrets.clone(),
                 source: i.secrets,
             }),
+            answers: i.answers,
             made: 0,
         }
     }
@@ -245,14 +284,19 @@ impl WasiHttpHooks for Hooks {
             let r = self.refuse(x, "not_granted", miss.to_string(), Error::HttpRequestDenied);
             return Box::new(async move { r });
         }
-        let Some(outbound) = self.outbound.clone() else {
-            let why = "this server has no address guard configured, so it makes no calls".into();
-            let r = self.refuse(x, "address_refused", why, Error::DestinationIpProhibited);
-            return Box::new(async move { r });
+        let outbound = match (&self.answers, self.outbound.clone()) {
+            (Answers::Recorded(r), _) => send::Via::Recorded(r.clone()),
+            (Answers::Live, Some(o)) => send::Via::Live(o),
+            (Answers::Live, None) => {
+                let why =
+                    "this server has no address guard configured, so it makes no calls".into();
+                let r = self.refuse(x, "address_refused", why, Error::DestinationIpProhibited);
+                return Box::new(async move { r });
+            }
         };
         // Not cut to the deadline: a call still going then ends the run `timeout` (`wait`).
         let call = send::Call {
-            outbound,
+            via: outbound,
             journal: self.journal.clone(),
             at: self.journal.start(x.clone()),
             exchange: x,

@@ -14,7 +14,7 @@ use stagecraft_model::outbound::{HeaderLine, HttpExchange};
 use wasmtime_wasi_http::{Error, WasiBody};
 
 use super::secrets::{Secrets, Used};
-use super::{AddressGuard, Journal, Outbound, Response};
+use super::{AddressGuard, Journal, Outbound, Recorded, Response};
 use crate::limits::HttpLimits;
 
 /// Request headers a run record keeps (others may carry credentials).
@@ -56,9 +56,15 @@ impl reqwest::dns::Resolve for Resolver {
     }
 }
 
+/// Where a request goes.
+pub enum Via {
+    Live(Arc<Outbound>),
+    Recorded(Arc<Recorded>),
+}
+
 /// One request on its way.
 pub struct Call {
-    pub outbound: Arc<Outbound>,
+    pub via: Via,
     pub journal: Arc<Journal>,
     /// Its place in the journal.
     pub at: usize,
@@ -130,31 +136,16 @@ async fn exchange_with(
     x: &mut HttpExchange,
 ) -> Result<(http::response::Parts, Bytes), Failure> {
     let limits = &call.limits;
+    let outbound = match &call.via {
+        Via::Live(o) => o,
+        Via::Recorded(r) => return answer_recorded(r, call, request, x).await,
+    };
     // The guard first, on its own: a refusal is named before any connection is tried (the
     // client's resolver checks names again as it connects, and IP literals never reach it).
-    if let Err(why) = call
-        .outbound
-        .guard
-        .lookup(call.host.clone(), call.port)
-        .await
-    {
+    if let Err(why) = outbound.guard.lookup(call.host.clone(), call.port).await {
         return Err(fail("address_refused", why, Error::DestinationIpProhibited));
     }
-    let (parts, mut body) = request.into_parts();
-    let mut sent = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| fail("request_failed", format!("{e:?}"), e))?;
-        if let Ok(data) = frame.into_data() {
-            if sent.len() + data.len() > limits.request_bytes {
-                return Err(fail(
-                    "request_too_large",
-                    format!("the request body is over {} bytes", limits.request_bytes),
-                    Error::HttpRequestBodySize(Some(limits.request_bytes as u64)),
-                ));
-            }
-            sent.extend_from_slice(&data);
-        }
-    }
+    let (parts, sent) = read_body(request, limits).await?;
     x.request_bytes = sent.len() as u64;
     x.request_digest = digest(&x.method, &x.url, &sent);
     let mut url = reqwest::Url::parse(&parts.uri.to_string()).map_err(|e| {
@@ -176,12 +167,11 @@ async fn exchange_with(
     call.secrets
         .fill_headers(&mut headers, &mut used)
         .map_err(refused)?;
-    let response = call
-        .outbound
+    let response = outbound
         .client
         .request(parts.method, url)
         .headers(headers)
-        .body(sent.freeze())
+        .body(sent)
         .send()
         .await
         .map_err(|e| {
@@ -239,6 +229,84 @@ async fn exchange_with(
         .map_err(|e| fail("response_failed", e.to_string(), Error::HttpProtocolError))?
         .into_parts();
     Ok((parts, got))
+}
+
+/// The request's body, whole, within the limit.
+async fn read_body(
+    request: http::Request<WasiBody>,
+    limits: &HttpLimits,
+) -> Result<(http::request::Parts, Bytes), Failure> {
+    let (parts, mut body) = request.into_parts();
+    let mut sent = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| fail("request_failed", format!("{e:?}"), e))?;
+        if let Ok(data) = frame.into_data() {
+            if sent.len() + data.len() > limits.request_bytes {
+                return Err(fail(
+                    "request_too_large",
+                    format!("the request body is over {} bytes", limits.request_bytes),
+                    Error::HttpRequestBodySize(Some(limits.request_bytes as u64)),
+                ));
+            }
+            sent.extend_from_slice(&data);
+        }
+    }
+    Ok((parts, sent.freeze()))
+}
+
+/// Answers from a recorded exchange of the same request; nothing is sent.
+async fn answer_recorded(
+    recorded: &Recorded,
+    call: &Call,
+    request: http::Request<WasiBody>,
+    x: &mut HttpExchange,
+) -> Result<(http::response::Parts, Bytes), Failure> {
+    let (_, sent) = read_body(request, &call.limits).await?;
+    x.request_bytes = sent.len() as u64;
+    x.request_digest = digest(&x.method, &x.url, &sent);
+    x.replayed = true;
+    let Some(past) = recorded.take(&x.request_digest) else {
+        return Err(fail(
+            "replay_unmatched",
+            format!(
+                "the recorded run made no such request ({} {}, {} body bytes) that is not already answered; a dry-run with \"live\": true calls out",
+                x.method, x.url, x.request_bytes
+            ),
+            Error::HttpRequestDenied,
+        ));
+    };
+    if let Some(error) = past.error.clone() {
+        return Err(fail("replayed_error", error, Error::ConnectionRefused));
+    }
+    let status = past.status.unwrap_or(200);
+    if !past.response_complete {
+        return Err(fail(
+            "replay_incomplete",
+            format!(
+                "the recorded response ({} bytes) was not kept whole, so it cannot be answered again",
+                past.response_bytes
+            ),
+            Error::HttpResponseIncomplete,
+        ));
+    }
+    let body = Bytes::from(past.response_body.clone().into_bytes());
+    x.status = Some(status);
+    x.response_headers = past.response_headers.clone();
+    x.response_bytes = body.len() as u64;
+    x.response_body = past.response_body.clone();
+    x.response_complete = true;
+    let mut builder = http::Response::builder().status(status);
+    for h in &past.response_headers {
+        builder = builder.header(h.name.as_str(), h.value.as_str());
+    }
+    if let Some(h) = builder.headers_mut() {
+        h.insert(http::header::CONTENT_LENGTH, body.len().into());
+    }
+    let (parts, ()) = builder
+        .body(())
+        .map_err(|e| fail("replay_incomplete", e.to_string(), Error::HttpProtocolError))?
+        .into_parts();
+    Ok((parts, body))
 }
 
 /// An error and its causes, in one line.
