@@ -133,6 +133,21 @@ async fn answer(path: &str, seen_headers: Vec<String>, w: &mut tokio::net::tcp::
                 return;
             }
         }
+    } else if path.starts_with("/v1/companies?domain=acme.io") {
+        // An enrichment service: answers only with its API key.
+        let (status, body) = if seen_headers
+            .iter()
+            .any(|h| h == "authorization: Bearer enrich-key-123")
+        {
+            ("200 OK", r#"{"size":1200,"industry":"software"}"#)
+        } else {
+            ("401 Unauthorized", r#"{"error":"bad key"}"#)
+        };
+        let head = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        let _ = w.write_all(format!("{head}{body}").as_bytes()).await;
     } else if path.starts_with("/echo") {
         // Says back what it was sent, secrets included (the host must scrub them).
         let body = format!("{path}\n{}", seen_headers.join("\n"));
