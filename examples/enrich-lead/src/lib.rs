@@ -73,7 +73,7 @@ pub struct Company {
 /// The score for what is known of the company.
 pub fn score(config: &Config, company: &Company) -> i64 {
     let mut rules = config.size_points.clone();
-    rules.sort_by(|a, b| b.min.cmp(&a.min));
+    rules.sort_by_key(|r| std::cmp::Reverse(r.min));
     let size = company
         .size
         .and_then(|s| rules.iter().find(|r| s >= r.min))
