@@ -352,3 +352,41 @@ async fn a_slow_loris_remote_ends_the_run_at_its_deadline_and_holds_up_no_one_el
     assert!(x["error"].as_str().unwrap().starts_with("timeout: "), "{x}");
     assert!(logs(&slow).contains("timeout: the run's deadline passed while it waited"));
 }
+
+/// The same call from Rust (`wasi:http` directly) and JavaScript (`fetch`, over the same
+/// interface) has the same effects; the JavaScript fixture uploads like any other module.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_call_from_rust_and_javascript_has_the_same_effects() {
+    let dir = temp_dir();
+    let s = Server::start_with(config(dir.path(), true)).await;
+    let remote = Remote::start().await;
+    let lead = s
+        .record(ADMIN_KEY, json!({"kind": "lead", "name": "Ada"}))
+        .await;
+    let mut effects = Vec::new();
+    for (module, guest) in [("rust-caller", "caller"), ("js-caller", "js-caller")] {
+        s.upload_guest(ADMIN_KEY, module, guest).await;
+        let r = s
+            .dry_run(
+                ADMIN_KEY,
+                module,
+                1,
+                json!({"record": lead["id"], "live": true,
+                    "grants": {"fields": ["size"], "http": remote.grant()},
+                    "config": {"calls": [get(remote.url("/ok"))], "field": "size"}}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{module}: {:?}", r.body);
+        assert_eq!(r.body["outcome"]["kind"], "ok", "{module}: {}", r.body);
+        assert!(
+            logs(&r.body).contains("call 1: status 200 body {\"value\":42}"),
+            "{module}: {}",
+            logs(&r.body)
+        );
+        assert_eq!(r.body["http"][0]["status"], 200, "{module}");
+        effects.push(r.body["effects"].clone());
+    }
+    assert_eq!(effects[0], effects[1]);
+    assert_eq!(effects[0][0]["value"], 42, "{:?}", effects[0]);
+    assert_eq!(remote.seen().len(), 2);
+}
