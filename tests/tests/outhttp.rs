@@ -353,10 +353,11 @@ async fn a_slow_loris_remote_ends_the_run_at_its_deadline_and_holds_up_no_one_el
     assert!(logs(&slow).contains("timeout: the run's deadline passed while it waited"));
 }
 
-/// The same call from Rust (`wasi:http` directly) and JavaScript (`fetch`, over the same
-/// interface) has the same effects; the JavaScript fixture uploads like any other module.
+/// The same call from Rust (`wasi:http` directly), Python (componentize-py's bindings) and
+/// JavaScript (`fetch`, over the same interface) has the same effects; each uploads like any
+/// other module.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_same_call_from_rust_and_javascript_has_the_same_effects() {
+async fn the_same_call_from_rust_python_and_javascript_has_the_same_effects() {
     let dir = temp_dir();
     let s = Server::start_with(config(dir.path(), true)).await;
     let remote = Remote::start().await;
@@ -364,7 +365,11 @@ async fn the_same_call_from_rust_and_javascript_has_the_same_effects() {
         .record(ADMIN_KEY, json!({"kind": "lead", "name": "Ada"}))
         .await;
     let mut effects = Vec::new();
-    for (module, guest) in [("rust-caller", "caller"), ("js-caller", "js-caller")] {
+    for (module, guest) in [
+        ("rust-caller", "caller"),
+        ("python-caller", "python-caller"),
+        ("js-caller", "js-caller"),
+    ] {
         s.upload_guest(ADMIN_KEY, module, guest).await;
         let r = s
             .dry_run(
@@ -387,6 +392,7 @@ async fn the_same_call_from_rust_and_javascript_has_the_same_effects() {
         effects.push(r.body["effects"].clone());
     }
     assert_eq!(effects[0], effects[1]);
+    assert_eq!(effects[0], effects[2]);
     assert_eq!(effects[0][0]["value"], 42, "{:?}", effects[0]);
-    assert_eq!(remote.seen().len(), 2);
+    assert_eq!(remote.seen().len(), 3);
 }
