@@ -396,3 +396,32 @@ async fn the_same_call_from_rust_python_and_javascript_has_the_same_effects() {
     assert_eq!(effects[0][0]["value"], 42, "{:?}", effects[0]);
     assert_eq!(remote.seen().len(), 3);
 }
+
+/// One request has its own timeout, shorter for inline runs (a person is waiting): past it
+/// the call fails `request_timeout` inside the run, which carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_request_of_an_inline_run_times_out_by_name() {
+    let dir = temp_dir();
+    let mut c = config(dir.path(), true);
+    c.limits.timeout = Duration::from_secs(60);
+    c.limits.http.inline_request_timeout = Duration::from_millis(500);
+    let s = Server::start_with(c).await;
+    let remote = Remote::start().await;
+    let b = bind_caller(
+        &s,
+        ADMIN_KEY,
+        json!({"http": remote.grant()}),
+        json!({"calls": [get(remote.url("/slow")), get(remote.url("/ok"))]}),
+    )
+    .await;
+    let (_, run) = run_once(&s, ADMIN_KEY, &b).await;
+    assert_eq!(run["outcome"]["kind"], "ok", "{run}");
+    let error = run["http"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("request_timeout: "), "{run}");
+    assert!(
+        logs(&run).contains("call 1: error ErrorCode::HttpResponseTimeout"),
+        "{}",
+        logs(&run)
+    );
+    assert_eq!(run["http"][1]["status"], 200, "the run carried on: {run}");
+}
