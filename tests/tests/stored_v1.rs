@@ -108,7 +108,9 @@ fn dump(store: &Store) -> Value {
         let mut rollups = Map::new();
         for b in bindings.iter() {
             assert_eq!(store.binding(t, &b.id).unwrap().as_ref(), Some(b));
-            let ids = store.binding_runs(t, &b.id, None, None, None, 10_000).unwrap();
+            let ids = store
+                .binding_runs(t, &b.id, None, None, None, 10_000)
+                .unwrap();
             binding_runs.insert(b.id.clone(), to_json(&ids));
             let r = store
                 .rollups(t, Scope::Binding, &b.id, 0, 999_999_999)
@@ -159,7 +161,9 @@ fn dump(store: &Store) -> Value {
         let timers = store.timers(t).unwrap();
         let mut follow_ups = Map::new();
         for tm in &timers {
-            let (pair, all) = store.pending_follow_ups(t, &tm.binding, &tm.record).unwrap();
+            let (pair, all) = store
+                .pending_follow_ups(t, &tm.binding, &tm.record)
+                .unwrap();
             follow_ups.insert(format!("{}/{}", tm.binding, tm.record), json!([pair, all]));
         }
         d.insert("timers".into(), to_json(&timers));
@@ -279,7 +283,11 @@ async fn generate_v1_fixture() {
         )
         .await;
     let old = id(&ok(r, StatusCode::CREATED).await);
-    ok(s.delete(&format!("/v1/keys/{old}"), k).await, StatusCode::NO_CONTENT).await;
+    ok(
+        s.delete(&format!("/v1/keys/{old}"), k).await,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
 
     // Pipelines: a custom one, and one changed after creation (version 2).
     let stages = |ids: &[(&str, &str)]| {
@@ -341,7 +349,13 @@ async fn generate_v1_fixture() {
     )
     .await;
 
-    let bind = |pipeline: &str, module: &str, version: u32, mode: &str, triggers: Value, config: Value, grants: Value| {
+    let bind = |pipeline: &str,
+                module: &str,
+                version: u32,
+                mode: &str,
+                triggers: Value,
+                config: Value,
+                grants: Value| {
         json!({"pipeline": pipeline, "module": module, "version": version, "mode": mode,
                "triggers": triggers, "config": config, "grants": grants})
     };
@@ -357,23 +371,41 @@ async fn generate_v1_fixture() {
     .await;
     s.bind(
         k,
-        bind("hooks", "effector", 2, "background", json!([{"on": "entered_stage", "stage": "done"}]),
+        bind(
+            "hooks",
+            "effector",
+            2,
+            "background",
+            json!([{"on": "entered_stage", "stage": "done"}]),
             json!({"channel": "webhook", "to": "http://127.0.0.1:9/blocked"}),
-            json!({"channels": ["webhook"]})),
+            json!({"channels": ["webhook"]}),
+        ),
     )
     .await;
     s.bind(
         k,
-        bind("hooks", "effector", 2, "background", json!([{"on": "created"}]),
+        bind(
+            "hooks",
+            "effector",
+            2,
+            "background",
+            json!([{"on": "created"}]),
             json!({"channel": "email", "to": "welcome@example.com", "key": "welcome-once"}),
-            json!({"channels": ["email"]})),
+            json!({"channels": ["email"]}),
+        ),
     )
     .await;
     s.bind(
         k,
-        bind("hooks", "effector", 1, "background", json!([{"on": "stage_changed"}]),
+        bind(
+            "hooks",
+            "effector",
+            1,
+            "background",
+            json!([{"on": "stage_changed"}]),
             json!({"channel": "email", "to": "sales@example.com"}),
-            json!({"channels": ["email"]})),
+            json!({"channels": ["email"]}),
+        ),
     )
     .await;
     // leads: a follow-up a day after each create (timers, follow-up counters); a
@@ -381,43 +413,85 @@ async fn generate_v1_fixture() {
     let follow = s
         .bind(
             k,
-            bind("leads", "follower", 1, "background", json!([{"on": "created"}]),
-                json!({"after": 86400}), json!({"fields": ["followed_up"], "channels": ["email"]})),
+            bind(
+                "leads",
+                "follower",
+                1,
+                "background",
+                json!([{"on": "created"}]),
+                json!({"after": 86400}),
+                json!({"fields": ["followed_up"], "channels": ["email"]}),
+            ),
         )
         .await;
     let notify = s
         .bind(
             k,
-            bind("leads", "effector", 1, "background", json!([{"on": "updated", "fields": ["notes"]}]),
-                json!({"channel": "notify", "to": "ann"}), json!({"channels": ["notify"]})),
+            bind(
+                "leads",
+                "effector",
+                1,
+                "background",
+                json!([{"on": "updated", "fields": ["notes"]}]),
+                json!({"channel": "notify", "to": "ann"}),
+                json!({"channels": ["notify"]}),
+            ),
         )
         .await;
     // deals: a write without its grant (denied); a run two days after a deal is won (a
     // delayed timer, tied to the stage).
     s.bind(
         k,
-        bind("deals", "effector", 1, "background", json!([{"on": "created"}]),
-            json!({"field": "secret", "value": 1}), json!({})),
+        bind(
+            "deals",
+            "effector",
+            1,
+            "background",
+            json!([{"on": "created"}]),
+            json!({"field": "secret", "value": 1}),
+            json!({}),
+        ),
     )
     .await;
     s.bind(
         k,
-        bind("deals", "effector", 2, "background",
+        bind(
+            "deals",
+            "effector",
+            2,
+            "background",
             json!([{"on": "entered_stage", "stage": "won", "delay_seconds": 172800}]),
-            json!({"field": "onboarded", "value": true}), json!({"fields": ["onboarded"]})),
+            json!({"field": "onboarded", "value": true}),
+            json!({"fields": ["onboarded"]}),
+        ),
     )
     .await;
     // renewals: a module that panics; an inline one that refuses price changes (the change
     // is rejected and only its run record stays, with the event it never journaled).
     s.bind(
         k,
-        bind("renewals", "panicker", 1, "background", json!([{"on": "created"}]), json!({}), json!({})),
+        bind(
+            "renewals",
+            "panicker",
+            1,
+            "background",
+            json!([{"on": "created"}]),
+            json!({}),
+            json!({}),
+        ),
     )
     .await;
     s.bind(
         k,
-        bind("renewals", "effector", 1, "inline", json!([{"on": "updated", "fields": ["price"]}]),
-            json!({"fail": true}), json!({})),
+        bind(
+            "renewals",
+            "effector",
+            1,
+            "inline",
+            json!([{"on": "updated", "fields": ["price"]}]),
+            json!({"fail": true}),
+            json!({}),
+        ),
     )
     .await;
 
@@ -431,7 +505,10 @@ async fn generate_v1_fixture() {
         )
         .await;
     let mut leads = Vec::new();
-    for (i, name) in ["Ada Lovelace", "Alan Turing", "Edsger Dijkstra"].iter().enumerate() {
+    for (i, name) in ["Ada Lovelace", "Alan Turing", "Edsger Dijkstra"]
+        .iter()
+        .enumerate()
+    {
         let lead = s
             .record(
                 k,
@@ -475,7 +552,11 @@ async fn generate_v1_fixture() {
         let s = &s;
         async move {
             let r = s
-                .post(&format!("/v1/records/{rec}/stage"), k, json!({"stage": stage}))
+                .post(
+                    &format!("/v1/records/{rec}/stage"),
+                    k,
+                    json!({"stage": stage}),
+                )
                 .await;
             ok(r, StatusCode::OK).await
         }
@@ -643,7 +724,11 @@ async fn generate_v1_fixture() {
 
 async fn mv_tenant(s: &Server, key: &str, rec: &str, stage: &str) {
     let r = s
-        .post(&format!("/v1/records/{rec}/stage"), key, json!({"stage": stage}))
+        .post(
+            &format!("/v1/records/{rec}/stage"),
+            key,
+            json!({"stage": stage}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
 }
@@ -696,18 +781,25 @@ fn the_fixture_covers_every_kind_of_row() {
     let statuses = set_of(values(&expected, &format!("{d}/messages")), "/status");
     assert_eq!(
         statuses,
-        ["dead", "queued", "sending", "sent"].map(String::from).into()
+        ["dead", "queued", "sending", "sent"]
+            .map(String::from)
+            .into()
     );
     let timers = set_of(values(&expected, &format!("{d}/timers")), "/type");
     assert_eq!(timers, ["delayed", "follow_up"].map(String::from).into());
     assert!(!values(&expected, &format!("{d}/jobs")).is_empty());
     assert!(!values(&expected, &format!("{d}/notifications/ann")).is_empty());
     let events = values(&expected, &format!("{d}/events"));
-    assert!(events.iter().any(|e| e["snapshot"].is_null()), "pruned snapshots");
+    assert!(
+        events.iter().any(|e| e["snapshot"].is_null()),
+        "pruned snapshots"
+    );
     assert!(events.iter().any(|e| e["snapshot"].is_object()));
     let versions = values(&expected, &format!("{d}/module_versions/effector"));
     assert_eq!(versions.len(), 2, "version 3 was deleted");
-    let rollups = expected.pointer(&format!("{d}/rollups/m~1effector")).unwrap();
+    let rollups = expected
+        .pointer(&format!("{d}/rollups/m~1effector"))
+        .unwrap();
     assert!(!rollups.as_array().unwrap().is_empty());
     let follow_ups = expected.pointer(&format!("{d}/follow_ups")).unwrap();
     assert!(!follow_ups.as_object().unwrap().is_empty());
@@ -749,7 +841,11 @@ async fn a_server_serves_a_v1_data_dir() {
         .get(&format!("/v1/messages/{}", id(sending)), ADMIN_KEY)
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    assert_eq!(r.body["status"], "queued", "requeued at start: {:?}", r.body);
+    assert_eq!(
+        r.body["status"], "queued",
+        "requeued at start: {:?}",
+        r.body
+    );
     let records = s.get("/v1/records?limit=500", ADMIN_KEY).await;
     assert_eq!(
         records.body["records"].as_array().unwrap().len(),

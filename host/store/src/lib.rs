@@ -1,4 +1,6 @@
-//! Persistence: the only module that names sled.
+//! Persistence (`stagecraft-store`): the only crate that names sled. The host re-exports it
+//! as `stagecraft::store`; it depends on the model only, never on the host, so it cannot
+//! reach automation, HTTP or the sandbox.
 //!
 //! Everything lives in one sled tree under key families (`rec/{tenant}/{id}`, `evt/…`), so any
 //! set of writes can be one single-tree transaction. The rest of the host calls the small set of
@@ -13,6 +15,7 @@ mod changeset;
 mod database;
 mod deep;
 mod family;
+mod metrics;
 mod modules;
 mod outbox;
 mod page;
@@ -21,6 +24,8 @@ mod records;
 mod retention;
 mod stats;
 mod tenants;
+
+use stagecraft_model as model;
 
 use std::path::Path;
 use std::sync::Arc;

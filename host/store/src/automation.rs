@@ -41,7 +41,7 @@ struct OutcomeHead {
     kind: String,
 }
 
-/// How many follow-ups may be pending (see [`crate::automation::AutomationConfig`]).
+/// How many follow-ups may be pending (the host's `AutomationConfig` sets them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FollowUpCaps {
     /// For one binding on one record.

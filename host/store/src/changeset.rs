@@ -78,7 +78,7 @@ impl Store {
         let _entered = span.enter();
         self.transact(|tx| apply(tx, cs))?;
         tracing::debug!("committed");
-        crate::telemetry::runs_committed(&cs.runs);
+        crate::metrics::runs_committed(&cs.runs);
         Ok(())
     }
 }
