@@ -8,7 +8,7 @@ use chrono::Utc;
 
 use crate::model::ModuleVersion;
 use crate::sandbox::{Sandbox, SandboxError, Ticket, UploadError};
-use crate::store::{Store, StoreError};
+use crate::store::{Changeset, Op, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -155,17 +155,21 @@ fn record(
         _ => PublishError::Sandbox(e),
     })?;
     let now = Utc::now();
-    let v = store.add_module_version(tenant, name, |version| ModuleVersion {
+    // The store numbers it, after the module's latest.
+    let version = ModuleVersion {
         module: name.to_string(),
-        version,
-        hash: hash.clone(),
+        version: 0,
+        hash,
         size: size as u64,
-        language: language.clone(),
-        imports: imports.clone(),
-        config_schema: config_schema.clone(),
+        language,
+        imports,
+        config_schema,
         uploaded_by: uploaded_by.to_string(),
         uploaded_at: now,
-    })?;
+    };
+    let v = store
+        .commit(&Changeset::op(tenant, Op::AddModuleVersion { version }))?
+        .module_version()?;
     tracing::info!(module = %name, version = v.version, hash = %v.hash, "module version published");
     Ok(v)
 }

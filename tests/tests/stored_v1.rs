@@ -19,7 +19,7 @@ use chrono::Utc;
 use reqwest::StatusCode;
 use serde_json::{Map, Value};
 use stagecraft::model::{Channel, Job, MessageStatus};
-use stagecraft::store::{Changeset, ListLimits, MessageFilter, RunFilter, Scope, Store};
+use stagecraft::store::{Changeset, ListLimits, MessageFilter, Op, RunFilter, Scope, Store};
 use stagecraft_tests::{eventually, json, temp_dir, Server, ADMIN_KEY};
 
 /// The CRM users whose notifications the fixture's dump reads.
@@ -666,7 +666,10 @@ async fn generate_v1_fixture() {
         .iter()
         .find(|m| m.status == MessageStatus::Dead)
         .expect("a dead letter");
-    store.retry_message("default", &dead.id).unwrap();
+    let retry = Op::RetryMessage {
+        id: dead.id.clone(),
+    };
+    store.commit(&Changeset::op("default", retry)).unwrap();
     let email = msgs
         .iter()
         .find(|m| m.status == MessageStatus::Queued && m.channel == Channel::Email)

@@ -19,6 +19,7 @@ use crate::model::id::is_valid_slug;
 use crate::model::{Event, EventKind, Grants, Module, ModuleVersion, Outcome, Role};
 use crate::registry::{self, PublishError};
 use crate::sandbox::{Busy, RunClass, RunReport, UploadError};
+use crate::store::{Changeset, Op};
 
 const AUTHORS: &[Role] = &[Role::Developer, Role::Admin];
 
@@ -224,7 +225,11 @@ async fn delete_version(
     caller.require_one_of(AUTHORS)?;
     state
         .on_store(&caller.tenant, move |store, tenant| {
-            store.delete_module_version(tenant, &name, n)
+            let op = Op::DeleteModuleVersion {
+                module: name.clone(),
+                version: n,
+            };
+            store.commit(&Changeset::op(tenant, op))
         })
         .await?;
     Ok(StatusCode::NO_CONTENT)

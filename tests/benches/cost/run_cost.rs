@@ -247,13 +247,10 @@ fn commits_concurrently(
                             let tenant = format!("bench-{t}-{i}");
                             stagecraft::crm::tenants::create_tenant(&w.store, &tenant, "bench")
                                 .expect("tenant");
+                            let add =
+                                stagecraft::store::Op::AddModuleVersion { version: v.clone() };
                             w.store
-                                .add_module_version(&tenant, "lead-scoring", |version| {
-                                    stagecraft::model::ModuleVersion {
-                                        version,
-                                        ..v.clone()
-                                    }
-                                })
+                                .commit(&stagecraft::store::Changeset::op(&tenant, add))
                                 .expect("version");
                             let binding = w.bind_in(
                                 &tenant,

@@ -222,7 +222,7 @@ fn parse(json: &[u8]) -> Result<Value, serde_json::Error> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::model::Record;
+    use stagecraft_model::Record;
 
     fn legacy_record(levels: usize) -> Vec<u8> {
         let value = format!("{}0{}", "[".repeat(levels), "]".repeat(levels));
