@@ -14,6 +14,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Limits for module uploads and runs.
     pub limits: Limits,
+    /// How many modules and versions, and how many bytes of them, one tenant may store.
+    pub modules: crate::store::ModuleQuota,
     /// Cascade depth, rate guard, scheduler tick.
     pub automation: AutomationConfig,
     /// Server-wide channel settings, retries, concurrency.
@@ -39,6 +41,7 @@ impl Config {
             data_dir: data_dir.into(),
             max_body_bytes: 1024 * 1024,
             limits: Limits::default(),
+            modules: crate::store::ModuleQuota::default(),
             automation: AutomationConfig::default(),
             delivery: DeliveryConfig::default(),
             retention: RetentionConfig::default(),

@@ -98,9 +98,17 @@ pub async fn seed(state: &AppState, tenant: &str) -> anyhow::Result<Option<Seede
     let mut modules = 0;
     for (name, bytes) in EXAMPLES {
         let ticket = state.sandbox.compiler().reserve(tenant)?;
-        crate::registry::publish_async(&state.store, &state.sandbox, ticket, name, *bytes, "demo")
-            .await
-            .with_context(|| format!("publishing example {name}"))?;
+        crate::registry::publish_async(
+            &state.store,
+            &state.sandbox,
+            ticket,
+            state.config.modules,
+            name,
+            *bytes,
+            "demo",
+        )
+        .await
+        .with_context(|| format!("publishing example {name}"))?;
         modules += 1;
     }
     for (module, pipeline, mut spec) in binding_specs() {

@@ -27,6 +27,15 @@ pub fn start(config: Config, bootstrap_key: Option<&str>) -> anyhow::Result<Star
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let bootstrap_key = tenants::bootstrap(&store, bootstrap_key)?;
     let sandbox = Sandbox::new(&config.data_dir.join("modules"), config.limits.clone())?;
+    let counted = store
+        .count_stored_modules(|hash| sandbox.artifact_size(hash))
+        .context("counting the module versions stored by an older version")?;
+    if counted > 0 {
+        tracing::info!(
+            versions = counted,
+            "counted module versions stored before the module quota"
+        );
+    }
     let automation = Automation::new(store.clone(), sandbox.clone(), config.automation.clone());
     let delivery = Delivery::new(store.clone(), config.delivery.clone())
         .context("building the delivery HTTP client")?;

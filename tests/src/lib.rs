@@ -50,7 +50,20 @@ impl Server {
 
     pub async fn start_with(config: stagecraft::config::Config) -> Server {
         let dir = config.data_dir.clone();
-        let started = stagecraft::server::start(config, Some(ADMIN_KEY)).expect("server starts");
+        // After a stop in this process, the last clone of the old server's state may still be
+        // dropping on another runtime thread (a connection task lets go of the router a moment
+        // after the server's future completes), holding sled's file lock until it does: wait
+        // for the lock, not for a time.
+        let mut tries = 0;
+        let started = loop {
+            match stagecraft::server::start(config.clone(), Some(ADMIN_KEY)) {
+                Err(e) if format!("{e:#}").contains("could not acquire lock") && tries < 200 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                other => break other.expect("server starts"),
+            }
+        };
         let state = started.state.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -148,6 +161,19 @@ impl Server {
 
     pub async fn delete(&self, path: &str, key: &str) -> Response {
         self.call(Method::DELETE, path, Some(key), None).await
+    }
+
+    /// Creates tenant `id` (named after its id) with the bootstrap admin key; returns the new
+    /// tenant's admin key.
+    pub async fn tenant(&self, id: &str) -> String {
+        let r = self
+            .post("/v1/tenants", ADMIN_KEY, json!({"id": id, "name": id}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        r.body["admin_key"]
+            .as_str()
+            .expect("the new tenant's admin key")
+            .to_string()
     }
 
     /// Mints a key of `role` in the admin key's tenant.

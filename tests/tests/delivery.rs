@@ -105,8 +105,8 @@ fn config(dir: &std::path::Path) -> Config {
     c
 }
 
-/// Binds the effector to queue one message per created lead.
-async fn queue_on_create(s: &Server, channel: &str, to: &str, key: Option<&str>) {
+/// Binds the effector to queue one message per created lead; returns the binding's id.
+async fn queue_on_create(s: &Server, channel: &str, to: &str, key: Option<&str>) -> String {
     s.upload_guest(ADMIN_KEY, "effector", "effector").await;
     let mut cfg = json!({"channel": channel, "to": to});
     if let Some(k) = key {
@@ -117,7 +117,19 @@ async fn queue_on_create(s: &Server, channel: &str, to: &str, key: Option<&str>)
         json!({"pipeline": "leads", "module": "effector", "version": 1, "mode": "inline",
         "triggers": [{"on": "created"}], "config": cfg, "grants": {"channels": [channel]}}),
     )
-    .await;
+    .await
+}
+
+/// Points binding `b` (the effector) at another message.
+async fn requeue_as(s: &Server, b: &str, config: Value, channel: &str) {
+    let r = s
+        .patch(
+            &format!("/v1/bindings/{b}"),
+            ADMIN_KEY,
+            json!({"config": config, "grants": {"channels": [channel]}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
 }
 
 /// Sets the tenant's channel settings (admin).
@@ -161,7 +173,7 @@ async fn webhooks_retry_on_503_honoring_retry_after_then_deliver_signed() {
     let ch = set_channels(&s, json!({"webhook": {"allowed_hosts": ["127.0.0.1"]}})).await;
     assert_eq!(ch.status, StatusCode::OK, "{:?}", ch.body);
     let secret = ch.body["webhook_secret"].as_str().unwrap().to_string();
-    queue_on_create(&s, "webhook", &url, Some("order-1")).await;
+    let b = queue_on_create(&s, "webhook", &url, Some("order-1")).await;
     s.record(ADMIN_KEY, json!({"kind": "lead", "name": "Hook"}))
         .await;
     let id = only_message(&s).await["id"].as_str().unwrap().to_string();
@@ -204,18 +216,28 @@ async fn webhooks_retry_on_503_honoring_retry_after_then_deliver_signed() {
         assert_eq!(envelope["idempotency_key"], "order-1");
     }
 
-    // The same idempotency key is never queued (or sent) again.
+    // The same idempotency key is never queued (or sent) again: the change commits without
+    // the message, so the outbox still holds one when the create answers.
     s.record(ADMIN_KEY, json!({"kind": "lead", "name": "Hook again"}))
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        s.get("/v1/messages", ADMIN_KEY).await.body["messages"]
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
-    assert_eq!(rx.count(), 3);
+    only_message(&s).await;
+    // Nothing else goes out: a message queued after it, with a key of its own, is sent,
+    // and the receiver got that one only.
+    requeue_as(
+        &s,
+        &b,
+        json!({"channel": "webhook", "to": url, "key": "order-2"}),
+        "webhook",
+    )
+    .await;
+    let later = s
+        .record(ADMIN_KEY, json!({"kind": "lead", "name": "Hook later"}))
+        .await;
+    let later = message_for(&s, &later).await;
+    settled(&s, &later, "sent").await;
+    let all = s.get("/v1/messages", ADMIN_KEY).await;
+    assert_eq!(all.body["messages"].as_array().unwrap().len(), 2);
+    assert_eq!(rx.count(), 4);
 }
 
 #[tokio::test]
@@ -236,12 +258,21 @@ async fn a_4xx_is_a_dead_letter_at_once_and_an_admin_can_retry_it() {
     );
     // The status line, never the receiver's reply.
     assert_eq!(m["attempts"][0]["error"], "HTTP 400 Bad Request");
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(rx.count(), 1);
+    // A dead letter is not tried again: a message queued after it is attempted (and dies
+    // too), and the first still has its one attempt.
+    let next = s
+        .record(ADMIN_KEY, json!({"kind": "lead", "name": "Dead too"}))
+        .await;
+    let next = message_for(&s, &next).await;
+    settled(&s, &next, "dead").await;
+    let m = s.get(&format!("/v1/messages/{id}"), ADMIN_KEY).await.body;
+    assert_eq!(m["attempts"].as_array().unwrap().len(), 1, "{m}");
+    assert_eq!(rx.count(), 2);
     let dead = s
         .get("/v1/messages?status=dead&channel=webhook", ADMIN_KEY)
         .await;
-    assert_eq!(dead.body["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(dead.body["messages"].as_array().unwrap().len(), 2);
 
     // Only admins retry, only dead letters.
     let dev = s.key(ADMIN_KEY, "developer").await;
@@ -313,11 +344,18 @@ async fn without_settings_messages_stay_queued_until_a_channel_is_configured() {
     let (rx, url) = Receiver::start(Behaviour::FailThenAccept(0)).await;
     let dir = temp_dir();
     let s = Server::start_with(config(dir.path())).await;
-    queue_on_create(&s, "sms", "+48600100200", None).await;
+    let b = queue_on_create(&s, "sms", "+48600100200", None).await;
     s.record(ADMIN_KEY, json!({"kind": "lead", "name": "Text me"}))
         .await;
     let id = only_message(&s).await["id"].as_str().unwrap().to_string();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The worker has had its turn at it once a message queued after it (in-app, which
+    // needs no settings) is delivered.
+    requeue_as(&s, &b, json!({"channel": "notify", "to": "ann"}), "notify").await;
+    let later = s
+        .record(ADMIN_KEY, json!({"kind": "lead", "name": "Notify me"}))
+        .await;
+    let later = message_for(&s, &later).await;
+    settled(&s, &later, "sent").await;
     let m = s.get(&format!("/v1/messages/{id}"), ADMIN_KEY).await.body;
     assert_eq!(m["status"], "queued", "never dropped, never marked sent");
     assert!(m["attempts"].as_array().unwrap().is_empty());

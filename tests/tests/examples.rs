@@ -178,7 +178,27 @@ async fn the_demo_seeds_five_working_examples() {
     let hooks = messages(&s, &lid).await;
     assert_eq!(hooks.len(), 1);
     assert_eq!(hooks[0]["channel"], "webhook");
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // The quick one is not: once its run on `created` is done and no follow-up of it is
+    // pending (leaving "new" cancelled it, or it was dropped when due because the ticket had
+    // left the stage), nothing is left that could move it.
+    let quick_runs = eventually("the quick ticket's automation is done", 400, || async {
+        let runs = s
+            .runs(ADMIN_KEY, &format!("record={qid}&module=sla-escalation"))
+            .await;
+        let pending = s
+            .state
+            .store
+            .timers("default")
+            .unwrap()
+            .iter()
+            .any(|t| t.record == qid);
+        (!runs.is_empty() && !pending).then_some(runs)
+    })
+    .await;
+    assert!(
+        quick_runs.iter().all(|r| r["event_kind"] != "scheduled"),
+        "{quick_runs:?}"
+    );
     assert_eq!(
         s.get(&format!("/v1/records/{qid}"), ADMIN_KEY).await.body["stage"],
         "in_progress"

@@ -11,15 +11,6 @@ use reqwest::{Method, StatusCode};
 use stagecraft::config::Config;
 use stagecraft_tests::{eventually, json, temp_dir, Server, ADMIN_KEY};
 
-/// A second tenant; returns its admin key.
-async fn tenant(s: &Server, id: &str) -> String {
-    let r = s
-        .post("/v1/tenants", ADMIN_KEY, json!({"id": id, "name": id}))
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-    r.body["admin_key"].as_str().unwrap().to_string()
-}
-
 /// Binds the gatekeeper (an inline validator that sets `vetted`) on `leads` created.
 async fn gatekeeper(s: &Server, key: &str) {
     s.upload_guest(key, "gatekeeper", "gatekeeper").await;
@@ -48,10 +39,12 @@ async fn a_tenant_at_its_share_waits_a_bounded_time_then_is_refused_whole() {
     config.limits.concurrent_runs = 8;
     config.limits.runs_per_tenant = Some(1);
     config.limits.slot_wait = Duration::from_millis(300);
-    config.limits.timeout = Duration::from_secs(4);
-    config.limits.fuel = u64::MAX / 2;
+    // The spinner is bounded by fuel (about 4 s of CPU here), not by a wall deadline: it
+    // holds the slot through the checks below however slowly a loaded machine serves them.
+    config.limits.timeout = Duration::from_secs(600);
+    config.limits.fuel = 80_000_000_000;
     let s = Arc::new(Server::start_with(config).await);
-    let other = tenant(&s, "globex").await;
+    let other = s.tenant("globex").await;
     gatekeeper(&s, ADMIN_KEY).await;
     gatekeeper(&s, &other).await;
     s.upload_guest(ADMIN_KEY, "spin", "spin").await;
@@ -130,7 +123,7 @@ async fn a_tenant_at_its_share_waits_a_bounded_time_then_is_refused_whole() {
 async fn one_tenants_replays_neither_take_every_slot_nor_push_out_anothers_results() {
     let dir = temp_dir();
     let s = Server::start(dir.path()).await;
-    let other = tenant(&s, "globex").await;
+    let other = s.tenant("globex").await;
     let mut bindings = Vec::new();
     for key in [ADMIN_KEY, other.as_str()] {
         s.upload_guest(key, "effector", "effector").await;
@@ -163,6 +156,60 @@ async fn one_tenants_replays_neither_take_every_slot_nor_push_out_anothers_resul
     assert_eq!(r.body["status"], "done");
 }
 
+/// A tenant at its share of running replays is told to come back later, and when.
+#[tokio::test]
+async fn a_tenant_at_its_replay_share_gets_429_with_retry_after() {
+    let dir = temp_dir();
+    let s = Server::start(dir.path()).await;
+    s.upload_guest(ADMIN_KEY, "effector", "effector").await;
+    let binding = s
+        .bind(
+            ADMIN_KEY,
+            json!({"pipeline": "leads", "module": "effector", "version": 1,
+                "triggers": [{"on": "created"}]}),
+        )
+        .await;
+    // Two long replays of this tenant are running (held in the real registry).
+    let _running: Vec<_> = (0..stagecraft::replay::RUNNING_PER_TENANT)
+        .map(|_| {
+            s.state
+                .replays
+                .add(stagecraft::replay::Replay {
+                    id: stagecraft::model::id::new_id("rpl"),
+                    tenant: "default".into(),
+                    module: "effector".into(),
+                    version: 1,
+                    bindings: vec![binding.clone()],
+                    status: stagecraft::replay::ReplayStatus::Running,
+                    total: 5000,
+                    done: 0,
+                    summary: Default::default(),
+                    differences: Vec::new(),
+                    error: None,
+                    created_at: chrono::Utc::now(),
+                    finished_at: None,
+                })
+                .unwrap()
+        })
+        .collect();
+    let resp = s
+        .request(Method::POST, "/v1/modules/effector/versions/1/replay")
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"binding": binding, "last": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1, "{retry_after}");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "replays_busy", "{body}");
+}
+
 /// Writes raw bytes under `key` in the data tree of a stopped server's store.
 fn poke(db: &sled::Db, key: &str, value: &[u8]) {
     db.open_tree("data").unwrap().insert(key, value).unwrap();
@@ -193,7 +240,7 @@ async fn processed(s: &Server, key: &str, record: &str, what: &str) {
 async fn a_job_that_cannot_run_is_recorded_as_failed_and_blocks_no_one() {
     let dir = temp_dir();
     let s = Server::start(dir.path()).await;
-    let other = tenant(&s, "globex").await;
+    let other = s.tenant("globex").await;
     // A lead of the other tenant created before its binding: its event has no job yet.
     let early = s
         .record(&other, json!({"kind": "lead", "name": "Early"}))
@@ -289,6 +336,73 @@ async fn a_job_that_cannot_run_is_recorded_as_failed_and_blocks_no_one() {
     .await;
 }
 
+/// A job's journal event is never deleted, so a job whose event is missing lost its work:
+/// that is a failed run naming the event, never an `ok` or nothing. A job whose binding was
+/// deleted or disabled since is skipped without a run.
+#[tokio::test]
+async fn a_job_whose_event_is_missing_is_a_failed_run_not_nothing() {
+    let dir = temp_dir();
+    let s = Server::start(dir.path()).await;
+    let live = effector(&s, ADMIN_KEY, json!({"field": "processed", "value": true})).await;
+    let lead = s
+        .record(ADMIN_KEY, json!({"kind": "lead", "name": "Seen"}))
+        .await;
+    processed(
+        &s,
+        ADMIN_KEY,
+        lead["id"].as_str().unwrap(),
+        "the binding runs",
+    )
+    .await;
+    let events = s
+        .get(
+            &format!("/v1/events?record={}", lead["id"].as_str().unwrap()),
+            ADMIN_KEY,
+        )
+        .await;
+    let real_event = events.body["events"][0]["id"].as_str().unwrap().to_string();
+    let runs_before = s.runs(ADMIN_KEY, "limit=100").await.len();
+    let dir = s.stop().await;
+
+    let missing_event = stagecraft::model::id::new_id("evt");
+    {
+        let db = sled::open(dir.join("db")).unwrap();
+        for (event, binding) in [
+            (missing_event.as_str(), live.as_str()),
+            // The binding is gone: skipped, no run.
+            (real_event.as_str(), "bnd_01JDELETEDDELETEDDELETED0"),
+        ] {
+            let id = stagecraft::model::id::new_id("job");
+            let job = json!({"id": id, "tenant": "default", "event": event, "binding": binding});
+            poke(
+                &db,
+                &format!("job/default/{id}"),
+                job.to_string().as_bytes(),
+            );
+        }
+        db.flush().unwrap();
+    }
+    let s = Server::start(&dir).await;
+    eventually("the queue is empty", 400, || async {
+        (s.state.store.queued_jobs().unwrap() == 0).then_some(())
+    })
+    .await;
+
+    let failed = s.runs(ADMIN_KEY, "outcome=trap").await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let run = &failed[0];
+    assert_eq!(run["event"], missing_event.as_str());
+    assert_eq!(run["binding"], live.as_str());
+    assert_eq!(run["module"], "effector");
+    let message = run["outcome"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&missing_event) && message.contains("missing"),
+        "{message}"
+    );
+    // The deleted binding's job left no run: only the failure was added.
+    assert_eq!(s.runs(ADMIN_KEY, "limit=100").await.len(), runs_before + 1);
+}
+
 #[tokio::test]
 async fn one_tenants_backlog_does_not_delay_another_tenants_job() {
     const BACKLOG: usize = 500;
@@ -298,7 +412,7 @@ async fn one_tenants_backlog_does_not_delay_another_tenants_job() {
     config.limits.timeout = Duration::from_millis(1000);
     config.limits.fuel = u64::MAX / 2;
     let s = Server::start_with(config.clone()).await;
-    let other = tenant(&s, "globex").await;
+    let other = s.tenant("globex").await;
     s.upload_guest(ADMIN_KEY, "spin", "spin").await;
     let slow = s
         .bind(
@@ -387,7 +501,7 @@ async fn a_saturating_tenant_does_not_slow_another_tenants_inline_create() {
     config.limits.fuel = u64::MAX / 2;
     let slots = config.limits.slot_policy();
     let s = Arc::new(Server::start_with(config).await);
-    let other = tenant(&s, "globex").await;
+    let other = s.tenant("globex").await;
     gatekeeper(&s, &other).await;
 
     // Our tenant: a quick background binding with a few past runs (for replays), then the
@@ -500,7 +614,7 @@ fn a_flood_of_inline_changes_holds_only_its_share_of_blocking_threads() {
         config.limits.timeout = Duration::from_secs(3);
         config.limits.fuel = u64::MAX / 2;
         let s = Arc::new(Server::start_with(config).await);
-        let other = tenant(&s, "globex").await;
+        let other = s.tenant("globex").await;
         gatekeeper(&s, &other).await;
         s.upload_guest(ADMIN_KEY, "spin", "spin").await;
         s.bind(

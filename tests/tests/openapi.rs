@@ -321,6 +321,22 @@ async fn the_documents_constraints_are_the_servers() {
             json!({"email": {"host": "", "port": 25,
             "tls": "none", "from": "a@b.c"}}),
         ),
+        (
+            "ChannelConfig",
+            "/v1/channels",
+            json!({"email": {"host": "smtp.example.com", "port": 25, "tls": "none",
+            "from": "a@b.c", "password": "p".repeat(1025)}}),
+        ),
+        (
+            "ChannelConfig",
+            "/v1/channels",
+            json!({"sms": {"url": format!("https://sms.example.com/{}", "a".repeat(2048))}}),
+        ),
+        (
+            "ChannelConfig",
+            "/v1/channels",
+            json!({"webhook": {"allowed_hosts": vec!["hooks.example.com"; 101]}}),
+        ),
     ] {
         assert!(
             v.check(&schema(name), &body).is_err(),
@@ -337,6 +353,62 @@ async fn the_documents_constraints_are_the_servers() {
             "{path} accepted {body}: {} {:?}",
             r.status,
             r.body
+        );
+    }
+}
+
+/// The upload body is the component file, not JSON: binary. Every operation documents the
+/// 503 it can answer, with `Retry-After`; the record writes (which run automation inline)
+/// name `busy` as well as the store's refusals.
+#[test]
+fn the_upload_is_binary_and_every_operation_documents_its_503() {
+    let doc = serde_json::to_value(stagecraft::http::openapi_document()).unwrap();
+    let body = &doc["paths"]["/v1/modules/{name}/versions"]["post"]["requestBody"];
+    let schema = &body["content"]["application/wasm"]["schema"];
+    let schema = match schema["$ref"].as_str() {
+        Some(r) => &doc["components"]["schemas"][r.strip_prefix("#/components/schemas/").unwrap()],
+        None => schema,
+    };
+    assert_eq!(schema["type"], "string", "{body}");
+    assert_eq!(schema["format"], "binary", "{body}");
+
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let what = format!("{} {path}", method.to_uppercase());
+            let answer = &op["responses"]["503"];
+            assert!(answer.is_object(), "{what} does not list its 503");
+            let description = answer["description"].as_str().unwrap();
+            assert!(
+                description.contains("storage_unavailable"),
+                "{what}: {description}"
+            );
+            for status in ["429", "503"] {
+                if let Some(answer) = op["responses"].get(status) {
+                    assert!(
+                        answer["headers"]["Retry-After"].is_object(),
+                        "{what} {status}: {answer}"
+                    );
+                }
+            }
+            operations += 1;
+        }
+    }
+    assert!(operations >= 30, "{operations}");
+    for (path, method) in [
+        ("/v1/records", "post"),
+        ("/v1/records/{id}", "patch"),
+        ("/v1/records/{id}", "delete"),
+        ("/v1/records/{id}/stage", "post"),
+        ("/v1/records/{id}/convert", "post"),
+        ("/v1/events", "post"),
+    ] {
+        let description = doc["paths"][path][method]["responses"]["503"]["description"]
+            .as_str()
+            .unwrap();
+        assert!(
+            description.contains("`busy`"),
+            "{method} {path}: {description}"
         );
     }
 }

@@ -275,6 +275,71 @@ async fn settings_naming_an_internal_destination_are_refused_when_saved() {
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
 }
 
+/// Channel settings are stored per tenant and read for every delivery: each text has a
+/// length and the allowed hosts a count, refused by name, and nothing refused is stored.
+#[tokio::test]
+async fn channel_settings_have_a_size_refused_by_name() {
+    let dir = temp_dir();
+    let s = Server::start_with(config(dir.path(), false)).await;
+    let long = |n: usize| "a".repeat(n);
+    let email = |field: &str, value: Value| {
+        let mut e = json!({"host": "smtp.example.com", "port": 587, "tls": "starttls",
+            "from": "crm@acme.test"});
+        e[field] = value;
+        json!({ "email": e })
+    };
+    for (settings, field) in [
+        (
+            email("host", json!(format!("{}.example.com", long(250)))),
+            "email.host",
+        ),
+        (email("username", json!(long(257))), "email.username"),
+        (email("password", json!(long(1025))), "email.password"),
+        (
+            email("from", json!(format!("{} <crm@acme.test>", long(600)))),
+            "email.from",
+        ),
+        (
+            json!({"sms": {"url": format!("https://sms.example.com/{}", long(2100))}}),
+            "sms.url",
+        ),
+        (
+            json!({"sms": {"url": "https://sms.example.com/send", "token": long(4097)}}),
+            "sms.token",
+        ),
+        (
+            json!({"webhook": {"allowed_hosts": [format!("{}.example.com", long(300))]}}),
+            "webhook.allowed_hosts",
+        ),
+        (
+            json!({"webhook": {"allowed_hosts": (0..101).map(|i| format!("h{i}.example.com")).collect::<Vec<_>>()}}),
+            "webhook.allowed_hosts",
+        ),
+    ] {
+        let r = put_channels(&s, settings.clone()).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{field}");
+        assert_eq!(r.code(), "invalid");
+        assert!(
+            r.message().starts_with(&format!("{field}: ")),
+            "{}",
+            r.message()
+        );
+        assert!(r.message().contains("at most"), "{}", r.message());
+    }
+    assert_eq!(
+        s.state.store.channels("default").unwrap(),
+        ChannelConfig::default()
+    );
+    // A hundred allowed hosts and a long token are fine.
+    let r = put_channels(
+        &s,
+        json!({"webhook": {"allowed_hosts": (0..100).map(|i| format!("h{i}.example.com")).collect::<Vec<_>>()},
+               "sms": {"url": "https://sms.example.com/send", "token": long(4096)}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+}
+
 /// The hostile-module case: a module queues SMS for a tenant whose provider URL points at
 /// loopback (by literal, and by a name resolving there). The provider token must never leave.
 #[tokio::test]

@@ -232,15 +232,7 @@ async fn a_tenant_over_its_compile_share_gets_a_named_429_with_retry_after() {
     config.limits.compile.concurrent = 1;
     config.limits.compile.queued_per_tenant = 1;
     let s = std::sync::Arc::new(Server::start_with(config).await);
-    let other = s
-        .post(
-            "/v1/tenants",
-            ADMIN_KEY,
-            json!({"id": "globex", "name": "Globex"}),
-        )
-        .await;
-    assert_eq!(other.status, StatusCode::CREATED, "{:?}", other.body);
-    let other = other.body["admin_key"].as_str().unwrap().to_string();
+    let other = s.tenant("globex").await;
 
     let release = occupy_the_compile_pool(&s).await;
     let first = {
@@ -340,14 +332,7 @@ async fn a_run_whose_artifact_is_gone_recompiles_on_the_compile_pool() {
 async fn healthz_stays_fast_while_heavy_modules_compile() {
     let dir = temp_dir();
     let s = std::sync::Arc::new(Server::start(dir.path()).await);
-    let other = s
-        .post(
-            "/v1/tenants",
-            ADMIN_KEY,
-            json!({"id": "globex", "name": "Globex"}),
-        )
-        .await;
-    let other = other.body["admin_key"].as_str().unwrap().to_string();
+    let other = s.tenant("globex").await;
     let started = Instant::now();
     let uploads: Vec<_> = [ADMIN_KEY.to_string(), other]
         .into_iter()
@@ -394,4 +379,208 @@ async fn healthz_stays_fast_while_heavy_modules_compile() {
         latencies.len()
     );
     assert!(p99 < Duration::from_millis(500), "p99 {p99:?}");
+}
+
+/// The module files stored under `dir` (a server's data dir), sorted.
+fn module_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("modules"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".wasm") || n.ends_with(".cwasm"))
+        .collect();
+    names.sort();
+    names
+}
+
+fn quota(modules: u32, versions: u32, bytes: u64) -> stagecraft::store::ModuleQuota {
+    stagecraft::store::ModuleQuota {
+        modules,
+        versions,
+        bytes,
+    }
+}
+
+#[test]
+fn the_module_quota_defaults_to_100_modules_100_versions_and_1_gib() {
+    assert_eq!(
+        stagecraft::store::ModuleQuota::default(),
+        quota(100, 100, 1 << 30)
+    );
+}
+
+#[tokio::test]
+async fn modules_and_versions_per_tenant_are_bounded_and_deleting_versions_makes_room() {
+    let dir = temp_dir();
+    let mut config = Config::new(dir.path());
+    config.modules = quota(2, 2, u64::MAX / 2);
+    let s = Server::start_with(config).await;
+    let other = s.tenant("globex").await;
+    assert_eq!(s.upload_guest(ADMIN_KEY, "a", "effector").await, 1);
+    assert_eq!(s.upload_guest(ADMIN_KEY, "a", "gatekeeper").await, 2);
+    let r = s.upload(ADMIN_KEY, "a", guest("spin")).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    assert_eq!(r.code(), "module_quota_exceeded");
+    assert!(
+        r.message().contains("already keeps 2 versions")
+            && r.message().contains("delete versions no binding uses"),
+        "{}",
+        r.message()
+    );
+    // Another tenant's room is its own.
+    assert_eq!(s.upload_guest(&other, "a", "spin").await, 1);
+
+    // Deleting a version makes room; numbers are never reused.
+    let r = s.delete("/v1/modules/a/versions/1", ADMIN_KEY).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    assert_eq!(s.upload_guest(ADMIN_KEY, "a", "spin").await, 3);
+
+    assert_eq!(s.upload_guest(ADMIN_KEY, "b", "panicker").await, 1);
+    let r = s.upload(ADMIN_KEY, "c", guest("mover")).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    assert_eq!(r.code(), "module_quota_exceeded");
+    assert!(
+        r.message().contains("already has 2 modules"),
+        "{}",
+        r.message()
+    );
+    // A module whose versions are all deleted no longer counts.
+    let r = s.delete("/v1/modules/b/versions/1", ADMIN_KEY).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    assert_eq!(s.upload_guest(ADMIN_KEY, "c", "mover").await, 1);
+    // The module list holds only modules with versions: never more than the quota.
+    let r = s.get("/v1/modules", ADMIN_KEY).await;
+    let names: Vec<&str> = r.body["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "c"]);
+    // b keeps its name and numbers: its next version is 2.
+    let r = s.get("/v1/modules/b", ADMIN_KEY).await;
+    assert_eq!(r.body["latest"], 1, "{:?}", r.body);
+    // The counts survive a restart.
+    let config = {
+        let mut c = Config::new(s.stop().await);
+        c.modules = quota(2, 2, u64::MAX / 2);
+        c
+    };
+    let s = Server::start_with(config).await;
+    let r = s.upload(ADMIN_KEY, "d", guest("toggler")).await;
+    assert_eq!(r.code(), "module_quota_exceeded", "{:?}", r.body);
+    let r = s.upload(ADMIN_KEY, "a", guest("toggler")).await;
+    assert_eq!(r.code(), "module_quota_exceeded", "{:?}", r.body);
+}
+
+#[tokio::test]
+async fn a_tenants_module_bytes_are_bounded_and_deleted_versions_give_their_files_back() {
+    let dir = temp_dir();
+    let s = Server::start(dir.path()).await;
+    let first = s.upload(ADMIN_KEY, "first", guest("effector")).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{:?}", first.body);
+    let stored =
+        first.body["size"].as_u64().unwrap() + first.body["artifact_size"].as_u64().unwrap();
+    assert!(
+        first.body["artifact_size"].as_u64().unwrap() > 0,
+        "{:?}",
+        first.body
+    );
+    let hash = first.body["hash"].as_str().unwrap().to_string();
+    let dir = s.stop().await;
+    assert_eq!(
+        module_files(&dir),
+        [format!("{hash}.cwasm"), format!("{hash}.wasm")]
+    );
+
+    // Room for the next component's bytes, not for its compiled artifact: it passes the
+    // check before compiling and is refused when it is recorded, leaving no files behind.
+    let next = guest("gatekeeper");
+    let with = |bytes: u64| {
+        let mut c = Config::new(&dir);
+        c.modules = quota(100, 100, bytes);
+        c
+    };
+    let s = Server::start_with(with(stored + next.len() as u64 + 10)).await;
+    let r = s.upload(ADMIN_KEY, "second", next.clone()).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    assert_eq!(r.code(), "module_quota_exceeded");
+    assert!(
+        r.message()
+            .contains(&format!("already take {stored} of the"))
+            && r.message().contains("delete versions no binding uses"),
+        "{}",
+        r.message()
+    );
+    assert_eq!(
+        module_files(&s.dir),
+        [format!("{hash}.cwasm"), format!("{hash}.wasm")]
+    );
+    assert_eq!(s.state.sandbox.stats().compiles, 1, "it was compiled");
+    // No room even for the component: refused before compiling.
+    let dir = s.stop().await;
+    let s = Server::start_with(with(stored + 10)).await;
+    let r = s.upload(ADMIN_KEY, "second", next.clone()).await;
+    assert_eq!(r.code(), "module_quota_exceeded", "{:?}", r.body);
+    assert_eq!(
+        s.state.sandbox.stats().compiles,
+        0,
+        "refused before compiling"
+    );
+
+    // The same bytes as another version share its files, and count again.
+    let r = s.upload(ADMIN_KEY, "twin", guest("effector")).await;
+    assert_eq!(r.code(), "module_quota_exceeded", "{:?}", r.body);
+
+    // Deleting the version gives its room and, as nothing else has its bytes, its files back.
+    let r = s.delete("/v1/modules/first/versions/1", ADMIN_KEY).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    assert!(module_files(&dir).is_empty(), "{:?}", module_files(&dir));
+    let r = s.upload(ADMIN_KEY, "second", next).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+}
+
+#[tokio::test]
+async fn module_versions_stored_before_the_quota_are_counted_at_start_up() {
+    let dir = temp_dir();
+    let s = Server::start(dir.path()).await;
+    let v = s.upload(ADMIN_KEY, "old", guest("effector")).await;
+    assert_eq!(v.status, StatusCode::CREATED, "{:?}", v.body);
+    let stored = v.body["size"].as_u64().unwrap() + v.body["artifact_size"].as_u64().unwrap();
+    let dir = s.stop().await;
+    {
+        // As an older version left it: no counters, no artifact size in the record.
+        let db = sled::open(dir.join("db")).unwrap();
+        let data = db.open_tree("data").unwrap();
+        for prefix in ["meta/modules-counted", "mvn/", "mtn/", "mtb/", "mref/"] {
+            for key in data.scan_prefix(prefix).keys() {
+                data.remove(key.unwrap()).unwrap();
+            }
+        }
+        let key = "modv/default/old/0000000001";
+        let mut record: serde_json::Value =
+            serde_json::from_slice(&data.get(key).unwrap().unwrap()).unwrap();
+        record.as_object_mut().unwrap().remove("artifact_size");
+        data.insert(key, serde_json::to_vec(&record).unwrap())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let mut config = Config::new(&dir);
+    config.modules = quota(100, 1, stored + 200_000);
+    let s = Server::start_with(config).await;
+    let r = s.get("/v1/modules/old/versions/1", ADMIN_KEY).await;
+    assert_eq!(
+        r.body["size"].as_u64().unwrap() + r.body["artifact_size"].as_u64().unwrap(),
+        stored
+    );
+    let r = s.upload(ADMIN_KEY, "old", guest("gatekeeper")).await;
+    assert_eq!(r.code(), "module_quota_exceeded", "{:?}", r.body);
+    assert!(
+        r.message().contains("already keeps 1 versions"),
+        "{}",
+        r.message()
+    );
+    let r = s.delete("/v1/modules/old/versions/1", ADMIN_KEY).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    assert!(module_files(&s.dir).is_empty());
+    assert_eq!(s.upload_guest(ADMIN_KEY, "old", "gatekeeper").await, 2);
 }

@@ -19,16 +19,19 @@ pub enum TlsMode {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailConfig {
-    #[schema(min_length = 1, pattern = "\\S")]
+    #[schema(min_length = 1, max_length = 253, pattern = "\\S")]
     pub host: String,
     #[schema(minimum = 1)]
     pub port: u16,
     pub tls: TlsMode,
+    #[schema(max_length = 256)]
     pub username: Option<String>,
     /// Write-only: the API never returns it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1024)]
     pub password: Option<String>,
     /// The From address, e.g. `Acme CRM <crm@acme.example>`.
+    #[schema(max_length = 512)]
     pub from: String,
     /// Seconds one attempt may take, connection and lookup included (1-60; default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -39,6 +42,8 @@ pub struct EmailConfig {
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Hosts (or `host:port`) webhooks may go to; `*` allows any. Others are dead-lettered.
+    /// At most 100 entries of at most 260 bytes each.
+    #[schema(max_items = 100)]
     pub allowed_hosts: Vec<String>,
     /// Seconds one attempt may take (1-60; default 10). A receiver slower than this gets the
     /// message again on the retry: delivery is at-least-once.
@@ -50,10 +55,11 @@ pub struct WebhookConfig {
 #[serde(deny_unknown_fields)]
 pub struct SmsConfig {
     /// The SMS provider's HTTP endpoint; messages are POSTed to it as JSON.
-    #[schema(pattern = "^[Hh][Tt][Tt][Pp][Ss]?://")]
+    #[schema(max_length = 2048, pattern = "^[Hh][Tt][Tt][Pp][Ss]?://")]
     pub url: String,
     /// Sent as `Authorization: Bearer …`. Write-only: the API never returns it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 4096)]
     pub token: Option<String>,
     /// Seconds one attempt may take (1-60; default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -20,7 +20,13 @@ pub struct ModuleVersion {
     pub version: u32,
     /// SHA-256 of the component bytes; compiled artifacts are cached under it.
     pub hash: String,
+    /// Bytes of the uploaded component.
     pub size: u64,
+    /// Bytes of its compiled artifact as stored at upload. With `size`, what this version
+    /// counts against its tenant's module storage. (Records written before sizes were kept
+    /// get it at start-up, from the artifact on disk.)
+    #[serde(default)]
+    pub artifact_size: u64,
     /// From the component's producers section, when it says.
     pub language: Option<String>,
     /// What the component imports (all allowed by the upload policy).

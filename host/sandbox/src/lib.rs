@@ -149,6 +149,9 @@ pub struct Sandbox {
     limits: Limits,
     dir: PathBuf,
     loaded: Mutex<HashMap<String, Arc<Loaded>>>,
+    /// Held while files are stored under a hash and recorded, or found unused and removed,
+    /// so a removal never takes the files of a version being recorded with the same bytes.
+    files: Mutex<()>,
     compiles: AtomicU64,
     artifact_loads: AtomicU64,
 }
@@ -247,6 +250,7 @@ impl Sandbox {
             limits,
             dir: dir.to_path_buf(),
             loaded: Mutex::new(HashMap::new()),
+            files: Mutex::new(()),
             compiles: AtomicU64::new(0),
             artifact_loads: AtomicU64::new(0),
         }))
@@ -353,8 +357,10 @@ impl Sandbox {
         };
         self.write(&self.path(&ins.hash, "wasm"), bytes)?;
         let artifact = ins.component.serialize().map_err(compile_err)?;
-        self.write(&self.path(&ins.hash, "cwasm"), &artifact)?;
-        let pre = self.prepare(&ins.component).map_err(compile_err)?;
+        let path = self.path(&ins.hash, "cwasm");
+        self.write(&path, &artifact)?;
+        let component = file_backed(&self.engine, &path, ins.component);
+        let pre = self.prepare(&component).map_err(compile_err)?;
         let loaded = Arc::new(Loaded {
             hash: ins.hash.clone(),
             pre,
@@ -363,6 +369,35 @@ impl Sandbox {
             m.insert(ins.hash.clone(), loaded.clone());
         }
         Ok(loaded)
+    }
+
+    /// Bytes of the compiled artifact stored for `hash` (0 when there is none).
+    pub fn artifact_size(&self, hash: &str) -> u64 {
+        std::fs::metadata(self.path(hash, "cwasm")).map_or(0, |m| m.len())
+    }
+
+    /// The lock to hold from storing a hash's files until its version is recorded, and from
+    /// finding a hash unused until its files are removed ([`Sandbox::remove`]).
+    pub fn lock_files(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.files.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets the module stored under `hash`: its files and its ready copy in memory. For
+    /// a hash no stored version has any more; call it holding [`Sandbox::lock_files`].
+    pub fn remove(&self, hash: &str) {
+        if let Ok(mut m) = self.loaded.lock() {
+            m.remove(hash);
+        }
+        for ext in ["cwasm", "wasm"] {
+            let path = self.path(hash, ext);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot remove an unused module file")
+                }
+            }
+        }
     }
 
     /// The ready module for `hash`: from memory, else from its precompiled artifact, else
@@ -541,10 +576,19 @@ fn recompile(
         return Ok((c, false));
     }
     let c = Component::new(engine, bytes)?;
-    if let Ok(a) = c.serialize() {
-        let _ = write(artifact, &a);
+    match c.serialize() {
+        Ok(a) if write(artifact, &a).is_ok() => Ok((file_backed(engine, artifact, c), true)),
+        _ => Ok((c, true)),
     }
-    Ok((c, true))
+}
+
+/// The component as read back from its artifact file, else `compiled` itself. Instances of a
+/// component read from a file map their initial memory from that file; a component compiled
+/// in memory gets a sealed memfd on its first instantiation instead, and sealing fails now
+/// and then under load (`EBUSY` while the freshly written pages are still pinned), which
+/// would fail that run for no fault of its module.
+fn file_backed(engine: &Engine, artifact: &Path, compiled: Component) -> Component {
+    deserialize(engine, artifact).unwrap_or(compiled)
 }
 
 #[allow(unsafe_code)]

@@ -63,6 +63,14 @@ enum Failed {
     Postpone(String),
 }
 
+/// How one attempt at a job ended without a storage error.
+enum Step {
+    /// Ran and committed, or there was nothing to do (already run, binding gone or off).
+    Done,
+    /// It can never run: the job is recorded as a failed run saying why.
+    Lost(String),
+}
+
 /// The id of the event a follow-up timer turns into: the timer's own id with `evt_` (a
 /// ULID of its due time, see the sandbox's host API), so it is deterministic and sorts by
 /// time. Timers stored by older versions carry 24 hex characters instead; their events get a
@@ -197,7 +205,8 @@ impl Automation {
         let mut failure = None;
         for _ in 0..8 {
             match self.try_process(job) {
-                Ok(()) | Err(StoreError::AlreadyDone(_)) => return Ok(()),
+                Ok(Step::Done) | Err(StoreError::AlreadyDone(_)) => return Ok(()),
+                Ok(Step::Lost(why)) => return Err(Failed::Record(why)),
                 Err(e @ (StoreError::VersionConflict { .. } | StoreError::Stale(_))) => {
                     tracing::debug!(error = %e, "conflict; running again on fresh state");
                     failure = Some(format!(
@@ -273,27 +282,40 @@ impl Automation {
         }
     }
 
-    fn try_process(&self, job: &Job) -> Result<(), StoreError> {
+    /// One attempt at a job. A binding deleted or disabled since the job was queued is a
+    /// decision someone made: the job is skipped (logged). A missing journal event is not:
+    /// events are never deleted, so the job's work was lost, and it is recorded as a failed
+    /// run naming the event rather than ending as if there had been nothing to do.
+    fn try_process(&self, job: &Job) -> Result<Step, StoreError> {
         let Some(binding_id) = &job.binding else {
-            return Ok(());
+            return Ok(Step::Lost(format!(
+                "the job names no binding for event {}; nothing ran",
+                job.event
+            )));
         };
         let Some(ev) = self.store.event(&job.tenant, &job.event)? else {
-            return Ok(());
+            return Ok(Step::Lost(format!(
+                "the journal event {} of this job is missing (lost data); the binding did not run",
+                job.event
+            )));
         };
         let Some(binding) = self.store.binding(&job.tenant, binding_id)? else {
-            return Ok(());
+            tracing::info!(job = %job.id, binding = %binding_id, "the job's binding was deleted; skipping the job");
+            return Ok(Step::Done);
         };
         if !binding.enabled {
-            return Ok(());
+            tracing::info!(job = %job.id, binding = %binding_id, "the job's binding is disabled; skipping the job");
+            return Ok(Step::Done);
         }
         if self
             .store
             .run(&job.tenant, &run_id(&ev.id, &binding.id))?
             .is_some()
         {
-            return Ok(());
+            return Ok(Step::Done);
         }
-        self.run_and_commit(&job.tenant, &ev, &binding).map(|_| ())
+        self.run_and_commit(&job.tenant, &ev, &binding)
+            .map(|_| Step::Done)
     }
 
     /// Runs `binding` on the journal event `ev` and commits the run with its effects (and

@@ -35,7 +35,7 @@ impl From<StoreError> for CrmError {
             StoreError::AlreadyExists(w) => CrmError::Conflict(format!("{w} already exists")),
             e @ StoreError::VersionConflict { .. } => CrmError::Conflict(e.to_string()),
             StoreError::Stale(m) => CrmError::Conflict(m),
-            StoreError::Refused(m) => CrmError::Refused(m),
+            StoreError::Refused(m) | StoreError::OverQuota(m) => CrmError::Refused(m),
             other => CrmError::Store(other),
         }
     }

@@ -10,14 +10,13 @@ use crate::automation::AutomationError;
 use crate::crm::CrmError;
 use crate::store::StoreError;
 
-/// What a 503 tells the client to wait before trying again.
-
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    /// Seconds, sent as `Retry-After` (503s of a busy resource).
+    /// Seconds, sent as `Retry-After`. Every 429 and 503 carries one: 1 s unless the error
+    /// says otherwise.
     pub retry_after: Option<u32>,
 }
 
@@ -94,10 +93,12 @@ impl IntoResponse for ApiError {
                 message: self.message,
             },
         };
-        // Every 503 says when to come back (1 s unless the error says otherwise).
-        let retry_after = self
-            .retry_after
-            .or((self.status == StatusCode::SERVICE_UNAVAILABLE).then_some(1));
+        // Every 429 and 503 says when to come back (1 s unless the error says otherwise).
+        let retry_after = self.retry_after.or(matches!(
+            self.status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        )
+        .then_some(1));
         let mut resp = (self.status, Json(body)).into_response();
         if let Some(secs) = retry_after {
             resp.headers_mut()
@@ -151,6 +152,36 @@ impl From<StoreError> for ApiError {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_429_and_503_says_when_to_come_back() {
+        for status in [
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ] {
+            let r = ApiError::new(status, "x", "busy").into_response();
+            assert_eq!(
+                r.headers()[axum::http::header::RETRY_AFTER],
+                "1",
+                "{status}"
+            );
+            let r = ApiError::new(status, "x", "busy")
+                .retry_after(7)
+                .into_response();
+            assert_eq!(
+                r.headers()[axum::http::header::RETRY_AFTER],
+                "7",
+                "{status}"
+            );
+        }
+        let r = ApiError::invalid("no").into_response();
+        assert!(r.headers().get(axum::http::header::RETRY_AFTER).is_none());
+        // The errors other parts turn into 503s, too.
+        let full = CrmError::Store(StoreError::Unavailable("the disk is full".into()));
+        let r = ApiError::from(full).into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[axum::http::header::RETRY_AFTER], "1");
+    }
 
     #[tokio::test]
     async fn a_failed_automation_task_is_a_server_error_not_a_refusal() {

@@ -38,7 +38,8 @@ pub struct Inbound {
 /// Posts an inbound event (form submitted, email received, …); bindings listening for its
 /// name run on it.
 #[utoipa::path(post, path = "/v1/events", tag = "events", request_body = Inbound,
-    responses((status = 201, body = Event), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = Event), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "`busy`: automation had no run slot or worker in time, and nothing was changed; `store_busy`, `storage_unavailable`. `Retry-After` says when to try again.", headers(("Retry-After" = u32, description = "Seconds to wait before trying again")))))]
 async fn post_inbound(
     State(state): State<AppState>,
     caller: Caller,

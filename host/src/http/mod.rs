@@ -105,9 +105,11 @@ fn routes(module_bytes: usize) -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document served at `/openapi.json`.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    routes(crate::sandbox::Limits::default().module_bytes)
+    let mut doc = routes(crate::sandbox::Limits::default().module_bytes)
         .split_for_parts()
-        .1
+        .1;
+    openapi::complete(&mut doc);
+    doc
 }
 
 /// The whole application router over `state`: the API plus the admin console, which calls
@@ -121,7 +123,8 @@ pub fn app(state: AppState) -> Router {
 
 /// The API alone (what the console dispatches to).
 fn api_app(state: AppState) -> Router {
-    let (api, doc) = routes(state.config.limits.module_bytes).split_for_parts();
+    let (api, mut doc) = routes(state.config.limits.module_bytes).split_for_parts();
+    openapi::complete(&mut doc);
     let doc = Arc::new(doc);
     let body_limit = state.config.max_body_bytes;
     crate::telemetry::install();

@@ -19,7 +19,6 @@ use crate::model::id::is_valid_slug;
 use crate::model::{Event, EventKind, Grants, Module, ModuleVersion, Outcome, Role};
 use crate::registry::{self, PublishError};
 use crate::sandbox::{Busy, RunClass, RunReport, UploadError};
-use crate::store::{Changeset, Op};
 
 const AUTHORS: &[Role] = &[Role::Developer, Role::Admin];
 
@@ -88,12 +87,17 @@ fn upload_error(e: UploadError) -> ApiError {
 /// and the maximum); it is then compiled on the compile pool in the tenant's turn (a tenant
 /// with too many compiles waiting gets `429 compile_queue_full` with `Retry-After`),
 /// validated (a component of the `rule` world importing only allowed interfaces), cached,
-/// and stored immutably. A rejected upload leaves no trace.
+/// and stored immutably. A rejected upload leaves no trace. A tenant's modules have a quota
+/// (modules, versions per module, bytes of components and artifacts): an upload past it is
+/// `409 module_quota_exceeded`, naming the limit; deleting versions no binding uses makes
+/// room.
 #[utoipa::path(post, path = "/v1/modules/{name}/versions", tag = "modules",
     params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")),
-    request_body(content = Vec<u8>, content_type = "application/wasm"),
-    responses((status = 201, body = ModuleVersion), (status = 413, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    request_body(content = WasmComponent, content_type = "application/wasm"),
+    responses((status = 201, body = ModuleVersion), (status = 409, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "`compile_queue_full`: the tenant has its share of compiles waiting or running. `Retry-After` says when to try again.", headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
+        (status = 503, body = ErrorBody, description = "`unavailable`: the server is shutting down; `storage_unavailable`: the disk is full. `Retry-After` says when to try again.", headers(("Retry-After" = u32, description = "Seconds to wait before trying again")))))]
 async fn upload(
     State(state): State<AppState>,
     caller: Caller,
@@ -127,6 +131,7 @@ async fn upload(
         &state.store,
         &state.sandbox,
         ticket,
+        state.config.modules,
         &name,
         bytes,
         &caller.key_id,
@@ -136,6 +141,9 @@ async fn upload(
         PublishError::Upload(u) => upload_error(u),
         PublishError::Sandbox(e) => ApiError::internal(e),
         PublishError::Store(s) => s.into(),
+        PublishError::OverQuota(m) => {
+            ApiError::new(StatusCode::CONFLICT, "module_quota_exceeded", m)
+        }
         PublishError::Interrupted => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
@@ -145,12 +153,18 @@ async fn upload(
     Ok((StatusCode::CREATED, Json(v)))
 }
 
+/// The body of an upload: the component file's bytes as built, not JSON.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct WasmComponent(#[allow(dead_code)] Vec<u8>);
+
 #[derive(Serialize, ToSchema)]
 pub struct ModuleList {
     pub modules: Vec<Module>,
 }
 
-/// The tenant's modules.
+/// The tenant's modules that have stored versions (a module whose versions were all
+/// deleted is not listed; its name keeps counting versions up).
 #[utoipa::path(get, path = "/v1/modules", tag = "modules", responses((status = 200, body = ModuleList)))]
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<ModuleList>, ApiError> {
     let modules = state
@@ -213,7 +227,8 @@ async fn get_version(
     Ok(Json(version_of(&state, &caller.tenant, name, n).await?))
 }
 
-/// Deletes a version that no binding enables.
+/// Deletes a version that no binding enables, giving its room back to the tenant's module
+/// quota (its files go once no stored version has the same bytes).
 #[utoipa::path(delete, path = "/v1/modules/{name}/versions/{n}", tag = "modules",
     params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"), ("n" = u32, Path, minimum = 1)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -223,13 +238,10 @@ async fn delete_version(
     ApiPath((name, n)): ApiPath<(String, u32)>,
 ) -> Result<StatusCode, ApiError> {
     caller.require_one_of(AUTHORS)?;
+    let sandbox = state.sandbox.clone();
     state
         .on_store(&caller.tenant, move |store, tenant| {
-            let op = Op::DeleteModuleVersion {
-                module: name.clone(),
-                version: n,
-            };
-            store.commit(&Changeset::op(tenant, op))
+            registry::delete_version(store, &sandbox, tenant, &name, n)
         })
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -269,7 +281,7 @@ pub struct DryRunResult {
 #[utoipa::path(post, path = "/v1/modules/{name}/versions/{n}/dry-run", tag = "modules",
     params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"), ("n" = u32, Path, minimum = 1)), request_body = DryRun,
     responses((status = 200, body = DryRunResult), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 503, body = ErrorBody, description = "busy: no run slot came free in time; try again (Retry-After)")))]
+        (status = 503, body = ErrorBody, description = "`busy`: no run slot came free in time; `store_busy`, `storage_unavailable`. `Retry-After` says when to try again.", headers(("Retry-After" = u32, description = "Seconds to wait before trying again")))))]
 async fn dry_run(
     State(state): State<AppState>,
     caller: Caller,

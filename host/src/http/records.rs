@@ -139,7 +139,8 @@ async fn list(
 
 /// Creates a record; leads and deals start in their pipeline's first stage unless `stage` says.
 #[utoipa::path(post, path = "/v1/records", tag = "records", request_body = NewRecord,
-    responses((status = 201, body = Record), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = Record), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "`busy`: automation had no run slot or worker in time, and nothing was changed; `store_busy`, `storage_unavailable`. `Retry-After` says when to try again.", headers(("Retry-After" = u32, description = "Seconds to wait before trying again")))))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -178,7 +179,8 @@ async fn get(
 #[utoipa::path(patch, path = "/v1/records/{id}", tag = "records", params(("id" = String, Path, pattern = "^rec_[0-9a-z]{26}$")),
     request_body(content = Object, example = json!({"email": "ada@analytical.example",
         "custom": {"size": 2500, "source": null}})),
-    responses((status = 200, body = Record), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Record), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "`busy`: automation had no run slot or worker in time, and nothing was changed; `store_busy`, `storage_unavailable`. `Retry-After` says when to try again.", headers(("Retry-After" = u32, description = "Seconds to wait before trying again")))))]
 async fn patch(
     State(state): State<AppState>,
     caller: Caller,
@@ -199,7 +201,8 @@ async fn patch(
 
 /// Deletes a record.
 #[utoipa::path(delete, path = "/v1/records/{id}", tag = "records", params(("id" = String, Path, pattern = "^rec_[0-9a-z]{26}$")),
-    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "`busy`: automation had no run slot or worker in time, and nothing was changed; `store_busy`, `storage_unavailable`. `Retry-After` says when to try again.", headers(("Retry-After" = u32, description = "Seconds to wait before trying again")))))]
 async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -232,7 +235,8 @@ pub struct StageMove {
 /// Moves a lead or deal to another stage of its pipeline.
 #[utoipa::path(post, path = "/v1/records/{id}/stage", tag = "records", params(("id" = String, Path, pattern = "^rec_[0-9a-z]{26}$")),
     request_body = StageMove,
-    responses((status = 200, body = Record), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Record), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "`busy`: automation had no run slot or worker in time, and nothing was changed; `store_busy`, `storage_unavailable`. `Retry-After` says when to try again.", headers(("Retry-After" = u32, description = "Seconds to wait before trying again")))))]
 async fn move_stage(
     State(state): State<AppState>,
     caller: Caller,
@@ -260,7 +264,8 @@ pub struct Converted {
 /// Converts a lead into a contact, company and/or deal (Bitrix24-style).
 #[utoipa::path(post, path = "/v1/records/{id}/convert", tag = "records", params(("id" = String, Path, pattern = "^rec_[0-9a-z]{26}$")),
     request_body = Conversion,
-    responses((status = 201, body = Converted), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = Converted), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "`busy`: automation had no run slot or worker in time, and nothing was changed; `store_busy`, `storage_unavailable`. `Retry-After` says when to try again.", headers(("Retry-After" = u32, description = "Seconds to wait before trying again")))))]
 async fn convert(
     State(state): State<AppState>,
     caller: Caller,

@@ -35,6 +35,9 @@ impl From<ReplayError> for ApiError {
     }
 }
 
+/// How long a client told `429 replays_busy` should wait before asking again.
+const REPLAY_RETRY_SECONDS: u32 = 5;
+
 /// Replays version `n` on the past events a binding (or every binding of a pipeline running
 /// this module) handled in a window, as a dry run, and compares its outcome and effects with
 /// what the enabled version committed. Commits nothing, sends nothing. Up to 50 runs the
@@ -44,7 +47,7 @@ impl From<ReplayError> for ApiError {
     params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"), ("n" = u32, Path, minimum = 1)), request_body = ReplayRequest,
     responses((status = 200, body = Replay), (status = 202, body = Replay),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 429, body = ErrorBody)))]
+        (status = 429, body = ErrorBody, description = "`replays_busy`: the tenant's share of replays is running. `Retry-After` says when to try again.", headers(("Retry-After" = u32, description = "Seconds to wait before trying again")))))]
 async fn start(
     State(state): State<AppState>,
     caller: Caller,
@@ -71,6 +74,9 @@ async fn start(
                 replay::RUNNING_PER_TENANT
             ),
         )
+        // A replay takes seconds (up to 50 runs in the request) to minutes (in the
+        // background): asking again every second would only add load.
+        .retry_after(REPLAY_RETRY_SECONDS)
     })?;
     let (store, sandbox, job) = (state.store.clone(), state.sandbox.clone(), shared.clone());
     let task = tokio::task::spawn_blocking(move || replay::execute(&store, &sandbox, plan, &job));

@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use super::ApiError;
 
 /// The longest request target (path and query) the server reads, in bytes. Longer ones are
-/// 414 `uri_too_long`. (Beyond 64 KiB hyper itself answers 414, with an empty body, before
-/// any of this runs.)
+/// 414 `uri_too_long`. (Beyond 65,534 bytes hyper itself answers 414, with an empty body,
+/// before any of this runs; ARCHITECTURE.md says why that stays.)
 pub const MAX_URI_BYTES: usize = 8 * 1024;
 
 /// Refuses request targets longer than [`MAX_URI_BYTES`].

@@ -11,6 +11,7 @@ use stagecraft_model::{
 };
 
 use crate::query::{DueMessage, DueTimer};
+use crate::quota::ModuleQuota;
 use crate::{Result, StoreError};
 
 #[derive(Debug, Clone)]
@@ -111,16 +112,28 @@ pub enum Op {
     DeleteBinding {
         id: String,
     },
-    /// Records the next version of `version.module` (creating the module on first upload):
-    /// the backend numbers it (`version.version` is ignored) and returns it as
-    /// [`Applied::ModuleVersion`].
+    /// Records the next version of `version.module` (creating the module on first upload)
+    /// if the tenant's modules have room for it under `quota` (`OverQuota` otherwise, naming
+    /// the limit): the backend numbers it (`version.version` is ignored) and returns it as
+    /// [`Applied::ModuleVersion`]. The tenant's usage moves with it.
     AddModuleVersion {
         version: ModuleVersion,
+        quota: ModuleQuota,
     },
-    /// Deletes a version no binding uses.
+    /// Deletes a version no binding uses, giving its room back to the tenant:
+    /// [`Applied::FilesFreed`] carries its content hash when no stored version (of any
+    /// tenant) has those bytes any more, so its files may go.
     DeleteModuleVersion {
         module: String,
         version: u32,
+    },
+    /// Records the compiled artifact's size of a version stored before sizes were kept
+    /// (`artifact_size` 0), moving the tenant's usage by it. Nothing happens when the version
+    /// is gone or has a size already.
+    SizeModuleVersion {
+        module: String,
+        version: u32,
+        artifact_size: u64,
     },
     /// Replaces the tenant's channel settings; write-only secrets left out keep their value
     /// when the destination did not change. The settings kept: [`Applied::Channels`].
@@ -183,6 +196,8 @@ pub enum Applied {
     Secret(String),
     Message(OutboxMessage),
     Fired(bool),
+    /// The content hash whose files no stored version needs any more, if any.
+    FilesFreed(Option<String>),
 }
 
 /// What a committed changeset's ops produced, one per op.
@@ -235,6 +250,14 @@ impl Committed {
     pub fn message(&self) -> Result<OutboxMessage> {
         self.find("a message", |a| match a {
             Applied::Message(m) => Some(m.clone()),
+            _ => None,
+        })
+    }
+
+    /// [`Applied::FilesFreed`] of its `DeleteModuleVersion`.
+    pub fn files_freed(&self) -> Result<Option<String>> {
+        self.find("freed module files", |a| match a {
+            Applied::FilesFreed(h) => Some(h.clone()),
             _ => None,
         })
     }

@@ -21,7 +21,9 @@ mod change;
 pub mod contract;
 mod metrics;
 mod query;
+mod quota;
 mod reads;
+mod registry;
 pub mod sled;
 mod store;
 
@@ -31,6 +33,7 @@ pub use query::{
     DueMessage, DueTimer, LeaseRequest, Leased, List, ListLimits, MessageFilter, Page, PageRequest,
     PruneRequest, Pruned, Queue, QueuedJob, Read, RecordFilter, Recovered, Row, RunFilter, Scope,
 };
+pub use quota::{ModuleQuota, ModuleUsage};
 pub use reads::RecordPage;
 pub use store::Store;
 
@@ -56,6 +59,10 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Refused(String),
+    /// A tenant's module storage is full ([`ModuleQuota`]): the message names the limit and
+    /// how to make room.
+    #[error("{0}")]
+    OverQuota(String),
     /// What a module read changed before its effects could commit; run it again.
     #[error("{0}")]
     Stale(String),

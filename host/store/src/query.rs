@@ -6,6 +6,8 @@
 
 use chrono::{DateTime, Utc};
 use stagecraft_model::stats::Rollup;
+
+use crate::quota::ModuleUsage;
 pub use stagecraft_model::RecordFilter;
 use stagecraft_model::{
     ApiKey, Binding, Channel, ChannelConfig, Event, Job, MessageStatus, Module, ModuleVersion,
@@ -46,6 +48,7 @@ pub enum Row {
         all: i64,
     },
     Count(u64),
+    ModuleUsage(ModuleUsage),
     Due(DueMessage),
     /// A tenant id ([`List::JobTenants`]).
     Name(String),
@@ -103,6 +106,17 @@ pub enum Read {
         binding: String,
         record: String,
     },
+    /// [`Row::ModuleUsage`]: what the tenant's modules take, with the stored versions of
+    /// `module` (0 for a module with none).
+    ModuleUsage {
+        tenant: String,
+        module: String,
+    },
+    /// [`Row::Count`]: stored versions, in any tenant, whose content hash is `hash` (their
+    /// files are shared by hash).
+    ModuleFileUses {
+        hash: String,
+    },
     /// [`Row::Count`]: jobs queued in every tenant.
     QueuedJobs,
     /// [`Row::Count`]: messages waiting for a delivery attempt, in every tenant.
@@ -146,7 +160,8 @@ pub enum List {
     Pipelines { tenant: String },
     /// [`Row::Binding`]s by id, complete.
     Bindings { tenant: String },
-    /// [`Row::Module`]s by name, complete.
+    /// [`Row::Module`]s with at least one stored version, by name, complete. (A module
+    /// whose versions were all deleted keeps counting its version numbers up, unlisted.)
     Modules { tenant: String },
     /// [`Row::ModuleVersion`]s of a module, oldest first, complete.
     ModuleVersions { tenant: String, module: String },

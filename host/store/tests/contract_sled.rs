@@ -71,3 +71,9 @@ mod reads {
     use stagecraft_store::contract::reads as contract;
     properties!(readers_never_see_part_of_a_commit);
 }
+
+mod modules {
+    use super::*;
+    use stagecraft_store::contract::modules as contract;
+    properties!(module_quotas_hold, module_quotas_hold_under_concurrency);
+}

@@ -90,8 +90,16 @@ impl World {
 
     /// Publishes `bytes` as the next version of `name` (inspect, compile, cache, record).
     pub fn publish(&self, name: &str, bytes: &[u8]) -> ModuleVersion {
-        stagecraft::registry::publish(&self.store, &self.sandbox, TENANT, name, bytes, "bench")
-            .unwrap_or_else(|e| panic!("publishing {name}: {e}"))
+        stagecraft::registry::publish(
+            &self.store,
+            &self.sandbox,
+            stagecraft::store::ModuleQuota::default(),
+            TENANT,
+            name,
+            bytes,
+            "bench",
+        )
+        .unwrap_or_else(|e| panic!("publishing {name}: {e}"))
     }
 
     /// Creates a record without automation; returns it and its `created` event.

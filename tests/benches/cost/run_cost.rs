@@ -247,8 +247,10 @@ fn commits_concurrently(
                             let tenant = format!("bench-{t}-{i}");
                             stagecraft::crm::tenants::create_tenant(&w.store, &tenant, "bench")
                                 .expect("tenant");
-                            let add =
-                                stagecraft::store::Op::AddModuleVersion { version: v.clone() };
+                            let add = stagecraft::store::Op::AddModuleVersion {
+                                version: v.clone(),
+                                quota: stagecraft::store::ModuleQuota::default(),
+                            };
                             w.store
                                 .commit(&stagecraft::store::Changeset::op(&tenant, add))
                                 .expect("version");

@@ -4,7 +4,7 @@ use stagecraft_model::delivery::{EmailConfig, TlsMode};
 use stagecraft_model::{ChannelConfig, MessageStatus, Notification};
 
 use super::*;
-use crate::{Applied, FollowUpCaps, StoreError};
+use crate::{Applied, FollowUpCaps, ModuleQuota, StoreError};
 
 fn timers_of(b: &dyn Backend, tenant: &str) -> Vec<String> {
     ids(&all(
@@ -226,6 +226,7 @@ pub fn version_conflicts_reject_the_changeset(open: Open<'_>) {
         TENANT,
         Op::AddModuleVersion {
             version: version("m"),
+            quota: ModuleQuota::default(),
         },
     )
     .expect("version")
@@ -536,6 +537,7 @@ pub fn ops_keep_their_rules(open: Open<'_>) {
             TENANT,
             Op::AddModuleVersion {
                 version: version("m"),
+                quota: ModuleQuota::default(),
             },
         )
         .expect("added")

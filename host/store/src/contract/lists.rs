@@ -4,7 +4,7 @@
 use stagecraft_model::{Attempt, Notification};
 
 use super::*;
-use crate::{ListLimits, MessageFilter, RecordFilter, RunFilter, Scope};
+use crate::{ListLimits, MessageFilter, ModuleQuota, RecordFilter, RunFilter, Scope};
 
 fn records(b: &dyn Backend, filter: RecordFilter, text: Option<&str>, limit: usize) -> Vec<String> {
     let list = List::Records {
@@ -507,6 +507,7 @@ pub fn every_list_pages_in_order(open: Open<'_>) {
             TENANT,
             Op::AddModuleVersion {
                 version: version(m),
+                quota: ModuleQuota::default(),
             },
         )
         .expect("version");
@@ -516,6 +517,7 @@ pub fn every_list_pages_in_order(open: Open<'_>) {
         TENANT,
         Op::AddModuleVersion {
             version: version("alpha"),
+            quota: ModuleQuota::default(),
         },
     )
     .expect("version");

@@ -14,10 +14,12 @@
 //!   item, an expired lease is taken over, what a holder that died held is taken again.
 //! - [`retention`]: what pruning removes and what it keeps.
 //! - [`reads`]: what a reader sees while commits are in flight.
+//! - [`modules`]: the module quota and use counts.
 
 pub mod commit;
 pub mod lease;
 pub mod lists;
+pub mod modules;
 pub mod reads;
 pub mod retention;
 
@@ -247,6 +249,7 @@ pub fn version(module: &str) -> ModuleVersion {
         version: 0,
         hash: format!("hash-of-{module}"),
         size: 100,
+        artifact_size: 0,
         language: None,
         imports: Vec::new(),
         config_schema: None,

@@ -72,12 +72,23 @@ fn apply_op(
         Op::DeletePipeline { id } => done(pipelines::delete(tx, tenant, id)),
         Op::PutBinding { binding, expected } => done(bindings::put(tx, tenant, binding, *expected)),
         Op::DeleteBinding { id } => done(bindings::delete(tx, tenant, id)),
-        Op::AddModuleVersion { version } => {
-            modules::add_version(tx, tenant, version).map(Applied::ModuleVersion)
+        Op::AddModuleVersion { version, quota } => {
+            modules::add_version(tx, tenant, version, quota).map(Applied::ModuleVersion)
         }
         Op::DeleteModuleVersion { module, version } => {
-            done(modules::delete_version(tx, tenant, module, *version))
+            modules::delete_version(tx, tenant, module, *version).map(Applied::FilesFreed)
         }
+        Op::SizeModuleVersion {
+            module,
+            version,
+            artifact_size,
+        } => done(modules::size_version(
+            tx,
+            tenant,
+            module,
+            *version,
+            *artifact_size,
+        )),
         Op::PutChannels { config } => {
             outbox::put_channels(tx, tenant, config).map(Applied::Channels)
         }

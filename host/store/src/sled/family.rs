@@ -75,6 +75,34 @@ pub fn module_uses(tenant: &str, name: &str, version: u32) -> String {
     format!("muse/{tenant}/{name}/{version:010}")
 }
 
+/// How many versions of a module are stored (deleted ones do not count).
+pub fn module_stored_versions(tenant: &str, name: &str) -> String {
+    format!("mvn/{tenant}/{name}")
+}
+
+/// How many of a tenant's modules have at least one stored version.
+pub fn tenant_modules(tenant: &str) -> String {
+    format!("mtn/{tenant}")
+}
+
+/// Bytes of a tenant's stored module versions: sources plus compiled artifacts.
+pub fn tenant_module_bytes(tenant: &str) -> String {
+    format!("mtb/{tenant}")
+}
+
+/// How many stored versions, in any tenant, have this content hash: its files (shared by
+/// hash) are removed when the last one goes.
+pub fn module_files(hash: &str) -> String {
+    format!("mref/{hash}")
+}
+
+/// Set once the module counters above cover every stored version (older data is counted
+/// once when it opens).
+pub const MODULES_COUNTED: &str = "meta/modules-counted";
+
+/// Every tenant's module versions (the count when older data opens).
+pub const MODULE_VERSIONS: &str = "modv/";
+
 pub fn binding(tenant: &str, id: &str) -> String {
     format!("bind/{tenant}/{id}")
 }

@@ -36,6 +36,10 @@ pub(super) fn read(b: &SledBackend, r: &Read) -> Result<Option<Row>> {
             let (pair, all) = b.pending_follow_ups(tenant, binding, record)?;
             Some(Row::FollowUps { pair, all })
         }
+        Read::ModuleUsage { tenant, module } => {
+            Some(Row::ModuleUsage(b.module_usage(tenant, module)?))
+        }
+        Read::ModuleFileUses { hash } => Some(Row::Count(b.module_file_uses(hash)?)),
         Read::QueuedJobs => Some(Row::Count(b.queued_jobs()?)),
         Read::OutboxDepth => Some(Row::Count(b.outbox_depth()?)),
     })

@@ -1,19 +1,28 @@
 //! Brings a data dir written by an older version up to the current layout, once, when it
 //! opens (before anything reads it): jobs queued in the single queue of old (`job/{id}`)
 //! move into their tenant's queue, and timers stored before the follow-up counters existed
-//! are counted.
+//! are counted, as are module versions stored before the module quota (their artifact
+//! sizes, which only the sandbox's files know, come later: `Store::count_stored_modules`).
 
 use std::collections::BTreeMap;
 
 use super::codec::Decode;
 use super::{family, SledBackend};
+use crate::quota::stored_bytes;
 use crate::Result;
-use stagecraft_model::{Job, Timer, TimerKind};
+use stagecraft_model::{Job, ModuleVersion, Timer, TimerKind};
 
 pub(super) fn run(b: &SledBackend) -> Result<()> {
     let moved = migrate_legacy_jobs(b)?;
     if moved > 0 {
         tracing::info!(jobs = moved, "moved queued jobs into per-tenant queues");
+    }
+    let versions = count_stored_modules(b)?;
+    if versions > 0 {
+        tracing::info!(
+            versions,
+            "counted module versions stored before the module quota"
+        );
     }
     let counted = count_stored_follow_ups(b)?;
     if counted > 0 {
@@ -93,5 +102,47 @@ fn count_stored_follow_ups(b: &SledBackend) -> Result<u64> {
         })?;
     }
     b.transact(|tx| tx.put(family::FOLLOW_UPS_COUNTED, &true))?;
+    Ok(n)
+}
+
+/// Counts the module versions of data written before the module counters existed, once
+/// (versions without an artifact size count their component only until they are sized).
+/// Returns how many versions it counted (0 when already done).
+fn count_stored_modules(b: &SledBackend) -> Result<u64> {
+    if b.data.get(family::MODULES_COUNTED)?.is_some() {
+        return Ok(0);
+    }
+    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+    let mut n = 0;
+    for item in b.scan_raw(family::MODULE_VERSIONS, None) {
+        let (key, bytes) = item?;
+        let Ok(v) = ModuleVersion::decode(&key, &bytes) else {
+            tracing::warn!(%key, "unreadable module version; not counted");
+            continue;
+        };
+        let tenant = key.split('/').nth(1).unwrap_or_default();
+        let versions = counts
+            .entry(family::module_stored_versions(tenant, &v.module))
+            .or_default();
+        *versions += 1;
+        if *versions == 1 {
+            *counts.entry(family::tenant_modules(tenant)).or_default() += 1;
+        }
+        *counts
+            .entry(family::tenant_module_bytes(tenant))
+            .or_default() += stored_bytes(&v);
+        *counts.entry(family::module_files(&v.hash)).or_default() += 1;
+        n += 1;
+    }
+    let counts: Vec<(String, i64)> = counts.into_iter().collect();
+    for chunk in counts.chunks(256) {
+        b.transact(|tx| {
+            for (k, v) in chunk {
+                tx.set_counter(k, *v)?;
+            }
+            Ok(())
+        })?;
+    }
+    b.transact(|tx| tx.put(family::MODULES_COUNTED, &true))?;
     Ok(n)
 }
