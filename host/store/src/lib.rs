@@ -8,7 +8,9 @@
 //! - [`Backend`], the seam: a small vocabulary of data ([`Changeset`], [`Read`], [`List`],
 //!   [`LeaseRequest`], [`PruneRequest`]) that every backend implements, and [`contract`],
 //!   the suite every backend must pass. Only backends and their tests use it.
-//! - [`sled`], the embedded default backend: one sled tree under key families, JSON values.
+//! - `sled`, the embedded default backend: one sled tree under key families, JSON values.
+//!   Private: [`Store::open`] is the only way in, so nothing outside this crate can name it
+//!   (the crate graph enforces that the host never reaches past the facade to sled).
 //!
 //! The crate depends on the model, never on the host, so it cannot reach automation, HTTP
 //! or the sandbox; the sandbox cannot reach it either (it reads through its own
@@ -24,7 +26,7 @@ mod query;
 mod quota;
 mod reads;
 mod registry;
-pub mod sled;
+mod sled;
 mod store;
 
 pub use backend::Backend;

@@ -15,6 +15,22 @@
 //! - [`retention`]: what pruning removes and what it keeps.
 //! - [`reads`]: what a reader sees while commits are in flight.
 //! - [`modules`]: the module quota and use counts.
+//!
+//! A new backend runs all of it with one line in a test file of its own, given a harness
+//! `fn(fn(Open<'_>))` that makes fresh, empty storage, calls the property with an [`Open`]
+//! on it, and cleans up:
+//!
+//! ```ignore
+//! fn on_postgres(property: fn(stagecraft_store::contract::Open<'_>)) {
+//!     let db = TempDatabase::new();
+//!     property(&|| Arc::new(PgBackend::connect(db.url()).expect("connects")));
+//! }
+//! stagecraft_store::backend_contract!(on_postgres);
+//! ```
+//!
+//! That is one `#[test]` per property (`commit::runs_commit_exactly_once`, …), so a failure
+//! names its rule and the others still run. [`run_all`] runs the same list in one call, and
+//! [`PROPERTIES`] is the list.
 
 pub mod commit;
 pub mod lease;
@@ -34,6 +50,96 @@ use stagecraft_model::{
 };
 
 use crate::{Backend, Changeset, Committed, List, Op, PageRequest, Read, RecordWrite, Result, Row};
+
+/// Every property, with its name (`group::property`), in suite order.
+pub const PROPERTIES: &[(&str, Property)] = crate::__contract_properties!(@list);
+
+/// One property of the contract: runs on the storage its [`Open`] opens, panics if broken.
+pub type Property = fn(Open<'_>);
+
+/// Runs every property, each through `on` (see the module doc), naming each on stderr as it
+/// starts; the first that fails panics with what broke.
+pub fn run_all(on: impl Fn(Property)) {
+    for (name, property) in PROPERTIES {
+        eprintln!("backend contract: {name}");
+        on(*property);
+    }
+}
+
+/// One `#[test]` per contract property, each run through the harness `$on`, a
+/// `fn(fn(Open<'_>))` in scope where the macro is used (see [`contract`](crate::contract)).
+#[macro_export]
+macro_rules! backend_contract {
+    ($on:ident) => {
+        $crate::__contract_properties!(@tests $on);
+    };
+}
+
+/// The list of properties, once: expanded into the tests of [`backend_contract!`] and into
+/// [`PROPERTIES`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __contract_properties {
+    ($($mode:tt)*) => {
+        $crate::__contract_expand! { [$($mode)*]
+            commit {
+                commits_are_all_or_nothing
+                version_conflicts_reject_the_changeset
+                stage_occupancy_guards_pipelines
+                runs_commit_exactly_once
+                idempotency_keys_drop_repeats
+                timers_follow_their_stage
+                ops_keep_their_rules
+                acknowledged_commits_survive_a_reopen
+            }
+            lists {
+                every_list_pages_in_order
+                pages_keep_their_budgets
+            }
+            lease {
+                two_holders_never_hold_the_same_job
+                two_holders_never_hold_the_same_timer
+                a_message_is_claimed_once
+                what_a_dead_holder_held_is_taken_again
+            }
+            retention {
+                retention_removes_only_what_is_old
+            }
+            reads {
+                readers_never_see_part_of_a_commit
+            }
+            modules {
+                module_quotas_hold
+                module_quotas_hold_under_concurrency
+            }
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __contract_expand {
+    ([@tests $on:ident] $($group:ident { $($name:ident)* })*) => {
+        $(
+            mod $group {
+                $(
+                    #[test]
+                    fn $name() {
+                        super::$on($crate::contract::$group::$name);
+                    }
+                )*
+            }
+        )*
+    };
+    ([@list] $($group:ident { $($name:ident)* })*) => {
+        &[$($(
+            (
+                concat!(stringify!($group), "::", stringify!($name)),
+                $crate::contract::$group::$name as fn($crate::contract::Open<'_>),
+            ),
+        )*)*]
+    };
+}
 
 /// Opens the storage under test: a new handle on the same storage on every call. Drop every
 /// handle before opening again (sled allows one at a time).

@@ -14,6 +14,8 @@ mod automation;
 mod bindings;
 mod codec;
 mod commit;
+#[cfg(test)]
+mod contract_tests;
 pub(crate) mod database;
 mod deep;
 mod family;
