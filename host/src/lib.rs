@@ -18,5 +18,5 @@ pub mod replay;
 pub mod retention;
 pub use stagecraft_sandbox as sandbox;
 pub mod server;
-pub mod store;
+pub use stagecraft_store as store;
 pub mod telemetry;

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::IVec;
 
-use super::{Result, StoreError};
+use crate::{Result, StoreError};
 
 /// The least time between two attempts to reopen a failed database.
 pub(crate) const RETRY: Duration = Duration::from_secs(2);
