@@ -241,7 +241,7 @@ impl Database {
     /// from a handle that was replaced already (`generation`).
     fn failed(&self, generation: u64, e: sled::Error) -> StoreError {
         let sled::Error::Io(io) = &e else {
-            return StoreError::Sled(e);
+            return StoreError::Engine(Box::new(e));
         };
         let message = describe(io);
         let mut s = self.write();

@@ -51,7 +51,7 @@ impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
         match e {
             sled::Error::Io(io) => StoreError::Unavailable(database::describe(&io)),
-            other => StoreError::Sled(other),
+            other => StoreError::Engine(Box::new(other)),
         }
     }
 }
@@ -167,7 +167,10 @@ fn run_tx<R>(
     f: &impl Fn(&Tx<'_>) -> Result<R>,
 ) -> std::result::Result<R, ConflictableTransactionError<StoreError>> {
     f(&Tx::new(t)).map_err(|e| match e {
-        StoreError::Sled(e) => ConflictableTransactionError::Storage(e),
+        StoreError::Engine(e) => match e.downcast::<sled::Error>() {
+            Ok(e) => ConflictableTransactionError::Storage(*e),
+            Err(e) => ConflictableTransactionError::Abort(StoreError::Engine(e)),
+        },
         StoreError::TxConflict => ConflictableTransactionError::Conflict,
         other => ConflictableTransactionError::Abort(other),
     })

@@ -67,6 +67,6 @@ fn unabortable(e: UnabortableTransactionError) -> StoreError {
     match e {
         // Handed back to sled's retry loop by `run_tx`.
         UnabortableTransactionError::Conflict => StoreError::TxConflict,
-        UnabortableTransactionError::Storage(e) => StoreError::Sled(e),
+        UnabortableTransactionError::Storage(e) => StoreError::Engine(Box::new(e)),
     }
 }
