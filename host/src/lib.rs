@@ -19,5 +19,5 @@ pub mod retention;
 pub mod secrets;
 pub use stagecraft_sandbox as sandbox;
 pub mod server;
-pub mod store;
+pub use stagecraft_store as store;
 pub mod telemetry;

@@ -9,7 +9,7 @@ use chrono::Utc;
 
 use crate::model::ModuleVersion;
 use crate::sandbox::{Sandbox, SandboxError, Ticket, UploadError};
-use crate::store::{ModuleQuota, Store, StoreError};
+use crate::store::{Changeset, ModuleQuota, Op, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -195,24 +195,32 @@ fn record(
     })?;
     let artifact_size = sandbox.artifact_size(&hash);
     let now = Utc::now();
-    let added = store.add_module_version(up.tenant, up.name, quota, |version| ModuleVersion {
+    // The store numbers it, after the module's latest, if the tenant has room for it.
+    let version = ModuleVersion {
         module: up.name.to_string(),
-        version,
+        version: 0,
         hash: hash.clone(),
         size: size as u64,
         artifact_size,
-        language: language.clone(),
-        imports: imports.clone(),
+        language,
+        imports,
         config_schema: up.config_schema.clone(),
         uploaded_by: up.uploaded_by.to_string(),
         uploaded_at: now,
-    });
+    };
+    let add = Op::AddModuleVersion {
+        version,
+        quota: *quota,
+    };
+    let added = store
+        .commit(&Changeset::op(up.tenant, add))
+        .and_then(|c| c.module_version());
     let v = match added {
         Ok(v) => v,
         Err(e) => {
             // Nothing recorded: the files go unless a stored version has these bytes (when
             // that cannot be read, they stay: an unused file is better than a missing one).
-            if store.module_file_uses(&hash).is_ok_and(|n| n <= 0) {
+            if store.module_file_uses(&hash).is_ok_and(|n| n == 0) {
                 sandbox.remove(&hash);
             }
             return Err(PublishError::from_store(e));

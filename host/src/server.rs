@@ -26,15 +26,6 @@ pub fn start(config: Config, bootstrap_key: Option<&str>) -> anyhow::Result<Star
     let store = Store::open(&config.data_dir.join("db"))
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let bootstrap_key = tenants::bootstrap(&store, bootstrap_key)?;
-    let counted = store
-        .count_stored_follow_ups()
-        .context("counting the follow-ups stored by an older version")?;
-    if counted > 0 {
-        tracing::info!(
-            timers = counted,
-            "counted pending follow-ups stored before the limits"
-        );
-    }
     let sandbox = Sandbox::new(&config.data_dir.join("modules"), config.limits.clone())?;
     sandbox.set_address_guard(Arc::new(crate::delivery::guard::Guard::new(
         config.delivery.allow_internal_destinations,

@@ -6,7 +6,7 @@
 //! matched templates (`/v1/records/{id}`), never raw paths.
 
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
@@ -15,8 +15,6 @@ use axum::response::{IntoResponse, Response};
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing::Instrument;
-
-use crate::model::RunRecord;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -148,21 +146,6 @@ pub async fn track(req: Request, next: Next) -> Response {
         resp.headers_mut().insert(REQUEST_ID, v);
     }
     resp
-}
-
-/// Runs that just committed.
-pub fn runs_committed(runs: &[RunRecord]) {
-    for r in runs {
-        let mode = match r.mode {
-            crate::model::Mode::Inline => "inline",
-            crate::model::Mode::Background => "background",
-        };
-        counter!("stagecraft_runs_total", "outcome" => r.outcome.name(), "mode" => mode)
-            .increment(1);
-        histogram!("stagecraft_run_duration_seconds")
-            .record(Duration::from_micros(r.duration_us).as_secs_f64());
-        histogram!("stagecraft_run_fuel").record(r.fuel_used as f64);
-    }
 }
 
 /// One delivery attempt and how it ended (`sent`, `retry`, `dead`).

@@ -210,7 +210,7 @@ async fn spawn(disk: &Disk, log: &Arc<Mutex<Vec<String>>>) -> Proc {
     let mut child = disk
         .command()
         .env("STAGECRAFT_BOOTSTRAP_KEY", ADMIN_KEY)
-        .env("RUST_LOG", "warn,stagecraft::store=info")
+        .env("RUST_LOG", "warn,stagecraft_store=info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)

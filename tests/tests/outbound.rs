@@ -185,7 +185,9 @@ async fn put_channels(s: &Server, settings: Value) -> stagecraft_tests::Response
 /// saved), or as a name that resolved publicly when saved and internally later would be.
 fn store_channels(s: &Server, settings: Value) {
     let cfg: ChannelConfig = serde_json::from_value(settings).unwrap();
-    s.state.store.put_channels("default", &cfg).unwrap();
+    let op = stagecraft::store::Op::PutChannels { config: cfg };
+    let cs = stagecraft::store::Changeset::op("default", op);
+    s.state.store.commit(&cs).unwrap();
 }
 
 /// Creates a lead and returns the message its module queued, after its first attempt.

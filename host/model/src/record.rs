@@ -161,7 +161,7 @@ impl Record {
 }
 
 /// Which records a list or a module's `records.find` wants: every given field must match.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct RecordFilter {
     pub kind: Option<RecordKind>,
     pub pipeline: Option<String>,

@@ -125,13 +125,6 @@ impl Flight {
 }
 
 pub async fn run_jobs(a: Arc<Automation>, mut stop: watch::Receiver<bool>) {
-    match a.store.migrate_legacy_jobs() {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(jobs = n, "moved queued jobs into per-tenant queues"),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot move legacy jobs; they wait for the next start")
-        }
-    }
     let mut tasks: JoinSet<(String, String, bool)> = JoinSet::new();
     let mut flight = Flight::default();
     let mut backoff = Backoff::default();
@@ -184,10 +177,11 @@ fn fill(
             if held >= PER_TENANT {
                 continue;
             }
-            // Enough to find one not in flight and not resting.
+            // Enough to find one not in flight and not resting (this host's own jobs in
+            // flight come back leased to it; another host's are skipped).
             let queued = a
                 .store
-                .tenant_jobs(&tenant, held + 1 + flight.resting.len())?;
+                .lease_jobs(&tenant, held + 1 + flight.resting.len())?;
             let Some(q) = queued.into_iter().find(|q| flight.ready(q)) else {
                 continue;
             };

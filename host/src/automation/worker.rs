@@ -14,7 +14,7 @@ use crate::crm::records::event;
 use crate::model::id::new_id;
 use crate::model::{Binding, Event, EventKind, Job, Mode, Outcome, RunRecord, TimerKind};
 use crate::sandbox::RunClass;
-use crate::store::{Changeset, DueTimer, QueuedJob, StoreError};
+use crate::store::{Changeset, DueTimer, Op, QueuedJob, StoreError};
 
 pub async fn run_scheduler(a: Arc<Automation>, mut stop: watch::Receiver<bool>) {
     let mut backoff = super::queue::Backoff::new(a.config.tick, "the timer index");
@@ -26,7 +26,7 @@ pub async fn run_scheduler(a: Arc<Automation>, mut stop: watch::Receiver<bool>) 
         if *stop.borrow() {
             return;
         }
-        let due = match a.store.due_timers(Utc::now(), 256) {
+        let due = match a.store.lease_timers(Utc::now(), 256) {
             Ok(d) => {
                 backoff.ok();
                 d
@@ -97,13 +97,13 @@ impl Automation {
             (_, None) => false,
         };
         if !in_stage {
-            return self.store.fire_timer(due, None, None);
+            return self.fire_timer(due, None, None);
         }
         let (event, event_id) = match &t.kind {
             TimerKind::Delayed { event } => (None, event.clone()),
             TimerKind::FollowUp { payload } => {
                 let Some(record) = record else {
-                    return self.store.fire_timer(due, None, None);
+                    return self.fire_timer(due, None, None);
                 };
                 let mut e = event(
                     &due.tenant,
@@ -132,7 +132,23 @@ impl Automation {
             event: event_id,
             binding: Some(t.binding.clone()),
         };
-        self.store.fire_timer(due, event.as_ref(), Some(&job))
+        self.fire_timer(due, event, Some(job))
+    }
+
+    /// Turns a due timer into its job (and event) in one commit. False when the timer was
+    /// cancelled or fired meanwhile.
+    fn fire_timer(
+        &self,
+        due: &DueTimer,
+        event: Option<Event>,
+        job: Option<Job>,
+    ) -> Result<bool, StoreError> {
+        let op = Op::FireTimer {
+            timer: due.clone(),
+            event,
+            job,
+        };
+        self.store.commit(&Changeset::op(&due.tenant, op))?.fired()
     }
 
     /// Runs one queued job to a committed run record, retrying on write conflicts with
@@ -171,7 +187,10 @@ impl Automation {
                 return false;
             }
         }
-        if let Err(e) = self.store.delete_job(&queued.key) {
+        let done = Op::FinishJob {
+            id: queued.id.clone(),
+        };
+        if let Err(e) = self.store.commit(&Changeset::op(&queued.tenant, done)) {
             tracing::error!(error = %e, job = %queued.id, "cannot delete finished job");
             return false;
         }
@@ -259,7 +278,7 @@ impl Automation {
             unjournaled_event: None,
         });
         match self.store.commit(&cs) {
-            Ok(()) | Err(StoreError::AlreadyDone(_)) => Ok(()),
+            Ok(_) | Err(StoreError::AlreadyDone(_)) => Ok(()),
             Err(e) => Err(e),
         }
     }

@@ -10,7 +10,7 @@ use super::{CrmError, Result};
 use crate::model::id::new_id;
 use crate::model::record::{is_custom_field_name, CORE_FIELDS};
 use crate::model::{Binding, Grants, Mode, Trigger};
-use crate::store::Store;
+use crate::store::{Changeset, Op, Store};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -165,7 +165,11 @@ pub fn create(store: &Store, tenant: &str, input: NewBinding) -> Result<Binding>
         updated_at: now,
     };
     validate(store, tenant, &b)?;
-    store.put_binding(tenant, &b, None)?;
+    let put = Op::PutBinding {
+        binding: b.clone(),
+        expected: None,
+    };
+    store.commit(&Changeset::op(tenant, put))?;
     Ok(b)
 }
 
@@ -199,6 +203,10 @@ pub fn update(store: &Store, tenant: &str, id: &str, patch: BindingPatch) -> Res
     validate(store, tenant, &b)?;
     b.revision = base + 1;
     b.updated_at = Utc::now();
-    store.put_binding(tenant, &b, Some(base))?;
+    let put = Op::PutBinding {
+        binding: b.clone(),
+        expected: Some(base),
+    };
+    store.commit(&Changeset::op(tenant, put))?;
     Ok(b)
 }

@@ -8,7 +8,7 @@ use super::{CrmError, Result};
 use crate::model::id::is_valid_slug;
 use crate::model::pipeline::validate_stages;
 use crate::model::{Pipeline, PipelineKind, Stage};
-use crate::store::Store;
+use crate::store::{Changeset, Op, Store};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -90,7 +90,11 @@ pub fn create(store: &Store, tenant: &str, input: NewPipeline) -> Result<Pipelin
         created_at: now,
         updated_at: now,
     };
-    store.put_pipeline(tenant, &p, None)?;
+    let put = Op::PutPipeline {
+        pipeline: p.clone(),
+        expected: None,
+    };
+    store.commit(&Changeset::op(tenant, put))?;
     Ok(p)
 }
 
@@ -110,6 +114,10 @@ pub fn update(store: &Store, tenant: &str, id: &str, patch: PipelinePatch) -> Re
     }
     p.version = base + 1;
     p.updated_at = Utc::now();
-    store.put_pipeline(tenant, &p, Some(base))?;
+    let put = Op::PutPipeline {
+        pipeline: p.clone(),
+        expected: Some(base),
+    };
+    store.commit(&Changeset::op(tenant, put))?;
     Ok(p)
 }

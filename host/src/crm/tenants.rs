@@ -8,7 +8,7 @@ use super::{CrmError, Result};
 use crate::model::id::{is_valid_slug, new_id};
 use crate::model::pipeline::default_stages;
 use crate::model::{ApiKey, Pipeline, PipelineKind, Role, Tenant};
-use crate::store::Store;
+use crate::store::{Changeset, Op, Store};
 
 /// SHA-256 of a key secret, hex. Keys are 256-bit random, so a fast hash is enough.
 pub fn hash_secret(secret: &str) -> String {
@@ -76,7 +76,7 @@ pub fn bootstrap(store: &Store, bootstrap: Option<&str>) -> Result<Option<String
         created_at: Utc::now(),
     };
     let key = key_for(&tenant.id, Role::Admin, "bootstrap", true, &secret);
-    store.create_tenant(&tenant, &key, &default_pipelines())?;
+    create(store, &tenant, &key)?;
     Ok(Some(secret))
 }
 
@@ -98,7 +98,7 @@ pub fn create_tenant(store: &Store, id: &str, name: &str) -> Result<(Tenant, Api
     };
     let secret = new_secret();
     let key = key_for(id, Role::Admin, "first admin", false, &secret);
-    store.create_tenant(&tenant, &key, &default_pipelines())?;
+    create(store, &tenant, &key)?;
     Ok((tenant, key, secret))
 }
 
@@ -135,7 +135,7 @@ pub fn mint_key(
     let secret = new_secret();
     let mut key = key_for(tenant, role, name, false, &secret);
     key.user = user;
-    store.put_key(&key)?;
+    put_key(store, &key)?;
     Ok((key, secret))
 }
 
@@ -172,6 +172,23 @@ pub fn recovery_key(
     let secret = new_secret();
     let name = format!("recovered offline {}", Utc::now().format("%Y-%m-%d %H:%M"));
     let key = key_for(&tenant, Role::Admin, &name, operator, &secret);
-    store.put_key(&key)?;
+    put_key(store, &key)?;
     Ok((tenant, key, secret))
+}
+
+/// Stores a new tenant with its first key and the default pipelines, all or nothing.
+fn create(store: &Store, tenant: &Tenant, key: &ApiKey) -> Result<()> {
+    let op = Op::CreateTenant {
+        tenant: tenant.clone(),
+        key: key.clone(),
+        pipelines: default_pipelines(),
+    };
+    store.commit(&Changeset::op(&tenant.id, op))?;
+    Ok(())
+}
+
+fn put_key(store: &Store, key: &ApiKey) -> Result<()> {
+    let op = Op::PutKey { key: key.clone() };
+    store.commit(&Changeset::op(&key.tenant, op))?;
+    Ok(())
 }

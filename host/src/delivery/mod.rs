@@ -33,7 +33,7 @@ use slots::{Busy, Slots};
 use sweep::Sweep;
 
 use crate::model::{Attempt, Channel, ChannelConfig, MessageStatus, Notification, OutboxMessage};
-use crate::store::{DueMessage, Store};
+use crate::store::{Changeset, DueMessage, Op, Store, StoreError};
 
 /// The longest rest between outbox reads while the store fails.
 const READ_BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -293,7 +293,7 @@ impl Delivery {
             Ok(h) => h,
             Err(Busy::Destination) => {
                 let later = Utc::now() + chrono::Duration::milliseconds(250);
-                if let Err(e) = self.store.defer_message(&d, later) {
+                if let Err(e) = self.defer(&d, later) {
                     tracing::error!(error = %e, "cannot defer a message");
                 }
                 return;
@@ -333,6 +333,13 @@ impl Delivery {
         }
     }
 
+    /// Leaves a due message queued but looks at it again `at`. Not flushed: a lost deferral
+    /// only makes the message due sooner.
+    fn defer(&self, d: &DueMessage, at: chrono::DateTime<Utc>) -> Result<(), StoreError> {
+        let op = Op::DeferMessage { due: d.clone(), at };
+        self.store.commit(&Changeset::op(&d.tenant, op)).map(|_| ())
+    }
+
     /// The due message and its channel settings when its channel can deliver; else the
     /// message is pushed back (unconfigured channel) or its stale due entry dropped.
     fn ready(&self, d: &DueMessage) -> Option<(OutboxMessage, ChannelConfig)> {
@@ -351,7 +358,7 @@ impl Delivery {
         if !configured(&settings, m.channel) {
             let later =
                 Utc::now() + chrono::Duration::from_std(self.config.recheck).unwrap_or_default();
-            if let Err(e) = self.store.defer_message(d, later) {
+            if let Err(e) = self.defer(d, later) {
                 tracing::error!(error = %e, "cannot defer a message");
             }
             return None;
@@ -430,7 +437,8 @@ impl Delivery {
                 _ => "retry",
             },
         );
-        if let Err(e) = self.store.finish_message(&tenant, &m) {
+        let finish = Op::FinishMessage { message: m.clone() };
+        if let Err(e) = self.store.commit(&Changeset::op(&tenant, finish)) {
             tracing::error!(error = %e, message = %m.id, "cannot record a delivery attempt");
         }
     }
@@ -451,8 +459,9 @@ impl Delivery {
                     record: m.record.clone(),
                     created_at: Utc::now(),
                 };
-                match self.store.put_notification(tenant, &n) {
-                    Ok(()) => Attempted::Sent { status: None },
+                let op = Op::PutNotification { notification: n };
+                match self.store.commit(&Changeset::op(tenant, op)) {
+                    Ok(_) => Attempted::Sent { status: None },
                     Err(e) => Attempted::Retry {
                         status: None,
                         error: e.to_string(),

@@ -11,6 +11,7 @@ use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::{ApiError, AppState, Caller, ErrorBody};
 use crate::crm::bindings::{self, BindingPatch, NewBinding};
 use crate::model::{Binding, Role};
+use crate::store::{Changeset, Op};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -119,7 +120,8 @@ async fn delete(
     caller.require(Role::Admin)?;
     state
         .on_store(&caller.tenant, move |store, tenant| {
-            store.delete_binding(tenant, &id)
+            let op = Op::DeleteBinding { id: id.clone() };
+            store.commit(&Changeset::op(tenant, op))
         })
         .await?;
     Ok(StatusCode::NO_CONTENT)

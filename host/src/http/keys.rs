@@ -11,6 +11,7 @@ use super::extract::{ApiJson, ApiPath};
 use super::{ApiError, AppState, Caller, ErrorBody};
 use crate::crm::tenants;
 use crate::model::{ApiKey, Role, Tenant};
+use crate::store::{Changeset, Op};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -133,7 +134,10 @@ async fn revoke_key(
     let revoked = state
         .on_store(&caller.tenant, {
             let id = id.clone();
-            move |store, tenant| store.revoke_key(tenant, &id)
+            move |store, tenant| {
+                let op = Op::RevokeKey { id: id.clone() };
+                store.commit(&Changeset::op(tenant, op))?.revoked()
+            }
         })
         .await?;
     if revoked {

@@ -11,7 +11,7 @@ use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::{ApiError, AppState, Caller, ErrorBody};
 use crate::delivery::MessageView;
 use crate::model::{Channel, ChannelConfig, MessageStatus, Notification, Role};
-use crate::store::MessageFilter;
+use crate::store::{Changeset, MessageFilter, Op};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -119,7 +119,8 @@ async fn retry(
     caller.require(Role::Admin)?;
     let m = state
         .on_store(&caller.tenant, move |store, tenant| {
-            store.retry_message(tenant, &id)
+            let op = Op::RetryMessage { id: id.clone() };
+            store.commit(&Changeset::op(tenant, op))?.message()
         })
         .await?;
     Ok(Json(MessageView::new(
@@ -173,7 +174,9 @@ async fn put_channels(
     let (saved, webhook_secret) = state
         .on_store(&caller.tenant, move |store, tenant| {
             Ok::<_, crate::store::StoreError>((
-                store.put_channels(tenant, &body)?,
+                store
+                    .commit(&Changeset::op(tenant, Op::PutChannels { config: body }))?
+                    .channels()?,
                 store.webhook_secret(tenant)?,
             ))
         })

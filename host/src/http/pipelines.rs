@@ -11,6 +11,7 @@ use super::extract::{ApiJson, ApiPath};
 use super::{ApiError, AppState, Caller, ErrorBody};
 use crate::crm::pipelines::{self, NewPipeline, PipelinePatch};
 use crate::model::{Pipeline, Role};
+use crate::store::{Changeset, Op};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -102,7 +103,8 @@ async fn delete(
     caller.require(Role::Admin)?;
     state
         .on_store(&caller.tenant, move |store, tenant| {
-            store.delete_pipeline(tenant, &id)
+            let op = Op::DeletePipeline { id: id.clone() };
+            store.commit(&Changeset::op(tenant, op))
         })
         .await?;
     Ok(StatusCode::NO_CONTENT)

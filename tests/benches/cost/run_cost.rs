@@ -248,16 +248,12 @@ fn commits_concurrently(
                             let tenant = format!("bench-{t}-{i}");
                             stagecraft::crm::tenants::create_tenant(&w.store, &tenant, "bench")
                                 .expect("tenant");
+                            let add = stagecraft::store::Op::AddModuleVersion {
+                                version: v.clone(),
+                                quota: stagecraft::store::ModuleQuota::default(),
+                            };
                             w.store
-                                .add_module_version(
-                                    &tenant,
-                                    "lead-scoring",
-                                    &stagecraft::store::ModuleQuota::default(),
-                                    |version| stagecraft::model::ModuleVersion {
-                                        version,
-                                        ..v.clone()
-                                    },
-                                )
+                                .commit(&stagecraft::store::Changeset::op(&tenant, add))
                                 .expect("version");
                             let binding = w.bind_in(
                                 &tenant,

@@ -2,35 +2,32 @@
 //! the run (so stats never disagree with the history they summarise), and their reads.
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 
-use super::{family, Result, Store, Tx};
-use crate::model::stats::{hour_of, Rollup};
-use crate::model::{MessageStatus, OutboxMessage, RunRecord};
+use super::codec::{Decode, Marker, RunOwner};
+use super::tx::Tx;
+use super::{family, SledBackend};
+use crate::query::Scope;
+use crate::Result;
+use stagecraft_model::stats::{hour_of, Rollup};
+use stagecraft_model::{MessageStatus, OutboxMessage, RunRecord};
 
-/// Whose runs a rollup counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    Module,
-    Binding,
-}
-
-impl Scope {
-    fn tag(self) -> &'static str {
-        match self {
-            Scope::Module => "m",
-            Scope::Binding => "b",
-        }
+fn tag(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Module => "m",
+        Scope::Binding => "b",
     }
 }
 
 /// Indexes and counts one run being committed.
-pub(crate) fn add_run(tx: &Tx<'_>, tenant: &str, run: &RunRecord) -> Result<()> {
+pub(super) fn add_run(tx: &Tx<'_>, tenant: &str, run: &RunRecord) -> Result<()> {
     let ms = run.started_at.timestamp_millis();
-    tx.put(&family::binding_run(tenant, &run.binding, ms, &run.id), &())?;
+    tx.put(
+        &family::binding_run(tenant, &run.binding, ms, &run.id),
+        &Marker,
+    )?;
     let hour = hour_of(run.started_at);
     for (scope, name) in [(Scope::Module, &run.module), (Scope::Binding, &run.binding)] {
-        let key = family::rollup(tenant, scope.tag(), name, hour);
+        let key = family::rollup(tenant, tag(scope), name, hour);
         let mut r: Rollup = tx.get(&key)?.unwrap_or_default();
         r.add(run);
         tx.put(&key, &r)?;
@@ -38,17 +35,10 @@ pub(crate) fn add_run(tx: &Tx<'_>, tenant: &str, run: &RunRecord) -> Result<()> 
     Ok(())
 }
 
-/// Whose message it is: the run that queued it (decoded without the rest of the run).
-#[derive(Deserialize)]
-struct RunOwner {
-    module: String,
-    binding: String,
-}
-
 /// Counts a delivery that just ended (`m` is `sent` or `dead`) in the rollups of the module
 /// and binding whose run queued it, in the hour it ended, in the transaction that records
 /// it. A message whose run is past retention is not counted.
-pub(crate) fn add_delivery(tx: &Tx<'_>, tenant: &str, m: &OutboxMessage) -> Result<()> {
+pub(super) fn add_delivery(tx: &Tx<'_>, tenant: &str, m: &OutboxMessage) -> Result<()> {
     let sent = match m.status {
         MessageStatus::Sent => true,
         MessageStatus::Dead => false,
@@ -68,7 +58,7 @@ pub(crate) fn add_delivery(tx: &Tx<'_>, tenant: &str, m: &OutboxMessage) -> Resu
         (Scope::Module, &owner.module),
         (Scope::Binding, &owner.binding),
     ] {
-        let key = family::rollup(tenant, scope.tag(), name, hour);
+        let key = family::rollup(tenant, tag(scope), name, hour);
         let mut r: Rollup = tx.get(&key)?.unwrap_or_default();
         r.add_delivery(sent);
         tx.put(&key, &r)?;
@@ -76,9 +66,9 @@ pub(crate) fn add_delivery(tx: &Tx<'_>, tenant: &str, m: &OutboxMessage) -> Resu
     Ok(())
 }
 
-impl Store {
+impl SledBackend {
     /// The rollups of `name` for hours in `[since_hour, until_hour)`, as (hour, rollup).
-    pub fn rollups(
+    pub(super) fn rollups(
         &self,
         tenant: &str,
         scope: Scope,
@@ -86,21 +76,21 @@ impl Store {
         since_hour: i64,
         until_hour: i64,
     ) -> Result<Vec<(i64, Rollup)>> {
-        let start = family::rollup(tenant, scope.tag(), name, since_hour);
-        let end = family::rollup(tenant, scope.tag(), name, until_hour);
+        let start = family::rollup(tenant, tag(scope), name, since_hour);
+        let end = family::rollup(tenant, tag(scope), name, until_hour);
         let mut out = Vec::new();
         for item in self.data.range(start.into_bytes()..end.into_bytes()) {
             let (k, v) = item?;
             let key = String::from_utf8_lossy(&k).into_owned();
             let hour = family::id_of(&key).parse::<i64>().unwrap_or_default();
-            out.push((hour, super::decode(&key, &v)?));
+            out.push((hour, Decode::decode(&key, &v)?));
         }
         Ok(out)
     }
 
     /// Ids of `binding`'s runs that started in `[since, until)`, oldest first; with `last`,
     /// only the newest `last` of them. At most `cap` ids (more means the window is too big).
-    pub fn binding_runs(
+    pub(super) fn binding_runs(
         &self,
         tenant: &str,
         binding: &str,

@@ -1,42 +1,11 @@
-//! Pages: every list is complete, or it says where it stopped. A page ends at its item limit,
-//! at its byte budget (large values must not make a 300 MB response), or when its scan
-//! budget runs out (a rare filter over a long history must not stall a request) — and then
-//! `next` is the cursor to go on from, even when the page found nothing yet. `next` is None
-//! only when nothing follows. (An index that makes filtered lists cheap is its own issue; the
-//! budgets keep every request bounded meanwhile.)
+//! Filling a page from a scan within the list budgets ([`ListLimits`]): every list is
+//! complete, or it says where it stopped (see [`Page`]). (An index that makes filtered lists
+//! cheap is storage v2's; the budgets keep every request bounded meanwhile.)
 
-/// The budgets of one list request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ListLimits {
-    /// JSON bytes of items on one page (at least one item is always returned).
-    pub page_bytes: usize,
-    /// Stored values one request looks at.
-    pub scan_items: usize,
-    /// Stored bytes one request looks at.
-    pub scan_bytes: usize,
-}
-
-impl Default for ListLimits {
-    fn default() -> Self {
-        ListLimits {
-            page_bytes: 4 * 1024 * 1024,
-            scan_items: 20_000,
-            scan_bytes: 64 * 1024 * 1024,
-        }
-    }
-}
-
-/// One page of a list, in list order.
-#[derive(Debug, Clone)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    /// Pass back (as `after` or `before`, as the list says) for what follows; None when
-    /// nothing does.
-    pub next: Option<String>,
-}
+use crate::query::{ListLimits, Page};
 
 /// Fills a page from a scan in list order, keeping count of its budgets.
-pub(super) struct Filler<'a, T> {
+pub(crate) struct Filler<'a, T> {
     limits: &'a ListLimits,
     limit: usize,
     items: Vec<T>,
@@ -96,7 +65,7 @@ impl<'a, T> Filler<'a, T> {
     }
 
     /// The page; `more(cursor)` says whether anything follows the cursor in list order.
-    pub fn finish(self, more: impl FnOnce(&str) -> super::Result<bool>) -> super::Result<Page<T>> {
+    pub fn finish(self, more: impl FnOnce(&str) -> crate::Result<bool>) -> crate::Result<Page<T>> {
         let next = match self.stopped {
             Some(c) if more(&c)? => Some(c),
             _ => None,

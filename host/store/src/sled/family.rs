@@ -97,10 +97,10 @@ pub fn module_files(hash: &str) -> String {
 }
 
 /// Set once the module counters above cover every stored version (older data is counted
-/// once at start-up).
+/// once when it opens).
 pub const MODULES_COUNTED: &str = "meta/modules-counted";
 
-/// Every tenant's module versions (the start-up count).
+/// Every tenant's module versions (the count when older data opens).
 pub const MODULE_VERSIONS: &str = "modv/";
 
 pub fn binding(tenant: &str, id: &str) -> String {

@@ -12,23 +12,18 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{family, Result, Store, StoreError};
-use crate::model::id::last_id_at;
-use crate::model::{Event, MessageStatus, OutboxMessage, RunRecord};
+use super::codec::Decode;
+use super::{family, SledBackend};
+use crate::query::Pruned;
+use crate::{Result, StoreError};
+use stagecraft_model::id::last_id_at;
+use stagecraft_model::{Event, MessageStatus, OutboxMessage, RunRecord};
 
-/// What one prune pass removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Pruned {
-    pub runs: u64,
-    pub snapshots: u64,
-    pub messages: u64,
-    /// Values retention could not read and left alone (each is logged with its key).
-    pub unreadable: u64,
-}
-
-impl Store {
-    /// Prunes everything older than `cutoff`, `batch` keys per transaction.
-    pub fn prune(&self, cutoff: DateTime<Utc>, batch: usize) -> Result<Pruned> {
+impl SledBackend {
+    /// Prunes everything older than `cutoff`, `batch` keys per transaction. Where the walk
+    /// over the journal stopped is kept in a retention mark per tenant (`retm/evt/{tenant}`),
+    /// so a pass never rescans what it pruned.
+    pub(super) fn prune_older(&self, cutoff: DateTime<Utc>, batch: usize) -> Result<Pruned> {
         let batch = batch.max(1);
         let mut out = Pruned::default();
         for t in self.tenants()? {
@@ -72,7 +67,7 @@ impl Store {
                 scanned += 1;
                 after = Some(k.to_vec());
                 let key = String::from_utf8_lossy(&k).into_owned();
-                match super::decode::<RunRecord>(&key, &v) {
+                match RunRecord::decode(&key, &v) {
                     Ok(r) if r.started_at < cutoff => old.push(r),
                     Ok(_) => {}
                     Err(e) => skip(&key, &e, unreadable),
@@ -151,7 +146,7 @@ impl Store {
                         Err(e) => return Err(e),
                     }
                 }
-                tx.put(&mark_key, &last)?;
+                tx.put(&mark_key, last.as_str())?;
                 Ok((stripped, bad))
             })?;
             n += stripped;

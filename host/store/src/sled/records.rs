@@ -1,27 +1,12 @@
-//! Record and journal reads: get, filtered pages, a record's events.
+//! Record and journal lists: filtered pages of records, the journal, a record's events.
 
-use serde::Deserialize;
-
-use super::page::{Filler, ListLimits, Page};
-use super::{decode, family, Result, Store};
-use crate::model::{Event, Record, RecordFilter, RecordKind};
-
-/// The fields a filter looks at: decoding only these (serde skips the rest without
-/// allocating, and no timestamps are parsed) makes scanning past non-matches cheap.
-#[derive(Deserialize)]
-struct Head {
-    id: String,
-    kind: RecordKind,
-    name: String,
-    #[serde(default)]
-    email: Option<String>,
-    #[serde(default)]
-    pipeline: Option<String>,
-    #[serde(default)]
-    stage: Option<String>,
-    #[serde(default)]
-    owner: Option<String>,
-}
+use super::codec::{Decode, RecordHead};
+use super::family;
+use super::page::Filler;
+use super::SledBackend;
+use crate::query::{ListLimits, Page};
+use crate::Result;
+use stagecraft_model::{Event, Record, RecordFilter};
 
 /// A text search over records: a name containing it, or exactly this email address, both
 /// compared case-insensitively. Built once per search (the needle is lowercased here).
@@ -38,35 +23,12 @@ impl TextQuery {
     }
 }
 
-pub struct RecordPage {
-    pub records: Vec<Record>,
-    /// Pass back as `after` for the next page; None on the last page.
-    pub next: Option<String>,
-}
-
-impl Store {
-    pub fn record(&self, tenant: &str, id: &str) -> Result<Option<Record>> {
-        self.get(&family::record(tenant, id))
-    }
-
-    /// Records matching `filter` in creation order, after the record id `after`, at most
-    /// `limit`, within the list budgets ([`ListLimits`]: page bytes, and how much a rare
-    /// filter may scan); `next` resumes where the page stopped.
-    pub fn records(
-        &self,
-        tenant: &str,
-        filter: &RecordFilter,
-        after: Option<&str>,
-        limit: usize,
-        limits: &ListLimits,
-    ) -> Result<RecordPage> {
-        self.search_records(tenant, filter, None, after, limit, limits)
-    }
-
-    /// [`Store::records`] that also match `text`: a name containing it or exactly this email,
-    /// case-insensitively. A scan, bounded by the same budgets and resumed by the same
-    /// cursor (an index can replace it later).
-    pub fn search_records(
+impl SledBackend {
+    /// Records matching `filter` (and `text`: a name containing it or exactly this email,
+    /// case-insensitively) in creation order, after the record id `after`, at most `limit`,
+    /// within the list budgets ([`ListLimits`]: page bytes, and how much a rare filter may
+    /// scan); `next` resumes where the page stopped. A scan (an index can replace it later).
+    pub(super) fn search_records(
         &self,
         tenant: &str,
         filter: &RecordFilter,
@@ -74,14 +36,14 @@ impl Store {
         after: Option<&str>,
         limit: usize,
         limits: &ListLimits,
-    ) -> Result<RecordPage> {
+    ) -> Result<Page<Record>> {
         let text = text.map(TextQuery::new);
         let prefix = family::records(tenant);
         let after_key = after.map(|a| family::record(tenant, a));
         let mut page = Filler::new(limit, limits);
         for item in self.scan_raw(&prefix, after_key.as_deref()) {
             let (key, bytes) = item?;
-            let head: Head = decode(&key, &bytes)?;
+            let head = RecordHead::decode(&key, &bytes)?;
             if !page.look(&head.id, bytes.len()) {
                 break;
             }
@@ -89,29 +51,21 @@ impl Store {
                 && text
                     .as_ref()
                     .is_none_or(|t| t.matches(&head.name, head.email.as_deref()));
-            if wanted && !page.push(&head.id, bytes.len(), decode(&key, &bytes)?) {
+            if wanted && !page.push(&head.id, bytes.len(), Decode::decode(&key, &bytes)?) {
                 break;
             }
         }
-        let page = page.finish(|last| {
+        page.finish(|last| {
             Ok(self
                 .scan_raw(&prefix, Some(&family::record(tenant, last)))
                 .next()
                 .is_some())
-        })?;
-        Ok(RecordPage {
-            records: page.items,
-            next: page.next,
         })
-    }
-
-    pub fn event(&self, tenant: &str, id: &str) -> Result<Option<Event>> {
-        self.get(&family::event(tenant, id))
     }
 
     /// A record's events, oldest first, after event id `after`, at most `limit` and
     /// within the page's byte budget.
-    pub fn record_events(
+    pub(super) fn record_events(
         &self,
         tenant: &str,
         record: &str,
@@ -129,7 +83,9 @@ impl Store {
             let Some(bytes) = self.data.get(&key)? else {
                 continue;
             };
-            if !page.look(&id, bytes.len()) || !page.push(&id, bytes.len(), decode(&key, &bytes)?) {
+            if !page.look(&id, bytes.len())
+                || !page.push(&id, bytes.len(), Decode::decode(&key, &bytes)?)
+            {
                 break;
             }
         }
@@ -143,7 +99,7 @@ impl Store {
 
     /// The tenant's journal, oldest first, after event id `after`, at most `limit` and
     /// within the page's byte budget.
-    pub fn events(
+    pub(super) fn events(
         &self,
         tenant: &str,
         after: Option<&str>,
@@ -156,7 +112,9 @@ impl Store {
         for item in self.scan_raw(&prefix, after_key.as_deref()) {
             let (key, bytes) = item?;
             let id = family::id_of(&key).to_string();
-            if !page.look(&id, bytes.len()) || !page.push(&id, bytes.len(), decode(&key, &bytes)?) {
+            if !page.look(&id, bytes.len())
+                || !page.push(&id, bytes.len(), Decode::decode(&key, &bytes)?)
+            {
                 break;
             }
         }

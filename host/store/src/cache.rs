@@ -1,18 +1,21 @@
 //! Decoded copies of small values that every change reads and almost nothing writes: a
 //! tenant's bindings (read on every submitted change) and pipelines (read on every stage
 //! move). Decoding them from sled each time was a measurable share of a run (see
-//! BENCHMARKS.md). The store is the only writer of its database, so its own write paths
-//! invalidate; a generation counter keeps a read that raced with a write from caching the
-//! value the write replaced.
+//! BENCHMARKS.md). The facade's commit invalidates what its changesets wrote; a generation
+//! counter keeps a read that raced with a write from caching the value the write replaced;
+//! and everything is forgotten when the backend's epoch moves (sled: its database was
+//! reopened, and what the failed handle showed may never have reached the disk).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use super::Result;
+use crate::Result;
 
 pub(crate) struct Cache<V> {
     generation: AtomicU64,
+    /// The backend epoch the cached values were read in.
+    epoch: AtomicU64,
     map: RwLock<HashMap<String, Arc<V>>>,
 }
 
@@ -20,12 +23,21 @@ impl<V> Default for Cache<V> {
     fn default() -> Self {
         Cache {
             generation: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
             map: RwLock::new(HashMap::new()),
         }
     }
 }
 
 impl<V> Cache<V> {
+    /// Forgets everything when the backend's epoch moved since the values were read.
+    pub fn sync(&self, epoch: u64) {
+        if self.epoch.load(Ordering::Acquire) != epoch {
+            self.clear();
+            self.epoch.store(epoch, Ordering::Release);
+        }
+    }
+
     /// The cached value for `key`, else `load()` (cached when found and no write to any key
     /// of this cache happened meanwhile).
     pub fn get_or_load(
@@ -49,8 +61,8 @@ impl<V> Cache<V> {
         Ok(Some(v))
     }
 
-    /// Forgets everything; called after the database was reopened. A read in flight meanwhile
-    /// does not cache what it read (the generation moved on).
+    /// Forgets everything (the backend's epoch moved). A read in flight meanwhile does not
+    /// cache what it read (the generation moved on).
     pub fn clear(&self) {
         let mut m = self.map.write().unwrap_or_else(|p| p.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -100,6 +112,17 @@ mod tests {
                 "{k}"
             );
         }
+    }
+
+    #[test]
+    fn a_new_epoch_forgets_everything() {
+        let c: Cache<u32> = Cache::default();
+        c.sync(0);
+        c.get_or_load("k", || Ok(Some(1))).unwrap();
+        c.sync(0);
+        assert_eq!(*c.get_or_load("k", || Ok(Some(2))).unwrap().unwrap(), 1);
+        c.sync(1);
+        assert_eq!(*c.get_or_load("k", || Ok(Some(3))).unwrap().unwrap(), 3);
     }
 
     #[test]

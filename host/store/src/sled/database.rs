@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::IVec;
 
-use super::{Result, StoreError};
+use crate::{Result, StoreError};
 
 /// The least time between two attempts to reopen a failed database.
 pub(crate) const RETRY: Duration = Duration::from_secs(2);
@@ -241,7 +241,7 @@ impl Database {
     /// from a handle that was replaced already (`generation`).
     fn failed(&self, generation: u64, e: sled::Error) -> StoreError {
         let sled::Error::Io(io) = &e else {
-            return StoreError::Sled(e);
+            return StoreError::Engine(Box::new(e));
         };
         let message = describe(io);
         let mut s = self.write();

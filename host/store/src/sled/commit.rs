@@ -1,89 +1,114 @@
-//! The one way records change: a changeset of record writes, the journal events they cause,
-//! and what automation adds (run records, outbox messages, timers, jobs), committed in a
-//! single transaction with optimistic version checks.
+//! A changeset as one sled transaction: the record writes with their optimistic version
+//! checks and stage counts, the journal events they cause, and what automation adds (run
+//! records, outbox messages, timers, jobs), then its ops — all or nothing.
 
-use super::automation::{count_follow_up, FollowUpCaps};
-use super::{family, Result, Store, StoreError, Tx};
-use crate::model::{Event, Job, OutboxMessage, Record, RunRecord, Timer};
+use std::collections::HashMap;
 
-#[derive(Debug, Clone)]
-pub enum RecordWrite {
-    /// Create (`expected` None: the id must be free) or replace the record at `expected`
-    /// version.
-    Put {
-        record: Box<Record>,
-        expected: Option<u64>,
-    },
-    Delete {
-        id: String,
-        expected: u64,
-    },
-}
+use super::automation::count_follow_up;
+use super::codec::Marker;
+use super::tx::Tx;
+use super::{automation, bindings, family, modules, outbox, pipelines, tenants, SledBackend};
+use crate::change::{Applied, Changeset, Committed, Op, RecordWrite};
+use crate::{Result, StoreError};
+use stagecraft_model::{Record, Timer};
 
-/// Everything one change (a request and its inline automation, or a background run) writes,
-/// applied all or nothing.
-#[derive(Debug, Clone, Default)]
-pub struct Changeset {
-    pub tenant: String,
-    pub records: Vec<RecordWrite>,
-    pub events: Vec<Event>,
-    /// A run id is committed once; a second commit of it fails with `AlreadyDone`.
-    pub runs: Vec<RunRecord>,
-    /// Messages whose idempotency key the tenant already used are dropped.
-    pub messages: Vec<OutboxMessage>,
-    pub timers: Vec<Timer>,
-    pub jobs: Vec<Job>,
-    /// When set, the commit fails (`Stale`: run again on fresh state) if its follow-ups
-    /// would take a binding's pending follow-ups on a record, or the tenant's, past these.
-    /// Automation checks the same before it commits; this makes it exact under concurrency.
-    pub follow_up_caps: Option<FollowUpCaps>,
-}
-
-impl Changeset {
-    pub fn new(tenant: &str) -> Changeset {
-        Changeset {
-            tenant: tenant.to_string(),
-            ..Default::default()
+pub(super) fn commit(b: &SledBackend, cs: &Changeset) -> Result<Committed> {
+    // Keys are addressed by hash, so a revoke finds its key by id with a scan, which must
+    // happen before the transaction: sled blocks a scan of the tree inside one of its own
+    // transactions. Keys never change once stored, so the hash found stays right; the
+    // removal inside the transaction says whether the key was still there.
+    let mut key_hashes = HashMap::new();
+    for op in &cs.ops {
+        if let Op::RevokeKey { id } = op {
+            let hash = b
+                .keys(&cs.tenant)?
+                .into_iter()
+                .find(|k| &k.id == id)
+                .map(|k| k.hash);
+            key_hashes.insert(id.as_str(), hash);
         }
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
-            && self.events.is_empty()
-            && self.runs.is_empty()
-            && self.messages.is_empty()
-            && self.timers.is_empty()
-            && self.jobs.is_empty()
+    let ops = b.transact_as(cs.durability, |tx| {
+        apply(tx, cs)?;
+        cs.ops
+            .iter()
+            .map(|op| apply_op(tx, &cs.tenant, op, &key_hashes))
+            .collect::<Result<Vec<_>>>()
+    })?;
+    // What the ops finished is no longer held by anyone.
+    for op in &cs.ops {
+        match op {
+            Op::FinishJob { id } => b.leases.release(&family::job(&cs.tenant, id)),
+            Op::FireTimer { timer, .. } => b.leases.release(&timer.key),
+            _ => {}
+        }
     }
+    Ok(Committed { ops })
+}
 
-    /// The record as this changeset leaves it: its last write, if any.
-    pub fn pending(&self, id: &str) -> Option<Option<&Record>> {
-        self.records.iter().rev().find_map(|w| match w {
-            RecordWrite::Put { record, .. } if record.id == id => Some(Some(record.as_ref())),
-            RecordWrite::Delete { id: d, .. } if d == id => Some(None),
-            _ => None,
-        })
+/// One op inside the changeset's transaction (`key_hashes`: the hash of each key a
+/// `RevokeKey` names, found before the transaction).
+fn apply_op(
+    tx: &Tx<'_>,
+    tenant: &str,
+    op: &Op,
+    key_hashes: &HashMap<&str, Option<String>>,
+) -> Result<Applied> {
+    let done = |r: Result<()>| r.map(|()| Applied::Done);
+    match op {
+        Op::CreateTenant {
+            tenant: t,
+            key,
+            pipelines,
+        } => done(tenants::create(tx, t, key, pipelines)),
+        Op::PutKey { key } => done(tenants::put_key(tx, key)),
+        Op::RevokeKey { id } => {
+            let hash = key_hashes.get(id.as_str()).cloned().flatten();
+            tenants::revoke_key(tx, hash.as_deref()).map(Applied::Revoked)
+        }
+        Op::PutPipeline { pipeline, expected } => {
+            done(pipelines::put(tx, tenant, pipeline, *expected))
+        }
+        Op::DeletePipeline { id } => done(pipelines::delete(tx, tenant, id)),
+        Op::PutBinding { binding, expected } => done(bindings::put(tx, tenant, binding, *expected)),
+        Op::DeleteBinding { id } => done(bindings::delete(tx, tenant, id)),
+        Op::AddModuleVersion { version, quota } => {
+            modules::add_version(tx, tenant, version, quota).map(Applied::ModuleVersion)
+        }
+        Op::DeleteModuleVersion { module, version } => {
+            modules::delete_version(tx, tenant, module, *version).map(Applied::FilesFreed)
+        }
+        Op::SizeModuleVersion {
+            module,
+            version,
+            artifact_size,
+        } => done(modules::size_version(
+            tx,
+            tenant,
+            module,
+            *version,
+            *artifact_size,
+        )),
+        Op::PutChannels { config } => {
+            outbox::put_channels(tx, tenant, config).map(Applied::Channels)
+        }
+        Op::InitWebhookSecret { secret } => {
+            outbox::init_webhook_secret(tx, tenant, secret).map(Applied::Secret)
+        }
+        Op::PutNotification { notification } => {
+            done(outbox::put_notification(tx, tenant, notification))
+        }
+        Op::DeferMessage { due, at } => done(outbox::defer(tx, due, *at)),
+        Op::FinishMessage { message } => done(outbox::finish(tx, tenant, message)),
+        Op::RetryMessage { id } => outbox::retry(tx, tenant, id).map(Applied::Message),
+        Op::FireTimer { timer, event, job } => {
+            automation::fire_timer(tx, timer, event.as_ref(), job.as_ref()).map(Applied::Fired)
+        }
+        Op::FinishJob { id } => done(tx.remove(&family::job(tenant, id)).map(|_| ())),
     }
 }
 
-impl Store {
-    pub fn commit(&self, cs: &Changeset) -> Result<()> {
-        let span = tracing::debug_span!(
-            "commit",
-            tenant = %cs.tenant,
-            events = cs.events.len(),
-            runs = cs.runs.len(),
-            messages = cs.messages.len()
-        );
-        let _entered = span.enter();
-        self.transact(|tx| apply(tx, cs))?;
-        tracing::debug!("committed");
-        crate::telemetry::runs_committed(&cs.runs);
-        Ok(())
-    }
-}
-
-pub(crate) fn apply(tx: &Tx<'_>, cs: &Changeset) -> Result<()> {
+pub(super) fn apply(tx: &Tx<'_>, cs: &Changeset) -> Result<()> {
     let tenant = cs.tenant.as_str();
     for w in &cs.records {
         match w {
@@ -115,7 +140,7 @@ pub(crate) fn apply(tx: &Tx<'_>, cs: &Changeset) -> Result<()> {
     for e in &cs.events {
         tx.put(&family::event(tenant, &e.id), e)?;
         if let Some(r) = &e.record {
-            tx.put(&family::record_event(tenant, r, &e.id), &())?;
+            tx.put(&family::record_event(tenant, r, &e.id), &Marker)?;
         }
     }
     for r in &cs.runs {
@@ -133,11 +158,11 @@ pub(crate) fn apply(tx: &Tx<'_>, cs: &Changeset) -> Result<()> {
             if tx.exists(&ikey)? {
                 continue;
             }
-            tx.put(&ikey, &m.id)?;
+            tx.put(&ikey, m.id.as_str())?;
         }
         tx.put(&family::message(tenant, &m.id), m)?;
         let at = m.next_attempt_at.unwrap_or(m.created_at);
-        tx.put(&family::due(at.timestamp_millis(), tenant, &m.id), &())?;
+        tx.put(&family::due(at.timestamp_millis(), tenant, &m.id), &Marker)?;
     }
     for t in &cs.timers {
         // A timer tied to a stage the record has already left within this same change (or a
