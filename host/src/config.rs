@@ -33,6 +33,8 @@ pub struct Config {
     pub lists: crate::store::ListLimits,
     /// How many store operations requests run at once, and how long one may wait for a turn.
     pub store_pool: crate::http::PoolConfig,
+    /// The key tenants' secrets are sealed with; without one the server keeps no secrets.
+    pub secrets_key: Option<crate::secrets::SecretsKey>,
 }
 
 impl Config {
@@ -49,6 +51,7 @@ impl Config {
             shutdown_grace: std::time::Duration::from_secs(5),
             lists: crate::store::ListLimits::default(),
             store_pool: crate::http::PoolConfig::store(),
+            secrets_key: None,
         }
     }
 }

@@ -16,6 +16,7 @@ pub use stagecraft_model as model;
 pub mod registry;
 pub mod replay;
 pub mod retention;
+pub mod secrets;
 pub use stagecraft_sandbox as sandbox;
 pub mod server;
 pub use stagecraft_store as store;

@@ -84,6 +84,8 @@ pub struct ReplaySummary {
     pub new_failures: BTreeMap<String, u64>,
     /// The candidate succeeded where the original failed.
     pub fixed: u64,
+    /// Replayed runs whose candidate asked for different HTTP requests.
+    pub http_diverged: u64,
     /// Runs not replayed, by reason (`cascade_limit` / `rate_limited`: the original never
     /// ran; `pruned`: the run, its event or its snapshot is past retention).
     pub skipped: BTreeMap<String, u64>,
@@ -115,6 +117,10 @@ pub struct Difference {
     pub event_kind: String,
     pub record: Option<String>,
     pub binding: String,
+    /// Set when the candidate asked for different HTTP requests than the original run made
+    /// (what differed first); its calls are answered only from the original's recording.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_divergence: Option<String>,
     pub original: Side,
     pub candidate: Side,
 }
@@ -284,8 +290,12 @@ pub fn execute(store: &Store, sandbox: &Sandbox, plan: Plan, shared: &Mutex<Repl
                 if !was_ok && is_ok {
                     s.fixed += 1;
                 }
+                if d.http_divergence.is_some() {
+                    s.http_diverged += 1;
+                }
                 if d.original.outcome == d.candidate.outcome
                     && d.original.effects == d.candidate.effects
+                    && d.http_divergence.is_none()
                 {
                     s.same += 1;
                 } else {
@@ -350,9 +360,27 @@ fn compare(
             config: binding.config.to_string(),
             grants: binding.grants.clone(),
             as_of_event: true,
+            // Same request, same answer: what the original run received, nothing sent.
+            recorded_http: Some(run.http.clone()),
         },
     )
     .map_err(|e| e.to_string())?;
+    let http_divergence = report
+        .http
+        .iter()
+        .find_map(|x| {
+            x.error
+                .as_deref()
+                .filter(|e| e.starts_with("replay_unmatched"))
+        })
+        .map(|e| e.to_string())
+        .or_else(|| {
+            let asked = report.http.iter().filter(|x| x.replayed).count();
+            let made = run.http.iter().filter(|x| x.status.is_some()).count();
+            (asked < made).then(|| {
+                format!("the candidate made {asked} of the original's {made} HTTP requests")
+            })
+        });
     let mut candidate = report.effects;
     legacy_ids(&run.effects, &mut candidate);
     let (effects, discarded) = if report.outcome.is_ok() {
@@ -366,6 +394,7 @@ fn compare(
         event_kind: run.event_kind.clone(),
         record: run.record.clone(),
         binding: run.binding.clone(),
+        http_divergence,
         original: Side {
             version: run.version,
             outcome: run.outcome,

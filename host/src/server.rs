@@ -27,6 +27,14 @@ pub fn start(config: Config, bootstrap_key: Option<&str>) -> anyhow::Result<Star
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let bootstrap_key = tenants::bootstrap(&store, bootstrap_key)?;
     let sandbox = Sandbox::new(&config.data_dir.join("modules"), config.limits.clone())?;
+    sandbox.set_address_guard(Arc::new(crate::delivery::guard::Guard::new(
+        config.delivery.allow_internal_destinations,
+    )))?;
+    let secrets = Arc::new(
+        crate::secrets::Vault::new(config.data_dir.join("secrets"), config.secrets_key.as_ref())
+            .map_err(anyhow::Error::msg)?,
+    );
+    sandbox.set_secret_source(secrets.clone());
     let counted = store
         .count_stored_modules(|hash| sandbox.artifact_size(hash))
         .context("counting the module versions stored by an older version")?;
@@ -52,6 +60,7 @@ pub fn start(config: Config, bootstrap_key: Option<&str>) -> anyhow::Result<Star
             replays: Arc::default(),
             pool,
             automation_pool,
+            secrets,
         },
         bootstrap_key,
     })

@@ -256,6 +256,7 @@ async fn a_run_in_flight_finishes_on_a_version_the_cache_dropped() {
                 grants: Default::default(),
                 pending: Vec::new(),
                 deleted: Vec::new(),
+                recorded_http: None,
             },
         )
     });

@@ -125,7 +125,10 @@ fn example_of(doc: &Value, content: &Value) -> Option<Value> {
 #[tokio::test]
 async fn every_request_body_has_an_example_that_validates_and_reaches_the_real_logic() {
     let dir = temp_dir();
-    let s = Server::start(dir.path()).await;
+    // With a secrets key, so `PUT /v1/secrets/{name}` reaches the vault.
+    let mut config = stagecraft::config::Config::new(dir.path());
+    config.secrets_key = Some(stagecraft::secrets::SecretsKey::from_hex(&"5a".repeat(32)).unwrap());
+    let s = Server::start_with(config).await;
     let doc = s.call(Method::GET, "/openapi.json", None, None).await.body;
 
     // What the examples refer to: module lead-scoring version 1 and the default pipelines;
@@ -170,6 +173,7 @@ async fn every_request_body_has_an_example_that_validates_and_reaches_the_real_l
             let concrete = concrete
                 .replace("/v1/pipelines/{id}", "/v1/pipelines/leads")
                 .replace("/v1/bindings/{id}", &format!("/v1/bindings/{binding}"))
+                .replace("/v1/secrets/{name}", "/v1/secrets/CLEARBIT_KEY")
                 .replace("{name}", "lead-scoring")
                 .replace("{n}", "1");
             assert!(!concrete.contains('{'), "{what}: no value for {concrete}");

@@ -404,13 +404,29 @@ async fn bad_uploads_are_refused_by_name_and_leave_no_trace() {
             "core WebAssembly module, not a component",
         ),
         (
-            "http",
+            "http-serve-import",
             component(
-                r#"(component (import "wasi:http/outgoing-handler@0.2.0" (instance (export "handle" (func)))))"#,
+                r#"(component (import "wasi:http/incoming-handler@0.2.0" (instance (export "handle" (func)))))"#,
             ),
             StatusCode::UNPROCESSABLE_ENTITY,
             "forbidden_import",
-            "wasi:http/outgoing-handler@0.2.0",
+            "wasi:http/incoming-handler@0.2.0",
+        ),
+        (
+            "http-serve",
+            component(
+                r#"(component (instance $i) (export "wasi:http/incoming-handler@0.2.0" (instance $i)))"#,
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "forbidden_export",
+            "cannot serve HTTP",
+        ),
+        (
+            "http-other",
+            component(r#"(component (import "wasi:http/proxy-config@0.2.0" (instance)))"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "forbidden_import",
+            "wasi:http/proxy-config@0.2.0",
         ),
         (
             "future",

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use super::binding::Mode;
 use super::delivery::Attempt;
 use super::event::Event;
+use super::outbound::HttpExchange;
 use super::run::{Channel, Effect, HostCall, LogLine, Outcome};
 
 /// The history of one binding handling one event. Its id is derived from the event and the
@@ -33,6 +34,9 @@ pub struct RunRecord {
     pub discarded: Vec<Effect>,
     pub logs: Vec<LogLine>,
     pub host_calls: Vec<HostCall>,
+    /// The HTTP calls the run made, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<HttpExchange>,
     pub fuel_used: u64,
     pub peak_memory: u64,
     pub duration_us: u64,

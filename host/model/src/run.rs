@@ -298,6 +298,9 @@ pub struct Grants {
     /// Whether the module may move records to an earlier stage.
     #[serde(default)]
     pub backward: bool,
+    /// Where the module may call over HTTP (none by default).
+    #[serde(default, skip_serializing_if = "crate::outbound::HttpGrant::is_empty")]
+    pub http: crate::outbound::HttpGrant,
 }
 
 impl Grants {
@@ -307,6 +310,7 @@ impl Grants {
             fields: vec!["*".into()],
             channels: Channel::ALL.to_vec(),
             backward: true,
+            http: Default::default(),
         }
     }
 

@@ -18,6 +18,8 @@ pub enum UploadError {
     Invalid(String),
     #[error("import `{import}` is not allowed: {reason}")]
     ForbiddenImport { import: String, reason: String },
+    #[error("export `{export}` is not allowed: {reason}")]
+    ForbiddenExport { export: String, reason: String },
     #[error("the component does not export `handle`: build it against the `rule` world of stagecraft:automation@0.1")]
     MissingExport,
     #[error("the component cannot be linked: {0}")]
@@ -38,6 +40,10 @@ pub enum UploadError {
 
 /// WASI 0.2 packages a module may import (backed by a context that grants nothing).
 const WASI_PACKAGES: &[&str] = &["cli", "clocks", "io", "random", "filesystem", "sockets"];
+
+/// The `wasi:http` 0.2 interfaces a module may import: calling out, where its binding grants
+/// it (see `http`). Serving HTTP (`incoming-handler`) is not something a rule does.
+const HTTP_INTERFACES: &[&str] = &["outgoing-handler", "types"];
 
 /// Stagecraft interfaces this host provides, at 0.1.x.
 const HOST_INTERFACES: &[&str] = &[
@@ -69,8 +75,19 @@ pub fn check_import(name: &str) -> Result<(), UploadError> {
                 Err(forbid("only WASI 0.2.x interfaces are linked"))
             }
         }
+        Some(("wasi", "http")) => {
+            if !(major == "0" && minor == "2") {
+                Err(forbid("only WASI 0.2.x interfaces are linked"))
+            } else if HTTP_INTERFACES.contains(&interface) {
+                Ok(())
+            } else {
+                Err(forbid(
+                    "of wasi:http only outgoing-handler and types are linked: a module may call out where its binding grants it, never serve HTTP",
+                ))
+            }
+        }
         Some(("wasi", _)) => Err(forbid(
-            "modules get no network, HTTP or other outside capability; allowed WASI packages are cli, clocks, io, random, filesystem and sockets (all granting nothing)",
+            "modules get no network or other outside capability; allowed WASI packages are cli, clocks, io, random, filesystem and sockets (all granting nothing) and http (outgoing-handler and types: calls the binding grants)",
         )),
         Some(("stagecraft", "automation")) => {
             if major != "0" || minor != "1" {
@@ -87,6 +104,20 @@ pub fn check_import(name: &str) -> Result<(), UploadError> {
             "unknown package; modules may import only stagecraft:automation@0.1 and WASI 0.2 interfaces",
         )),
     }
+}
+
+/// Checks one export name: a rule exports `handle`; one that would serve HTTP
+/// (`wasi:http/incoming-handler`) is refused by name. Other exports (toolchains add a few)
+/// are never called.
+pub fn check_export(name: &str) -> Result<(), UploadError> {
+    let path = name.split_once('@').map_or(name, |(p, _)| p);
+    if path == "wasi:http/incoming-handler" {
+        return Err(UploadError::ForbiddenExport {
+            export: name.to_string(),
+            reason: "a module runs when the host calls its `handle`; it cannot serve HTTP (build JavaScript with `--disable fetch-event`)".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Cheap checks before compiling: size, magic, component vs core module.
@@ -205,11 +236,24 @@ mod tests {
         assert!(check_import("wasi:io/streams@0.2.0").is_ok());
         assert!(check_import("stagecraft:automation/records@0.1.0").is_ok());
         assert!(check_import("stagecraft:automation/records@0.1.7").is_ok());
-        let e = check_import("wasi:http/outgoing-handler@0.2.0").unwrap_err();
+        assert!(check_import("wasi:http/outgoing-handler@0.2.0").is_ok());
+        assert!(check_import("wasi:http/types@0.2.12").is_ok());
+        let e = check_import("wasi:http/incoming-handler@0.2.0").unwrap_err();
         assert!(
-            e.to_string().contains("wasi:http/outgoing-handler@0.2.0"),
+            e.to_string().contains("wasi:http/incoming-handler@0.2.0"),
             "{e}"
         );
+        assert!(e.to_string().contains("never serve HTTP"), "{e}");
+        let e = check_import("wasi:http/outgoing-handler@0.3.0").unwrap_err();
+        assert!(e.to_string().contains("0.2.x"), "{e}");
+        assert!(check_import("wasi:keyvalue/store@0.2.0").is_err());
+        let e = check_export("wasi:http/incoming-handler@0.2.3").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("export `wasi:http/incoming-handler@0.2.3` is not allowed"),
+            "{e}"
+        );
+        assert!(check_export("handle").is_ok());
         let e = check_import("stagecraft:automation/records@1.0.0").unwrap_err();
         assert!(e.to_string().contains("incompatible version"), "{e}");
         assert!(check_import("acme:evil/steal@1.0.0").is_err());

@@ -9,12 +9,14 @@ mod cache;
 mod clock;
 pub mod compiler;
 mod host_api;
+pub mod http;
 pub mod inspect;
 pub mod limits;
 mod report;
 pub mod shape;
 pub mod slots;
 pub mod source;
+mod wait;
 mod wasi;
 mod wit;
 
@@ -27,11 +29,14 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 pub use cache::CacheLimits;
 use cache::ModuleCache;
 pub use compiler::{Busy, CompileLimits, Compiler, Ticket};
 use host_api::{HostApi, HostApiInput};
+pub use http::secrets::SecretSource;
+pub use http::AddressGuard;
 pub use inspect::UploadError;
 pub use limits::Limits;
 use limits::MemoryLimiter;
@@ -70,6 +75,10 @@ struct RunState {
     table: ResourceTable,
     limiter: MemoryLimiter,
     api: HostApi,
+    http: WasiHttpCtx,
+    hooks: http::Hooks,
+    /// Every wait in `wasi:io` ends here (see `wait`).
+    deadline: wait::Deadline,
 }
 
 impl WasiView for RunState {
@@ -77,6 +86,16 @@ impl WasiView for RunState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for RunState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
         }
     }
 }
@@ -115,6 +134,9 @@ pub struct RunInput<'a> {
     pub pending: Vec<Record>,
     /// Ids of records the uncommitted change deletes (the run sees them as gone).
     pub deleted: Vec<String>,
+    /// `None`: granted HTTP calls go out. `Some(exchanges)`: they are answered from these,
+    /// a past run's (dry-runs and replays), and nothing is sent.
+    pub recorded_http: Option<Vec<model::HttpExchange>>,
 }
 
 /// Everything a run produced.
@@ -124,6 +146,8 @@ pub struct RunReport {
     pub effects: Vec<Effect>,
     pub logs: Vec<LogLine>,
     pub host_calls: Vec<HostCall>,
+    /// The HTTP calls the run made (or tried), in order.
+    pub http: Vec<model::HttpExchange>,
     pub fuel_used: u64,
     /// Peak linear memory, bytes.
     pub peak_memory: u64,
@@ -162,6 +186,10 @@ pub struct Sandbox {
     files: Mutex<()>,
     compiles: AtomicU64,
     artifact_loads: AtomicU64,
+    /// Outbound HTTP's guard and client; without it every call is refused.
+    outbound: std::sync::OnceLock<Arc<http::Outbound>>,
+    /// Where the tenants' secrets come from; without it no placeholder is filled.
+    secrets: std::sync::OnceLock<Arc<dyn SecretSource>>,
 }
 
 pub fn content_hash(bytes: &[u8]) -> String {
@@ -225,9 +253,16 @@ impl Sandbox {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| SandboxError::Engine(e.to_string()))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)
+            .map_err(|e| SandboxError::Engine(e.to_string()))?;
         clock::add_to_linker(&mut linker, |s: &mut RunState| clock::ClockView {
             table: &mut s.table,
             time: &s.time,
+        })
+        .map_err(|e| SandboxError::Engine(e.to_string()))?;
+        wait::add_to_linker(&mut linker, |s: &mut RunState| wait::Waits {
+            table: &mut s.table,
+            deadline: &mut s.deadline,
         })
         .map_err(|e| SandboxError::Engine(e.to_string()))?;
         wit::Rule::add_to_linker::<RunState, HasSelf<HostApi>>(&mut linker, |s| &mut s.api)
@@ -268,7 +303,22 @@ impl Sandbox {
             files: Mutex::new(()),
             compiles: AtomicU64::new(0),
             artifact_loads: AtomicU64::new(0),
+            outbound: std::sync::OnceLock::new(),
+            secrets: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Hands in the host's destination policy; modules' HTTP calls pass it. Until then every
+    /// call is refused (`address_refused`). Set once; a second guard is ignored.
+    pub fn set_address_guard(&self, guard: Arc<dyn AddressGuard>) -> Result<(), SandboxError> {
+        let outbound = http::Outbound::new(guard).map_err(SandboxError::Engine)?;
+        let _ = self.outbound.set(Arc::new(outbound));
+        Ok(())
+    }
+
+    /// Hands in the tenants' secrets, filled into granted requests' placeholders (set once).
+    pub fn set_secret_source(&self, source: Arc<dyn SecretSource>) {
+        let _ = self.secrets.set(source);
     }
 
     pub fn limits(&self) -> &Limits {
@@ -342,6 +392,9 @@ impl Sandbox {
         for (name, _) in ty.imports(&self.engine) {
             inspect::check_import(name)?;
             imports.push(name.to_string());
+        }
+        for (name, _) in ty.exports(&self.engine) {
+            inspect::check_export(name)?;
         }
         if !ty.exports(&self.engine).any(|(name, _)| name == "handle") {
             return Err(UploadError::MissingExport);
@@ -494,6 +547,7 @@ impl Sandbox {
             Err(busy) => return busy_report(input.class, busy, &self.slots),
         };
         let event = input.event;
+        let grant = input.grants.http.clone();
         let time = clock::VirtualTime::default();
         let (wasi, captured) = wasi::context(&event.id, event.occurred_at, &time);
         let api = HostApi::new(HostApiInput {
@@ -507,6 +561,24 @@ impl Sandbox {
             pending: input.pending,
             deleted: input.deleted,
         });
+        let journal = Arc::new(http::Journal::default());
+        let request_timeout = match input.class {
+            RunClass::Inline => self.limits.http.inline_request_timeout,
+            _ => self.limits.http.request_timeout,
+        };
+        let hooks = http::Hooks::new(http::HooksInput {
+            journal: journal.clone(),
+            grant,
+            limits: self.limits.http.clone(),
+            request_timeout,
+            outbound: self.outbound.get().cloned(),
+            tenant: input.tenant.to_string(),
+            secrets: self.secrets.get().cloned(),
+            answers: match input.recorded_http {
+                Some(x) => http::Answers::Recorded(Arc::new(http::Recorded::new(x))),
+                None => http::Answers::Live,
+            },
+        });
         let mut store = wasmtime::Store::new(
             &self.engine,
             RunState {
@@ -515,6 +587,9 @@ impl Sandbox {
                 table: ResourceTable::new(),
                 limiter: MemoryLimiter::new(self.limits.memory_bytes),
                 api,
+                http: WasiHttpCtx::new(),
+                hooks,
+                deadline: wait::Deadline::new(Instant::now() + self.limits.timeout),
             },
         );
         store.limiter(|s| &mut s.limiter);
@@ -542,6 +617,10 @@ impl Sandbox {
         {
             api.log_line("host", &line);
         }
+        let (notes, exchanges) = journal.take(started.elapsed().as_millis() as u64);
+        for note in notes {
+            api.log_line(&note.level, &note.message);
+        }
         let stdout = String::from_utf8_lossy(&captured.stdout.contents()).into_owned();
         for line in stdout.lines().filter(|l| !l.is_empty()) {
             api.log_line("stdout", line);
@@ -554,6 +633,7 @@ impl Sandbox {
             effects: api.effects,
             logs: api.logs,
             host_calls: api.calls,
+            http: exchanges,
             fuel_used,
             peak_memory: state.limiter.peak as u64,
             duration_us: started.elapsed().as_micros() as u64,
@@ -582,6 +662,7 @@ fn busy_report(class: RunClass, busy: slots::Busy, slots: &Slots) -> RunReport {
         effects: Vec::new(),
         logs: Vec::new(),
         host_calls: Vec::new(),
+        http: Vec::new(),
         fuel_used: 0,
         peak_memory: 0,
         duration_us: 0,
@@ -679,6 +760,9 @@ fn classify(
             }
             if state.limiter.hit {
                 return Outcome::MemoryLimit;
+            }
+            if state.deadline.hit {
+                return Outcome::Timeout;
             }
             if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
                 return Outcome::Exit { code: exit.0 };

@@ -58,6 +58,39 @@ pub struct Limits {
     pub compile: CompileLimits,
     /// How many compiled module versions, and how many bytes of them, stay ready in memory.
     pub module_cache: CacheLimits,
+    /// Outbound HTTP (`wasi:http`), where a binding grants it.
+    pub http: HttpLimits,
+}
+
+/// What a run's outbound HTTP may consume. Every wait is also bounded by the run's own
+/// deadline ([`Limits::timeout`]), which covers time spent waiting on the network.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Requests one run may make; past it each one fails `request_limit`.
+    pub requests: u32,
+    /// Largest request body, bytes (`request_too_large`).
+    pub request_bytes: usize,
+    /// Largest response body, bytes (`response_too_large`).
+    pub response_bytes: usize,
+    /// One request, from its start to its whole response (`request_timeout`).
+    pub request_timeout: Duration,
+    /// The same for inline runs, shorter: a person is waiting.
+    pub inline_request_timeout: Duration,
+    /// Bytes of each response body the run record keeps.
+    pub recorded_body_bytes: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            requests: 10,
+            request_bytes: 1024 * 1024,
+            response_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(4),
+            inline_request_timeout: Duration::from_secs(2),
+            recorded_body_bytes: 16 * 1024,
+        }
+    }
 }
 
 impl Limits {
@@ -100,6 +133,7 @@ impl Default for Limits {
             slot_wait: Duration::from_secs(10),
             shape: Shape::maxima(),
             compile: CompileLimits::default(),
+            http: HttpLimits::default(),
             module_cache: CacheLimits::default(),
         }
     }

@@ -90,6 +90,7 @@ mod tests {
                     error: Some("x".repeat(300)),
                 })
                 .collect(),
+            http: Vec::new(),
             fuel_used: 0,
             peak_memory: 0,
             duration_us: 0,

@@ -20,6 +20,9 @@ pub struct DryRunInput<'a> {
     /// triggering change; gone for `deleted`) instead of the record as it is now. Other
     /// records are read as they are now.
     pub as_of_event: bool,
+    /// `None`: granted HTTP calls go out (`live`). `Some`: answered from these recorded
+    /// exchanges of a past run, and nothing is sent.
+    pub recorded_http: Option<Vec<crate::model::HttpExchange>>,
 }
 
 /// Runs module version `hash` on the dry run's event. Only the report comes back.
@@ -37,6 +40,7 @@ pub fn dry_run(
             effects: Vec::new(),
             logs: Vec::new(),
             host_calls: Vec::new(),
+            http: Vec::new(),
             fuel_used: 0,
             peak_memory: 0,
             duration_us: 0,
@@ -68,6 +72,7 @@ pub fn dry_run(
             grants: input.grants,
             pending,
             deleted,
+            recorded_http: input.recorded_http,
         },
     ))
 }

@@ -283,6 +283,7 @@ impl Automation {
             discarded: Vec::new(),
             logs: Vec::new(),
             host_calls: Vec::new(),
+            http: Vec::new(),
             fuel_used: 0,
             peak_memory: 0,
             duration_us: 0,
@@ -353,11 +354,13 @@ impl Automation {
                 grants: binding.grants.clone(),
                 pending,
                 deleted,
+                recorded_http: None,
             },
         );
         run.outcome = report.outcome.clone();
         run.logs = report.logs.clone();
         run.host_calls = report.host_calls.clone();
+        run.http = report.http.clone();
         run.fuel_used = report.fuel_used;
         run.peak_memory = report.peak_memory;
         run.duration_us = report.duration_us;

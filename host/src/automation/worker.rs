@@ -270,6 +270,7 @@ impl Automation {
             discarded: Vec::new(),
             logs: Vec::new(),
             host_calls: Vec::new(),
+            http: Vec::new(),
             fuel_used: 0,
             peak_memory: 0,
             duration_us: 0,

@@ -43,6 +43,10 @@ pub struct ServeArgs {
     #[arg(long, env = "STAGECRAFT_MODULE_CACHE_MB", default_value_t = CacheLimits::default().bytes >> 20,
           value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     pub module_cache_mb: u64,
+    /// A file holding the key (64 hex digits) tenants' secrets are sealed with; or set
+    /// STAGECRAFT_SECRETS_KEY to the key itself. Without either the server keeps no secrets.
+    #[arg(long, env = "STAGECRAFT_SECRETS_KEY_FILE")]
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -61,6 +65,16 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     config.delivery.allow_internal_destinations = a.allow_internal_destinations;
     config.retention.max_age = std::time::Duration::from_secs(a.retention_days * 24 * 3600);
     config.limits.module_cache = a.module_cache();
+    config.secrets_key = match (&a.secrets_key_file, std::env::var("STAGECRAFT_SECRETS_KEY")) {
+        (Some(path), _) => {
+            Some(crate::secrets::SecretsKey::from_file(path).map_err(anyhow::Error::msg)?)
+        }
+        (None, Ok(hex)) => Some(
+            crate::secrets::SecretsKey::from_hex(&hex)
+                .map_err(|e| anyhow::anyhow!("STAGECRAFT_SECRETS_KEY: {e}"))?,
+        ),
+        (None, Err(_)) => None,
+    };
     // Bind before touching the data dir: a taken port leaves the data as it was (no tenant
     // bootstrapped, no demo seeded). Connections wait in the backlog until serving starts.
     let listener = tokio::net::TcpListener::bind(a.listen)

@@ -122,6 +122,10 @@ fn validate(store: &Store, tenant: &str, b: &Binding) -> Result<()> {
     if let Some(schema) = &version.config_schema {
         super::config_schema::validate(schema, &b.config).map_err(CrmError::Invalid)?;
     }
+    b.grants
+        .http
+        .validate()
+        .map_err(|e| CrmError::Invalid(format!("grants.http: {e}")))?;
     for f in &b.grants.fields {
         if f != "*" && !CORE_FIELDS.contains(&f.as_str()) && !is_custom_field_name(f) {
             return Err(CrmError::Invalid(format!(

@@ -140,6 +140,19 @@ impl Resolve for Guard {
     }
 }
 
+/// Modules' HTTP calls pass the same guard (the sandbox names no host type, so it takes the
+/// guard as this trait).
+impl stagecraft_sandbox::AddressGuard for Guard {
+    fn lookup(&self, host: String, port: u16) -> stagecraft_sandbox::http::Lookup {
+        let guard = *self;
+        Box::pin(async move {
+            Guard::lookup(&guard, &host, port)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
 /// `host` as an IP address, if it is one (`[::1]` as in URLs, or bare).
 pub fn literal(host: &str) -> Option<IpAddr> {
     host.strip_prefix('[')

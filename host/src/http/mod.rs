@@ -15,6 +15,7 @@ mod pool;
 mod records;
 mod replays;
 mod runs;
+mod secrets;
 mod shape;
 mod stats;
 
@@ -54,6 +55,8 @@ pub struct AppState {
     /// Where requests run automation (inline cascades, dry-runs): off the async threads, a
     /// tenant holding at most its share of the blocking threads that wait for run slots.
     pub automation_pool: Pool,
+    /// Tenants' secrets (write-only through the API; the sandbox fills them in).
+    pub secrets: Arc<crate::secrets::Vault>,
 }
 
 impl AppState {
@@ -101,6 +104,7 @@ fn routes(module_bytes: usize) -> OpenApiRouter<AppState> {
         .merge(modules::routes(module_bytes))
         .merge(replays::routes())
         .merge(stats::routes())
+        .merge(secrets::routes())
 }
 
 /// The OpenAPI document served at `/openapi.json`.

@@ -75,6 +75,7 @@ fn upload_error(e: UploadError) -> ApiError {
         }
         UploadError::OverLimit { .. } => "module_over_limit",
         UploadError::ForbiddenImport { .. } => "forbidden_import",
+        UploadError::ForbiddenExport { .. } => "forbidden_export",
         UploadError::Empty => "empty_module",
         UploadError::ConfigSchema(_) => "invalid_config_schema",
         _ => "invalid_module",
@@ -265,8 +266,15 @@ pub struct DryRun {
     /// The binding config the module reads: a JSON object (default `{}`).
     #[schema(value_type = Option<Object>)]
     pub config: Option<Value>,
-    /// What the module may do (default: everything, so you see every effect it tries).
+    /// What the module may do (default: everything but HTTP, so you see every effect it
+    /// tries).
     pub grants: Option<Grants>,
+    /// Let the module's HTTP calls (within `grants.http`) really go out. By default they are
+    /// answered from what this module's run on `event` received (same request, same answer,
+    /// in order) and nothing is sent; a request that run did not make fails
+    /// `replay_unmatched`.
+    #[serde(default)]
+    pub live: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -274,6 +282,32 @@ pub struct DryRunResult {
     pub event: Event,
     #[serde(flatten)]
     pub report: RunReport,
+}
+
+/// What `module`'s latest run on `event` (by any of its bindings) received over HTTP; empty
+/// when it has none.
+fn recorded_http(
+    store: &crate::store::Store,
+    tenant: &str,
+    event: &str,
+    module: &str,
+) -> Result<Vec<crate::model::HttpExchange>, crate::store::StoreError> {
+    let mut latest: Option<crate::model::RunRecord> = None;
+    for b in store
+        .bindings(tenant)?
+        .iter()
+        .filter(|b| b.module == module)
+    {
+        if let Some(run) = store.run(tenant, &crate::automation::run_id(event, &b.id))? {
+            if latest
+                .as_ref()
+                .is_none_or(|l| l.started_at < run.started_at)
+            {
+                latest = Some(run);
+            }
+        }
+    }
+    Ok(latest.map(|r| r.http).unwrap_or_default())
 }
 
 /// Runs a version against the tenant's real records and returns what it would do. Commits
@@ -289,6 +323,7 @@ async fn dry_run(
     ApiJson(body): ApiJson<DryRun>,
 ) -> Result<Json<DryRunResult>, ApiError> {
     caller.require_one_of(AUTHORS)?;
+    let name_of = name.clone();
     let version = version_of(&state, &caller.tenant, name, n).await?;
     let event = match (body.event.clone(), body.record.clone()) {
         (Some(_), Some(_)) => {
@@ -339,6 +374,18 @@ async fn dry_run(
             .map_err(|e| ApiError::invalid(e.to_string()))?;
     }
     let grants = body.grants.unwrap_or_else(Grants::all);
+    let recorded_http = if body.live {
+        None
+    } else {
+        let (event_id, module) = (event.id.clone(), name_of.clone());
+        Some(
+            state
+                .on_store(&caller.tenant, move |store, tenant| {
+                    recorded_http(store, tenant, &event_id, &module)
+                })
+                .await?,
+        )
+    };
     let sandbox = state.sandbox.clone();
     let store = state.store.clone();
     let tenant = caller.tenant.clone();
@@ -359,6 +406,7 @@ async fn dry_run(
                     config: config.to_string(),
                     grants,
                     as_of_event,
+                    recorded_http,
                 },
             )
             .map_err(ApiError::internal)

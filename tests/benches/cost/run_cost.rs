@@ -68,6 +68,7 @@ impl Scenario {
                 grants: Scenario::grants(),
                 pending: Vec::new(),
                 deleted: Vec::new(),
+                recorded_http: None,
             },
         )
     }

@@ -293,6 +293,7 @@ pub fn run(id: &str, record: Option<&str>, binding: &str, module: &str, ms: i64)
         discarded: Vec::new(),
         logs: Vec::new(),
         host_calls: Vec::new(),
+        http: Vec::new(),
         fuel_used: 100,
         peak_memory: 65536,
         duration_us: 10,
