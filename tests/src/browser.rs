@@ -196,13 +196,69 @@ impl Browser {
         );
     }
 
+    /// Clicks `e`. When that loads a new page (a link elsewhere, a form's submit button),
+    /// returns once the old page is gone, so that the next `find` cannot match the old
+    /// page's element and then read it stale, or read what the old page said.
     pub async fn click(&self, e: &Element) {
+        let old = match self.navigates(e).await {
+            true => self.try_find("html").await,
+            false => None,
+        };
         self.ok(
             reqwest::Method::POST,
             &format!("/element/{}/click", e.0),
             None,
         )
         .await;
+        if let Some(old) = old {
+            self.wait_until_replaced(&old).await;
+        }
+    }
+
+    /// Whether clicking `e` loads another page: a link to another address, or a submit
+    /// button (the console's forms are never taken over by scripts).
+    async fn navigates(&self, e: &Element) -> bool {
+        let tag = self
+            .cmd(
+                reqwest::Method::GET,
+                &format!("/element/{}/name", e.0),
+                None,
+            )
+            .await;
+        let kind = |v: Value| v.as_str().unwrap_or_default().to_ascii_lowercase();
+        match kind(tag).as_str() {
+            "a" => {
+                let href = kind(self.property(e, "href").await);
+                let here = self.url().await.to_ascii_lowercase();
+                let page = |u: &str| u.split('#').next().unwrap_or_default().to_string();
+                !href.is_empty() && !href.starts_with("javascript:") && page(&href) != page(&here)
+            }
+            "button" => kind(self.property(e, "type").await) == "submit",
+            "input" => matches!(
+                kind(self.property(e, "type").await).as_str(),
+                "submit" | "image"
+            ),
+            _ => false,
+        }
+    }
+
+    /// Waits (bounded: 10 s in 50 ms steps) until the page holding `old` has been replaced.
+    /// A submission the browser itself holds back (a `required` field left empty) never
+    /// replaces it: then this returns after the bound, and the test's next `find` decides.
+    async fn wait_until_replaced(&self, old: &Element) {
+        for _ in 0..200 {
+            let v = self
+                .cmd(
+                    reqwest::Method::GET,
+                    &format!("/element/{}/name", old.0),
+                    None,
+                )
+                .await;
+            if v.get("error").is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub async fn type_into(&self, e: &Element, text: &str) {

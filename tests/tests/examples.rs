@@ -149,14 +149,13 @@ async fn the_demo_seeds_the_working_examples() {
         .as_str()
         .unwrap()
         .to_string();
-    let r = s.patch(&format!("/v1/bindings/{b}"), ADMIN_KEY, json!({"config": {"response_seconds": 1, "on_call": "dana", "webhook_url": "http://127.0.0.1:9/on-call"}})).await;
-    assert_eq!(r.status, reqwest::StatusCode::OK, "{:?}", r.body);
-    let late = s
-        .record(
-            ADMIN_KEY,
-            json!({"kind": "lead", "pipeline": "support", "name": "Late ticket"}),
-        )
+    // The quick ticket is picked up under an hour's deadline, so no load can make it late;
+    // then the deadline drops to one second for the late one.
+    let sla = |seconds: u64| json!({"config": {"response_seconds": seconds, "on_call": "dana", "webhook_url": "http://127.0.0.1:9/on-call"}});
+    let r = s
+        .patch(&format!("/v1/bindings/{b}"), ADMIN_KEY, sla(3600))
         .await;
+    assert_eq!(r.status, reqwest::StatusCode::OK, "{:?}", r.body);
     let quick = s
         .record(
             ADMIN_KEY,
@@ -170,8 +169,18 @@ async fn the_demo_seeds_the_working_examples() {
         json!({"stage": "in_progress"}),
     )
     .await;
+    let r = s
+        .patch(&format!("/v1/bindings/{b}"), ADMIN_KEY, sla(1))
+        .await;
+    assert_eq!(r.status, reqwest::StatusCode::OK, "{:?}", r.body);
+    let late = s
+        .record(
+            ADMIN_KEY,
+            json!({"kind": "lead", "pipeline": "support", "name": "Late ticket"}),
+        )
+        .await;
     let lid = late["id"].as_str().unwrap().to_string();
-    let escalated = eventually("the escalation", 200, || async {
+    let escalated = eventually("the escalation", 600, || async {
         let r = s.get(&format!("/v1/records/{lid}"), ADMIN_KEY).await.body;
         (r["stage"] == "escalated").then_some(r)
     })
