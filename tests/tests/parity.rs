@@ -100,11 +100,6 @@ fn on_mock(
     }
 }
 
-/// `[[[…0…]]]`, `levels` deep.
-fn nested(levels: usize) -> Value {
-    (0..levels).fold(json!(0), |v, _| json!([v]))
-}
-
 #[tokio::test]
 async fn mock_host_and_real_host_end_every_call_and_run_alike() {
     let dir = temp_dir();
@@ -242,10 +237,6 @@ async fn mock_host_and_real_host_end_every_call_and_run_alike() {
             all,
         ),
         (json!([{"create": "company", "fields": {"id": "x"}}]), all),
-        (
-            json!([{"create": "company", "fields": {"deep": nested(32)}}]),
-            all,
-        ),
         (
             json!([{"task": "Call", "due_in": 3600, "assignee": "u1", "tags": ["call"]}]),
             all,
