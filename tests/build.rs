@@ -23,6 +23,7 @@ fn main() {
         "tests/guests/rust",
         "guest-sdk/src",
         "guest-sdk/wit",
+        "guest-sdk/wit-0.1",
         "guest-sdk/Cargo.toml",
         "tests/guests/python",
         "tests/guests/js",

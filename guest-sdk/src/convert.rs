@@ -6,7 +6,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::bindings::stagecraft::automation::{log, messages, records, types as wit};
+use crate::bindings::stagecraft::automation::{log, messages, records, tasks, types as wit};
+use crate::create::{NewRecord, NewTask, Priority};
 use crate::types::{
     Channel, Event, EventKind, Filter, HostError, Level, Message, Record, RecordKind,
 };
@@ -304,6 +305,42 @@ impl From<records::Filter> for Filter {
             pipeline: f.pipeline,
             stage: f.stage,
             owner: f.owner,
+        }
+    }
+}
+
+impl From<&NewRecord> for records::NewRecord {
+    fn from(r: &NewRecord) -> Self {
+        records::NewRecord {
+            kind: r.kind.into(),
+            name: r.name.clone(),
+            pipeline: r.pipeline.clone(),
+            stage: r.stage.clone(),
+            fields: Value::Object(r.fields.clone()).to_string(),
+        }
+    }
+}
+
+impl From<Priority> for tasks::Priority {
+    fn from(p: Priority) -> Self {
+        match p {
+            Priority::Low => tasks::Priority::Low,
+            Priority::Normal => tasks::Priority::Normal,
+            Priority::High => tasks::Priority::High,
+        }
+    }
+}
+
+impl From<&NewTask> for tasks::NewTask {
+    fn from(t: &NewTask) -> Self {
+        tasks::NewTask {
+            record: t.record.clone(),
+            title: t.title.clone(),
+            description: t.description.clone(),
+            due_in_seconds: t.due_in_seconds,
+            priority: t.priority.into(),
+            assignee: t.assignee.clone(),
+            tags: t.tags.clone(),
         }
     }
 }

@@ -6,7 +6,8 @@
 //!
 //! * [`Rule`] — implement `handle(ctx, event)` for one event per run;
 //! * [`Ctx`] — read records, move stages, set fields, queue messages, schedule follow-ups,
-//!   log, read the binding's config;
+//!   log, read the binding's config; since host API 0.2 also create records ([`NewRecord`])
+//!   and tasks ([`NewTask`]), complete tasks and comment on timelines;
 //! * [`export_rule!`] — turns the rule into the component's export;
 //! * [`ConfigSchema`] and [`export_config_schema!`] — derive a JSON Schema from the config
 //!   type and embed it, so the host validates binding configs and the console shows a form;
@@ -94,12 +95,14 @@ extern crate self as stagecraft_sdk;
 pub mod bindings;
 pub mod config_schema;
 mod convert;
+pub mod create;
 pub mod rule;
 pub mod testing;
 pub mod types;
 mod wit_host;
 
 pub use config_schema::ConfigSchema;
+pub use create::{NewRecord, NewTask, Priority};
 pub use rule::{Ctx, Host, Rule};
 /// `#[derive(ConfigSchema)]`: see [`config_schema`].
 pub use stagecraft_sdk_macros::ConfigSchema;
@@ -111,6 +114,7 @@ pub mod prelude {
     //!
     //! Test helpers stay in [`crate::testing`] so they do not leak into rule code.
     pub use crate::config_schema::ConfigSchema;
+    pub use crate::create::{NewRecord, NewTask, Priority};
     pub use crate::rule::{Ctx, Host, Rule};
     pub use crate::types::{
         Channel, Event, EventKind, Filter, HostError, Level, Message, Record, RecordKind,

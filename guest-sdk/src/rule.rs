@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::create::{NewRecord, NewTask};
 use crate::types::{Event, Filter, HostError, Level, Message, Record};
 
 /// What a rule may ask of its host. One method per WIT import.
@@ -34,6 +35,31 @@ pub trait Host {
     fn log(&mut self, level: Level, msg: &str);
     /// The binding's configuration as JSON text (`{}` when none).
     fn config(&mut self) -> String;
+
+    /// Creates a record (host API 0.2); returns its id. The default refuses: a host that
+    /// predates 0.2.
+    fn create_record(&mut self, record: &NewRecord) -> Result<String, HostError> {
+        Err(before_0_2("records.create", record.kind.as_str()))
+    }
+    /// Creates a task (host API 0.2); returns its id.
+    fn create_task(&mut self, task: &NewTask) -> Result<String, HostError> {
+        Err(before_0_2("tasks.create", &task.title))
+    }
+    /// Marks an open task done (host API 0.2).
+    fn complete_task(&mut self, id: &str) -> Result<(), HostError> {
+        Err(before_0_2("tasks.complete", id))
+    }
+    /// Adds a comment to a record's timeline (host API 0.2); returns its id.
+    fn comment(&mut self, record: &str, body: &str) -> Result<String, HostError> {
+        let _ = body;
+        Err(before_0_2("timeline.comment", record))
+    }
+}
+
+fn before_0_2(call: &str, target: &str) -> HostError {
+    HostError::Denied(format!(
+        "{call} ({target}): this host implements stagecraft:automation 0.1, which has no {call}"
+    ))
 }
 
 /// A rule's handle on the host for one run.
@@ -102,6 +128,29 @@ impl<'a> Ctx<'a> {
     ) -> Result<String, HostError> {
         let json = to_json("schedule payload", payload)?;
         self.host.schedule_after(seconds, &json)
+    }
+
+    /// Creates a record; later calls of the run can read it and link to it, but not change
+    /// it. Needs the binding's `create:<kind>` grant. Returns the new record's id.
+    pub fn create_record(&mut self, record: NewRecord) -> Result<String, HostError> {
+        self.host.create_record(&record)
+    }
+
+    /// Creates a task on a record (the run is its creator). Needs `create:task`. Returns the
+    /// task's id.
+    pub fn create_task(&mut self, task: NewTask) -> Result<String, HostError> {
+        self.host.create_task(&task)
+    }
+
+    /// Marks an open task done; a task already done stays as it is. Needs `complete:task`.
+    pub fn complete_task(&mut self, id: &str) -> Result<(), HostError> {
+        self.host.complete_task(id)
+    }
+
+    /// Adds a comment to a record's timeline (the run is its author). Needs `comment`.
+    /// Returns the comment's id.
+    pub fn comment(&mut self, record: &str, body: impl AsRef<str>) -> Result<String, HostError> {
+        self.host.comment(record, body.as_ref())
     }
 
     /// Writes a line to the run's log.

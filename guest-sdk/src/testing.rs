@@ -33,7 +33,14 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+mod creates;
+
+use std::collections::BTreeSet;
+
+use stagecraft_rules::Action;
+
 use crate::convert::parse_value;
+use crate::create::{NewRecord, NewTask};
 use crate::rule::{self, Host, Rule};
 use crate::types::{Event, EventKind, Filter, HostError, Level, Message, Record, RecordKind};
 
@@ -71,6 +78,43 @@ pub enum Effect {
         /// Payload of the future `scheduled` event.
         payload: Value,
     },
+    /// [`Ctx::create_record`](crate::Ctx::create_record): the record as created.
+    CreateRecord {
+        /// The new record's id.
+        id: String,
+        /// The record (also readable with [`MockHost::record`]).
+        record: Record,
+    },
+    /// [`Ctx::create_task`](crate::Ctx::create_task).
+    CreateTask {
+        /// The task's id.
+        id: String,
+        /// What the rule asked for.
+        task: NewTask,
+    },
+    /// [`Ctx::complete_task`](crate::Ctx::complete_task) of an open task.
+    CompleteTask {
+        /// The task's id.
+        id: String,
+    },
+    /// [`Ctx::comment`](crate::Ctx::comment).
+    Comment {
+        /// The comment's id.
+        id: String,
+        /// The record commented on.
+        record: String,
+        /// What it says.
+        body: String,
+    },
+}
+
+/// A task as [`MockHost`] knows it: the record it belongs to, and whether it is done.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MockTask {
+    /// The record it belongs to.
+    pub record: String,
+    /// Done (completing it again changes nothing).
+    pub done: bool,
 }
 
 /// A simulated host for native tests.
@@ -95,7 +139,15 @@ pub enum Effect {
 /// * [`MockHost::run`] is all-or-nothing: if the rule returns `Err` (or a call was denied),
 ///   the run's effects and record changes are rolled back (its log lines are kept).
 ///
-/// Not simulated: field and channel grants, quotas, link checks, and record
+/// * Host API 0.2 calls ([`Host::create_record`], [`Host::create_task`],
+///   [`Host::complete_task`], [`Host::comment`]) are denied by name unless granted with
+///   [`MockHost::with_grant`] (`"create:deal"`, `"create:task"`, `"complete:task"`,
+///   `"comment"`, …), as on a binding, and checked by the host's own field and task rules.
+///   Created records are readable and linkable by later calls but cannot be changed (as on
+///   the server); [`MockHost::with_task`] declares tasks that exist before the run.
+///
+/// Not simulated: field and channel grants, quotas (including the per-run caps on created
+/// records, tasks and comments), link checks of field writes, and record
 /// `version`/`updated_at` bumps.
 #[derive(Clone, Debug)]
 pub struct MockHost {
@@ -105,6 +157,12 @@ pub struct MockHost {
     next_id: u64,
     /// The binding's `backward` grant.
     backward: bool,
+    /// The binding's create/complete/comment grants.
+    grants: Vec<Action>,
+    /// Records created by runs (they cannot be changed by later calls).
+    created: BTreeSet<String>,
+    /// Tasks, by id: declared with [`MockHost::with_task`] or created by runs.
+    pub tasks: BTreeMap<String, MockTask>,
     /// The first denial of the current run: it fails the run, as on the server.
     denied: Option<String>,
     /// Everything the rule did, in call order, across all successful runs.
@@ -128,6 +186,9 @@ impl MockHost {
             config: "{}".into(),
             next_id: 1,
             backward: false,
+            grants: Vec::new(),
+            created: BTreeSet::new(),
+            tasks: BTreeMap::new(),
             denied: None,
             effects: Vec::new(),
             logs: Vec::new(),
@@ -154,6 +215,31 @@ impl MockHost {
     /// Grants backward stage moves, like a binding's `"backward": true`.
     pub fn with_backward_grant(mut self) -> Self {
         self.backward = true;
+        self
+    }
+
+    /// Grants a create/complete/comment call by name, like a binding's `actions`:
+    /// `"create:lead"`, `"create:contact"`, `"create:company"`, `"create:deal"`,
+    /// `"create:task"`, `"complete:task"`, `"comment"`. Panics on any other name.
+    pub fn with_grant(mut self, name: &str) -> Self {
+        self.grants.push(creates::action(name));
+        self
+    }
+
+    /// Declares a task that exists before the run (open, or done).
+    pub fn with_task(
+        mut self,
+        id: impl Into<String>,
+        record: impl Into<String>,
+        done: bool,
+    ) -> Self {
+        self.tasks.insert(
+            id.into(),
+            MockTask {
+                record: record.into(),
+                done,
+            },
+        );
         self
     }
 
@@ -199,6 +285,9 @@ impl MockHost {
             }
         }
         let records = self.records.clone();
+        let (tasks, created) = (self.tasks.clone(), self.created.clone());
+        // "Created by this run" is per run: a later run may change them.
+        self.created.clear();
         let effects = self.effects.len();
         self.denied = None;
         let mut result = rule::run::<R>(self, event);
@@ -207,6 +296,8 @@ impl MockHost {
         }
         if result.is_err() {
             self.records = records;
+            self.tasks = tasks;
+            self.created = created;
             self.effects.truncate(effects);
         }
         result
@@ -222,6 +313,16 @@ impl MockHost {
     fn deny(&mut self, message: String) -> HostError {
         self.denied.get_or_insert_with(|| message.clone());
         HostError::Denied(message)
+    }
+
+    /// Records a run created cannot be changed by later calls (as on the server).
+    fn not_created(&self, id: &str) -> Result<(), HostError> {
+        if self.created.contains(id) {
+            return Err(HostError::Invalid(format!(
+                "record {id:?} was created by this run; give all its fields to records.create"
+            )));
+        }
+        Ok(())
     }
 
     fn fresh_id(&mut self, prefix: &str) -> String {
@@ -248,6 +349,7 @@ impl Host for MockHost {
     }
 
     fn move_to(&mut self, id: &str, stage: &str) -> Result<(), HostError> {
+        self.not_created(id)?;
         let backward = self.backward;
         let record = self
             .records
@@ -291,6 +393,7 @@ impl Host for MockHost {
         // The host's limits on stored values, from the same code: a limit, not a bad value.
         stagecraft_rules::value::check(&format!("the value of field {name:?}"), &value)
             .map_err(|e| HostError::Limit(e.to_string()))?;
+        self.not_created(id)?;
         let record = self.stored(id)?;
         let mut updated = record.clone();
         apply_field(&mut updated, name, value.clone()).map_err(HostError::Invalid)?;
@@ -327,6 +430,22 @@ impl Host for MockHost {
 
     fn config(&mut self) -> String {
         self.config.clone()
+    }
+
+    fn create_record(&mut self, record: &NewRecord) -> Result<String, HostError> {
+        self.mock_create_record(record)
+    }
+
+    fn create_task(&mut self, task: &NewTask) -> Result<String, HostError> {
+        self.mock_create_task(task)
+    }
+
+    fn complete_task(&mut self, id: &str) -> Result<(), HostError> {
+        self.mock_complete_task(id)
+    }
+
+    fn comment(&mut self, record: &str, body: &str) -> Result<String, HostError> {
+        self.mock_comment(record, body)
     }
 }
 

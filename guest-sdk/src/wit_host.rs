@@ -7,6 +7,7 @@
 //! stubs panic. Native tests use [`MockHost`](crate::testing::MockHost) instead.
 
 use crate::bindings::stagecraft::automation as wit;
+use crate::create::{NewRecord, NewTask};
 use crate::rule::Host;
 use crate::types::{Filter, HostError, Level, Message, Record};
 
@@ -61,6 +62,22 @@ impl Host for WitHost {
 
     fn config(&mut self) -> String {
         wit::config::get()
+    }
+
+    fn create_record(&mut self, record: &NewRecord) -> Result<String, HostError> {
+        Ok(wit::records::create(&record.into())?)
+    }
+
+    fn create_task(&mut self, task: &NewTask) -> Result<String, HostError> {
+        Ok(wit::tasks::create(&task.into())?)
+    }
+
+    fn complete_task(&mut self, id: &str) -> Result<(), HostError> {
+        Ok(wit::tasks::complete(id)?)
+    }
+
+    fn comment(&mut self, record: &str, body: &str) -> Result<String, HostError> {
+        Ok(wit::timeline::comment(record, body)?)
     }
 }
 

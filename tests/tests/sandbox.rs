@@ -79,7 +79,7 @@ async fn a_rust_rule_reads_and_moves_without_committing() {
     assert!(
         imports
             .iter()
-            .any(|i| i.starts_with("stagecraft:automation/stages@0.1")),
+            .any(|i| i.starts_with("stagecraft:automation/stages@0.2")),
         "{imports:?}"
     );
 

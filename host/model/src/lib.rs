@@ -1,4 +1,5 @@
-//! Domain types shared by every layer: tenants and keys, pipelines, records, events.
+//! Domain types shared by every layer: tenants and keys, pipelines, records, events, tasks and
+//! comments.
 //!
 //! These are plain data with validation; they know nothing about sled, HTTP or Wasm, so the
 //! store, the API and the sandbox all speak the same language.
@@ -15,6 +16,7 @@ pub mod record;
 pub mod run;
 pub mod schema;
 pub mod stats;
+pub mod task;
 pub mod tenant;
 
 pub use automation::{Job, MessageStatus, OutboxMessage, RunRecord, Timer, TimerKind};
@@ -26,4 +28,5 @@ pub use outbound::{HttpExchange, HttpGrant};
 pub use pipeline::{Pipeline, PipelineKind, Stage, StageSemantic};
 pub use record::{Record, RecordFilter, RecordKind};
 pub use run::{Channel, Effect, Grants, HostCall, LogLine, Outcome};
+pub use task::{Actor, Comment, Priority, Task, TaskStatus};
 pub use tenant::{ApiKey, Role, Tenant};

@@ -3,9 +3,14 @@
 //! The sandbox fills these in; automation commits the effects and keeps the rest as the run
 //! record, so both sides (and the API) share one vocabulary.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
+use stagecraft_rules::Action;
 use utoipa::ToSchema;
+
+use crate::record::RecordKind;
+use crate::task::Priority;
 
 /// How a run ended. Every limit has its own named outcome.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
@@ -48,6 +53,8 @@ pub enum Outcome {
     /// Not run: the event's record snapshot is gone (retention pruned it before the run), so
     /// the module cannot see what the event was about.
     EventPruned { message: String },
+    /// More records, tasks or comments created (or tasks completed) than one run may.
+    CreateLimit { message: String },
 }
 
 impl Outcome {
@@ -70,11 +77,12 @@ impl Outcome {
             Outcome::TimerLimit { .. } => "timer_limit",
             Outcome::EffectLimit { .. } => "effect_limit",
             Outcome::EventPruned { .. } => "event_pruned",
+            Outcome::CreateLimit { .. } => "create_limit",
         }
     }
 
     /// Every outcome name, in declaration order (filters, documentation).
-    pub const NAMES: [&'static str; 17] = [
+    pub const NAMES: [&'static str; 18] = [
         "ok",
         "guest_error",
         "panic",
@@ -92,6 +100,7 @@ impl Outcome {
         "timer_limit",
         "effect_limit",
         "event_pruned",
+        "create_limit",
     ];
 
     /// The outcome with its message (if it carries one) cut to at most `max` bytes, with a
@@ -130,6 +139,9 @@ impl Outcome {
             Outcome::EventPruned { message } => Outcome::EventPruned {
                 message: cut(message),
             },
+            Outcome::CreateLimit { message } => Outcome::CreateLimit {
+                message: cut(message),
+            },
             other => other,
         }
     }
@@ -146,7 +158,8 @@ impl Outcome {
             | Outcome::Busy { message }
             | Outcome::TimerLimit { message }
             | Outcome::EffectLimit { message }
-            | Outcome::EventPruned { message } => Some(message),
+            | Outcome::EventPruned { message }
+            | Outcome::CreateLimit { message } => Some(message),
             Outcome::Ok
             | Outcome::FuelExhausted
             | Outcome::Timeout
@@ -183,6 +196,7 @@ impl Outcome {
             Outcome::TimerLimit { message } => message.clone(),
             Outcome::EffectLimit { message } => message.clone(),
             Outcome::EventPruned { message } => format!("not run: {message}"),
+            Outcome::CreateLimit { message } => message.clone(),
         }
     }
 }
@@ -263,6 +277,56 @@ pub enum Effect {
         #[schema(value_type = Object)]
         payload: Value,
     },
+    /// A new record (`records.create`, host API 0.2). `fields` are checked by the shared
+    /// field rules and its links resolve to existing records (or ones this run created).
+    CreateRecord {
+        id: String,
+        kind: RecordKind,
+        name: String,
+        /// Leads and deals: the pipeline and the stage they start in.
+        pipeline: Option<String>,
+        stage: Option<String>,
+        /// Other core fields (`email`, `owner`, `company`, `contact`, …) and custom fields.
+        #[schema(value_type = Object)]
+        fields: Map<String, Value>,
+    },
+    /// A new task on `record` (`tasks.create`); the run is its creator.
+    CreateTask {
+        id: String,
+        record: String,
+        title: String,
+        description: Option<String>,
+        /// The event's time plus the delay the module asked for.
+        due_at: Option<DateTime<Utc>>,
+        #[schema(schema_with = crate::schema::priority)]
+        priority: Priority,
+        assignee: Option<String>,
+        tags: Vec<String>,
+    },
+    /// An open task marked done (`tasks.complete`); the run completed it.
+    CompleteTask { task: String, record: String },
+    /// A comment on `record`'s timeline (`timeline.comment`); the run is its author.
+    Comment {
+        id: String,
+        record: String,
+        body: String,
+    },
+}
+
+impl Effect {
+    /// The record the effect is about, when it has one (messages may not).
+    pub fn record(&self) -> Option<&str> {
+        match self {
+            Effect::MoveStage { record, .. }
+            | Effect::SetField { record, .. }
+            | Effect::Schedule { record, .. }
+            | Effect::CreateTask { record, .. }
+            | Effect::CompleteTask { record, .. }
+            | Effect::Comment { record, .. } => Some(record),
+            Effect::CreateRecord { id, .. } => Some(id),
+            Effect::QueueMessage { record, .. } => record.as_deref(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
@@ -301,6 +365,11 @@ pub struct Grants {
     /// Where the module may call over HTTP (none by default).
     #[serde(default, skip_serializing_if = "crate::outbound::HttpGrant::is_empty")]
     pub http: crate::outbound::HttpGrant,
+    /// What the module may create, complete or comment (host API 0.2): `create:deal`,
+    /// `create:task`, `complete:task`, `comment`, …
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(schema_with = crate::schema::granted_actions)]
+    pub actions: Vec<Action>,
 }
 
 impl Grants {
@@ -311,7 +380,13 @@ impl Grants {
             channels: Channel::ALL.to_vec(),
             backward: true,
             http: Default::default(),
+            actions: Action::ALL.to_vec(),
         }
+    }
+
+    /// `Err` with the denial (naming the grant) unless `action` is granted.
+    pub fn check(&self, action: Action) -> Result<(), String> {
+        stagecraft_rules::grant::check(&self.actions, action)
     }
 
     pub fn may_write(&self, field: &str) -> bool {
@@ -356,5 +431,29 @@ mod tests {
             .name(),
             Outcome::NAMES[16]
         );
+        assert_eq!(
+            Outcome::CreateLimit {
+                message: "m".into()
+            }
+            .name(),
+            Outcome::NAMES[17]
+        );
+    }
+
+    #[test]
+    fn actions_are_granted_by_name_and_absent_means_none() {
+        let g: Grants = serde_json::from_value(serde_json::json!({
+            "fields": ["score"], "actions": ["create:deal", "comment"]
+        }))
+        .unwrap();
+        assert!(g.check(Action::Comment).is_ok());
+        let denial = g.check(Action::CreateTask).unwrap_err();
+        assert!(denial.contains("\"create:task\""), "{denial}");
+        // Bindings stored before 0.2 have no `actions`: they grant none.
+        let old: Grants = serde_json::from_value(serde_json::json!({"fields": []})).unwrap();
+        assert!(old.actions.is_empty());
+        assert!(Action::ALL.iter().all(|a| Grants::all().check(*a).is_ok()));
+        let bad = serde_json::from_value::<Grants>(serde_json::json!({"actions": ["delete"]}));
+        assert!(bad.unwrap_err().to_string().contains("unknown grant"));
     }
 }

@@ -32,3 +32,27 @@ pub fn granted_fields() -> utoipa::openapi::schema::Array {
         ))
         .build()
 }
+
+/// A task's priority (`stagecraft_rules::task::Priority`).
+pub fn priority() -> utoipa::openapi::schema::Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["low", "normal", "high"]))
+        .default(Some("normal".into()))
+        .build()
+}
+
+/// Create, complete and comment grants (`stagecraft_rules::grant::Action`), by name.
+pub fn granted_actions() -> utoipa::openapi::schema::Array {
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(stagecraft_rules::Action::ALL.map(|a| a.name()))),
+        )
+        .description(Some(
+            "What the module may create, complete or comment: `create:lead`, `create:contact`, \
+             `create:company`, `create:deal`, `create:task`, `complete:task`, `comment`.",
+        ))
+        .build()
+}

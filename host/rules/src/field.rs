@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::type_name;
 
 /// The kinds of CRM record, as far as the field rules care.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     Lead,
     Contact,

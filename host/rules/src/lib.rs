@@ -1,5 +1,6 @@
 //! The host API's rules, in one copy: which field values a write may carry, how deep and large
-//! a stored JSON value may be, and which stage moves a rule may make. The host applies them
+//! a stored JSON value may be, which stage moves a rule may make, what a task or comment may
+//! hold, and which grants each create/complete/comment call needs. The host applies them
 //! to every write (API and modules alike), and the SDK's `MockHost` applies the very same
 //! functions, so a rule that passes its native tests is not refused in production for a
 //! reason the tests could not see.
@@ -8,10 +9,13 @@
 //! a [`field::FieldWrite`] onto its own record), and it builds for `wasm32-wasip2`.
 
 pub mod field;
+pub mod grant;
 pub mod stage;
+pub mod task;
 pub mod value;
 
 pub use field::{FieldWrite, Kind};
+pub use grant::Action;
 pub use stage::{check_move, MoveCheck};
 pub use value::ValueError;
 

@@ -1,5 +1,6 @@
 //! The host API a module calls: reads against committed state plus the run's own pending
-//! writes, effects buffered (never applied here), grants and per-run caps enforced.
+//! writes, effects buffered (never applied here), grants and per-run caps enforced. The
+//! calls 0.2 added (create, tasks, timeline) are in `creates`.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +17,8 @@ use super::wit::{channel_from_wit, kind_from_wit, record_to_wit, t};
 use crate::model::{Effect, Grants, HostCall, LogLine, Outcome, Record, RecordFilter};
 use crate::source::RecordSource;
 use stagecraft_rules::MoveCheck;
+
+mod creates;
 
 type HostResult<T> = wasmtime::Result<Result<T, t::HostError>>;
 
@@ -37,6 +40,15 @@ pub struct HostApi {
     deleted: std::collections::BTreeSet<String>,
     /// Records this run changed, as they are now (pending, uncommitted).
     pub overlay: BTreeMap<String, Record>,
+    /// Records this run created (`records.create`): readable and linkable by later calls,
+    /// never in `overlay` (their effect carries them whole).
+    created: BTreeMap<String, Record>,
+    /// Tasks this run created or completed, by id.
+    run_tasks: BTreeMap<String, creates::RunTask>,
+    records_created: u32,
+    /// Tasks created plus tasks completed.
+    tasks_written: u32,
+    comments: u32,
     /// Committed records this run has read: a record is decoded from the store once per run,
     /// and the run sees one state of it throughout (commit still checks versions).
     read: std::cell::RefCell<BTreeMap<String, Option<Record>>>,
@@ -85,6 +97,11 @@ impl HostApi {
                 .collect(),
             deleted: input.deleted.into_iter().collect(),
             overlay: BTreeMap::new(),
+            created: BTreeMap::new(),
+            run_tasks: BTreeMap::new(),
+            records_created: 0,
+            tasks_written: 0,
+            comments: 0,
             read: std::cell::RefCell::new(BTreeMap::new()),
             effects: Vec::new(),
             logs: Vec::new(),
@@ -182,7 +199,10 @@ impl HostApi {
     }
 
     fn read(&self, id: &str) -> wasmtime::Result<Option<Record>> {
-        if let Some(r) = self.overlay.get(id).or_else(|| self.base.get(id)) {
+        if let Some(r) = (self.overlay.get(id))
+            .or_else(|| self.base.get(id))
+            .or_else(|| self.created.get(id))
+        {
             return Ok(Some(r.clone()));
         }
         if self.deleted.contains(id) {
@@ -283,7 +303,10 @@ impl records::Host for HostApi {
                 out.push(current);
             }
         }
-        for r in self.overlay.values().chain(self.base.values()) {
+        for r in (self.overlay.values())
+            .chain(self.base.values())
+            .chain(self.created.values())
+        {
             if out.len() >= limit {
                 break;
             }
@@ -294,11 +317,25 @@ impl records::Host for HostApi {
         out.truncate(limit);
         Ok(Ok(out.iter().map(record_to_wit).collect()))
     }
+
+    fn create(&mut self, spec: records::NewRecord) -> HostResult<String> {
+        self.create_record(spec)
+    }
+}
+
+/// What a call that would change a record this run created is told.
+fn created_here(id: &str) -> t::HostError {
+    t::HostError::Invalid(format!(
+        "record {id:?} was created by this run; give all its fields to records.create"
+    ))
 }
 
 impl stages::Host for HostApi {
     fn move_to(&mut self, id: String, stage: String) -> HostResult<()> {
         self.begin("stages.move-to", &format!("{id} → {stage}"))?;
+        if self.created_here(&id) {
+            return self.fail(created_here(&id));
+        }
         let Some(mut r) = self.read(&id)? else {
             return self.fail(t::HostError::NotFound(format!("record {id:?}")));
         };
@@ -354,6 +391,9 @@ impl fields::Host for HostApi {
             Ok(v) => v,
             Err(e) => return self.fail(e),
         };
+        if self.created_here(&id) {
+            return self.fail(created_here(&id));
+        }
         let Some(mut r) = self.read(&id)? else {
             return self.fail(t::HostError::NotFound(format!("record {id:?}")));
         };

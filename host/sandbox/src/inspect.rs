@@ -20,7 +20,7 @@ pub enum UploadError {
     ForbiddenImport { import: String, reason: String },
     #[error("export `{export}` is not allowed: {reason}")]
     ForbiddenExport { export: String, reason: String },
-    #[error("the component does not export `handle`: build it against the `rule` world of stagecraft:automation@0.1")]
+    #[error("the component does not export `handle`: build it against the `rule` world of stagecraft:automation@0.2 (or 0.1)")]
     MissingExport,
     #[error("the component cannot be linked: {0}")]
     Link(String),
@@ -45,11 +45,6 @@ const WASI_PACKAGES: &[&str] = &["cli", "clocks", "io", "random", "filesystem", 
 /// it (see `http`). Serving HTTP (`incoming-handler`) is not something a rule does.
 const HTTP_INTERFACES: &[&str] = &["outgoing-handler", "types"];
 
-/// Stagecraft interfaces this host provides, at 0.1.x.
-const HOST_INTERFACES: &[&str] = &[
-    "types", "records", "stages", "fields", "messages", "schedule", "log", "config",
-];
-
 /// Checks one import name against the policy.
 pub fn check_import(name: &str) -> Result<(), UploadError> {
     let forbid = |reason: &str| UploadError::ForbiddenImport {
@@ -58,7 +53,7 @@ pub fn check_import(name: &str) -> Result<(), UploadError> {
     };
     let Some((path, version)) = name.split_once('@') else {
         return Err(forbid(
-            "modules may import only versioned stagecraft:automation@0.1 and WASI 0.2 interfaces",
+            "modules may import only versioned stagecraft:automation@0.1 or 0.2 and WASI 0.2 interfaces",
         ));
     };
     let Some((package, interface)) = path.split_once('/') else {
@@ -89,19 +84,20 @@ pub fn check_import(name: &str) -> Result<(), UploadError> {
         Some(("wasi", _)) => Err(forbid(
             "modules get no network or other outside capability; allowed WASI packages are cli, clocks, io, random, filesystem and sockets (all granting nothing) and http (outgoing-handler and types: calls the binding grants)",
         )),
-        Some(("stagecraft", "automation")) => {
-            if major != "0" || minor != "1" {
-                Err(forbid(
-                    "it needs an incompatible version of the Stagecraft API; this host provides stagecraft:automation@0.1.x",
-                ))
-            } else if !HOST_INTERFACES.contains(&interface) {
-                Err(forbid("stagecraft:automation@0.1 has no such interface"))
-            } else {
-                Ok(())
-            }
-        }
+        Some(("stagecraft", "automation")) => match crate::versions::interfaces(minor) {
+            Some(_) if major != "0" => Err(forbid(
+                "it needs an incompatible version of the Stagecraft API; this host provides stagecraft:automation@0.1.x and 0.2.x",
+            )),
+            None => Err(forbid(
+                "it needs an incompatible version of the Stagecraft API; this host provides stagecraft:automation@0.1.x and 0.2.x",
+            )),
+            Some(names) if !names.contains(&interface) => Err(forbid(&format!(
+                "stagecraft:automation@0.{minor} has no such interface"
+            ))),
+            Some(_) => Ok(()),
+        },
         _ => Err(forbid(
-            "unknown package; modules may import only stagecraft:automation@0.1 and WASI 0.2 interfaces",
+            "unknown package; modules may import only stagecraft:automation@0.1 or 0.2 and WASI 0.2 interfaces",
         )),
     }
 }
@@ -259,6 +255,11 @@ mod tests {
         assert!(check_import("acme:evil/steal@1.0.0").is_err());
         assert!(check_import("wasi:cli/environment@0.3.0").is_err());
         assert!(check_import("stagecraft:automation/payments@0.1.0").is_err());
+        assert!(check_import("stagecraft:automation/tasks@0.2.0").is_ok());
+        assert!(check_import("stagecraft:automation/records@0.2.3").is_ok());
+        let e = check_import("stagecraft:automation/tasks@0.1.0").unwrap_err();
+        assert!(e.to_string().contains("0.1 has no such interface"), "{e}");
+        assert!(check_import("stagecraft:automation/records@0.3.0").is_err());
         assert!(check_import("env").is_err());
     }
 

@@ -16,6 +16,7 @@ mod report;
 pub mod shape;
 pub mod slots;
 pub mod source;
+pub mod versions;
 mod wait;
 mod wasi;
 mod wit;
@@ -267,6 +268,7 @@ impl Sandbox {
         .map_err(|e| SandboxError::Engine(e.to_string()))?;
         wit::Rule::add_to_linker::<RunState, HasSelf<HostApi>>(&mut linker, |s| &mut s.api)
             .map_err(|e| SandboxError::Engine(e.to_string()))?;
+        versions::link_v01(&mut linker).map_err(|e| SandboxError::Engine(e.to_string()))?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("stagecraft-epoch".into())

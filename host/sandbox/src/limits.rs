@@ -29,6 +29,13 @@ pub struct Limits {
     /// as JSON); past it the run ends `effect_limit`. Bounds what a run commits and what its
     /// run record keeps. (How deep and large one value may be is `stagecraft_rules::value`.)
     pub effect_bytes: usize,
+    /// Records one run may create (`records.create`); one more ends it `create_limit`.
+    pub records_created: u32,
+    /// Tasks one run may create or complete (`tasks.create`, `tasks.complete`); one more
+    /// ends it `create_limit`.
+    pub tasks: u32,
+    /// Comments one run may add (`timeline.comment`); one more ends it `create_limit`.
+    pub comments: u32,
     /// Captured log text kept per run; the rest is cut with a note.
     pub log_bytes: usize,
     /// Bytes of an outcome's message kept (a module's error text, a panic message); the rest
@@ -121,6 +128,9 @@ impl Default for Limits {
             message_bytes: 64 * 1024,
             follow_ups: 25,
             effect_bytes: 2 * 1024 * 1024,
+            records_created: 25,
+            tasks: 50,
+            comments: 25,
             log_bytes: 64 * 1024,
             error_bytes: 4 * 1024,
             report_bytes: 256 * 1024,

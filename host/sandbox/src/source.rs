@@ -1,11 +1,11 @@
-//! What a run may read, and nothing more: one tenant's records and pipelines. Automation hands
+//! What a run may read, and nothing more: one tenant's records, pipelines and tasks. Automation hands
 //! the sandbox a [`RecordSource`] bound to the run's tenant; the sandbox never sees the store,
 //! so it cannot reach another tenant's data or anything else the store holds, and the host
 //! API can be tested against [`MemorySource`] without a database.
 
 use std::collections::BTreeMap;
 
-use stagecraft_model::{Pipeline, Record, RecordFilter};
+use stagecraft_model::{Pipeline, Record, RecordFilter, Task};
 
 /// A read failed in the backend (not "not found": that is `Ok(None)`).
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +18,11 @@ pub trait RecordSource: Send + Sync {
     /// Records matching `filter`, at most `limit`, in the backend's list order.
     fn find(&self, filter: &RecordFilter, limit: usize) -> Result<Vec<Record>, SourceError>;
     fn pipeline(&self, id: &str) -> Result<Option<Pipeline>, SourceError>;
+    /// A task (`tasks.complete` reads it). Until the store keeps tasks, sources that have
+    /// none answer `None`, so completing a task made before the run is `not-found`.
+    fn task(&self, _id: &str) -> Result<Option<Task>, SourceError> {
+        Ok(None)
+    }
 }
 
 /// Records and pipelines held in memory: a source for tests and tools.
@@ -25,6 +30,7 @@ pub trait RecordSource: Send + Sync {
 pub struct MemorySource {
     pub records: BTreeMap<String, Record>,
     pub pipelines: BTreeMap<String, Pipeline>,
+    pub tasks: BTreeMap<String, Task>,
 }
 
 impl MemorySource {
@@ -56,5 +62,9 @@ impl RecordSource for MemorySource {
 
     fn pipeline(&self, id: &str) -> Result<Option<Pipeline>, SourceError> {
         Ok(self.pipelines.get(id).cloned())
+    }
+
+    fn task(&self, id: &str) -> Result<Option<Task>, SourceError> {
+        Ok(self.tasks.get(id).cloned())
     }
 }

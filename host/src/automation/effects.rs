@@ -142,6 +142,16 @@ fn apply_all(
                 });
             }
             Effect::MoveStage { .. } | Effect::SetField { .. } => {}
+            // Bindings cannot be granted these yet (`crm::bindings::validate`), so only dry
+            // runs make them; refuse rather than drop them should one get here.
+            Effect::CreateRecord { .. }
+            | Effect::CreateTask { .. }
+            | Effect::CompleteTask { .. }
+            | Effect::Comment { .. } => {
+                return Err(ApplyError::Store(format!(
+                    "run {run}: records, tasks and comments made by modules are not stored yet"
+                )))
+            }
         }
     }
     Ok(())

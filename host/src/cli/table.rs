@@ -103,6 +103,14 @@ pub fn effect(e: &Effect) -> String {
             seconds,
             ..
         } => format!("schedule {record} in {seconds}s ({id})"),
+        Effect::CreateRecord { id, kind, name, .. } => {
+            format!("create {} {id}: {name}", kind.as_str())
+        }
+        Effect::CreateTask {
+            id, record, title, ..
+        } => format!("task on {record}: {title} ({id})"),
+        Effect::CompleteTask { task, record } => format!("complete task {task} on {record}"),
+        Effect::Comment { id, record, body } => format!("comment on {record}: {body} ({id})"),
     }
 }
 

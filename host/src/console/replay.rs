@@ -293,6 +293,12 @@ fn describe(
             i18n::text(lang, "effect-schedule", &[("after", seconds(*s))]),
             other(record)
         ),
+        // Host API 0.2 effects: only dry runs and replays make them so far, and the
+        // console's words for them come with the task pages (issue 19).
+        Effect::CreateRecord { kind, name, .. } => format!("+ {} {name}", kind.as_str()),
+        Effect::CreateTask { record, title, .. } => format!("+ ☐ {title}{}", other(record)),
+        Effect::CompleteTask { task, record } => format!("☑ {task}{}", other(record)),
+        Effect::Comment { record, body, .. } => format!("💬 {body}{}", other(record)),
     }
 }
 
@@ -377,10 +383,8 @@ pub async fn detail(c: Console, Path(id): Path<String>) -> Out {
                     .iter()
                     .chain(&d.candidate.effects)
                     .filter_map(|e| match e {
-                        Effect::MoveStage { record, .. }
-                        | Effect::SetField { record, .. }
-                        | Effect::Schedule { record, .. } => Some(record.clone()),
-                        Effect::QueueMessage { .. } => None,
+                        Effect::QueueMessage { .. } | Effect::CreateRecord { .. } => None,
+                        other => other.record().map(str::to_string),
                     }),
             )
         })

@@ -133,6 +133,17 @@ fn validate(store: &Store, tenant: &str, b: &Binding) -> Result<()> {
             )));
         }
     }
+    // Host API 0.2's create/complete/comment effects are collected and shown by dry runs,
+    // but not committed yet (that needs tasks and comments in the store): a binding cannot
+    // be granted them until then, so no run commits half of what it asked for.
+    if let Some(a) = b.grants.actions.first() {
+        return Err(CrmError::Invalid(format!(
+            "grants.actions: {:?} cannot be granted to a binding yet: records, tasks and \
+             comments made by modules are not stored until tasks land (issue 19); dry runs \
+             accept it",
+            a.name()
+        )));
+    }
     Ok(())
 }
 

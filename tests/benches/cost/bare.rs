@@ -74,6 +74,27 @@ impl api::records::Host for State {
             Vec::new()
         })
     }
+
+    // Host API 0.2: the benchmarked rule never creates; answer like a host without the grant.
+    fn create(&mut self, _spec: api::records::NewRecord) -> Result<String, HostError> {
+        Err(HostError::Denied("not granted".into()))
+    }
+}
+
+impl api::tasks::Host for State {
+    fn create(&mut self, _task: api::tasks::NewTask) -> Result<String, HostError> {
+        Err(HostError::Denied("not granted".into()))
+    }
+
+    fn complete(&mut self, _id: String) -> Result<(), HostError> {
+        Err(HostError::Denied("not granted".into()))
+    }
+}
+
+impl api::timeline::Host for State {
+    fn comment(&mut self, _record: String, _body: String) -> Result<String, HostError> {
+        Err(HostError::Denied("not granted".into()))
+    }
 }
 
 impl api::stages::Host for State {

@@ -6,7 +6,7 @@
 // are the Rust example's. tests/tests/polyglot.rs checks that the three languages make the
 // same effects; the benchmark (cargo bench -p stagecraft-tests) compares their cost.
 //
-// Built with componentize-js against guest-sdk/wit, world `rule` (scripts/build-polyglot-guests).
+// Built with componentize-js against guest-sdk/wit-0.1, world `rule` (scripts/build-polyglot-guests).
 
 import { get as getRecord, find } from 'stagecraft:automation/records@0.1.0';
 import { moveTo } from 'stagecraft:automation/stages@0.1.0';

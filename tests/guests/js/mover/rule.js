@@ -4,8 +4,8 @@
 // move it to the config's "target" stage (default "contacted"). Logs via the `log` interface
 // and prints one line to stdout with console.log (the host captures stdout into the run log).
 //
-// Built with componentize-js against guest-sdk/wit, world `rule`:
-//   componentize-js rule.js --wit guest-sdk/wit --world-name rule \
+// Built with componentize-js against guest-sdk/wit-0.1, world `rule`:
+//   componentize-js rule.js --wit guest-sdk/wit-0.1 --world-name rule \
 //     --disable http fetch-event -o js-mover.wasm
 // Imports are the WIT interface names with the package version; WIT kebab-case names become
 // camelCase (`move-to` -> moveTo, `%record` -> record, `from-stage` -> fromStage).

@@ -6,7 +6,7 @@ moves the lead to the qualified stage and notifies the owner. The config keys an
 are the Rust example's. `tests/tests/polyglot.rs` checks that the three languages make the
 same effects; the benchmark (`cargo bench -p stagecraft-tests`) compares their cost.
 
-Built with componentize-py against guest-sdk/wit, world `rule` (scripts/build-polyglot-guests).
+Built with componentize-py against guest-sdk/wit-0.1, world `rule` (scripts/build-polyglot-guests).
 """
 
 import json

@@ -4,8 +4,8 @@ On any event that carries a record: re-read it with `records.get`; if its stage 
 move it to the config's "target" stage (default "contacted"). Logs via the `log` interface
 and prints one line to stdout (the host captures stdout into the run log).
 
-Built with componentize-py against guest-sdk/wit, world `rule`:
-    componentize-py -d guest-sdk/wit -w rule componentize app -o python-mover.wasm
+Built with componentize-py against guest-sdk/wit-0.1, world `rule`:
+    componentize-py -d guest-sdk/wit-0.1 -w rule componentize app -o python-mover.wasm
 The bindings (`wit_world`, `componentize_py_types`) are generated on the fly.
 """
 
