@@ -42,6 +42,24 @@ impl Response {
     }
 }
 
+/// Opens a stopped server's sled database directly (to plant old or broken rows), waiting
+/// (bounded: 30 s) for the old server's last handle, dropping on another thread, to let go
+/// of sled's file lock; see [`Server::start_with`].
+pub async fn open_stopped_db(path: &Path) -> sled::Db {
+    for _ in 0..1200 {
+        match sled::open(path) {
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            other => return other.expect("the stopped server's database opens"),
+        }
+    }
+    panic!(
+        "{} stayed locked for 30 s after its server stopped",
+        path.display()
+    )
+}
+
 impl Server {
     /// Starts a server on `dir` (created if needed) with the default config.
     pub async fn start(dir: &Path) -> Server {
@@ -57,7 +75,7 @@ impl Server {
         let mut tries = 0;
         let started = loop {
             match stagecraft::server::start(config.clone(), Some(ADMIN_KEY)) {
-                Err(e) if format!("{e:#}").contains("could not acquire lock") && tries < 200 => {
+                Err(e) if format!("{e:#}").contains("could not acquire lock") && tries < 1200 => {
                     tries += 1;
                     tokio::time::sleep(Duration::from_millis(25)).await;
                 }

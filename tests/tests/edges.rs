@@ -88,7 +88,7 @@ async fn a_server_error_names_its_request_id_not_internal_keys() {
     let data = s.stop().await;
     {
         // The stored record no longer decodes.
-        let db = sled::open(data.join("db")).unwrap();
+        let db = stagecraft_tests::open_stopped_db(&data.join("db")).await;
         let tree = db.open_tree("data").unwrap();
         tree.insert(format!("rec/default/{id}"), b"{\"broken\": ".to_vec())
             .unwrap();

@@ -261,7 +261,7 @@ async fn a_job_that_cannot_run_is_recorded_as_failed_and_blocks_no_one() {
     let poisoned_event = stagecraft::model::id::new_id("evt");
     let unreadable_job = stagecraft::model::id::new_id("job");
     {
-        let db = sled::open(dir.join("db")).unwrap();
+        let db = stagecraft_tests::open_stopped_db(&dir.join("db")).await;
         poke(
             &db,
             &format!("evt/default/{poisoned_event}"),
@@ -366,7 +366,7 @@ async fn a_job_whose_event_is_missing_is_a_failed_run_not_nothing() {
 
     let missing_event = stagecraft::model::id::new_id("evt");
     {
-        let db = sled::open(dir.join("db")).unwrap();
+        let db = stagecraft_tests::open_stopped_db(&dir.join("db")).await;
         for (event, binding) in [
             (missing_event.as_str(), live.as_str()),
             // The binding is gone: skipped, no run.
@@ -436,7 +436,7 @@ async fn one_tenants_backlog_does_not_delay_another_tenants_job() {
     let dir = s.stop().await;
     {
         // The backlog: 500 events of ours, each with a queued job for the spinning binding.
-        let db = sled::open(dir.join("db")).unwrap();
+        let db = stagecraft_tests::open_stopped_db(&dir.join("db")).await;
         for _ in 0..BACKLOG {
             let mut event = template.clone();
             let id = stagecraft::model::id::new_id("evt");

@@ -330,7 +330,7 @@ async fn data_from_older_versions_reads_back_and_retention_skips_what_it_cannot_
     // What an older version could leave on disk.
     let due = chrono::Utc::now();
     {
-        let db = sled::open(dir.join("db")).unwrap();
+        let db = stagecraft_tests::open_stopped_db(&dir.join("db")).await;
         let data = db.open_tree("data").unwrap();
         let rewrite = |key: String, edit: &dyn Fn(&mut Value)| {
             let mut v: Value = serde_json::from_slice(&data.get(&key).unwrap().unwrap()).unwrap();

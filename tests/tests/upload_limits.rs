@@ -549,7 +549,7 @@ async fn module_versions_stored_before_the_quota_are_counted_at_start_up() {
     let dir = s.stop().await;
     {
         // As an older version left it: no counters, no artifact size in the record.
-        let db = sled::open(dir.join("db")).unwrap();
+        let db = stagecraft_tests::open_stopped_db(&dir.join("db")).await;
         let data = db.open_tree("data").unwrap();
         for prefix in ["meta/modules-counted", "mvn/", "mtn/", "mtb/", "mref/"] {
             for key in data.scan_prefix(prefix).keys() {
