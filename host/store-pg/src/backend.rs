@@ -9,6 +9,7 @@ use stagecraft_store::{
     PruneRequest, Pruned, Read, Recovered, Result, Row, StoreError,
 };
 
+use crate::blocking::off_runtime;
 use crate::connect::{self, Conn, PgOptions, Pool, PoolError};
 use crate::schema::{self, SchemaError};
 use crate::sql::{db, fail_into, retryable, Fail, TxResult};
@@ -20,8 +21,19 @@ const RETRIES: u32 = 64;
 
 /// The PostgreSQL backend: a bounded pool to one database that any number of hosts share.
 pub struct PgBackend {
-    pool: Pool,
+    /// Always Some until dropped (see `Drop`).
+    pool: Option<Pool>,
     options: PgOptions,
+}
+
+/// Closing a connection runs the client's own runtime too: the pool goes off the async
+/// machinery when the backend does.
+impl Drop for PgBackend {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            off_runtime(move || drop(pool));
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,8 +60,15 @@ impl PgBackend {
 
     /// Connects to the database `config` names and migrates its schema.
     pub fn open(config: Config, options: PgOptions) -> Result<PgBackend, OpenError> {
+        off_runtime(|| PgBackend::open_here(config, options))
+    }
+
+    fn open_here(config: Config, options: PgOptions) -> Result<PgBackend, OpenError> {
         let pool = connect::pool(config, &options)?;
-        let backend = PgBackend { pool, options };
+        let backend = PgBackend {
+            pool: Some(pool),
+            options,
+        };
         let mut conn = backend.conn().map_err(|e| PoolError::Exhausted {
             size: options.pool_size,
             wait: options.pool_wait,
@@ -61,7 +80,11 @@ impl PgBackend {
 
     /// A connection from the pool, waiting at most the pool's wait.
     pub(crate) fn conn(&self) -> Result<Conn> {
-        self.pool.get().map_err(|e| {
+        let pool = self
+            .pool
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("the PostgreSQL pool was closed".into()))?;
+        pool.get().map_err(|e| {
             StoreError::Unavailable(
                 PoolError::Exhausted {
                     size: self.options.pool_size,
@@ -137,24 +160,30 @@ fn rand_jitter() -> u32 {
 
 impl Backend for PgBackend {
     fn commit(&self, batch: &[&Changeset]) -> Vec<Result<Committed>> {
-        batch
-            .iter()
-            .map(|cs| self.transact(cs.durability, |tx| crate::commit::commit(tx, cs)))
-            .collect()
+        off_runtime(|| {
+            batch
+                .iter()
+                .map(|cs| self.transact(cs.durability, |tx| crate::commit::commit(tx, cs)))
+                .collect()
+        })
     }
 
     fn read(&self, r: &Read) -> Result<Option<Row>> {
-        let mut conn = self.conn()?;
-        crate::read::read(&mut conn, r).map_err(fail_into)
+        off_runtime(|| {
+            let mut conn = self.conn()?;
+            crate::read::read(&mut conn, r).map_err(fail_into)
+        })
     }
 
     fn list(&self, l: &List, page: &PageRequest) -> Result<Page<Row>> {
-        let mut conn = self.conn()?;
-        crate::list::list(&mut conn, l, page).map_err(fail_into)
+        off_runtime(|| {
+            let mut conn = self.conn()?;
+            crate::list::list(&mut conn, l, page).map_err(fail_into)
+        })
     }
 
     fn lease(&self, req: &LeaseRequest) -> Result<Vec<Leased>> {
-        self.read_committed(|tx| crate::lease::lease(tx, req))
+        off_runtime(|| self.read_committed(|tx| crate::lease::lease(tx, req)))
     }
 
     /// Leases here expire by time (a `sending` message's too), so a host that died leaves
@@ -164,7 +193,7 @@ impl Backend for PgBackend {
     }
 
     fn prune(&self, req: &PruneRequest) -> Result<Pruned> {
-        crate::retention::prune(self, req)
+        off_runtime(|| crate::retention::prune(self, req))
     }
 
     /// Every durable commit is on disk when it returns; a lazy one is within PostgreSQL's
@@ -173,9 +202,14 @@ impl Backend for PgBackend {
         Ok(())
     }
 
-    /// Nothing read from PostgreSQL is ever withdrawn, so the caches' epoch never moves.
-    /// (Caches across hosts are kept coherent by other means: see the README.)
+    /// Other hosts write the same database, so what this host's facade cached (bindings,
+    /// pipelines) may be stale any time: the epoch moves every second, and the caches
+    /// forget everything when it does. A change made through another host is seen here
+    /// within about two seconds (a read in flight across the tick may cache what it read
+    /// for one more). LISTEN/NOTIFY would make it immediate.
     fn epoch(&self) -> u64 {
-        0
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
     }
 }
