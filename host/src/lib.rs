@@ -18,5 +18,6 @@ pub mod replay;
 pub mod retention;
 pub use stagecraft_sandbox as sandbox;
 pub mod server;
+pub mod shared_modules;
 pub use stagecraft_store as store;
 pub mod telemetry;

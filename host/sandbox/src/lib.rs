@@ -12,8 +12,10 @@ pub mod inspect;
 pub mod limits;
 mod report;
 pub mod shape;
+mod shared;
 pub mod slots;
 pub mod source;
+pub use shared::SharedModules;
 mod wasi;
 mod wit;
 
@@ -154,6 +156,8 @@ pub struct Sandbox {
     files: Mutex<()>,
     compiles: AtomicU64,
     artifact_loads: AtomicU64,
+    /// Where module bytes are shared between hosts, if they are (see `shared`).
+    shared: std::sync::OnceLock<Arc<dyn SharedModules>>,
 }
 
 pub fn content_hash(bytes: &[u8]) -> String {
@@ -253,6 +257,7 @@ impl Sandbox {
             files: Mutex::new(()),
             compiles: AtomicU64::new(0),
             artifact_loads: AtomicU64::new(0),
+            shared: std::sync::OnceLock::new(),
         }))
     }
 
@@ -425,9 +430,11 @@ impl Sandbox {
             }
             None => {
                 let source = self.path(hash, "wasm");
-                let bytes = std::fs::read(&source).map_err(|_| SandboxError::Missing {
-                    hash: hash.to_string(),
-                })?;
+                let bytes = match std::fs::read(&source) {
+                    Ok(b) => b,
+                    // Uploaded through another host: its bytes are in the shared store.
+                    Err(_) => self.fetch_shared(hash, &source)?,
+                };
                 let engine = self.engine.clone();
                 let (c, compiled) = self
                     .compiler

@@ -19,6 +19,7 @@
 //! tables by tenant with Citus later without a schema change.
 
 pub mod backend;
+mod blobs;
 mod blocking;
 pub mod commit;
 pub mod connect;

@@ -422,6 +422,12 @@ fn delete_version(
         .into());
     }
     let hash: String = gone.get(0);
+    // The tenant's copy of the component goes with its last version that has it.
+    tx.execute(
+        "DELETE FROM module_blobs WHERE tenant = $1 AND hash = $2 AND NOT EXISTS \
+         (SELECT 1 FROM module_versions WHERE tenant = $1 AND hash = $2)",
+        &[&tenant, &hash],
+    )?;
     let left: i64 = tx
         .query_one(
             "SELECT count(*) FROM module_versions WHERE hash = $1",

@@ -12,7 +12,7 @@
 use postgres::Client;
 
 /// The migrations, in order: `MIGRATIONS[n]` takes the schema from version n to n + 1.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this binary writes.
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -141,4 +141,13 @@ CREATE TABLE webhook_secrets (tenant TEXT PRIMARY KEY, secret TEXT NOT NULL);
 CREATE TABLE notifications (
     tenant TEXT NOT NULL, "user" TEXT NOT NULL, id TEXT NOT NULL, value JSONB NOT NULL,
     PRIMARY KEY (tenant, "user", id));
+"#;
+
+/// Version 2: module components, stored once per tenant by content hash, so every host can
+/// compile what another host's upload brought (each keeps its own artifacts on disk).
+const V2: &str = r#"
+CREATE TABLE module_blobs (
+    tenant TEXT NOT NULL, hash TEXT NOT NULL, bytes BYTEA NOT NULL,
+    PRIMARY KEY (tenant, hash));
+CREATE INDEX module_blobs_by_hash ON module_blobs (hash);
 "#;
