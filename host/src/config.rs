@@ -9,7 +9,11 @@ use crate::sandbox::Limits;
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// sled's database (unless `database` is set) and this host's compiled modules.
     pub data_dir: PathBuf,
+    /// A PostgreSQL database (`postgres://…`) to keep everything in instead of sled, shared
+    /// by every host that names it. None: sled in the data dir.
+    pub database: Option<String>,
     /// Largest JSON request body, in bytes.
     pub max_body_bytes: usize,
     /// Limits for module uploads and runs.
@@ -41,6 +45,7 @@ impl Config {
     pub fn new(data_dir: impl Into<PathBuf>) -> Config {
         Config {
             data_dir: data_dir.into(),
+            database: None,
             max_body_bytes: 1024 * 1024,
             limits: Limits::default(),
             modules: crate::store::ModuleQuota::default(),

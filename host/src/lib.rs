@@ -19,5 +19,6 @@ pub mod retention;
 pub mod secrets;
 pub use stagecraft_sandbox as sandbox;
 pub mod server;
+pub mod shared_modules;
 pub use stagecraft_store as store;
 pub mod telemetry;

@@ -208,6 +208,18 @@ fn record(
         uploaded_by: up.uploaded_by.to_string(),
         uploaded_at: now,
     };
+    // Many hosts: the component goes to the shared store first, so a host that runs the
+    // version finds its bytes however soon after the commit it asks.
+    if let Some(shared) = sandbox.shared_modules() {
+        if let Err(e) = shared.keep(up.tenant, &hash, up.bytes) {
+            if store.module_file_uses(&hash).is_ok_and(|n| n == 0) {
+                sandbox.remove(&hash);
+            }
+            return Err(PublishError::Store(StoreError::Unavailable(format!(
+                "storing the module's bytes for every host failed: {e}"
+            ))));
+        }
+    }
     let add = Op::AddModuleVersion {
         version,
         quota: *quota,

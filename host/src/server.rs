@@ -11,6 +11,7 @@ use crate::delivery::Delivery;
 use crate::http::AppState;
 use crate::sandbox::Sandbox;
 use crate::store::Store;
+use stagecraft_store_pg::PgBackend;
 
 /// A started host: its shared state, and the admin key if this start created the first
 /// tenant.
@@ -19,12 +20,29 @@ pub struct Started {
     pub bootstrap_key: Option<String>,
 }
 
+/// The store the config names: PostgreSQL when it gives a database (with the backend, to
+/// share module bytes through), else sled in the data dir.
+fn open_store(config: &Config) -> anyhow::Result<(Store, Option<Arc<PgBackend>>)> {
+    match &config.database {
+        Some(url) => {
+            let backend = Arc::new(
+                PgBackend::connect(url, Default::default())
+                    .context("opening the PostgreSQL database")?,
+            );
+            tracing::info!("storage: PostgreSQL");
+            Ok((Store::new(backend.clone()), Some(backend)))
+        }
+        None => Store::open(&config.data_dir.join("db"))
+            .map(|s| (s, None))
+            .with_context(|| format!("opening the store in {}", config.data_dir.display())),
+    }
+}
+
 /// Opens (or creates) the data dir and prepares everything `http::serve` needs.
 pub fn start(config: Config, bootstrap_key: Option<&str>) -> anyhow::Result<Started> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-    let store = Store::open(&config.data_dir.join("db"))
-        .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    let (store, pg) = open_store(&config)?;
     let bootstrap_key = tenants::bootstrap(&store, bootstrap_key)?;
     let sandbox = Sandbox::new(&config.data_dir.join("modules"), config.limits.clone())?;
     sandbox.set_address_guard(Arc::new(crate::delivery::guard::Guard::new(
@@ -35,6 +53,9 @@ pub fn start(config: Config, bootstrap_key: Option<&str>) -> anyhow::Result<Star
             .map_err(anyhow::Error::msg)?,
     );
     sandbox.set_secret_source(secrets.clone());
+    if let Some(pg) = pg {
+        sandbox.share_modules(Arc::new(crate::shared_modules::PgModules(pg)));
+    }
     let counted = store
         .count_stored_modules(|hash| sandbox.artifact_size(hash))
         .context("counting the module versions stored by an older version")?;

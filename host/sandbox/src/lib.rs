@@ -14,10 +14,12 @@ pub mod inspect;
 pub mod limits;
 mod report;
 pub mod shape;
+mod shared;
 pub mod slots;
 pub mod source;
 pub mod versions;
 mod wait;
+pub use shared::SharedModules;
 mod wasi;
 mod wit;
 
@@ -191,6 +193,8 @@ pub struct Sandbox {
     outbound: std::sync::OnceLock<Arc<http::Outbound>>,
     /// Where the tenants' secrets come from; without it no placeholder is filled.
     secrets: std::sync::OnceLock<Arc<dyn SecretSource>>,
+    /// Where module bytes are shared between hosts, if they are (see `shared`).
+    shared: std::sync::OnceLock<Arc<dyn SharedModules>>,
 }
 
 pub fn content_hash(bytes: &[u8]) -> String {
@@ -307,6 +311,7 @@ impl Sandbox {
             artifact_loads: AtomicU64::new(0),
             outbound: std::sync::OnceLock::new(),
             secrets: std::sync::OnceLock::new(),
+            shared: std::sync::OnceLock::new(),
         }))
     }
 
@@ -496,9 +501,11 @@ impl Sandbox {
             }
             None => {
                 let source = self.path(hash, "wasm");
-                let bytes = std::fs::read(&source).map_err(|_| SandboxError::Missing {
-                    hash: hash.to_string(),
-                })?;
+                let bytes = match std::fs::read(&source) {
+                    Ok(b) => b,
+                    // Uploaded through another host: its bytes are in the shared store.
+                    Err(_) => self.fetch_shared(hash, &source)?,
+                };
                 let engine = self.engine.clone();
                 let (c, compiled) = self
                     .compiler

@@ -17,6 +17,11 @@ pub struct ServeArgs {
     /// Where sled and compiled modules live.
     #[arg(long, default_value = "./stagecraft-data")]
     pub data_dir: PathBuf,
+    /// Keep everything in this PostgreSQL database (postgres://user:password@host:port/db)
+    /// instead of sled in the data dir; any number of hosts may share it. The data dir
+    /// still holds this host's compiled modules.
+    #[arg(long, env = "STAGECRAFT_DATABASE_URL", hide_env_values = true, value_parser = database_url)]
+    pub database: Option<String>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -59,9 +64,19 @@ impl ServeArgs {
     }
 }
 
+/// A PostgreSQL URL, refused before anything starts when it is not one.
+fn database_url(s: &str) -> Result<String, String> {
+    if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+        Ok(s.to_string())
+    } else {
+        Err("expected a PostgreSQL URL: postgres://user:password@host:port/database".into())
+    }
+}
+
 /// Starts the server on `listen` with data in `data_dir`, optionally seeding the demo.
 pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     let mut config = Config::new(a.data_dir.clone());
+    config.database = a.database.clone();
     config.delivery.allow_internal_destinations = a.allow_internal_destinations;
     config.retention.max_age = std::time::Duration::from_secs(a.retention_days * 24 * 3600);
     config.limits.module_cache = a.module_cache();
@@ -162,5 +177,19 @@ mod tests {
         );
         assert_eq!(shell_word(Path::new("/srv/my data")), "'/srv/my data'");
         assert_eq!(shell_word(Path::new("it's")), r"'it'\''s'");
+    }
+
+    #[test]
+    fn only_postgres_urls_select_the_database() {
+        for ok in [
+            "postgres://u:p@127.0.0.1:5432/db",
+            "postgresql://u@localhost/db",
+        ] {
+            assert_eq!(database_url(ok).as_deref(), Ok(ok));
+        }
+        for bad in ["./data", "mysql://u@127.0.0.1/db", ""] {
+            let e = database_url(bad).expect_err(bad);
+            assert!(e.contains("postgres://"), "{e}");
+        }
     }
 }

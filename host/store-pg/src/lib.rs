@@ -1,0 +1,37 @@
+//! PostgreSQL storage (`stagecraft-store-pg`): the second backend behind the store's seam
+//! ([`stagecraft_store::Backend`]), so any number of stateless hosts can serve one set of
+//! tenants from one database. sled stays the embedded default; this crate is only linked
+//! in by the host to answer `serve --database postgres://…`.
+//!
+//! - [`connect`]: where the server is (a URL or the libpq `PG*` variables) and the bounded
+//!   connection pool ([`PoolError`] when no connection frees up in time).
+//! - [`schema`]: the embedded, versioned migrations run at start; a database migrated by a
+//!   newer binary is refused ([`SchemaError::TooNew`]).
+//! - [`commit`] and [`ops`]: one SERIALIZABLE transaction per changeset, with the rules in
+//!   SQL: conditional updates on versions, `ON CONFLICT` on the exactly-once keys (a run's
+//!   id is its (event, binding) id), occupancy counts read inside the transaction.
+//! - [`read`], [`list`] (with [`page`]): point reads and indexed lists with cursors.
+//! - [`lease`]: due jobs and timers taken with `FOR UPDATE SKIP LOCKED` and a lease-expiry
+//!   column; a message's lease is its `sending` status with the same expiry.
+//! - [`retention`]: pruning in bounded batches.
+//!
+//! Every table is keyed by tenant first (see `schema`), so a deployment can distribute the
+//! tables by tenant with Citus later without a schema change.
+
+pub mod backend;
+mod blobs;
+mod blocking;
+pub mod commit;
+pub mod connect;
+pub mod lease;
+pub mod list;
+pub mod ops;
+pub mod page;
+pub mod read;
+pub mod retention;
+pub mod schema;
+mod sql;
+
+pub use backend::PgBackend;
+pub use connect::{PgOptions, PoolError};
+pub use schema::SchemaError;

@@ -1,0 +1,153 @@
+//! The database's layout, as embedded, numbered migrations run at start. Each migration runs
+//! in its own transaction under an advisory lock, so hosts starting together migrate once.
+//! `stagecraft_schema` holds the version reached; a database a newer binary migrated is
+//! refused ([`SchemaError::TooNew`]) rather than written with rules this binary doesn't
+//! know.
+//!
+//! Every table's primary key starts with `tenant` and every per-tenant index does too, so
+//! the tables can be distributed by tenant with Citus without a schema change. The few
+//! cross-tenant reads (a key by its hash, due timers and messages, retention) use indexes of
+//! their own and touch every shard, as Citus allows.
+
+use postgres::Client;
+
+/// The migrations, in order: `MIGRATIONS[n]` takes the schema from version n to n + 1.
+pub const MIGRATIONS: &[&str] = &[V1, V2];
+
+/// The schema version this binary writes.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Serializes migrations between hosts starting at once (an arbitrary, fixed key).
+const MIGRATION_LOCK: i64 = 0x5374_6167_6563_7261;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error(
+        "the database's schema is version {found}, newer than this binary knows (version {known}); \
+         run a stagecraft at least as new as the one that migrated it"
+    )]
+    TooNew { found: i64, known: i64 },
+    #[error("migrating the database failed: {0}")]
+    Failed(#[from] postgres::Error),
+}
+
+/// Brings the database up to [`VERSION`] (nothing to do when it is there already).
+pub fn migrate(client: &mut Client) -> Result<i64, SchemaError> {
+    client.batch_execute(
+        "CREATE TABLE IF NOT EXISTS stagecraft_schema (\
+            one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one), version BIGINT NOT NULL)",
+    )?;
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    let found: i64 = tx
+        .query_opt("SELECT version FROM stagecraft_schema", &[])?
+        .map(|r| r.get(0))
+        .unwrap_or(0);
+    if found > VERSION {
+        return Err(SchemaError::TooNew {
+            found,
+            known: VERSION,
+        });
+    }
+    for (n, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.batch_execute(sql)?;
+        tracing::info!(version = n + 1, "migrated the PostgreSQL schema");
+    }
+    tx.execute(
+        "INSERT INTO stagecraft_schema (version) VALUES ($1) \
+         ON CONFLICT (one) DO UPDATE SET version = EXCLUDED.version",
+        &[&VERSION],
+    )?;
+    tx.commit()?;
+    Ok(VERSION)
+}
+
+/// Version 1: every noun in a table keyed by tenant first. `value` is the stored JSON;
+/// the columns beside it are what the rules and indexes need.
+const V1: &str = r#"
+CREATE TABLE tenants (tenant TEXT PRIMARY KEY, value JSONB NOT NULL);
+CREATE TABLE api_keys (
+    tenant TEXT NOT NULL, hash TEXT NOT NULL, id TEXT NOT NULL, value JSONB NOT NULL,
+    PRIMARY KEY (tenant, hash));
+CREATE INDEX api_keys_by_hash ON api_keys (hash);
+CREATE TABLE pipelines (
+    tenant TEXT NOT NULL, id TEXT NOT NULL, version BIGINT NOT NULL, value JSONB NOT NULL,
+    PRIMARY KEY (tenant, id));
+CREATE TABLE records (
+    tenant TEXT NOT NULL, id TEXT NOT NULL, version BIGINT NOT NULL, kind TEXT NOT NULL,
+    pipeline TEXT, stage TEXT, owner TEXT, name TEXT NOT NULL, email TEXT,
+    value JSONB NOT NULL,
+    PRIMARY KEY (tenant, id));
+CREATE INDEX records_by_stage ON records (tenant, pipeline, stage, id);
+CREATE INDEX records_by_owner ON records (tenant, owner, id);
+CREATE INDEX records_by_kind ON records (tenant, kind, id);
+CREATE INDEX records_by_email ON records (tenant, lower(btrim(email)));
+CREATE TABLE events (
+    tenant TEXT NOT NULL, id TEXT NOT NULL, record TEXT, occurred_ms BIGINT NOT NULL,
+    has_snapshot BOOLEAN NOT NULL, value JSONB NOT NULL,
+    PRIMARY KEY (tenant, id));
+CREATE INDEX events_by_record ON events (tenant, record, id);
+CREATE INDEX events_with_snapshot ON events (tenant, occurred_ms) WHERE has_snapshot;
+CREATE TABLE runs (
+    tenant TEXT NOT NULL, id TEXT NOT NULL, binding TEXT NOT NULL, module TEXT NOT NULL,
+    record TEXT, outcome TEXT NOT NULL, started_ms BIGINT NOT NULL, value JSONB NOT NULL,
+    PRIMARY KEY (tenant, id));
+CREATE INDEX runs_by_binding ON runs (tenant, binding, started_ms, id);
+CREATE INDEX runs_by_record ON runs (tenant, record, id);
+CREATE INDEX runs_by_module ON runs (tenant, module, id);
+CREATE INDEX runs_by_outcome ON runs (tenant, outcome, id);
+CREATE INDEX runs_by_start ON runs (tenant, started_ms);
+CREATE TABLE rollups (
+    tenant TEXT NOT NULL, scope TEXT NOT NULL, name TEXT NOT NULL, hour BIGINT NOT NULL,
+    value JSONB NOT NULL,
+    PRIMARY KEY (tenant, scope, name, hour));
+CREATE TABLE messages (
+    tenant TEXT NOT NULL, id TEXT NOT NULL, status TEXT NOT NULL, channel TEXT NOT NULL,
+    record TEXT, run TEXT NOT NULL, due_ms BIGINT, sent_ms BIGINT, value JSONB NOT NULL,
+    PRIMARY KEY (tenant, id));
+CREATE INDEX messages_due ON messages (due_ms, tenant, id) WHERE status IN ('queued', 'sending');
+CREATE INDEX messages_sent ON messages (tenant, sent_ms) WHERE status = 'sent';
+CREATE INDEX messages_by_record ON messages (tenant, record, id);
+CREATE TABLE idempotency_keys (
+    tenant TEXT NOT NULL, key TEXT NOT NULL, message TEXT NOT NULL,
+    PRIMARY KEY (tenant, key));
+CREATE TABLE timers (
+    tenant TEXT NOT NULL, id TEXT NOT NULL, due_ms BIGINT NOT NULL, record TEXT NOT NULL,
+    binding TEXT NOT NULL, stage TEXT, follow_up BOOLEAN NOT NULL,
+    holder TEXT, held_until_ms BIGINT, value JSONB NOT NULL,
+    PRIMARY KEY (tenant, id));
+CREATE INDEX timers_due ON timers (due_ms, tenant, id);
+CREATE INDEX timers_by_record ON timers (tenant, record);
+CREATE INDEX timers_follow_ups ON timers (tenant, binding, record) WHERE follow_up;
+CREATE TABLE jobs (
+    tenant TEXT NOT NULL, id TEXT NOT NULL, holder TEXT, held_until_ms BIGINT,
+    value JSONB NOT NULL,
+    PRIMARY KEY (tenant, id));
+CREATE TABLE bindings (
+    tenant TEXT NOT NULL, id TEXT NOT NULL, revision BIGINT NOT NULL, module TEXT NOT NULL,
+    version BIGINT NOT NULL, value JSONB NOT NULL,
+    PRIMARY KEY (tenant, id));
+CREATE INDEX bindings_by_version ON bindings (tenant, module, version);
+CREATE TABLE modules (
+    tenant TEXT NOT NULL, name TEXT NOT NULL, latest BIGINT NOT NULL, value JSONB NOT NULL,
+    PRIMARY KEY (tenant, name));
+CREATE TABLE module_versions (
+    tenant TEXT NOT NULL, module TEXT NOT NULL, version BIGINT NOT NULL, hash TEXT NOT NULL,
+    bytes BIGINT NOT NULL, value JSONB NOT NULL,
+    PRIMARY KEY (tenant, module, version));
+CREATE INDEX module_versions_by_hash ON module_versions (hash);
+CREATE TABLE channels (tenant TEXT PRIMARY KEY, value JSONB NOT NULL);
+CREATE TABLE webhook_secrets (tenant TEXT PRIMARY KEY, secret TEXT NOT NULL);
+CREATE TABLE notifications (
+    tenant TEXT NOT NULL, "user" TEXT NOT NULL, id TEXT NOT NULL, value JSONB NOT NULL,
+    PRIMARY KEY (tenant, "user", id));
+"#;
+
+/// Version 2: module components, stored once per tenant by content hash, so every host can
+/// compile what another host's upload brought (each keeps its own artifacts on disk).
+const V2: &str = r#"
+CREATE TABLE module_blobs (
+    tenant TEXT NOT NULL, hash TEXT NOT NULL, bytes BYTEA NOT NULL,
+    PRIMARY KEY (tenant, hash));
+CREATE INDEX module_blobs_by_hash ON module_blobs (hash);
+"#;
