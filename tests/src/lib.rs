@@ -43,6 +43,27 @@ impl Response {
     }
 }
 
+/// Reads a `serve` child's standard output until its `listening on ADDR` line (bounded:
+/// 120 s), then keeps draining it in the background so the child never blocks on a full
+/// pipe; returns `http://ADDR`. The child must have been spawned with a piped stdout.
+pub async fn listening(child: &mut tokio::process::Child) -> String {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let stdout = child.stdout.take().expect("the server's stdout is piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(a) = line.strip_prefix("listening on ") {
+                return a.to_string();
+            }
+        }
+        panic!("the server exited before listening");
+    })
+    .await
+    .expect("the server starts listening");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    format!("http://{addr}")
+}
+
 /// Opens a stopped server's sled database directly (to plant old or broken rows), waiting
 /// (bounded: 30 s) for the old server's last handle, dropping on another thread, to let go
 /// of sled's file lock; see [`Server::start_with`].

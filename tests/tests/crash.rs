@@ -7,7 +7,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use stagecraft_tests::{eventually, json, temp_dir, ADMIN_KEY};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// The real server as a child process; killed (SIGKILL) when dropped.
@@ -26,23 +25,8 @@ async fn spawn(dir: &std::path::Path) -> Proc {
         .kill_on_drop(true)
         .spawn()
         .expect("start the server");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(a) = line.strip_prefix("listening on ") {
-                return a.to_string();
-            }
-        }
-        panic!("the server exited before listening");
-    })
-    .await
-    .expect("the server starts listening");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Proc {
-        child,
-        base: format!("http://{addr}"),
-    }
+    let base = stagecraft_tests::listening(&mut child).await;
+    Proc { child, base }
 }
 
 async fn call(

@@ -226,22 +226,11 @@ async fn spawn(disk: &Disk, log: &Arc<Mutex<Vec<String>>>) -> Proc {
             log2.lock().unwrap().push(l);
         }
     });
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(a) = line.strip_prefix("listening on ") {
-                return a.to_string();
-            }
-        }
-        panic!("the server exited before listening");
-    })
-    .await
-    .expect("the server starts listening");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let base = stagecraft_tests::listening(&mut child).await;
     Proc {
         child,
         pid,
-        base: format!("http://{addr}"),
+        base,
         // No pooled connections: an upload refused before its body was read leaves the server
         // closing that connection, which a pooled next request could race.
         client: reqwest::Client::builder()

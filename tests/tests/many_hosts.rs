@@ -10,7 +10,6 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use stagecraft_tests::postgres::TempDatabase;
 use stagecraft_tests::{eventually, temp_dir, ADMIN_KEY};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// A host process on `url`; killed (SIGKILL) when dropped.
@@ -31,22 +30,10 @@ async fn spawn(dir: &std::path::Path, url: &str) -> Host {
         .kill_on_drop(true)
         .spawn()
         .expect("start the server");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(120), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(a) = line.strip_prefix("listening on ") {
-                return a.to_string();
-            }
-        }
-        panic!("the server exited before listening");
-    })
-    .await
-    .expect("the server starts listening");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let base = stagecraft_tests::listening(&mut child).await;
     Host {
         child,
-        base: format!("http://{addr}"),
+        base,
         c: reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
             .build()
