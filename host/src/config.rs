@@ -32,8 +32,8 @@ pub struct Config {
     /// background workers may take to stop. Whatever is still running after that is
     /// abandoned (jobs are durable and run again after a restart).
     pub shutdown_grace: std::time::Duration,
-    /// Budgets of one list request: page bytes, and how much a filter may scan before the
-    /// page ends with a cursor.
+    /// Budgets of one list request: the bytes of items on one page (lists read indexes, so
+    /// there is no scan to bound).
     pub lists: crate::store::ListLimits,
     /// How many store operations requests run at once, and how long one may wait for a turn.
     pub store_pool: crate::http::PoolConfig,

@@ -8,10 +8,6 @@ use crate::model::{Pipeline, Record, RecordFilter};
 use crate::sandbox::{RecordSource, SourceError};
 use crate::store::Store;
 
-/// Most records a module's `records.find` looks through for one page; a rare filter on a
-/// large tenant returns what this many records held.
-const FIND_SCAN_BUDGET: usize = 10_000;
-
 pub struct StoreSource {
     store: Store,
     tenant: String,
@@ -36,6 +32,8 @@ impl RecordSource for StoreSource {
         self.store.record(&self.tenant, id).map_err(failed)
     }
 
+    /// Read from the store's record indexes (kind, pipeline and stage, owner; intersected
+    /// when combined), so a find costs what it returns, whatever the tenant holds.
     fn find(&self, filter: &RecordFilter, limit: usize) -> Result<Vec<Record>, SourceError> {
         self.store
             .records(
@@ -43,10 +41,7 @@ impl RecordSource for StoreSource {
                 filter,
                 None,
                 limit,
-                &crate::store::ListLimits {
-                    scan_items: FIND_SCAN_BUDGET,
-                    ..Default::default()
-                },
+                &crate::store::ListLimits::default(),
             )
             .map(|page| page.records)
             .map_err(failed)

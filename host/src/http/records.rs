@@ -82,8 +82,8 @@ pub struct ListQuery {
 pub struct RecordList {
     pub records: Vec<Record>,
     /// Cursor for the next page (as `after`); absent on the last page. A page may end
-    /// before `limit` (4 MiB of records, or a filter that scanned its budget) and still
-    /// have a `next`.
+    /// before `limit` (4 MiB of records, or a text search `q` that looked at 10,000
+    /// records by name) and still have a `next`.
     pub next: Option<String>,
 }
 

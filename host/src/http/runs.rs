@@ -41,9 +41,9 @@ pub struct RunQuery {
 #[derive(Serialize, ToSchema)]
 pub struct RunList {
     pub runs: Vec<RunRecord>,
-    /// Cursor for older runs (as `before`); absent only when no older run is left to look
-    /// at. A page ends early at 4 MiB of runs, and a filter stops after scanning 20,000 runs:
-    /// then it may carry fewer runs than `limit`, even none, and still a `next`.
+    /// Cursor for older runs (as `before`); absent only when no older matching run is
+    /// left. Filters read indexes, so a page holds `limit` matches unless 4 MiB of runs
+    /// ended it first (then it carries fewer, and still a `next`).
     pub next: Option<String>,
 }
 

@@ -131,10 +131,15 @@ pub fn list(c: &mut Client, l: &List, req: &PageRequest) -> TxResult<Page<Row>> 
             }
             if let Some(t) = text {
                 let t = t.trim().to_lowercase();
-                w.raw(
-                    "(strpos(lower(name), {}) > 0 OR lower(btrim(email)) = {})",
-                    vec![Box::new(t.clone()), Box::new(t)],
-                );
+                if t.matches('@').count() == 1 && !t.contains(char::is_whitespace) {
+                    // An email address: that email exactly, from its index.
+                    w.and("lower(btrim(email))", "=", t);
+                } else {
+                    w.raw(
+                        "(strpos(lower(name), {}) > 0 OR lower(btrim(email)) = {})",
+                        vec![Box::new(t.clone()), Box::new(t)],
+                    );
+                }
             }
             paged(c, "a record", "records", w, req, false, Row::Record)
         }

@@ -1,7 +1,7 @@
-//! Pages within the list budgets ([`ListLimits`]): a page stops at its item limit, at its
-//! byte budget (at least one item always), and at the scan budget. Filters run in SQL on
-//! indexed columns, so every value fetched is a match and the scan budget bounds the
-//! matches one page may look at; `next` is the last id on the page whenever more follow.
+//! Pages within the list budgets ([`ListLimits`]): a page stops at its item limit and at
+//! its byte budget (at least one item always). Filters run in SQL on indexed columns (see
+//! the schema's indexes), so every value fetched is a match; `next` is the last id on the
+//! page whenever more follow.
 
 use postgres::types::ToSql;
 use serde::de::DeserializeOwned;
@@ -9,9 +9,9 @@ use stagecraft_store::{ListLimits, Page, PageRequest};
 
 use crate::sql::{dec, TxResult};
 
-/// How many rows a page may hold at most (the item limit and the scan budget).
+/// How many rows a page may hold at most.
 pub fn cap(req: &PageRequest) -> usize {
-    req.limit.min(req.limits.scan_items).max(1)
+    req.limit.max(1)
 }
 
 /// The `LIMIT` to fetch with: one more than fits, to know whether more follow.
@@ -28,10 +28,7 @@ pub fn fill<T>(rows: Vec<(String, usize, T)>, req: &PageRequest) -> Page<T> {
     let (mut items, mut bytes, mut last) = (Vec::new(), 0usize, None);
     for (id, len, item) in rows {
         let room = items.is_empty()
-            || (items.len() < cap
-                && bytes + len <= limits.page_bytes
-                && bytes < limits.scan_bytes
-                && bytes < limits.page_bytes);
+            || (items.len() < cap && bytes + len <= limits.page_bytes && bytes < limits.page_bytes);
         if !room {
             break;
         }

@@ -25,8 +25,10 @@ use crate::Result;
 /// - **Reads see whole commits.** A read never sees part of a changeset: once one of its
 ///   writes is visible, all are, to every later read. A list is not a snapshot: a page
 ///   read while commits land may show some of them and not others.
-/// - **Complete or cursor.** Every list is complete or ends with `next`, including when a
-///   budget ([`crate::ListLimits`]) stopped it before it found anything.
+/// - **Indexed lists, complete or cursor.** Every list is read from an index (or the
+///   backend's equivalent) in list order, so a filter never walks rows that do not match;
+///   it is complete or ends with `next`, and walking the cursors returns every match once,
+///   in order, while commits land.
 /// - **Leases.** Two holders never hold the same due item; an expired lease is taken over;
 ///   what a holder that died held is taken again.
 pub trait Backend: Send + Sync + 'static {

@@ -166,7 +166,8 @@ pub enum List {
     /// [`Row::ModuleVersion`]s of a module, oldest first, complete.
     ModuleVersions { tenant: String, module: String },
     /// [`Row::Record`]s matching `filter` (and `text`: a name containing it or exactly this
-    /// email, case-insensitively) in creation order; paged by record id.
+    /// email, case-insensitively; a text that is an email address — one `@`, no spaces —
+    /// matches that email exactly and no names) in creation order; paged by record id.
     Records {
         tenant: String,
         filter: RecordFilter,
@@ -221,23 +222,19 @@ pub enum List {
     },
 }
 
-/// The budgets of one list request.
+/// The budgets of one list request. Every list reads an index, so a page never looks
+/// through rows that do not match (see each backend); what remains to bound is the size of
+/// the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListLimits {
     /// JSON bytes of items on one page (at least one item is always returned).
     pub page_bytes: usize,
-    /// Stored values one request looks at.
-    pub scan_items: usize,
-    /// Stored bytes one request looks at.
-    pub scan_bytes: usize,
 }
 
 impl Default for ListLimits {
     fn default() -> Self {
         ListLimits {
             page_bytes: 4 * 1024 * 1024,
-            scan_items: 20_000,
-            scan_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -271,10 +268,11 @@ impl PageRequest {
 }
 
 /// One page of a list, in list order. Every list is complete, or says where it stopped: a
-/// page ends at its item limit, at its byte budget (large values must not make a 300 MB
-/// response), or when its scan budget runs out (a rare filter over a long history must not
-/// stall a request) — and then `next` is the cursor to go on from, even when the page found
-/// nothing yet. `next` is None only when nothing follows.
+/// page ends at its item limit or its byte budget (large values must not make a 300 MB
+/// response) — and then `next` is the cursor to go on from. (Where a backend cannot answer
+/// a filter from its indexes alone — sled's text search by name, its intersections past
+/// their seek bound — a page may also end early, even empty, with a cursor.) `next` is None
+/// only when nothing follows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
     pub items: Vec<T>,

@@ -123,8 +123,8 @@ impl Store {
     }
 
     /// Records matching `filter` in creation order, after the record id `after`, at most
-    /// `limit`, within the list budgets ([`ListLimits`]: page bytes, and how much a rare
-    /// filter may scan); `next` resumes where the page stopped.
+    /// `limit` and within the page's byte budget ([`ListLimits`]); read from the backend's
+    /// indexes, so a rare filter costs what it finds. `next` resumes where the page stopped.
     pub fn records(
         &self,
         tenant: &str,
@@ -137,7 +137,7 @@ impl Store {
     }
 
     /// [`Store::records`] that also match `text`: a name containing it or exactly this email,
-    /// case-insensitively, bounded by the same budgets and resumed by the same cursor.
+    /// case-insensitively, resumed by the same cursor (see [`crate::List::Records`]).
     pub fn search_records(
         &self,
         tenant: &str,
@@ -277,9 +277,8 @@ impl Store {
         self.one(read, pick!(Row::Run))
     }
 
-    /// Runs matching `filter`, newest first, before run id `before`, at most `limit`,
-    /// within the list budgets ([`ListLimits`]): a filter that matches little in a long
-    /// history stops at the scan budget and says where (`next`), even with no runs found.
+    /// Runs matching `filter`, newest first, before run id `before`, at most `limit` and
+    /// within the page's byte budget ([`ListLimits`]); read from the run indexes.
     pub fn runs(
         &self,
         tenant: &str,
@@ -357,7 +356,8 @@ impl Store {
     }
 
     /// Messages matching `filter`, oldest first (ids sort by time), after message id
-    /// `after`, at most `limit`, within the list budgets; `next` resumes where it stopped.
+    /// `after`, at most `limit` and within the page's byte budget; `next` resumes where it
+    /// stopped.
     pub fn messages(
         &self,
         tenant: &str,

@@ -3,9 +3,10 @@
 use chrono::{DateTime, Utc};
 
 use super::codec::{Decode, Marker, RunHead};
-use super::page::Filler;
+use super::page::{fill, Fetched};
+use super::postings::Dir;
 use super::tx::Tx;
-use super::{family, SledBackend};
+use super::{family, index, SledBackend};
 use crate::query::{DueTimer, ListLimits, Page, QueuedJob, RunFilter};
 use crate::Result;
 use stagecraft_model::{Event, Job, RunRecord, Timer, TimerKind};
@@ -78,9 +79,9 @@ pub(super) fn fire_timer(
 }
 
 impl SledBackend {
-    /// Runs matching `filter`, newest first, before run id `before`, at most `limit`,
-    /// within the list budgets ([`ListLimits`]): a filter that matches little in a long
-    /// history stops at the scan budget and says where (`next`), even with no runs found.
+    /// Runs matching `filter`, newest first, before run id `before`, at most `limit`
+    /// within the page's byte budget: read from the run indexes (record, binding, module,
+    /// outcome; several intersected), or the history itself when unfiltered.
     pub(super) fn runs(
         &self,
         tenant: &str,
@@ -89,35 +90,34 @@ impl SledBackend {
         limit: usize,
         limits: &ListLimits,
     ) -> Result<Page<RunRecord>> {
-        let prefix = family::runs(tenant);
-        let end = match before {
-            Some(b) => family::run(tenant, b),
-            None => format!("{prefix}\u{ff}"),
-        };
-        let mut page = Filler::new(limit, limits);
-        for item in self
-            .data
-            .range(prefix.as_bytes().to_vec()..end.into_bytes())
-            .rev()
-        {
-            let (k, v) = item?;
-            let key = String::from_utf8_lossy(&k).into_owned();
-            let id = family::id_of(&key).to_string();
-            if !page.look(&id, v.len()) {
-                break;
-            }
-            let head: RunHead = Decode::decode(&key, &v)?;
-            if matches(filter, &head) && !page.push(&id, v.len(), Decode::decode(&key, &v)?) {
-                break;
+        let mut lists = Vec::new();
+        for (ix, v) in [
+            ("nr", &filter.record),
+            ("nb", &filter.binding),
+            ("nm", &filter.module),
+            ("no", &filter.outcome),
+        ] {
+            if let Some(v) = v {
+                lists.push(index::prefix(ix, tenant, &[v]));
             }
         }
-        page.finish(|last| {
-            let before = family::run(tenant, last);
-            Ok(self
-                .data
-                .range(prefix.as_bytes().to_vec()..before.into_bytes())
-                .next_back()
-                .is_some())
+        if lists.is_empty() {
+            lists.push(family::runs(tenant));
+        }
+        fill(self, &lists, before, Dir::Down, limit, limits, None, |id| {
+            let key = family::run(tenant, id);
+            let Some(v) = self.data.get(&key)? else {
+                return Ok(Fetched::Mismatch { key, bytes: None });
+            };
+            let head: RunHead = Decode::decode(&key, &v)?;
+            Ok(if matches(filter, &head) {
+                Fetched::Item(v.len(), Decode::decode(&key, &v)?)
+            } else {
+                Fetched::Mismatch {
+                    key,
+                    bytes: Some(v),
+                }
+            })
         })
     }
 

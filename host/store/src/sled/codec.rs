@@ -122,7 +122,6 @@ pub(crate) fn encode_counter(value: i64) -> [u8; 8] {
 /// allocating, and no timestamps are parsed) makes scanning past non-matches cheap.
 #[derive(Deserialize)]
 pub(crate) struct RecordHead {
-    pub id: String,
     pub kind: RecordKind,
     pub name: String,
     #[serde(default)]

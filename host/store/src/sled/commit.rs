@@ -29,11 +29,13 @@ pub(super) fn commit(b: &SledBackend, cs: &Changeset) -> Result<Committed> {
         }
     }
     let ops = b.transact_as(cs.durability, |tx| {
-        apply(tx, cs)?;
-        cs.ops
-            .iter()
-            .map(|op| apply_op(tx, &cs.tenant, op, &key_hashes))
-            .collect::<Result<Vec<_>>>()
+        super::index::keep(tx, cs, || {
+            apply(tx, cs)?;
+            cs.ops
+                .iter()
+                .map(|op| apply_op(tx, &cs.tenant, op, &key_hashes))
+                .collect::<Result<Vec<_>>>()
+        })
     })?;
     // What the ops finished is no longer held by anyone.
     for op in &cs.ops {

@@ -4,8 +4,9 @@
 //! see [`family`]), so any set of writes can be one single-tree transaction; every stored
 //! value goes through one encode/decode pair per kind ([`codec`]). A changeset is one
 //! transaction ([`commit`], then the op of each noun: [`tenants`], [`pipelines`],
-//! [`bindings`], [`modules`], [`outbox`], [`automation`]); reads and lists are scans of the
-//! families ([`read`], [`list`], budgets in [`page`]); leases are in memory ([`lease`]).
+//! [`bindings`], [`modules`], [`outbox`], [`automation`]); reads are point gets ([`read`]);
+//! lists read secondary indexes written with the rows ([`index`], [`postings`], pages in
+//! [`page`]); leases are in memory ([`lease`]).
 //! [`database`] holds the sled handles and reopens them after a disk failure heals;
 //! [`deep`] reads values older versions stored deeper than serde_json parses; [`upgrade`]
 //! brings an older data dir's layout up to date when it opens.
@@ -19,12 +20,14 @@ mod contract_tests;
 pub(crate) mod database;
 mod deep;
 mod family;
+mod index;
 mod lease;
 mod list;
 mod modules;
 mod outbox;
 mod page;
 mod pipelines;
+mod postings;
 mod read;
 mod records;
 mod retention;
@@ -82,6 +85,10 @@ impl SledBackend {
             leases: lease::Leases::default(),
         };
         upgrade::run(&backend)?;
+        let indexed = index::build(&backend)?;
+        if indexed > 0 {
+            tracing::info!(rows = indexed, "indexed rows stored before the indexes");
+        }
         Ok(backend)
     }
 

@@ -7,16 +7,18 @@ use std::ops::Bound;
 use chrono::{DateTime, Utc};
 
 use super::codec::{Decode, Marker, MessageHead};
-use super::page::Filler;
+use super::page::{fill, Fetched};
+use super::postings::Dir;
 use super::tx::Tx;
-use super::{family, SledBackend};
+use super::{family, index, SledBackend};
 use crate::query::{DueMessage, ListLimits, MessageFilter, Page};
 use crate::{Result, StoreError};
 use stagecraft_model::{ChannelConfig, MessageStatus, Notification, OutboxMessage};
 
 impl SledBackend {
     /// Messages matching `filter`, oldest first (ids sort by time), after message id
-    /// `after`, at most `limit`, within the list budgets; `next` resumes where it stopped.
+    /// `after`, at most `limit` within the page's byte budget: read from the message
+    /// indexes (status, channel, record; several intersected), or the outbox itself.
     pub(super) fn messages(
         &self,
         tenant: &str,
@@ -25,15 +27,24 @@ impl SledBackend {
         limit: usize,
         limits: &ListLimits,
     ) -> Result<Page<OutboxMessage>> {
-        let prefix = family::messages(tenant);
-        let after_key = after.map(|a| family::message(tenant, a));
-        let mut page = Filler::new(limit, limits);
-        for item in self.scan_raw(&prefix, after_key.as_deref()) {
-            let (key, bytes) = item?;
-            let id = family::id_of(&key).to_string();
-            if !page.look(&id, bytes.len()) {
-                break;
-            }
+        let mut lists = Vec::new();
+        if let Some(s) = filter.status {
+            lists.push(index::prefix("ms", tenant, &[index::status_name(s)]));
+        }
+        if let Some(c) = filter.channel {
+            lists.push(index::prefix("mc", tenant, &[c.as_str()]));
+        }
+        if let Some(r) = &filter.record {
+            lists.push(index::prefix("mr", tenant, &[r]));
+        }
+        if lists.is_empty() {
+            lists.push(family::messages(tenant));
+        }
+        fill(self, &lists, after, Dir::Up, limit, limits, None, |id| {
+            let key = family::message(tenant, id);
+            let Some(bytes) = self.data.get(&key)? else {
+                return Ok(Fetched::Mismatch { key, bytes: None });
+            };
             let m = MessageHead::decode(&key, &bytes)?;
             let keep = filter.status.is_none_or(|s| m.status == s)
                 && filter.channel.is_none_or(|c| m.channel == c)
@@ -41,15 +52,14 @@ impl SledBackend {
                     .record
                     .as_ref()
                     .is_none_or(|r| m.record.as_ref() == Some(r));
-            if keep && !page.push(&id, bytes.len(), Decode::decode(&key, &bytes)?) {
-                break;
-            }
-        }
-        page.finish(|last| {
-            Ok(self
-                .scan_raw(&prefix, Some(&family::message(tenant, last)))
-                .next()
-                .is_some())
+            Ok(if keep {
+                Fetched::Item(bytes.len(), Decode::decode(&key, &bytes)?)
+            } else {
+                Fetched::Mismatch {
+                    key,
+                    bytes: Some(bytes),
+                }
+            })
         })
     }
 
@@ -118,6 +128,13 @@ impl SledBackend {
             }
             m.status = MessageStatus::Sending;
             tx.put(&key, &m)?;
+            index::message_status(
+                tx,
+                &due.tenant,
+                &due.id,
+                Some(MessageStatus::Queued),
+                MessageStatus::Sending,
+            )?;
             Ok(Some(m))
         })
     }
@@ -135,7 +152,11 @@ impl SledBackend {
             let tenant = key.split('/').nth(1).unwrap_or_default().to_string();
             m.status = MessageStatus::Queued;
             m.next_attempt_at = Some(Utc::now());
-            self.transact(|tx| finish(tx, &tenant, &m))?;
+            self.transact(|tx| {
+                finish(tx, &tenant, &m)?;
+                let (id, sending) = (&m.id, Some(MessageStatus::Sending));
+                index::message_status(tx, &tenant, id, sending, MessageStatus::Queued)
+            })?;
             n += 1;
         }
         Ok(n)
@@ -156,23 +177,9 @@ impl SledBackend {
         limit: usize,
         limits: &ListLimits,
     ) -> Result<Page<Notification>> {
-        let prefix = family::notifications(tenant, user);
-        let after_key = after.map(|a| family::notification(tenant, user, a));
-        let mut page = Filler::new(limit, limits);
-        for item in self.scan_raw(&prefix, after_key.as_deref()) {
-            let (key, bytes) = item?;
-            let id = family::id_of(&key).to_string();
-            if !page.look(&id, bytes.len())
-                || !page.push(&id, bytes.len(), Decode::decode(&key, &bytes)?)
-            {
-                break;
-            }
-        }
-        page.finish(|last| {
-            Ok(self
-                .scan_raw(&prefix, Some(&family::notification(tenant, user, last)))
-                .next()
-                .is_some())
+        let lists = [family::notifications(tenant, user)];
+        fill(self, &lists, after, Dir::Up, limit, limits, None, |id| {
+            self.fetch(&family::notification(tenant, user, id))
         })
     }
 }

@@ -1,78 +1,122 @@
-//! Filling a page from a scan within the list budgets ([`ListLimits`]): every list is
-//! complete, or it says where it stopped (see [`Page`]). (An index that makes filtered lists
-//! cheap is storage v2's; the budgets keep every request bounded meanwhile.)
+//! Filling a page from posting lists ([`super::postings`]): the one page loop every paged
+//! list shares. A page ends at its item limit or its byte budget ([`ListLimits`]: at least
+//! one item, and an item past the budget waits for the next page), and then `next` is its
+//! last id when anything follows. Every list reads an index, so nothing is scanned past
+//! non-matches — except a text search's name match (no index can answer "contains"), whose
+//! rows a page looks at [`TEXT_LOOKS`] at most before it returns its cursor.
 
+use sled::IVec;
+
+use super::index::esc;
+use super::postings::{Dir, Step};
+use super::SledBackend;
 use crate::query::{ListLimits, Page};
+use crate::{Result, StoreError};
 
-/// Fills a page from a scan in list order, keeping count of its budgets.
-pub(crate) struct Filler<'a, T> {
-    limits: &'a ListLimits,
-    limit: usize,
-    items: Vec<T>,
-    bytes: usize,
-    scanned: usize,
-    scanned_bytes: usize,
-    last_scanned: Option<String>,
-    /// The id of the last item on the page.
-    items_end: Option<String>,
-    /// Where the page stopped early: the id the next page goes on after.
-    stopped: Option<String>,
+/// Most rows one page of a text search looks at (a name containing the text has no index).
+pub const TEXT_LOOKS: usize = 10_000;
+
+/// What a list makes of the row an index entry points at.
+pub enum Fetched<T> {
+    /// On the page: the row, with its stored size.
+    Item(usize, T),
+    /// Not a match on a filter no index answers (a text search): left out.
+    Skip,
+    /// Not what its index entries say (gone, or not matching them), as read (`bytes`) under
+    /// `key`: a commit moved it after the entries were read, or an entry is stale. Left
+    /// out either way; see [`stale`].
+    Mismatch { key: String, bytes: Option<IVec> },
 }
 
-impl<'a, T> Filler<'a, T> {
-    pub fn new(limit: usize, limits: &'a ListLimits) -> Self {
-        Filler {
-            limits,
-            limit: limit.max(1),
-            items: Vec::new(),
-            bytes: 0,
-            scanned: 0,
-            scanned_bytes: 0,
-            last_scanned: None,
-            items_end: None,
-            stopped: None,
-        }
-    }
-
-    /// Counts a stored value about to be looked at; false (stop) once the scan budget is
-    /// spent, and the page then goes on after the last value looked at.
-    pub fn look(&mut self, id: &str, len: usize) -> bool {
-        if self.scanned >= self.limits.scan_items || self.scanned_bytes >= self.limits.scan_bytes {
-            self.stopped = self.last_scanned.clone();
-            return false;
-        }
-        self.scanned += 1;
-        self.scanned_bytes += len;
-        self.last_scanned = Some(id.to_string());
-        true
-    }
-
-    /// Adds a matching item of `len` stored bytes; false (stop) when the page is full. An
-    /// item past the byte budget is left for the next page (unless the page is empty).
-    pub fn push(&mut self, id: &str, len: usize, item: T) -> bool {
-        if !self.items.is_empty() && self.bytes + len > self.limits.page_bytes {
-            self.stopped = self.items_end.clone();
-            return false;
-        }
-        self.items.push(item);
-        self.bytes += len;
-        self.items_end = Some(id.to_string());
-        if self.items.len() >= self.limit || self.bytes >= self.limits.page_bytes {
-            self.stopped = Some(id.to_string());
-            return false;
-        }
-        true
-    }
-
-    /// The page; `more(cursor)` says whether anything follows the cursor in list order.
-    pub fn finish(self, more: impl FnOnce(&str) -> crate::Result<bool>) -> crate::Result<Page<T>> {
-        let next = match self.stopped {
-            Some(c) if more(&c)? => Some(c),
-            _ => None,
+/// A page of the ids every list in `prefixes` holds, past `after` in `dir`'s order: each id
+/// is turned into its row by `fetch`. With `looks`, at most that many rows are fetched (a
+/// filter checked on the rows themselves) and the page then ends with a cursor past them.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fill<T>(
+    b: &SledBackend,
+    prefixes: &[String],
+    after: Option<&str>,
+    dir: Dir,
+    limit: usize,
+    limits: &ListLimits,
+    looks: Option<usize>,
+    mut fetch: impl FnMut(&str) -> Result<Fetched<T>>,
+) -> Result<Page<T>> {
+    let limit = limit.max(1);
+    let mut items = Vec::new();
+    let mut bytes = 0usize;
+    let mut last: Option<String> = None;
+    let mut looked = 0usize;
+    let mut full = false;
+    let mut next: Option<String> = None;
+    b.walk_ids(prefixes, after, dir, |step| {
+        let id = match step {
+            Step::Stop(decided) => {
+                next = decided.or_else(|| last.clone());
+                return Ok(false);
+            }
+            Step::Hit(id) => id,
         };
-        Ok(Page {
-            items: self.items,
-            next,
-        })
+        if full || looks.is_some_and(|n| looked >= n) {
+            next = last.clone();
+            return Ok(false);
+        }
+        looked += 1;
+        match fetch(&id)? {
+            Fetched::Mismatch { key, bytes } => {
+                stale(b, prefixes, &id, &key, bytes.as_ref())?;
+                if looks.is_some() {
+                    last = Some(id);
+                }
+            }
+            Fetched::Skip => {
+                if looks.is_some() {
+                    last = Some(id);
+                }
+            }
+            Fetched::Item(len, item) => {
+                if !items.is_empty() && bytes + len > limits.page_bytes {
+                    next = last.clone();
+                    return Ok(false);
+                }
+                items.push(item);
+                bytes += len;
+                last = Some(id);
+                full = items.len() >= limit || bytes >= limits.page_bytes;
+            }
+        }
+        Ok(true)
+    })?;
+    Ok(Page { items, next })
+}
+
+/// A row that does not match the entries that led to it. If every entry is still there and
+/// the row still reads the same, no commit explains it: an entry is stale (an index write
+/// was missed). That is a bug: debug builds (and so the contract suite) fail the list with
+/// [`StoreError::Corrupt`] naming the entry; release builds log it and leave the row out.
+fn stale(
+    b: &SledBackend,
+    prefixes: &[String],
+    id: &str,
+    key: &str,
+    bytes: Option<&IVec>,
+) -> Result<()> {
+    for p in prefixes {
+        let entry = format!("{p}{}", esc(id));
+        if b.data.get(&entry)?.is_none() {
+            return Ok(()); // moved by a commit since
+        }
     }
+    if b.data.get(key)?.as_ref() != bytes {
+        return Ok(());
+    }
+    let entry = format!("{}{}", prefixes.first().map_or("", String::as_str), esc(id));
+    if cfg!(debug_assertions) {
+        return Err(StoreError::Corrupt {
+            key: entry,
+            reason: format!("a stale index entry: {key} does not match it"),
+        });
+    }
+    tracing::warn!(%entry, row = %key, "a stale index entry; the row is left out");
+    Ok(())
 }

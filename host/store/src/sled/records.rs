@@ -1,9 +1,10 @@
-//! Record and journal lists: filtered pages of records, the journal, a record's events.
+//! Record and journal lists: filtered pages of records, the journal, a record's events,
+//! each read from its index.
 
 use super::codec::{Decode, RecordHead};
-use super::family;
-use super::page::Filler;
-use super::SledBackend;
+use super::page::{fill, Fetched, TEXT_LOOKS};
+use super::postings::Dir;
+use super::{family, index, SledBackend};
 use crate::query::{ListLimits, Page};
 use crate::Result;
 use stagecraft_model::{Event, Record, RecordFilter};
@@ -23,11 +24,42 @@ impl TextQuery {
     }
 }
 
+/// The posting lists a record filter reads (their intersection is the answer): the
+/// (pipeline, stage) list, else the pipeline's; the kind's; the owner's. No filter: the
+/// family itself. A stage without a pipeline has no list of its own: it is checked on the
+/// rows the others yield, within [`TEXT_LOOKS`] per page.
+fn record_lists(tenant: &str, filter: &RecordFilter) -> Vec<String> {
+    let mut out = Vec::new();
+    match (&filter.pipeline, &filter.stage) {
+        (Some(p), Some(s)) => out.push(index::prefix("rs", tenant, &[p, s])),
+        (Some(p), None) => out.push(index::prefix("rp", tenant, &[p])),
+        _ => {}
+    }
+    if let Some(o) = &filter.owner {
+        out.push(index::prefix("ro", tenant, &[o]));
+    }
+    if let Some(k) = filter.kind {
+        out.push(index::prefix("rk", tenant, &[k.as_str()]));
+    }
+    if out.is_empty() {
+        out.push(family::records(tenant));
+    }
+    out
+}
+
+/// Whether a search text is an email address: then it is answered from the email index
+/// (exactly this address, case-insensitively), not by looking at names.
+fn is_email(text: &str) -> bool {
+    let t = text.trim();
+    t.matches('@').count() == 1 && !t.contains(char::is_whitespace)
+}
+
 impl SledBackend {
     /// Records matching `filter` (and `text`: a name containing it or exactly this email,
-    /// case-insensitively) in creation order, after the record id `after`, at most `limit`,
-    /// within the list budgets ([`ListLimits`]: page bytes, and how much a rare filter may
-    /// scan); `next` resumes where the page stopped. A scan (an index can replace it later).
+    /// case-insensitively) in creation order, after the record id `after`, at most `limit`
+    /// within the page's byte budget; `next` resumes where the page stopped. Read from the
+    /// indexes ([`record_lists`]); a text that is an email address reads the email index,
+    /// any other text is matched on the rows, [`TEXT_LOOKS`] of them per page.
     pub(super) fn search_records(
         &self,
         tenant: &str,
@@ -37,34 +69,54 @@ impl SledBackend {
         limit: usize,
         limits: &ListLimits,
     ) -> Result<Page<Record>> {
+        let mut lists = record_lists(tenant, filter);
         let text = text.map(TextQuery::new);
-        let prefix = family::records(tenant);
-        let after_key = after.map(|a| family::record(tenant, a));
-        let mut page = Filler::new(limit, limits);
-        for item in self.scan_raw(&prefix, after_key.as_deref()) {
-            let (key, bytes) = item?;
+        let by_email = text.as_ref().is_some_and(|t| is_email(&t.0));
+        if by_email {
+            if let Some(t) = &text {
+                let email = index::prefix("re", tenant, &[&index::email_key(&t.0)]);
+                lists.retain(|l| l != &family::records(tenant));
+                lists.insert(0, email);
+            }
+        }
+        let checks_rows =
+            (text.is_some() && !by_email) || (filter.stage.is_some() && filter.pipeline.is_none());
+        let looks = checks_rows.then_some(TEXT_LOOKS);
+        fill(self, &lists, after, Dir::Up, limit, limits, looks, |id| {
+            let key = family::record(tenant, id);
+            let Some(bytes) = self.data.get(&key)? else {
+                return Ok(Fetched::Mismatch { key, bytes: None });
+            };
             let head = RecordHead::decode(&key, &bytes)?;
-            if !page.look(&head.id, bytes.len()) {
-                break;
+            // What the lists answered (a stage alone is checked here, not by a list).
+            let listed = RecordFilter {
+                stage: filter.pipeline.as_ref().and(filter.stage.clone()),
+                ..filter.clone()
+            };
+            let email = by_email.then(|| head.email.as_deref().map(index::email_key));
+            let mismatch =
+                !listed.matches_fields(head.kind, &head.pipeline, &head.stage, &head.owner)
+                    || email.is_some_and(|e| e != text.as_ref().map(|t| t.0.clone()));
+            if mismatch {
+                return Ok(Fetched::Mismatch {
+                    key,
+                    bytes: Some(bytes),
+                });
             }
             let wanted = filter.matches_fields(head.kind, &head.pipeline, &head.stage, &head.owner)
                 && text
                     .as_ref()
                     .is_none_or(|t| t.matches(&head.name, head.email.as_deref()));
-            if wanted && !page.push(&head.id, bytes.len(), Decode::decode(&key, &bytes)?) {
-                break;
-            }
-        }
-        page.finish(|last| {
-            Ok(self
-                .scan_raw(&prefix, Some(&family::record(tenant, last)))
-                .next()
-                .is_some())
+            Ok(if wanted {
+                Fetched::Item(bytes.len(), Decode::decode(&key, &bytes)?)
+            } else {
+                Fetched::Skip
+            })
         })
     }
 
     /// A record's events, oldest first, after event id `after`, at most `limit` and
-    /// within the page's byte budget.
+    /// within the page's byte budget (the `rev/` index: events by record).
     pub(super) fn record_events(
         &self,
         tenant: &str,
@@ -73,27 +125,9 @@ impl SledBackend {
         limit: usize,
         limits: &ListLimits,
     ) -> Result<Page<Event>> {
-        let prefix = family::record_events(tenant, record);
-        let after_key = after.map(|a| family::record_event(tenant, record, a));
-        let mut page = Filler::new(limit, limits);
-        for item in self.scan_raw(&prefix, after_key.as_deref()) {
-            let (k, _) = item?;
-            let id = family::id_of(&k).to_string();
-            let key = family::event(tenant, &id);
-            let Some(bytes) = self.data.get(&key)? else {
-                continue;
-            };
-            if !page.look(&id, bytes.len())
-                || !page.push(&id, bytes.len(), Decode::decode(&key, &bytes)?)
-            {
-                break;
-            }
-        }
-        page.finish(|last| {
-            Ok(self
-                .scan_raw(&prefix, Some(&family::record_event(tenant, record, last)))
-                .next()
-                .is_some())
+        let lists = [family::record_events(tenant, record)];
+        fill(self, &lists, after, Dir::Up, limit, limits, None, |id| {
+            self.fetch(&family::event(tenant, id))
         })
     }
 
@@ -106,23 +140,20 @@ impl SledBackend {
         limit: usize,
         limits: &ListLimits,
     ) -> Result<Page<Event>> {
-        let prefix = family::events(tenant);
-        let after_key = after.map(|a| family::event(tenant, a));
-        let mut page = Filler::new(limit, limits);
-        for item in self.scan_raw(&prefix, after_key.as_deref()) {
-            let (key, bytes) = item?;
-            let id = family::id_of(&key).to_string();
-            if !page.look(&id, bytes.len())
-                || !page.push(&id, bytes.len(), Decode::decode(&key, &bytes)?)
-            {
-                break;
-            }
-        }
-        page.finish(|last| {
-            Ok(self
-                .scan_raw(&prefix, Some(&family::event(tenant, last)))
-                .next()
-                .is_some())
+        let lists = [family::events(tenant)];
+        fill(self, &lists, after, Dir::Up, limit, limits, None, |id| {
+            self.fetch(&family::event(tenant, id))
+        })
+    }
+
+    /// The value under `key` for a page (a mismatch when it is gone).
+    pub(super) fn fetch<T: Decode>(&self, key: &str) -> Result<Fetched<T>> {
+        Ok(match self.data.get(key)? {
+            Some(bytes) => Fetched::Item(bytes.len(), T::decode(key, &bytes)?),
+            None => Fetched::Mismatch {
+                key: key.to_string(),
+                bytes: None,
+            },
         })
     }
 }

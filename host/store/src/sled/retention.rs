@@ -85,6 +85,7 @@ impl SledBackend {
                         }
                         let ms = r.started_at.timestamp_millis();
                         tx.remove(&family::binding_run(tenant, &r.binding, ms, &r.id))?;
+                        super::index::remove_run(tx, tenant, r)?;
                     }
                     Ok(removed)
                 })?;
@@ -188,6 +189,7 @@ impl SledBackend {
                     match tx.get::<OutboxMessage>(&mkey) {
                         Ok(Some(m)) if m.status == MessageStatus::Sent => {
                             tx.remove(&mkey)?;
+                            super::index::remove_message(tx, tenant, &m)?;
                             removed += 1;
                         }
                         Ok(_) => {}
