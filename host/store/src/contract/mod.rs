@@ -9,7 +9,10 @@
 //!   idempotency keys, timers that follow stages and follow-up caps, the ops' own rules,
 //!   durability across a reopen.
 //! - [`lists`]: every list, its order, filters and cursor, tenant isolation, and the byte
-//!   and scan budgets.
+//!   budget.
+//! - [`indexes`]: every index and cursor: each filter and combination returns exactly the
+//!   matching rows in order across pages, cursors resume while writes land, entries follow
+//!   changes and vanish on delete and retention, tenants never cross.
 //! - [`lease`]: taking due jobs, timers and messages: two holders never hold the same
 //!   item, an expired lease is taken over, what a holder that died held is taken again.
 //! - [`retention`]: what pruning removes and what it keeps.
@@ -33,6 +36,7 @@
 //! [`PROPERTIES`] is the list.
 
 pub mod commit;
+pub mod indexes;
 pub mod lease;
 pub mod lists;
 pub mod modules;
@@ -95,6 +99,11 @@ macro_rules! __contract_properties {
             lists {
                 every_list_pages_in_order
                 pages_keep_their_budgets
+            }
+            indexes {
+                every_filter_answers_exactly_in_order
+                cursors_resume_while_writes_land
+                index_entries_follow_every_change
             }
             lease {
                 two_holders_never_hold_the_same_job
