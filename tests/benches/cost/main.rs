@@ -5,7 +5,9 @@
 //! 2. the Python and JavaScript ports through the sandbox, with their instantiation share;
 //! 3. stage changes per second over HTTP, without and with an inline binding;
 //! 4. module upload-to-ready against restart-to-ready (cached artifact);
-//! 5. per-run cost and memory with 1, 100 and 1,000 module versions loaded.
+//! 5. per-run cost and memory with 1, 100 and 1,000 module versions loaded;
+//! 6. indexed lists and `records.find` on a 1,000,000-record tenant
+//!    (`STAGECRAFT_BENCH_RECORDS` scales it).
 //!
 //! `cargo bench` runs the full counts (release build). Anything else — `cargo test --bench
 //! cost`, or `-- --smoke` — runs tiny counts so CI proves the bench still works without
@@ -14,6 +16,7 @@
 mod bare;
 mod fixture;
 mod http;
+mod indexes;
 mod lifecycle;
 mod run_cost;
 mod sample;
@@ -58,5 +61,12 @@ fn main() {
         } else {
             lifecycle::scale(20, &[1, 3]);
         }
+    }
+    if wants("6") {
+        let records = std::env::var("STAGECRAFT_BENCH_RECORDS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(if full { 1_000_000 } else { 2_000 });
+        indexes::section(records, if full { 2_000 } else { 5 });
     }
 }
