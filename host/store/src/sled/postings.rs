@@ -89,6 +89,18 @@ impl SledBackend {
         prefixes: &[String],
         after: Option<&str>,
         dir: Dir,
+        visit: impl FnMut(Step) -> Result<bool>,
+    ) -> Result<()> {
+        self.walk_ids_within(prefixes, after, dir, SEEKS, visit)
+    }
+
+    /// [`SledBackend::walk_ids`] with at most `budget` seeks for an intersection.
+    fn walk_ids_within(
+        &self,
+        prefixes: &[String],
+        after: Option<&str>,
+        dir: Dir,
+        budget: usize,
         mut visit: impl FnMut(Step) -> Result<bool>,
     ) -> Result<()> {
         let Some((first, rest)) = prefixes.split_first() else {
@@ -106,7 +118,7 @@ impl SledBackend {
         let mut agree = 1;
         let mut i = 1;
         loop {
-            if seeks >= SEEKS {
+            if seeks >= budget {
                 visit(Step::Stop(decided))?;
                 return Ok(());
             }
@@ -168,5 +180,116 @@ impl SledBackend {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sled::codec::Marker;
+    use crate::sled::page::{fill, Fetched};
+    use crate::ListLimits;
+
+    fn id(n: usize) -> String {
+        format!("id_{n:04}")
+    }
+
+    /// A backend in a temp dir whose lists `a/` and `b/` hold the ids given.
+    fn lists(dir: &std::path::Path, a: &[usize], b: &[usize]) -> SledBackend {
+        let backend = SledBackend::open(dir).expect("opens");
+        backend
+            .transact(|tx| {
+                for n in a {
+                    tx.put(&format!("a/{}", id(*n)), &Marker)?;
+                }
+                for n in b {
+                    tx.put(&format!("b/{}", id(*n)), &Marker)?;
+                }
+                Ok(())
+            })
+            .expect("written");
+        backend
+    }
+
+    /// An intersection that finds little stops after its seeks with a cursor past what it
+    /// decided; going on from each cursor finds exactly the common ids, in order, both ways.
+    #[test]
+    fn an_intersection_stops_within_its_seeks_and_resumes_exactly() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let evens: Vec<usize> = (0..400).step_by(2).collect();
+        let odds: Vec<usize> = (1..400).step_by(2).chain([150, 390]).collect();
+        let b = lists(dir.path(), &evens, &odds);
+        let prefixes = ["a/".to_string(), "b/".to_string()];
+        for dir in [Dir::Up, Dir::Down] {
+            let (mut hits, mut stops) = (Vec::new(), 0);
+            let mut after: Option<String> = None;
+            loop {
+                let mut stopped = None;
+                b.walk_ids_within(&prefixes, after.as_deref(), dir, 10, |step| {
+                    match step {
+                        Step::Hit(id) => hits.push(id),
+                        Step::Stop(at) => stopped = Some(at.expect("a cursor")),
+                    }
+                    Ok(true)
+                })
+                .expect("walks");
+                let Some(at) = stopped else { break };
+                assert!(after.as_ref().is_none_or(|a| match dir {
+                    Dir::Up => at > *a,
+                    Dir::Down => at < *a,
+                }));
+                after = Some(at);
+                stops += 1;
+                assert!(stops < 1000, "never ends");
+            }
+            let mut want = vec![id(150), id(390)];
+            if dir == Dir::Down {
+                want.reverse();
+            }
+            assert_eq!(hits, want, "{dir:?}");
+            assert!(stops >= 20, "400 entries need many 10-seek calls: {stops}");
+        }
+    }
+
+    /// A page that checks a filter on the rows looks at `looks` rows at most, then ends
+    /// with a cursor even when it found nothing; walking the cursors finds every match once.
+    #[test]
+    fn a_page_checking_rows_looks_at_a_bounded_number() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let all: Vec<usize> = (0..50).collect();
+        let b = lists(dir.path(), &all, &[]);
+        let prefixes = ["a/".to_string()];
+        let (mut found, mut pages) = (Vec::new(), 0);
+        let mut after: Option<String> = None;
+        loop {
+            let mut looked = 0;
+            let page = fill(
+                &b,
+                &prefixes,
+                after.as_deref(),
+                Dir::Up,
+                100,
+                &ListLimits::default(),
+                Some(4),
+                |id| {
+                    looked += 1;
+                    Ok(if id.ends_with('7') {
+                        Fetched::Item(1, id.to_string())
+                    } else {
+                        Fetched::Skip
+                    })
+                },
+            )
+            .expect("a page");
+            assert!(looked <= 4, "{looked}");
+            found.extend(page.items);
+            pages += 1;
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(found, [id(7), id(17), id(27), id(37), id(47)]);
+        assert!(pages >= 12, "{pages}");
     }
 }
