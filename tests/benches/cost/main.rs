@@ -5,13 +5,15 @@
 //! 2. the Python and JavaScript ports through the sandbox, with their instantiation share;
 //! 3. stage changes per second over HTTP, without and with an inline binding;
 //! 4. module upload-to-ready against restart-to-ready (cached artifact);
-//! 5. per-run cost and memory with 1, 100 and 1,000 module versions loaded.
+//! 5. per-run cost and memory with 1, 100 and 1,000 module versions loaded;
+//! 6. bytes on disk per record and per run for the demo workload.
 //!
 //! `cargo bench` runs the full counts (release build). Anything else — `cargo test --bench
 //! cost`, or `-- --smoke` — runs tiny counts so CI proves the bench still works without
 //! timing anything. BENCHMARKS.md records the latest full figures.
 
 mod bare;
+mod disk;
 mod fixture;
 mod http;
 mod lifecycle;
@@ -58,5 +60,8 @@ fn main() {
         } else {
             lifecycle::scale(20, &[1, 3]);
         }
+    }
+    if wants("6") {
+        disk::section(if full { 2_000 } else { 8 });
     }
 }

@@ -202,3 +202,69 @@ fn a_newer_row_version_is_refused_by_name() {
         Err(RowError::Untagged)
     ));
 }
+
+/// What decoding costs, v1 JSON against rows, for the values a run reads (a record, an event
+/// with its snapshot) and writes (a run record). Timing, so ignored; run it in release:
+/// `cargo test -p stagecraft-store --release --lib decode_cost -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement; run by hand in release"]
+fn decode_cost() {
+    fn time<M, R>(what: &str, m: &M)
+    where
+        M: Serialize + DeserializeOwned + TryFrom<R>,
+        <M as TryFrom<R>>::Error: std::fmt::Debug,
+        R: StoredRow + for<'a> From<&'a M>,
+    {
+        let json = serde_json::to_vec(m).unwrap();
+        let row = encode(&R::from(m)).unwrap();
+        let n = 200_000;
+        let per = |f: &dyn Fn()| {
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                f();
+            }
+            t.elapsed().as_nanos() as f64 / n as f64
+        };
+        let j = per(&|| {
+            std::hint::black_box(serde_json::from_slice::<M>(&json).unwrap());
+        });
+        let r = per(&|| {
+            std::hint::black_box(M::try_from(decode::<R>(&row).unwrap()).unwrap());
+        });
+        let e = per(&|| {
+            std::hint::black_box(encode(&R::from(m)).unwrap());
+        });
+        let je = per(&|| {
+            std::hint::black_box(serde_json::to_vec(m).unwrap());
+        });
+        println!(
+            "{what:<28} v1 JSON {:>5} B decode {j:>7.0} ns encode {je:>6.0} ns | row {:>5} B decode {r:>7.0} ns encode {e:>6.0} ns | decode x{:.1}",
+            json.len(),
+            row.len(),
+            j / r
+        );
+    }
+    time::<Record, RecordRow>("record", &record());
+    let mut plain = record();
+    plain.custom = serde_json::from_value(json!({"job_title": "CTO", "company_size": 2000,
+        "source": "Referral", "score": 85}))
+    .unwrap();
+    plain.amount = None;
+    time::<Record, RecordRow>("lead (bench fixture shape)", &plain);
+    time::<Event, EventRow>("event with snapshot", &event(json!({"type": "created"})));
+    let run: RunRecord = model(
+        json!({"id": "run_1", "event": "evt_1", "event_kind": "created",
+        "record": "rec_01", "binding": "bnd_1", "module": "lead-scoring", "version": 1,
+        "mode": "inline", "depth": 0, "outcome": {"kind": "ok"},
+        "effects": [{"type": "set_field", "record": "r", "field": "score", "value": 85},
+                    {"type": "set_field", "record": "r", "field": "owner", "value": "bob"},
+                    {"type": "move_stage", "record": "r", "from": "new", "to": "contacted"},
+                    {"type": "queue_message", "id": "m", "channel": "notify", "to": "bob",
+                     "subject": "Hot lead", "body": "Ada scored 85", "idempotency_key": null,
+                     "record": "r"}],
+        "discarded": [], "logs": [{"level": "info", "message": "score 85"}],
+        "host_calls": [{"call": "records.get", "target": "rec_01", "error": null}],
+        "fuel_used": 1000, "peak_memory": 65536, "duration_us": 120, "started_at": T}),
+    );
+    time::<RunRecord, RunRow>("run record (lead-scoring)", &run);
+}
