@@ -170,20 +170,39 @@ pub fn section(units: usize) {
     let data = sled.open_tree("data").expect("data tree");
     // family -> (keys, bytes as stored, bytes as v1 JSON)
     let mut families: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+    // The same keys loaded into two fresh databases, once with the rows and once with v1's
+    // JSON: what each encoding costs sled on disk, with no history of rewrites behind it.
+    let fresh = tempfile::Builder::new()
+        .prefix("stagecraft-bench-disk-fresh-")
+        .tempdir()
+        .expect("temp dir");
+    let as_rows = sled::open(fresh.path().join("rows")).expect("fresh db");
+    let as_json = sled::open(fresh.path().join("json")).expect("fresh db");
+    let (rows_tree, json_tree) = (
+        as_rows.open_tree("data").expect("tree"),
+        as_json.open_tree("data").expect("tree"),
+    );
     for kv in data.iter() {
         let (k, v) = kv.expect("entry");
         let key = String::from_utf8_lossy(&k).into_owned();
         let json = match stagecraft::store::stored_as_v1_json(&key, &v) {
-            Ok(j) => serde_json::to_vec(&j).map_or(0, |b| b.len()),
+            Ok(j) => serde_json::to_vec(&j).expect("json"),
             // Counters and index entries: v1 stored counters as they are, entries as `null`.
-            Err(_) if v.is_empty() => 4,
-            Err(_) => v.len(),
+            Err(_) if v.is_empty() => b"null".to_vec(),
+            Err(_) => v.to_vec(),
         };
         let f = families.entry(family_of(&key).to_string()).or_default();
         f.0 += 1;
         f.1 += (k.len() + v.len()) as u64;
-        f.2 += (k.len() + json) as u64;
+        f.2 += (k.len() + json.len()) as u64;
+        rows_tree.insert(&k, v).expect("insert");
+        json_tree.insert(&k, json).expect("insert");
     }
+    as_rows.flush().expect("flush");
+    as_json.flush().expect("flush");
+    drop((rows_tree, json_tree, as_rows, as_json));
+    let fresh_rows = dir_bytes(&fresh.path().join("rows"));
+    let fresh_json = dir_bytes(&fresh.path().join("json"));
     let records = families.get("rec/").map_or(0, |f| f.0);
     let runs = families.get("run/").map_or(0, |f| f.0);
     let sum = |pick: &dyn Fn(&str) -> bool| -> (u64, u64) {
@@ -229,6 +248,13 @@ pub fn section(units: usize) {
         "  files on disk: {on_disk} B = {:.0} B per record, {:.0} B per run (sled's log and its free space included; targets: 2,048 each)",
         per(on_disk, records),
         per(on_disk, runs)
+    );
+    println!(
+        "  the same keys loaded into a fresh database: rows {fresh_rows} B ({:.0} B per record, {:.0} per run), v1 JSON {fresh_json} B ({:.0} B per record, {:.0} per run)",
+        per(fresh_rows, records),
+        per(fresh_rows, runs),
+        per(fresh_json, records),
+        per(fresh_json, runs)
     );
     let mut big: Vec<_> = families.iter().collect();
     big.sort_by_key(|(_, v)| std::cmp::Reverse(v.1));
