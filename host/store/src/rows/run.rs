@@ -183,7 +183,26 @@ stored_row!(RunRow => "run record", 1);
 impl OutcomeRow {
     /// The outcome's name, as the model spells it.
     pub(crate) fn name(&self) -> &'static str {
-        Outcome::from(self.clone()).name()
+        match self {
+            OutcomeRow::Ok => "ok",
+            OutcomeRow::GuestError(_) => "guest_error",
+            OutcomeRow::Panic(_) => "panic",
+            OutcomeRow::Trap(_) => "trap",
+            OutcomeRow::FuelExhausted => "fuel_exhausted",
+            OutcomeRow::Timeout => "timeout",
+            OutcomeRow::MemoryLimit => "memory_limit",
+            OutcomeRow::HostCallLimit => "host_call_limit",
+            OutcomeRow::MessageLimit(_) => "message_limit",
+            OutcomeRow::Denied(_) => "denied",
+            OutcomeRow::Exit(_) => "exit",
+            OutcomeRow::CascadeLimit(_) => "cascade_limit",
+            OutcomeRow::RateLimited(_) => "rate_limited",
+            OutcomeRow::Busy(_) => "busy",
+            OutcomeRow::TimerLimit(_) => "timer_limit",
+            OutcomeRow::EffectLimit(_) => "effect_limit",
+            OutcomeRow::EventPruned(_) => "event_pruned",
+            OutcomeRow::CreateLimit(_) => "create_limit",
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use serde_json::json;
 use stagecraft_model::stats::Rollup;
 use stagecraft_model::*;
 
+use super::run::OutcomeRow;
 use super::*;
 
 const T: &str = "2026-03-04T05:06:07.123456789Z";
@@ -176,6 +177,20 @@ fn every_entity_round_trips() {
     rollup.duration_us.add(17);
     rollup.peak_memory.add(1 << 20);
     round_trip::<Rollup, RollupRow>(&rollup);
+}
+
+#[test]
+fn outcome_rows_name_their_outcome_as_the_model_does() {
+    for name in Outcome::NAMES {
+        let outcome: Outcome = match name {
+            "exit" => model(json!({"kind": name, "code": 1})),
+            "cascade_limit" => model(json!({"kind": name, "depth": 1})),
+            _ => serde_json::from_value(json!({"kind": name}))
+                .or_else(|_| serde_json::from_value(json!({"kind": name, "message": "m"})))
+                .unwrap(),
+        };
+        assert_eq!(OutcomeRow::from(&outcome).name(), name);
+    }
 }
 
 #[test]
