@@ -127,10 +127,11 @@ async fn sigkill_mid_backlog_loses_nothing_and_applies_once() {
         let db = sled::open(dir.path().join("db")).unwrap();
         let data = db.open_tree("data").unwrap();
         data.scan_prefix("job/default/")
-            .values()
-            .filter(|v| {
-                let job: serde_json::Value =
-                    serde_json::from_slice(&v.as_ref().unwrap()[..]).unwrap();
+            .filter(|kv| {
+                let (k, v) = kv.as_ref().unwrap();
+                let job =
+                    stagecraft::store::stored_as_v1_json(std::str::from_utf8(k).unwrap(), &v[..])
+                        .unwrap();
                 job["binding"] == bid.as_str()
             })
             .count()

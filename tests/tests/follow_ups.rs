@@ -333,7 +333,8 @@ async fn data_from_older_versions_reads_back_and_retention_skips_what_it_cannot_
         let db = stagecraft_tests::open_stopped_db(&dir.join("db")).await;
         let data = db.open_tree("data").unwrap();
         let rewrite = |key: String, edit: &dyn Fn(&mut Value)| {
-            let mut v: Value = serde_json::from_slice(&data.get(&key).unwrap().unwrap()).unwrap();
+            let stored = data.get(&key).unwrap().unwrap();
+            let mut v = stagecraft::store::stored_as_v1_json(&key, &stored).unwrap();
             edit(&mut v);
             data.insert(key, serde_json::to_vec(&v).unwrap()).unwrap();
         };

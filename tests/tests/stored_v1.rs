@@ -891,3 +891,181 @@ async fn a_server_serves_a_v1_data_dir() {
     assert_eq!(r.body["outcome"]["kind"], "ok", "{:?}", r.body);
     s.stop().await;
 }
+
+/// Families whose values storage v2 keeps as rows (counters and index entries keep their
+/// bytes).
+const ROW_FAMILIES: [&str; 19] = [
+    "tenant/", "key/", "pipe/", "rec/", "evt/", "bind/", "mod/", "modv/", "run/", "out/", "timer/",
+    "job/", "chan/", "notif/", "roll/", "rtim/", "whsec/", "idem/", "retm/",
+];
+
+/// The first byte of every storage v2 row.
+const ROW_TAG: u8 = 0xC2;
+
+/// The data tree of a database no store holds open (waits, bounded, for a dropped store's
+/// handle to let go of sled's lock).
+fn raw_db(db: &Path) -> sled::Db {
+    for _ in 0..1200 {
+        match sled::open(db) {
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("{} stayed locked for 30 s", db.display())
+}
+
+/// Every value of the row families, by key.
+fn row_values(db: &sled::Db) -> Vec<(String, Vec<u8>)> {
+    let data = db.open_tree("data").unwrap();
+    ROW_FAMILIES
+        .iter()
+        .flat_map(|f| data.scan_prefix(f).map(|kv| kv.unwrap()))
+        .map(|(k, v)| (String::from_utf8(k.to_vec()).unwrap(), v.to_vec()))
+        .collect()
+}
+
+fn format_of(db: &sled::Db) -> Option<i64> {
+    let v = db.open_tree("data").unwrap().get("meta/format").unwrap()?;
+    Some(i64::from_be_bytes(v.as_ref().try_into().unwrap()))
+}
+
+/// Opens the store on `db`, checks it reads back `expected` whole, and closes it.
+fn open_and_compare(db: &Path, expected: &Value) {
+    let store = Store::open(db).unwrap();
+    let got = dump(&store);
+    for (section, want) in expected.as_object().unwrap() {
+        assert_eq!(&got[section], want, "{section}");
+    }
+    drop(store);
+}
+
+/// After the migration: format 2 recorded, every row family's value a row, no markers left.
+fn assert_migrated(db: &sled::Db, keys: &BTreeSet<String>) {
+    assert_eq!(format_of(db), Some(2));
+    let after = row_values(db);
+    let stored: BTreeSet<String> = after.iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(&stored, keys, "the same keys before and after");
+    for (k, v) in &after {
+        assert_eq!(v.first(), Some(&ROW_TAG), "{k} is a storage row");
+    }
+    let data = db.open_tree("data").unwrap();
+    assert_eq!(data.scan_prefix("meta/rows/").count(), 0, "markers removed");
+}
+
+/// Opening a v1 data dir migrates every row in place, records format 2, and reads back row
+/// for row; opening it again rewrites nothing.
+#[test]
+fn a_v1_data_dir_is_migrated_in_place_once() {
+    let (tmp, mut expected) = unpack();
+    with_fields_added_since_v1(&mut expected);
+    let db = tmp.path().join("data/db");
+    let before = row_values(&raw_db(&db));
+    for f in ROW_FAMILIES {
+        let n = before.iter().filter(|(k, _)| k.starts_with(f)).count();
+        assert!(n > 0, "the fixture has values under {f}");
+    }
+    assert!(before.iter().all(|(_, v)| v.first() != Some(&ROW_TAG)));
+    assert_eq!(format_of(&raw_db(&db)), None, "v1 records no format");
+    let keys: BTreeSet<String> = before.iter().map(|(k, _)| k.clone()).collect();
+
+    open_and_compare(&db, &expected);
+    let migrated = row_values(&raw_db(&db));
+    assert_migrated(&raw_db(&db), &keys);
+    let json: usize = before.iter().map(|(_, v)| v.len()).sum();
+    let rows: usize = migrated.iter().map(|(_, v)| v.len()).sum();
+    eprintln!("row families: {json} bytes as v1 JSON, {rows} bytes as rows");
+    assert!(
+        rows * 2 < json,
+        "rows ({rows} B) are less than half the JSON ({json} B)"
+    );
+
+    open_and_compare(&db, &expected);
+    assert_eq!(
+        row_values(&raw_db(&db)),
+        migrated,
+        "a second open rewrites nothing"
+    );
+}
+
+/// A migration that stopped partway (some families done and marked, one half converted,
+/// the rest untouched) resumes on the next open and ends where an uninterrupted one does.
+#[test]
+fn an_interrupted_migration_resumes() {
+    let (done, _) = unpack();
+    let done_db = done.path().join("data/db");
+    drop(Store::open(&done_db).unwrap());
+    let converted: Vec<(String, Vec<u8>)> = row_values(&raw_db(&done_db));
+
+    let (tmp, mut expected) = unpack();
+    with_fields_added_since_v1(&mut expected);
+    let db = tmp.path().join("data/db");
+    let keys: BTreeSet<String> = row_values(&raw_db(&db))
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    {
+        // What a migration killed while converting `evt/` leaves: the families before it
+        // converted and marked, half of `evt/` converted, nothing after it, no format.
+        let raw = raw_db(&db);
+        let data = raw.open_tree("data").unwrap();
+        for f in ["tenant/", "key/", "pipe/", "rec/"] {
+            for (k, v) in converted.iter().filter(|(k, _)| k.starts_with(f)) {
+                data.insert(k, &v[..]).unwrap();
+            }
+            data.insert(format!("meta/rows/{f}"), &1i64.to_be_bytes()[..])
+                .unwrap();
+        }
+        let events: Vec<_> = converted
+            .iter()
+            .filter(|(k, _)| k.starts_with("evt/"))
+            .collect();
+        assert!(events.len() >= 2, "the fixture has events to split");
+        for (k, v) in &events[..events.len() / 2] {
+            data.insert(k, &v[..]).unwrap();
+        }
+        raw.flush().unwrap();
+        let mixed = row_values(&raw);
+        assert!(mixed
+            .iter()
+            .any(|(k, v)| k.starts_with("evt/") && v[0] == ROW_TAG));
+        assert!(mixed
+            .iter()
+            .any(|(k, v)| k.starts_with("evt/") && v[0] != ROW_TAG));
+    }
+
+    open_and_compare(&db, &expected);
+    assert_migrated(&raw_db(&db), &keys);
+    assert_eq!(
+        row_values(&raw_db(&db)),
+        converted,
+        "the resumed migration stored what an uninterrupted one did"
+    );
+}
+
+/// A data dir of a newer storage format than this binary knows is refused with a message
+/// that says so, and left untouched.
+#[test]
+fn a_newer_format_is_refused_untouched() {
+    let (tmp, _) = unpack();
+    let db = tmp.path().join("data/db");
+    let before = {
+        let raw = raw_db(&db);
+        raw.open_tree("data")
+            .unwrap()
+            .insert("meta/format", &3i64.to_be_bytes()[..])
+            .unwrap();
+        raw.flush().unwrap();
+        row_values(&raw)
+    };
+    let err = Store::open(&db).err().expect("a newer format is refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("newer Stagecraft (storage format 3)") && msg.contains("up to 2"),
+        "{msg}"
+    );
+    let raw = raw_db(&db);
+    assert_eq!(row_values(&raw), before, "nothing was migrated");
+    assert_eq!(format_of(&raw), Some(3));
+}

@@ -557,8 +557,8 @@ async fn module_versions_stored_before_the_quota_are_counted_at_start_up() {
             }
         }
         let key = "modv/default/old/0000000001";
-        let mut record: serde_json::Value =
-            serde_json::from_slice(&data.get(key).unwrap().unwrap()).unwrap();
+        let mut record =
+            stagecraft::store::stored_as_v1_json(key, &data.get(key).unwrap().unwrap()).unwrap();
         record.as_object_mut().unwrap().remove("artifact_size");
         data.insert(key, serde_json::to_vec(&record).unwrap())
             .unwrap();

@@ -8,7 +8,9 @@
 //! - [`Backend`], the seam: a small vocabulary of data ([`Changeset`], [`Read`], [`List`],
 //!   [`LeaseRequest`], [`PruneRequest`]) that every backend implements, and [`contract`],
 //!   the suite every backend must pass. Only backends and their tests use it.
-//! - `sled`, the embedded default backend: one sled tree under key families, JSON values.
+//! - `sled`, the embedded default backend: one sled tree under key families, each value a
+//!   storage row (`rows`: the store's own versioned types, postcard-encoded, never the
+//!   model's serde types); a v1 data dir (JSON values) is migrated in place when it opens.
 //!   Private: [`Store::open`] is the only way in, so nothing outside this crate can name it
 //!   (the crate graph enforces that the host never reaches past the facade to sled).
 //!
@@ -26,6 +28,7 @@ mod query;
 mod quota;
 mod reads;
 mod registry;
+mod rows;
 mod sled;
 mod store;
 
@@ -95,6 +98,13 @@ impl StoreError {
         crate::sled::database::is_full(e)
             .then(|| StoreError::Unavailable(crate::sled::database::describe(e)))
     }
+}
+
+/// The JSON that storage v1 kept for a value stored by the sled backend under `key`, in
+/// either encoding: for tests that plant what an older version would have left.
+#[doc(hidden)]
+pub fn stored_as_v1_json(key: &str, bytes: &[u8]) -> Result<serde_json::Value> {
+    crate::sled::migrate::v1_json(key, bytes)
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

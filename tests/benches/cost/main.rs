@@ -7,13 +7,15 @@
 //! 4. module upload-to-ready against restart-to-ready (cached artifact);
 //! 5. per-run cost and memory with 1, 100 and 1,000 module versions loaded;
 //! 6. indexed lists and `records.find` on a 1,000,000-record tenant
-//!    (`STAGECRAFT_BENCH_RECORDS` scales it).
+//!    (`STAGECRAFT_BENCH_RECORDS` scales it);
+//! 7. bytes on disk per record and per run for the demo workload.
 //!
 //! `cargo bench` runs the full counts (release build). Anything else — `cargo test --bench
 //! cost`, or `-- --smoke` — runs tiny counts so CI proves the bench still works without
 //! timing anything. BENCHMARKS.md records the latest full figures.
 
 mod bare;
+mod disk;
 mod fixture;
 mod http;
 mod indexes;
@@ -68,5 +70,8 @@ fn main() {
             .and_then(|n| n.parse().ok())
             .unwrap_or(if full { 1_000_000 } else { 2_000 });
         indexes::section(records, if full { 2_000 } else { 5 });
+    }
+    if wants("7") {
+        disk::section(if full { 2_000 } else { 8 });
     }
 }

@@ -1,11 +1,13 @@
 //! How each kind of stored value is encoded: one [`Encode`]/[`Decode`] pair per kind, and
-//! nothing else in the backend serializes. Storage version 1 stores every value as the JSON
-//! of its model type (and counters as big-endian i64); changing a kind's encoding (storage
-//! v2's versioned rows) is a change to its pair here. The heads are partial decodes of a
-//! kind — the fields a filter looks at, read without decoding the rest.
+//! nothing else in the backend serializes. Storage v2 writes every value as its storage row
+//! ([`crate::rows`]: postcard behind a format tag and row version; counters stay big-endian
+//! i64, index entries are empty). Decoding also reads storage v1's values (the JSON of the
+//! model types) — the format tag tells them apart — so a data dir migrating in place
+//! ([`super::upgrade`]) reads whole at every step. The heads are partial decodes of a kind —
+//! the fields a filter looks at, read without decoding the rest.
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use stagecraft_model::stats::Rollup;
 use stagecraft_model::{
     ApiKey, Binding, Channel, ChannelConfig, Event, Job, MessageStatus, Module, ModuleVersion,
@@ -13,6 +15,7 @@ use stagecraft_model::{
 };
 
 use super::deep;
+use crate::rows::{self, StoredRow};
 use crate::{Result, StoreError};
 
 /// A value kind as written to the tree.
@@ -32,12 +35,7 @@ fn corrupt(key: &str, e: impl std::fmt::Display) -> StoreError {
     }
 }
 
-/// Version 1: the model type's JSON.
-fn json_encode<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|e| corrupt(key, e))
-}
-
-/// Version 1: the model type's JSON; a value stored by an older version that accepted
+/// Storage v1: the model type's JSON; a value stored by an older version that accepted
 /// deeper values is read all the same (see `deep`).
 fn json_decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
     match serde_json::from_slice(bytes) {
@@ -50,59 +48,83 @@ fn json_decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
     }
 }
 
-/// Kinds stored as their JSON, both ways.
-macro_rules! json_kind {
-    ($($t:ty),* $(,)?) => {$(
+fn row_encode<R: StoredRow>(key: &str, row: &R) -> Result<Vec<u8>> {
+    rows::encode(row).map_err(|e| corrupt(key, e))
+}
+
+/// Kinds stored as their row `R` (v2), read from a row or from v1's JSON.
+macro_rules! row_kind {
+    ($($t:ty => $r:ty),* $(,)?) => {$(
         impl Encode for $t {
             fn encode(&self, key: &str) -> Result<Vec<u8>> {
-                json_encode(key, self)
+                row_encode(key, &<$r>::from(self))
             }
         }
         impl Decode for $t {
             fn decode(key: &str, bytes: &[u8]) -> Result<Self> {
-                json_decode(key, bytes)
+                if !rows::is_row(bytes) {
+                    return json_decode(key, bytes);
+                }
+                let row: $r = rows::decode(bytes).map_err(|e| corrupt(key, e))?;
+                <$t>::try_from(row).map_err(|e| corrupt(key, e))
             }
         }
     )*};
 }
 
-json_kind!(
-    Tenant,
-    ApiKey,
-    Pipeline,
-    Record,
-    Event,
-    Binding,
-    Module,
-    ModuleVersion,
-    RunRecord,
-    OutboxMessage,
-    Timer,
-    Job,
-    Notification,
-    ChannelConfig,
-    Rollup,
-    // The keys of a record's timers (`rtim/`).
-    Vec<String>,
-    // A webhook secret, an idempotency key's message id, a retention mark.
-    String,
-    // Flags under `meta/`.
-    bool,
+row_kind!(
+    Tenant => rows::TenantRow,
+    ApiKey => rows::ApiKeyRow,
+    Pipeline => rows::PipelineRow,
+    Record => rows::RecordRow,
+    Event => rows::EventRow,
+    Binding => rows::BindingRow,
+    Module => rows::ModuleRow,
+    ModuleVersion => rows::ModuleVersionRow,
+    RunRecord => rows::RunRow,
+    OutboxMessage => rows::MessageRow,
+    Timer => rows::TimerRow,
+    Job => rows::JobRow,
+    Notification => rows::NotificationRow,
+    ChannelConfig => rows::ChannelConfigRow,
+    Rollup => rows::RollupRow,
 );
 
+/// Small values that are their own row: the keys of a record's timers (`rtim/`); a webhook
+/// secret, an idempotency key's message id, a retention mark; flags under `meta/`.
+macro_rules! plain_kind {
+    ($($t:ty),* $(,)?) => {$(
+        impl Encode for $t {
+            fn encode(&self, key: &str) -> Result<Vec<u8>> {
+                row_encode(key, self)
+            }
+        }
+        impl Decode for $t {
+            fn decode(key: &str, bytes: &[u8]) -> Result<Self> {
+                if !rows::is_row(bytes) {
+                    return json_decode(key, bytes);
+                }
+                rows::decode(bytes).map_err(|e| corrupt(key, e))
+            }
+        }
+    )*};
+}
+
+plain_kind!(Vec<String>, String, bool);
+
 /// An index entry: the key says it all (`rev/`, `brun/`, `due/`, `sent/`); the value is
-/// JSON `null`.
+/// empty (v1 stored JSON `null`; nothing reads it).
 pub(crate) struct Marker;
 
 impl Encode for Marker {
-    fn encode(&self, key: &str) -> Result<Vec<u8>> {
-        json_encode(key, &())
+    fn encode(&self, _key: &str) -> Result<Vec<u8>> {
+        Ok(Vec::new())
     }
 }
 
 impl Encode for str {
     fn encode(&self, key: &str) -> Result<Vec<u8>> {
-        json_encode(key, self)
+        row_encode(key, &self.to_string())
     }
 }
 
@@ -165,14 +187,70 @@ pub(crate) struct MessageHead {
     pub record: Option<String>,
 }
 
-macro_rules! json_head {
-    ($($t:ty),* $(,)?) => {$(
+/// Heads read from a row's leading fields ([`rows::decode_head`]) or from v1's JSON.
+macro_rules! head_kind {
+    ($($t:ty => $r:ty, $h:ty);* $(;)?) => {$(
         impl Decode for $t {
             fn decode(key: &str, bytes: &[u8]) -> Result<Self> {
-                json_decode(key, bytes)
+                if !rows::is_row(bytes) {
+                    return json_decode(key, bytes);
+                }
+                let head: $h = rows::decode_head::<$r, $h>(bytes).map_err(|e| corrupt(key, e))?;
+                Ok(head.into())
             }
         }
     )*};
 }
 
-json_head!(RecordHead, RunHead, RunOwner, MessageHead);
+head_kind!(
+    RecordHead => rows::RecordRow, rows::RecordHeadRow;
+    RunHead => rows::RunRow, rows::RunHeadRow;
+    RunOwner => rows::RunRow, rows::RunOwnerRow;
+    MessageHead => rows::MessageRow, rows::MessageHeadRow;
+);
+
+impl From<rows::RecordHeadRow> for RecordHead {
+    fn from(h: rows::RecordHeadRow) -> RecordHead {
+        RecordHead {
+            id: h.id,
+            kind: h.kind.into(),
+            name: h.name,
+            email: h.email,
+            pipeline: h.pipeline,
+            stage: h.stage,
+            owner: h.owner,
+        }
+    }
+}
+
+impl From<rows::RunHeadRow> for RunHead {
+    fn from(h: rows::RunHeadRow) -> RunHead {
+        RunHead {
+            record: h.record,
+            binding: h.binding,
+            module: h.module,
+            outcome: OutcomeHead {
+                kind: h.outcome.name().to_string(),
+            },
+        }
+    }
+}
+
+impl From<rows::RunOwnerRow> for RunOwner {
+    fn from(h: rows::RunOwnerRow) -> RunOwner {
+        RunOwner {
+            module: h.module,
+            binding: h.binding,
+        }
+    }
+}
+
+impl From<rows::MessageHeadRow> for MessageHead {
+    fn from(h: rows::MessageHeadRow) -> MessageHead {
+        MessageHead {
+            status: h.status.into(),
+            channel: h.channel.into(),
+            record: h.record,
+        }
+    }
+}

@@ -2,14 +2,16 @@
 //!
 //! Everything lives in one sled tree under key families (`rec/{tenant}/{id}`, `evt/…`,
 //! see [`family`]), so any set of writes can be one single-tree transaction; every stored
-//! value goes through one encode/decode pair per kind ([`codec`]). A changeset is one
+//! value goes through one encode/decode pair per kind ([`codec`]), which writes storage rows
+//! (`crate::rows`) and still reads v1's JSON. A changeset is one
 //! transaction ([`commit`], then the op of each noun: [`tenants`], [`pipelines`],
 //! [`bindings`], [`modules`], [`outbox`], [`automation`]); reads are point gets ([`read`]);
 //! lists read secondary indexes written with the rows ([`index`], [`postings`], pages in
 //! [`page`]); leases are in memory ([`lease`]).
 //! [`database`] holds the sled handles and reopens them after a disk failure heals;
 //! [`deep`] reads values older versions stored deeper than serde_json parses; [`upgrade`]
-//! brings an older data dir's layout up to date when it opens.
+//! brings an older data dir's layout up to date when it opens, and [`migrate`] converts a
+//! v1 data dir's JSON values to rows in place (or refuses a newer format).
 
 mod automation;
 mod bindings;
@@ -18,11 +20,12 @@ mod commit;
 #[cfg(test)]
 mod contract_tests;
 pub(crate) mod database;
-mod deep;
+pub(crate) mod deep;
 mod family;
 mod index;
 mod lease;
 mod list;
+pub(crate) mod migrate;
 mod modules;
 mod outbox;
 mod page;

@@ -3,16 +3,19 @@
 //! move into their tenant's queue, and timers stored before the follow-up counters existed
 //! are counted, as are module versions stored before the module quota (their artifact
 //! sizes, which only the sandbox's files know, come later: `Store::count_stored_modules`).
+//! Last, storage v1's JSON values become storage rows ([`migrate`](super::migrate)); a data
+//! dir of a newer format than this binary knows is refused first, untouched.
 
 use std::collections::BTreeMap;
 
 use super::codec::Decode;
-use super::{family, SledBackend};
+use super::{family, migrate, SledBackend};
 use crate::quota::stored_bytes;
 use crate::Result;
 use stagecraft_model::{Job, ModuleVersion, Timer, TimerKind};
 
 pub(super) fn run(b: &SledBackend) -> Result<()> {
+    migrate::check(b)?;
     let moved = migrate_legacy_jobs(b)?;
     if moved > 0 {
         tracing::info!(jobs = moved, "moved queued jobs into per-tenant queues");
@@ -30,6 +33,10 @@ pub(super) fn run(b: &SledBackend) -> Result<()> {
             timers = counted,
             "counted pending follow-ups stored before the limits"
         );
+    }
+    let rows = migrate::run(b)?;
+    if rows > 0 {
+        tracing::info!(rows, "migrated the data dir to storage format 2");
     }
     Ok(())
 }
