@@ -15,6 +15,7 @@
 //! - [`retention`]: what pruning removes and what it keeps.
 //! - [`reads`]: what a reader sees while commits are in flight.
 //! - [`modules`]: the module quota and use counts.
+//! - [`concurrent`]: many threads committing at once each get their own answer.
 //!
 //! A new backend runs all of it with one line in a test file of its own, given a harness
 //! `fn(fn(Open<'_>))` that makes fresh, empty storage, calls the property with an [`Open`]
@@ -33,6 +34,7 @@
 //! [`PROPERTIES`] is the list.
 
 pub mod commit;
+pub mod concurrent;
 pub mod lease;
 pub mod lists;
 pub mod modules;
@@ -111,6 +113,9 @@ macro_rules! __contract_properties {
             modules {
                 module_quotas_hold
                 module_quotas_hold_under_concurrency
+            }
+            concurrent {
+                concurrent_committers_get_their_own_results
             }
         }
     };
