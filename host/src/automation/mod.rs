@@ -10,6 +10,7 @@
 pub mod dry_run;
 mod effects;
 mod guard;
+mod history;
 mod queue;
 pub mod source;
 mod worker;
@@ -361,6 +362,7 @@ impl Automation {
         run.logs = report.logs.clone();
         run.host_calls = report.host_calls.clone();
         run.http = report.http.clone();
+        history::bound(&mut run);
         run.fuel_used = report.fuel_used;
         run.peak_memory = report.peak_memory;
         run.duration_us = report.duration_us;

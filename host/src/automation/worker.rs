@@ -65,7 +65,9 @@ enum Failed {
 
 /// How one attempt at a job ended without a storage error.
 enum Step {
-    /// Ran and committed, or there was nothing to do (already run, binding gone or off).
+    /// Ran and committed, and the job left the queue in that same commit.
+    Finished,
+    /// There was nothing to do (already run, binding gone or off).
     Done,
     /// It can never run: the job is recorded as a failed run saying why.
     Lost(String),
@@ -161,7 +163,7 @@ impl Automation {
         let _entered = span.enter();
         let outcome =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &queued.job {
-                Ok(job) => self.attempt(job),
+                Ok(job) => self.attempt(job, &queued.id),
                 Err(e) => Err(Failed::Record(format!(
                     "the queued job cannot be read: {e}"
                 ))),
@@ -177,6 +179,11 @@ impl Automation {
             // run the moment the disk is back.
             tracing::warn!(job = %queued.id, error = %why, "storage unavailable; keeping the job");
             return false;
+        }
+        if let Ok(true) = outcome {
+            // The run's commit took the job off the queue (one commit per job, grouped
+            // with the other lanes' commits into one flush).
+            return true;
         }
         if let Err(Failed::Record(why)) = outcome {
             // Never vanish without a trace: the run's record says why it did not apply. If
@@ -198,14 +205,16 @@ impl Automation {
     }
 
     /// Up to 8 attempts; corrupt data is not retried (it will not heal by itself), and
-    /// unavailable storage postpones the job.
-    fn attempt(&self, job: &Job) -> Result<(), Failed> {
+    /// unavailable storage postpones the job. True when the job (`queued`, its key's id)
+    /// left the queue with its run.
+    fn attempt(&self, job: &Job, queued: &str) -> Result<bool, Failed> {
         let span = tracing::info_span!("event", event_id = %job.event);
         let _entered = span.enter();
         let mut failure = None;
         for _ in 0..8 {
-            match self.try_process(job) {
-                Ok(Step::Done) | Err(StoreError::AlreadyDone(_)) => return Ok(()),
+            match self.try_process(job, queued) {
+                Ok(Step::Finished) => return Ok(true),
+                Ok(Step::Done) | Err(StoreError::AlreadyDone(_)) => return Ok(false),
                 Ok(Step::Lost(why)) => return Err(Failed::Record(why)),
                 Err(e @ (StoreError::VersionConflict { .. } | StoreError::Stale(_))) => {
                     tracing::debug!(error = %e, "conflict; running again on fresh state");
@@ -277,6 +286,7 @@ impl Automation {
             started_at: Utc::now(),
             unjournaled_event: None,
         });
+        cs.runs.iter_mut().for_each(super::history::bound);
         match self.store.commit(&cs) {
             Ok(_) | Err(StoreError::AlreadyDone(_)) => Ok(()),
             Err(e) => Err(e),
@@ -287,7 +297,7 @@ impl Automation {
     /// decision someone made: the job is skipped (logged). A missing journal event is not:
     /// events are never deleted, so the job's work was lost, and it is recorded as a failed
     /// run naming the event rather than ending as if there had been nothing to do.
-    fn try_process(&self, job: &Job) -> Result<Step, StoreError> {
+    fn try_process(&self, job: &Job, queued: &str) -> Result<Step, StoreError> {
         let Some(binding_id) = &job.binding else {
             return Ok(Step::Lost(format!(
                 "the job names no binding for event {}; nothing ran",
@@ -315,8 +325,11 @@ impl Automation {
         {
             return Ok(Step::Done);
         }
-        self.run_and_commit(&job.tenant, &ev, &binding)
-            .map(|_| Step::Done)
+        let finish = Op::FinishJob {
+            id: queued.to_string(),
+        };
+        self.commit_run(&job.tenant, &ev, &binding, Some(finish))
+            .map(|_| Step::Finished)
     }
 
     /// Runs `binding` on the journal event `ev` and commits the run with its effects (and
@@ -327,6 +340,18 @@ impl Automation {
         tenant: &str,
         ev: &Event,
         binding: &Binding,
+    ) -> Result<RunRecord, StoreError> {
+        self.commit_run(tenant, ev, binding, None)
+    }
+
+    /// [`Automation::run_and_commit`], with `finish` (the job's `FinishJob`) in the run's
+    /// own commit, whichever way the run ends.
+    fn commit_run(
+        &self,
+        tenant: &str,
+        ev: &Event,
+        binding: &Binding,
+        finish: Option<Op>,
     ) -> Result<RunRecord, StoreError> {
         let now = Utc::now();
         let mut cs = Changeset::new(tenant);
@@ -355,11 +380,13 @@ impl Automation {
                 rejected.unjournaled_event = super::unjournaled(&cs, &rejected.event);
                 failed.runs.push(rejected);
                 failed.runs.push(run.clone());
+                failed.ops.extend(finish);
                 self.store.commit(&failed)?;
                 return Ok(run);
             }
         }
         cs.runs.insert(0, run);
+        cs.ops.extend(finish);
         self.store.commit(&cs)?;
         if !cs.jobs.is_empty() {
             self.wake.notify_one();

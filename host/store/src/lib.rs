@@ -78,17 +78,12 @@ pub enum StoreError {
     /// a bug).
     #[error("storage failure: {0}")]
     Backend(String),
-    /// A backend engine's own error inside its transaction machinery (the sled backend
-    /// hands it back to sled's retry loop, and turns I/O failures into `Unavailable`).
-    /// Opaque, so that no backend's types appear in the store's public API.
+    /// A backend engine's own error inside its write machinery (the sled backend turns I/O
+    /// failures into `Unavailable`). Opaque, so that no backend's types appear in the
+    /// store's public API.
     #[doc(hidden)]
     #[error("storage failure: {0}")]
     Engine(Box<dyn std::error::Error + Send + Sync + 'static>),
-    /// sled's optimistic concurrency wants the transaction retried; never leaves the sled
-    /// backend.
-    #[doc(hidden)]
-    #[error("transaction conflict")]
-    TxConflict,
 }
 
 impl StoreError {

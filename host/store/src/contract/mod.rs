@@ -18,6 +18,7 @@
 //! - [`retention`]: what pruning removes and what it keeps.
 //! - [`reads`]: what a reader sees while commits are in flight.
 //! - [`modules`]: the module quota and use counts.
+//! - [`concurrent`]: many threads committing at once each get their own answer.
 //!
 //! A new backend runs all of it with one line in a test file of its own, given a harness
 //! `fn(fn(Open<'_>))` that makes fresh, empty storage, calls the property with an [`Open`]
@@ -37,6 +38,7 @@
 
 pub mod commit;
 pub mod indexes;
+pub mod concurrent;
 pub mod lease;
 pub mod lists;
 pub mod modules;
@@ -120,6 +122,9 @@ macro_rules! __contract_properties {
             modules {
                 module_quotas_hold
                 module_quotas_hold_under_concurrency
+            }
+            concurrent {
+                concurrent_committers_get_their_own_results
             }
         }
     };

@@ -60,7 +60,8 @@ pub(crate) struct RecordRow {
 /// The leading fields of a [`RecordRow`].
 #[derive(Debug, Deserialize)]
 pub(crate) struct RecordHeadRow {
-    pub id: String,
+    /// Decoded to reach the fields after it (postcard is positional), never read.
+    pub _id: String,
     pub kind: KindRow,
     pub name: String,
     pub email: Option<String>,

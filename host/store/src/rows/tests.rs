@@ -198,7 +198,7 @@ fn a_record_head_is_a_prefix_of_its_row() {
     let r = record();
     let bytes = encode(&RecordRow::from(&r)).unwrap();
     let head: RecordHeadRow = decode_head::<RecordRow, _>(&bytes).unwrap();
-    assert_eq!(head.id, r.id);
+    assert_eq!(head._id, r.id);
     assert_eq!(RecordKind::from(head.kind), r.kind);
     assert_eq!(
         (head.email, head.pipeline, head.stage, head.owner),

@@ -212,7 +212,6 @@ head_kind!(
 impl From<rows::RecordHeadRow> for RecordHead {
     fn from(h: rows::RecordHeadRow) -> RecordHead {
         RecordHead {
-            id: h.id,
             kind: h.kind.into(),
             name: h.name,
             email: h.email,

@@ -1,6 +1,7 @@
-//! A changeset as one sled transaction: the record writes with their optimistic version
+//! A changeset as one atomic write: the record writes with their optimistic version
 //! checks and stage counts, the journal events they cause, and what automation adds (run
-//! records, outbox messages, timers, jobs), then its ops — all or nothing.
+//! records, outbox messages, timers, jobs), then its ops — all or nothing, committed with
+//! whatever else is waiting in one batch and one flush (`group`).
 
 use std::collections::HashMap;
 
@@ -8,15 +9,66 @@ use super::automation::count_follow_up;
 use super::codec::Marker;
 use super::tx::Tx;
 use super::{automation, bindings, family, modules, outbox, pipelines, tenants, SledBackend};
-use crate::change::{Applied, Changeset, Committed, Op, RecordWrite};
+use crate::change::{Applied, Changeset, Committed, Durability, Op, RecordWrite};
 use crate::{Result, StoreError};
 use stagecraft_model::{Record, Timer};
 
-pub(super) fn commit(b: &SledBackend, cs: &Changeset) -> Result<Committed> {
-    // Keys are addressed by hash, so a revoke finds its key by id with a scan, which must
-    // happen before the transaction: sled blocks a scan of the tree inside one of its own
-    // transactions. Keys never change once stored, so the hash found stays right; the
-    // removal inside the transaction says whether the key was still there.
+/// Commits each changeset of `batch` on its own (its checks, its writes, all or nothing),
+/// together with every other commit waiting at the same time: one batch, one flush (see
+/// `group`). A conflict rejects only its own changeset.
+pub(super) fn commit_all(b: &SledBackend, batch: &[&Changeset]) -> Vec<Result<Committed>> {
+    // Keys are addressed by hash, so a revoke finds its key by id with a scan of what is
+    // stored, before the write. Keys never change once stored, so the hash found stays
+    // right; the removal inside the write says whether the key was still there.
+    let found: Vec<Result<KeyHashes<'_>>> = batch.iter().map(|cs| key_hashes(b, cs)).collect();
+    let items: Vec<(&Changeset, &KeyHashes<'_>)> = batch
+        .iter()
+        .zip(&found)
+        .filter_map(|(cs, k)| k.as_ref().ok().map(|k| (*cs, k)))
+        .collect();
+    let mut written = b
+        .data
+        .write_all(
+            &items,
+            |(cs, _)| cs.durability == Durability::Durable,
+            |tx, (cs, hashes)| {
+                super::index::keep(tx, cs, || {
+                    apply(tx, cs)?;
+                    cs.ops
+                        .iter()
+                        .map(|op| apply_op(tx, &cs.tenant, op, hashes))
+                        .collect::<Result<Vec<_>>>()
+                })
+            },
+        )
+        .into_iter();
+    let mut out = Vec::with_capacity(batch.len());
+    for (cs, k) in batch.iter().zip(found) {
+        let done = match k {
+            Err(e) => Err(e),
+            Ok(_) => written
+                .next()
+                .unwrap_or_else(|| Err(StoreError::Backend("the write reported nothing".into()))),
+        };
+        if done.is_ok() {
+            // What the ops finished is no longer held by anyone.
+            for op in &cs.ops {
+                match op {
+                    Op::FinishJob { id } => b.leases.release(&family::job(&cs.tenant, id)),
+                    Op::FireTimer { timer, .. } => b.leases.release(&timer.key),
+                    _ => {}
+                }
+            }
+        }
+        out.push(done.map(|ops| Committed { ops }));
+    }
+    out
+}
+
+/// The hash of each key a `RevokeKey` of `cs` names.
+type KeyHashes<'a> = HashMap<&'a str, Option<String>>;
+
+fn key_hashes<'a>(b: &SledBackend, cs: &'a Changeset) -> Result<KeyHashes<'a>> {
     let mut key_hashes = HashMap::new();
     for op in &cs.ops {
         if let Op::RevokeKey { id } = op {
@@ -28,34 +80,12 @@ pub(super) fn commit(b: &SledBackend, cs: &Changeset) -> Result<Committed> {
             key_hashes.insert(id.as_str(), hash);
         }
     }
-    let ops = b.transact_as(cs.durability, |tx| {
-        super::index::keep(tx, cs, || {
-            apply(tx, cs)?;
-            cs.ops
-                .iter()
-                .map(|op| apply_op(tx, &cs.tenant, op, &key_hashes))
-                .collect::<Result<Vec<_>>>()
-        })
-    })?;
-    // What the ops finished is no longer held by anyone.
-    for op in &cs.ops {
-        match op {
-            Op::FinishJob { id } => b.leases.release(&family::job(&cs.tenant, id)),
-            Op::FireTimer { timer, .. } => b.leases.release(&timer.key),
-            _ => {}
-        }
-    }
-    Ok(Committed { ops })
+    Ok(key_hashes)
 }
 
 /// One op inside the changeset's transaction (`key_hashes`: the hash of each key a
 /// `RevokeKey` names, found before the transaction).
-fn apply_op(
-    tx: &Tx<'_>,
-    tenant: &str,
-    op: &Op,
-    key_hashes: &HashMap<&str, Option<String>>,
-) -> Result<Applied> {
+fn apply_op(tx: &Tx<'_>, tenant: &str, op: &Op, key_hashes: &KeyHashes<'_>) -> Result<Applied> {
     let done = |r: Result<()>| r.map(|()| Applied::Done);
     match op {
         Op::CreateTenant {

@@ -7,7 +7,7 @@
 //! once with [`StoreError::Unavailable`], and at most every [`RETRY`] one looks for space (a
 //! small probe file) and, when there is some, drops sled and opens it again. Reopening
 //! recovers exactly what reached the disk, which includes every write the store acknowledged
-//! (`Store::transact` flushes before it returns).
+//! (a durable write returns once its group's flush did, see `group`).
 //!
 //! Reads are refused too, although sled would mostly still answer them: the failed handle
 //! shows the writes that hit the failure as if they had happened, and they vanish with the
@@ -24,9 +24,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::IVec;
 
+use super::group::Group;
+use super::tx::Tx;
 use crate::{Result, StoreError};
 
 /// The least time between two attempts to reopen a failed database.
@@ -44,6 +45,8 @@ pub(crate) struct Database {
     dir: PathBuf,
     state: RwLock<State>,
     on_reopen: OnReopen,
+    /// Every write goes through the group commit (`group`).
+    pub(super) group: Group,
 }
 
 struct State {
@@ -75,10 +78,10 @@ struct Failure {
 
 /// One open database: clones of sled's handles, all from the same open.
 #[derive(Clone)]
-struct Live {
-    db: sled::Db,
-    tree: sled::Tree,
-    generation: u64,
+pub(super) struct Live {
+    pub(super) db: sled::Db,
+    pub(super) tree: sled::Tree,
+    pub(super) generation: u64,
 }
 
 impl Database {
@@ -97,6 +100,7 @@ impl Database {
                 healing: false,
             }),
             on_reopen,
+            group: Group::default(),
         })
     }
 
@@ -135,23 +139,13 @@ impl Database {
         }
     }
 
-    /// Runs `f` as one transaction, then (when `durable`) flushes it to disk, both on the
-    /// same handle: an acknowledged write is on the disk that the next reopen reads.
-    pub fn transaction<R>(
-        &self,
-        durable: bool,
-        f: impl Fn(&TransactionalTree) -> Result<R, ConflictableTransactionError<StoreError>>,
-    ) -> Result<R> {
-        let live = self.live()?;
-        let done = match live.tree.transaction(f) {
-            Ok(out) if durable => live.db.flush().map(|_| out),
-            Ok(out) => Ok(out),
-            Err(TransactionError::Abort(e)) => return Err(e),
-            Err(TransactionError::Storage(e)) => Err(e),
-        };
-        let generation = live.generation;
-        drop(live);
-        done.map_err(|e| self.failed(generation, e))
+    /// Runs `f` as one atomic write, then (when `durable`) flushes it to disk, both on the
+    /// same handle: an acknowledged write is on the disk that the next reopen reads. It
+    /// shares its batch and flush with the writes waiting at the same time (`group`).
+    pub fn transaction<R>(&self, durable: bool, f: impl Fn(&Tx<'_>) -> Result<R>) -> Result<R> {
+        self.write_all(&[()], |_| durable, |tx, _| f(tx))
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Backend("the write reported nothing".into())))
     }
 
     /// Writes everything to disk.
@@ -165,7 +159,7 @@ impl Database {
 
     /// The handle to use now; while the database is failed, a reopen when [`RETRY`] has
     /// passed since the last attempt, else the failure.
-    fn live(&self) -> Result<Live> {
+    pub(super) fn live(&self) -> Result<Live> {
         {
             let s = self.read();
             match &s.failure {
@@ -239,7 +233,7 @@ impl Database {
 
     /// `e` as the store reports it; an I/O error marks the database failed, unless it came
     /// from a handle that was replaced already (`generation`).
-    fn failed(&self, generation: u64, e: sled::Error) -> StoreError {
+    pub(super) fn failed(&self, generation: u64, e: sled::Error) -> StoreError {
         let sled::Error::Io(io) = &e else {
             return StoreError::Engine(Box::new(e));
         };

@@ -23,6 +23,7 @@ pub(crate) mod database;
 pub(crate) mod deep;
 mod family;
 mod index;
+mod group;
 mod lease;
 mod list;
 pub(crate) mod migrate;
@@ -42,8 +43,6 @@ mod upgrade;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use crate::backend::Backend;
 use crate::change::{Changeset, Committed, Durability};
@@ -152,11 +151,11 @@ impl SledBackend {
         })
     }
 
-    /// Runs `f` as one atomic transaction over the data tree, durable (on disk) before it
-    /// returns: whatever the caller acknowledges survives a crash. On a full disk it fails with
+    /// Runs `f` as one atomic write to the data tree, durable (on disk) before it returns:
+    /// whatever the caller acknowledges survives a crash. On a full disk it fails with
     /// [`StoreError::Unavailable`], as does every operation until the store reopens.
     fn transact<R>(&self, f: impl Fn(&Tx<'_>) -> Result<R>) -> Result<R> {
-        self.data.transaction(true, |t| run_tx(t, &f))
+        self.data.transaction(true, f)
     }
 
     /// [`SledBackend::transact`], durable or not as `durability` says (see
@@ -166,29 +165,13 @@ impl SledBackend {
         durability: Durability,
         f: impl Fn(&Tx<'_>) -> Result<R>,
     ) -> Result<R> {
-        let durable = durability == Durability::Durable;
-        self.data.transaction(durable, |t| run_tx(t, &f))
+        self.data.transaction(durability == Durability::Durable, f)
     }
-}
-
-/// One attempt of a transaction body, its errors sorted for sled's retry loop.
-fn run_tx<R>(
-    t: &TransactionalTree,
-    f: &impl Fn(&Tx<'_>) -> Result<R>,
-) -> std::result::Result<R, ConflictableTransactionError<StoreError>> {
-    f(&Tx::new(t)).map_err(|e| match e {
-        StoreError::Engine(e) => match e.downcast::<sled::Error>() {
-            Ok(e) => ConflictableTransactionError::Storage(*e),
-            Err(e) => ConflictableTransactionError::Abort(StoreError::Engine(e)),
-        },
-        StoreError::TxConflict => ConflictableTransactionError::Conflict,
-        other => ConflictableTransactionError::Abort(other),
-    })
 }
 
 impl Backend for SledBackend {
     fn commit(&self, batch: &[&Changeset]) -> Vec<Result<Committed>> {
-        batch.iter().map(|cs| commit::commit(self, cs)).collect()
+        commit::commit_all(self, batch)
     }
 
     fn read(&self, r: &Read) -> Result<Option<Row>> {

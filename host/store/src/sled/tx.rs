@@ -1,22 +1,66 @@
-//! Typed access to the data tree inside a transaction: every value goes through its
-//! [`codec`](super::codec) pair, every sled error is sorted for the retry loop.
+//! Typed access to the data tree inside a write: every value goes through its
+//! [`codec`](super::codec) pair, every sled error is kept for the database to sort.
+//!
+//! A write reads through three layers — its own writes, then the writes of the commits
+//! already accepted into the group waiting for the same flush (see `group`), then the tree —
+//! and writes only to the first. Nothing reaches the tree until the group is applied in one
+//! batch; a write that fails leaves its layer behind, so a conflict drops only its own
+//! changeset.
 
-use sled::transaction::{TransactionalTree, UnabortableTransactionError};
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use sled::IVec;
 
 use super::codec::{self, Decode, Encode};
 use crate::{Result, StoreError};
 
+/// Writes not yet in the tree: `None` removes the key.
+pub(crate) type Writes = HashMap<IVec, Option<IVec>>;
+
 pub(crate) struct Tx<'a> {
-    t: &'a TransactionalTree,
+    tree: &'a sled::Tree,
+    /// What the group accepted before this write (read only).
+    below: &'a Writes,
+    mine: RefCell<Writes>,
 }
 
 impl<'a> Tx<'a> {
-    pub fn new(t: &'a TransactionalTree) -> Tx<'a> {
-        Tx { t }
+    pub fn new(tree: &'a sled::Tree, below: &'a Writes) -> Tx<'a> {
+        Tx {
+            tree,
+            below,
+            mine: RefCell::default(),
+        }
+    }
+
+    /// This write's own changes, for the group to take once it succeeded.
+    pub fn into_writes(self) -> Writes {
+        self.mine.into_inner()
+    }
+
+    fn raw(&self, key: &str) -> Result<Option<IVec>> {
+        let k = key.as_bytes();
+        if let Some(v) = self.mine.borrow().get(k) {
+            return Ok(v.clone());
+        }
+        if let Some(v) = self.below.get(k) {
+            return Ok(v.clone());
+        }
+        // The database sorts an engine error (an I/O failure marks it failed).
+        self.tree
+            .get(k)
+            .map_err(|e| StoreError::Engine(Box::new(e)))
+    }
+
+    fn set(&self, key: &str, value: Option<IVec>) {
+        self.mine
+            .borrow_mut()
+            .insert(IVec::from(key.as_bytes()), value);
     }
 
     pub fn get<T: Decode>(&self, key: &str) -> Result<Option<T>> {
-        match self.t.get(key).map_err(unabortable)? {
+        match self.raw(key)? {
             Some(bytes) => T::decode(key, &bytes).map(Some),
             None => Ok(None),
         }
@@ -24,23 +68,25 @@ impl<'a> Tx<'a> {
 
     pub fn put<T: Encode + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
         let bytes = value.encode(key)?;
-        self.t.insert(key, bytes).map_err(unabortable)?;
+        self.set(key, Some(IVec::from(bytes)));
         Ok(())
     }
 
     pub fn remove(&self, key: &str) -> Result<bool> {
-        Ok(self.t.remove(key).map_err(unabortable)?.is_some())
+        let was = self.raw(key)?.is_some();
+        self.set(key, None);
+        Ok(was)
     }
 
     pub fn exists(&self, key: &str) -> Result<bool> {
-        Ok(self.t.get(key).map_err(unabortable)?.is_some())
+        Ok(self.raw(key)?.is_some())
     }
 
     /// Adds `delta` to a counter and returns the new value (a counter at zero is removed).
     pub fn add(&self, key: &str, delta: i64) -> Result<i64> {
         let now = self.counter(key)? + delta;
         if now == 0 {
-            self.t.remove(key).map_err(unabortable)?;
+            self.set(key, None);
         } else {
             self.set_counter(key, now)?;
         }
@@ -49,24 +95,14 @@ impl<'a> Tx<'a> {
 
     /// Stores a counter as it is (start-up counting).
     pub fn set_counter(&self, key: &str, value: i64) -> Result<()> {
-        self.t
-            .insert(key, &codec::encode_counter(value)[..])
-            .map_err(unabortable)?;
+        self.set(key, Some(IVec::from(&codec::encode_counter(value)[..])));
         Ok(())
     }
 
     pub fn counter(&self, key: &str) -> Result<i64> {
-        Ok(match self.t.get(key).map_err(unabortable)? {
+        Ok(match self.raw(key)? {
             Some(b) => codec::counter(&b),
             None => 0,
         })
-    }
-}
-
-fn unabortable(e: UnabortableTransactionError) -> StoreError {
-    match e {
-        // Handed back to sled's retry loop by `run_tx`.
-        UnabortableTransactionError::Conflict => StoreError::TxConflict,
-        UnabortableTransactionError::Storage(e) => StoreError::Engine(Box::new(e)),
     }
 }
