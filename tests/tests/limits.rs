@@ -672,3 +672,56 @@ async fn what_a_tenant_lists_whole_has_a_count() {
         r.message()
     );
 }
+
+#[tokio::test]
+async fn a_stored_run_keeps_a_short_history_while_a_dry_run_shows_more() {
+    let dir = temp_dir();
+    let s = Server::start(dir.path()).await;
+    bomb(&s).await;
+    // 900 refused host calls, each quoting a 100 KB field name (clipped to 300 B).
+    let noisy = json!({"attack": "noisy", "count": 900});
+    s.bind(
+        ADMIN_KEY,
+        json!({"pipeline": "leads", "module": "bomb", "version": 1, "mode": "background",
+            "triggers": [{"on": "created"}], "config": noisy}),
+    )
+    .await;
+    let lead = s
+        .record(ADMIN_KEY, json!({"kind": "lead", "name": "Noisy"}))
+        .await;
+    let id = lead["id"].as_str().unwrap().to_string();
+    let run = eventually("the noisy background run", 1200, || async {
+        s.runs(ADMIN_KEY, &format!("record={id}"))
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+    let r = s
+        .get(
+            &format!("/v1/runs/{}", run["id"].as_str().unwrap()),
+            ADMIN_KEY,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let history = size(&r.body["logs"]) + size(&r.body["host_calls"]);
+    assert!(
+        history <= 4 * 1024 + 512,
+        "a stored run keeps 4 KiB: {history}"
+    );
+    let calls = r.body["host_calls"].as_array().unwrap().len();
+    assert!(calls > 0 && calls < 900, "{calls}");
+    let note = r.body["logs"].as_array().unwrap().last().unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        note.starts_with("[not stored: the last ") && note.contains("host calls"),
+        "{note}"
+    );
+    // The same run as a dry run still answers with the full report.
+    let dry = s
+        .dry_run(ADMIN_KEY, "bomb", 1, json!({"record": id, "config": noisy}))
+        .await;
+    assert!(dry.body["host_calls"].as_array().unwrap().len() > calls);
+}

@@ -243,7 +243,7 @@ fn commits_concurrently(
                 scope.spawn(move || {
                     (0..per_thread)
                         .map(|i| {
-                            let tenant = format!("bench-{t}-{i}");
+                            let tenant = format!("bench-{threads}-{t}-{i}");
                             stagecraft::crm::tenants::create_tenant(&w.store, &tenant, "bench")
                                 .expect("tenant");
                             let add = stagecraft::store::Op::AddModuleVersion {
