@@ -384,7 +384,16 @@ impl Automation {
             }
         }
         if report.outcome.is_ok() {
-            match effects::apply(&self.store, cs, event, binding, &id, &report, now) {
+            match effects::apply(
+                &self.store,
+                cs,
+                event,
+                binding,
+                &id,
+                &report,
+                now,
+                self.config.tasks,
+            ) {
                 Ok(()) => run.effects = report.effects,
                 Err(effects::ApplyError::Stale(what)) => return Err(StoreError::Stale(what)),
                 Err(effects::ApplyError::Store(e)) => return Err(StoreError::Refused(e)),
