@@ -121,11 +121,11 @@ async fn tasks_comments_and_the_timeline() {
 
     // Lists: mine, by assignee, overdue, per record.
     let mine = s.get("/v1/tasks?mine=true", &ann).await;
-    assert_eq!(ids(&mine.body, "tasks"), [call_id.clone()]);
+    assert_eq!(ids(&mine.body, "tasks"), [call_id.as_str()]);
     let bobs = s.get("/v1/tasks?assignee=bob&status=open", &ann).await;
-    assert_eq!(ids(&bobs.body, "tasks"), [quote_id.clone()]);
+    assert_eq!(ids(&bobs.body, "tasks"), [quote_id.as_str()]);
     let overdue = s.get("/v1/tasks?overdue=true", &bob).await;
-    assert_eq!(ids(&overdue.body, "tasks"), [call_id.clone()]);
+    assert_eq!(ids(&overdue.body, "tasks"), [call_id.as_str()]);
     let on_record = s.get(&format!("/v1/records/{id}/tasks"), &bob).await;
     assert_eq!(
         ids(&on_record.body, "tasks"),
@@ -152,7 +152,7 @@ async fn tasks_comments_and_the_timeline() {
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["version"], 2);
     let overdue = s.get("/v1/tasks?overdue=true&assignee=bob", &bob).await;
-    assert_eq!(ids(&overdue.body, "tasks"), [quote_id.clone()]);
+    assert_eq!(ids(&overdue.body, "tasks"), [quote_id.as_str()]);
 
     // Completing: once, by the caller; it leaves the overdue list.
     let r = s
@@ -167,9 +167,9 @@ async fn tasks_comments_and_the_timeline() {
     assert_eq!(again.status, StatusCode::CONFLICT, "{:?}", again.body);
     assert_eq!(again.code(), "refused");
     let overdue = s.get("/v1/tasks?overdue=true", &bob).await;
-    assert_eq!(ids(&overdue.body, "tasks"), [quote_id.clone()]);
+    assert_eq!(ids(&overdue.body, "tasks"), [quote_id.as_str()]);
     let done = s.get("/v1/tasks?mine=true&status=done", &ann).await;
-    assert_eq!(ids(&done.body, "tasks"), [call_id.clone()]);
+    assert_eq!(ids(&done.body, "tasks"), [call_id.as_str()]);
     assert_eq!(
         s.get(&format!("/v1/tasks/{call_id}"), &bob).await.body["status"],
         "done"

@@ -273,7 +273,11 @@ async fn task_triggers_run_on_completion_and_when_overdue() {
             _ => None,
         })
         .collect();
-    assert_eq!(armed, [late.clone()], "only the open task's timer is armed");
+    assert_eq!(
+        armed,
+        [late.as_str()],
+        "only the open task's timer is armed"
+    );
     let run = eventually("the overdue binding runs", 1200, || async {
         s.runs(ADMIN_KEY, &format!("binding={overdue}"))
             .await
