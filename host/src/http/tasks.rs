@@ -251,6 +251,7 @@ async fn patch(
 
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({}))]
 pub struct Completion {
     /// Optimistic concurrency, as for PATCH.
     #[schema(minimum = 1)]
