@@ -97,6 +97,7 @@ pub mod config_schema;
 mod convert;
 pub mod create;
 pub mod rule;
+pub mod task_event;
 pub mod testing;
 pub mod types;
 mod wit_host;
@@ -106,6 +107,7 @@ pub use create::{NewRecord, NewTask, Priority};
 pub use rule::{Ctx, Host, Rule};
 /// `#[derive(ConfigSchema)]`: see [`config_schema`].
 pub use stagecraft_sdk_macros::ConfigSchema;
+pub use task_event::{EventTask, TaskChange};
 pub use types::{Channel, Event, EventKind, Filter, HostError, Level, Message, Record, RecordKind};
 pub use wit_host::WitHost;
 
@@ -116,6 +118,7 @@ pub mod prelude {
     pub use crate::config_schema::ConfigSchema;
     pub use crate::create::{NewRecord, NewTask, Priority};
     pub use crate::rule::{Ctx, Host, Rule};
+    pub use crate::task_event::{EventTask, TaskChange};
     pub use crate::types::{
         Channel, Event, EventKind, Filter, HostError, Level, Message, Record, RecordKind,
     };

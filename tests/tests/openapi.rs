@@ -142,7 +142,7 @@ async fn every_request_body_has_an_example_that_validates_and_reaches_the_real_l
         )
         .await;
     let mut leads = Vec::new();
-    for i in 0..4 {
+    for i in 0..6 {
         let r = s
             .record(
                 ADMIN_KEY,
@@ -151,6 +151,19 @@ async fn every_request_body_has_an_example_that_validates_and_reaches_the_real_l
             .await;
         leads.push(r["id"].as_str().unwrap().to_string());
     }
+
+    // A task for `/v1/tasks/{id}`, on a lead of its own.
+    let spare = s
+        .record(ADMIN_KEY, json!({"kind": "lead", "name": "Spare"}))
+        .await;
+    let task = s
+        .post(
+            &format!("/v1/records/{}/tasks", spare["id"].as_str().unwrap()),
+            ADMIN_KEY,
+            json!({"title": "Call"}),
+        )
+        .await;
+    let task = task.body["id"].as_str().unwrap().to_string();
 
     let mut v = Validator::new(&doc);
     let mut sent = Vec::new();
@@ -174,6 +187,7 @@ async fn every_request_body_has_an_example_that_validates_and_reaches_the_real_l
                 .replace("/v1/pipelines/{id}", "/v1/pipelines/leads")
                 .replace("/v1/bindings/{id}", &format!("/v1/bindings/{binding}"))
                 .replace("/v1/secrets/{name}", "/v1/secrets/CLEARBIT_KEY")
+                .replace("/v1/tasks/{id}", &format!("/v1/tasks/{task}"))
                 .replace("{name}", "lead-scoring")
                 .replace("{n}", "1");
             assert!(!concrete.contains('{'), "{what}: no value for {concrete}");

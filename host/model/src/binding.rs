@@ -74,6 +74,43 @@ pub enum Trigger {
         #[schema(maximum = 31_622_400)]
         delay_seconds: Option<u64>,
     },
+    /// A task of the record was completed; only tasks whose title starts with
+    /// `title_prefix` and that carry `tag`, when given. The module sees an inbound event
+    /// named `task_completed` with the task as its payload.
+    TaskCompleted {
+        #[serde(default)]
+        #[schema(max_length = 255)]
+        title_prefix: Option<String>,
+        #[serde(default)]
+        #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
+        tag: Option<String>,
+        /// Run this many seconds after the event (at most 366 days).
+        #[serde(default)]
+        #[schema(maximum = 31_622_400)]
+        delay_seconds: Option<u64>,
+    },
+    /// An open task of the record reached its due time (filtered as `task_completed`);
+    /// the module sees an inbound event named `task_overdue`.
+    TaskOverdue {
+        #[serde(default)]
+        #[schema(max_length = 255)]
+        title_prefix: Option<String>,
+        #[serde(default)]
+        #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
+        tag: Option<String>,
+        /// Run this many seconds after the event (at most 366 days).
+        #[serde(default)]
+        #[schema(maximum = 31_622_400)]
+        delay_seconds: Option<u64>,
+    },
+}
+
+/// Whether `task` passes a task trigger's filter.
+fn task_matches(task: &crate::Task, title_prefix: &Option<String>, tag: &Option<String>) -> bool {
+    title_prefix
+        .as_ref()
+        .is_none_or(|p| task.title.starts_with(p.as_str()))
+        && tag.as_ref().is_none_or(|t| task.tags.contains(t))
 }
 
 impl Trigger {
@@ -87,7 +124,9 @@ impl Trigger {
             | Trigger::StageChanged { delay_seconds }
             | Trigger::Assigned { delay_seconds }
             | Trigger::Deleted { delay_seconds }
-            | Trigger::Inbound { delay_seconds, .. } => delay_seconds.filter(|d| *d > 0),
+            | Trigger::Inbound { delay_seconds, .. }
+            | Trigger::TaskCompleted { delay_seconds, .. }
+            | Trigger::TaskOverdue { delay_seconds, .. } => delay_seconds.filter(|d| *d > 0),
         }
     }
 
@@ -109,6 +148,18 @@ impl Trigger {
             (Trigger::Assigned { .. }, EventKind::Assigned { .. }) => true,
             (Trigger::Deleted { .. }, EventKind::Deleted) => true,
             (Trigger::Inbound { name: want, .. }, EventKind::Inbound { name, .. }) => want == name,
+            (
+                Trigger::TaskCompleted {
+                    title_prefix, tag, ..
+                },
+                EventKind::TaskCompleted { task },
+            )
+            | (
+                Trigger::TaskOverdue {
+                    title_prefix, tag, ..
+                },
+                EventKind::TaskOverdue { task },
+            ) => task_matches(task, title_prefix, tag),
             _ => false,
         }
     }

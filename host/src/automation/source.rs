@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::model::{Pipeline, Record, RecordFilter};
+use crate::model::{Pipeline, Record, RecordFilter, Task};
 use crate::sandbox::{RecordSource, SourceError};
 use crate::store::Store;
 
@@ -49,5 +49,9 @@ impl RecordSource for StoreSource {
 
     fn pipeline(&self, id: &str) -> Result<Option<Pipeline>, SourceError> {
         self.store.pipeline(&self.tenant, id).map_err(failed)
+    }
+
+    fn task(&self, id: &str) -> Result<Option<Task>, SourceError> {
+        self.store.task(&self.tenant, id).map_err(failed)
     }
 }

@@ -1,6 +1,6 @@
 //! The command line: `stagecraft serve` runs the server and `admin-key` repairs its data dir
 //! offline; the other subcommands are a plain HTTP client of its API (`push`, `modules`,
-//! `enable`, `dry-run`, `runs`, `logs`, `messages`, `records`, `pipelines`, `keys`) plus the
+//! `enable`, `dry-run`, `runs`, `logs`, `messages`, `records`, `pipelines`, `keys`, `tasks`) plus the
 //! rule-crate tools (`new`, `build`). Lives in the library so test harnesses run the real
 //! binary as a separate process.
 //!
@@ -33,6 +33,7 @@ mod serve;
 mod stdout;
 mod syntax;
 mod table;
+mod tasks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -140,6 +141,8 @@ enum Command {
     Pipelines(pipelines::PipelinesArgs),
     /// API keys (admin key): list, create, revoke.
     Keys(keys::KeysArgs),
+    /// Tasks: yours (`--mine`), someone's (`--assignee`), open or done, or the overdue ones.
+    Tasks(tasks::TasksArgs),
 }
 
 const SERVE_AFTER_HELP: &str = "\
@@ -318,6 +321,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Records(a) => records::run(&client(&a.conn)?, a).await,
         Command::Pipelines(a) => pipelines::run(&client(&a.conn)?, a).await,
         Command::Keys(a) => keys::run(&client(&a.conn)?, a).await,
+        Command::Tasks(a) => tasks::list(&client(&a.conn)?, a).await,
     }
 }
 

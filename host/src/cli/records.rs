@@ -234,8 +234,11 @@ async fn show(client: &Client, id: &str, shown: u16, json: bool) -> Result<(), C
     events.sort_by(|a, b| a.occurred_at.cmp(&b.occurred_at).then(a.id.cmp(&b.id)));
     let skip = events.len().saturating_sub(shown.into());
     let events = events.split_off(skip);
+    let (mut notes, notes_complete) = notes_of(client, id).await?;
+    let notes_total = notes.len();
+    let notes = notes.split_off(notes.len().saturating_sub(shown.into()));
     if json {
-        table::print_json(&json!({ "record": v, "events": events }));
+        table::print_json(&json!({ "record": v, "events": events, "timeline": notes }));
         return Ok(());
     }
     let r: Record = typed(&v, "record")?;
@@ -292,7 +295,45 @@ async fn show(client: &Client, id: &str, shown: u16, json: bool) -> Result<(), C
             );
         }
     }
+    let of = if notes_complete {
+        notes_total.to_string()
+    } else {
+        format!("the first {notes_total}")
+    };
+    if notes.is_empty() {
+        outln!("tasks and comments: none");
+    } else {
+        outln!("tasks and comments (the latest {} of {of}):", notes.len());
+        for n in &notes {
+            if let Some(line) = super::tasks::timeline_line(n)? {
+                outln!("  {line}");
+            }
+        }
+    }
     Ok(())
+}
+
+/// The record's tasks and comments from its timeline, oldest first (reading at most
+/// [`EVENT_SCAN`] timeline entries), and whether that was all of them.
+async fn notes_of(client: &Client, id: &str) -> Result<(Vec<Value>, bool), CliError> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut read = 0;
+    while read < EVENT_SCAN {
+        let mut q = vec![("limit", PAGE.to_string())];
+        if let Some(c) = &cursor {
+            q.push(("cursor", c.clone()));
+        }
+        let v = client.get(&["v1", "records", id, "timeline"], &q).await?;
+        let entries = v["entries"].as_array().cloned().unwrap_or_default();
+        read += entries.len();
+        out.extend(entries.into_iter().filter(|e| e["type"] != "event"));
+        match v["next"].as_str() {
+            Some(n) => cursor = Some(n.to_string()),
+            None => return Ok((out, true)),
+        }
+    }
+    Ok((out, false))
 }
 
 /// The record's journal events (up to [`EVENT_SCAN`]), how many were read, and whether that
@@ -332,6 +373,9 @@ fn event_line(e: &Event) -> String {
         ),
         EventKind::Scheduled { payload } => format!("scheduled {payload}"),
         EventKind::Inbound { name, .. } => format!("inbound {name}"),
+        EventKind::TaskCreated { task }
+        | EventKind::TaskCompleted { task }
+        | EventKind::TaskOverdue { task } => format!("{} {:?}", e.kind.name(), task.title),
         other => other.name().to_string(),
     };
     match &e.cause {

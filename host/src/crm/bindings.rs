@@ -92,6 +92,29 @@ fn validate(store: &Store, tenant: &str, b: &Binding) -> Result<()> {
                     "trigger inbound: name must be 1-100 characters".into(),
                 ));
             }
+            if crate::model::event::reserved_inbound(name) {
+                return Err(CrmError::Invalid(format!(
+                    "trigger inbound: {name:?} is reserved for task events; use the \
+                     task_completed or task_overdue trigger"
+                )));
+            }
+        }
+        if let Trigger::TaskCompleted {
+            title_prefix, tag, ..
+        }
+        | Trigger::TaskOverdue {
+            title_prefix, tag, ..
+        } = t
+        {
+            if let Some(p) = title_prefix {
+                stagecraft_rules::task::check_title(p).map_err(|e| {
+                    CrmError::Invalid(format!("trigger {}: title_prefix: {e}", trigger_name(t)))
+                })?;
+            }
+            if let Some(tag) = tag {
+                stagecraft_rules::task::check_tags(std::slice::from_ref(tag))
+                    .map_err(|e| CrmError::Invalid(format!("trigger {}: {e}", trigger_name(t))))?;
+            }
         }
         if let Trigger::Updated { fields, .. } = t {
             for f in fields {
@@ -132,17 +155,6 @@ fn validate(store: &Store, tenant: &str, b: &Binding) -> Result<()> {
                 "grants.fields: {f:?} is not a writable field name"
             )));
         }
-    }
-    // Host API 0.2's create/complete/comment effects are collected and shown by dry runs,
-    // but not committed yet (that needs tasks and comments in the store): a binding cannot
-    // be granted them until then, so no run commits half of what it asked for.
-    if let Some(a) = b.grants.actions.first() {
-        return Err(CrmError::Invalid(format!(
-            "grants.actions: {:?} cannot be granted to a binding yet: records, tasks and \
-             comments made by modules are not stored until tasks land (issue 19); dry runs \
-             accept it",
-            a.name()
-        )));
     }
     Ok(())
 }
@@ -220,4 +232,11 @@ pub fn update(store: &Store, tenant: &str, id: &str, patch: BindingPatch) -> Res
     };
     store.commit(&Changeset::op(tenant, put))?;
     Ok(b)
+}
+
+fn trigger_name(t: &Trigger) -> &'static str {
+    match t {
+        Trigger::TaskOverdue { .. } => "task_overdue",
+        _ => "task_completed",
+    }
 }

@@ -19,6 +19,8 @@
 //! - [`reads`]: what a reader sees while commits are in flight.
 //! - [`modules`]: the module quota and use counts.
 //! - [`concurrent`]: many threads committing at once each get their own answer.
+//! - [`tasks`]: tasks and comments commit with the changeset, task versions, their lists
+//!   and the timeline with cursors, overdue lists and timers, the task and comment caps.
 //!
 //! A new backend runs all of it with one line in a test file of its own, given a harness
 //! `fn(fn(Open<'_>))` that makes fresh, empty storage, calls the property with an [`Open`]
@@ -44,6 +46,7 @@ pub mod lists;
 pub mod modules;
 pub mod reads;
 pub mod retention;
+pub mod tasks;
 
 use std::sync::Arc;
 
@@ -125,6 +128,13 @@ macro_rules! __contract_properties {
             }
             concurrent {
                 concurrent_committers_get_their_own_results
+            }
+            tasks {
+                tasks_commit_with_the_run
+                task_updates_check_versions
+                task_lists_page_in_order
+                overdue_tasks_list_by_due_time
+                task_caps_hold
             }
         }
     };

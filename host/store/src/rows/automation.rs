@@ -10,6 +10,7 @@ use super::{stored_row, JsonText, RowError, Ts};
 enum TimerKindRow {
     FollowUp { payload: JsonText },
     Delayed { event: String },
+    TaskOverdue { task: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +52,7 @@ impl From<&Timer> for TimerRow {
                 TimerKind::Delayed { event } => TimerKindRow::Delayed {
                     event: event.clone(),
                 },
+                TimerKind::TaskOverdue { task } => TimerKindRow::TaskOverdue { task: task.clone() },
             },
             depth: t.depth,
         }
@@ -72,6 +74,7 @@ impl TryFrom<TimerRow> for Timer {
                     payload: payload.parse()?,
                 },
                 TimerKindRow::Delayed { event } => TimerKind::Delayed { event },
+                TimerKindRow::TaskOverdue { task } => TimerKind::TaskOverdue { task },
             },
             depth: t.depth,
         })

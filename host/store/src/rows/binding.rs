@@ -43,6 +43,10 @@ enum TriggerRow {
     Assigned(Option<u64>),
     Deleted(Option<u64>),
     Inbound(String, Option<u64>),
+    /// Title prefix, tag, delay.
+    TaskCompleted(Option<String>, Option<String>, Option<u64>),
+    /// Title prefix, tag, delay.
+    TaskOverdue(Option<String>, Option<String>, Option<u64>),
 }
 
 /// Granted actions (append only).
@@ -106,6 +110,16 @@ impl From<&Trigger> for TriggerRow {
                 name,
                 delay_seconds,
             } => TriggerRow::Inbound(name, delay_seconds),
+            Trigger::TaskCompleted {
+                title_prefix,
+                tag,
+                delay_seconds,
+            } => TriggerRow::TaskCompleted(title_prefix, tag, delay_seconds),
+            Trigger::TaskOverdue {
+                title_prefix,
+                tag,
+                delay_seconds,
+            } => TriggerRow::TaskOverdue(title_prefix, tag, delay_seconds),
         }
     }
 }
@@ -127,6 +141,18 @@ impl From<TriggerRow> for Trigger {
             TriggerRow::Deleted(delay_seconds) => Trigger::Deleted { delay_seconds },
             TriggerRow::Inbound(name, delay_seconds) => Trigger::Inbound {
                 name,
+                delay_seconds,
+            },
+            TriggerRow::TaskCompleted(title_prefix, tag, delay_seconds) => {
+                Trigger::TaskCompleted {
+                    title_prefix,
+                    tag,
+                    delay_seconds,
+                }
+            }
+            TriggerRow::TaskOverdue(title_prefix, tag, delay_seconds) => Trigger::TaskOverdue {
+                title_prefix,
+                tag,
                 delay_seconds,
             },
         }

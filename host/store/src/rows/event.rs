@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use stagecraft_model::{Cause, Event, EventKind, Record};
 
-use super::{stored_row, JsonText, RecordRow, RowError, Ts};
+use super::{stored_row, JsonText, RecordRow, RowError, TaskRow, Ts};
 
 /// What happened (append only).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,6 +28,9 @@ enum KindRow {
         name: String,
         payload: JsonText,
     },
+    TaskCreated(TaskRow),
+    TaskCompleted(TaskRow),
+    TaskOverdue(TaskRow),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,6 +77,9 @@ impl From<&EventKind> for KindRow {
                 name: name.clone(),
                 payload: JsonText::of(payload),
             },
+            EventKind::TaskCreated { task } => KindRow::TaskCreated(task.as_ref().into()),
+            EventKind::TaskCompleted { task } => KindRow::TaskCompleted(task.as_ref().into()),
+            EventKind::TaskOverdue { task } => KindRow::TaskOverdue(task.as_ref().into()),
         }
     }
 }
@@ -94,6 +100,15 @@ impl TryFrom<KindRow> for EventKind {
             KindRow::Inbound { name, payload } => EventKind::Inbound {
                 name,
                 payload: payload.parse()?,
+            },
+            KindRow::TaskCreated(task) => EventKind::TaskCreated {
+                task: Box::new(task.try_into()?),
+            },
+            KindRow::TaskCompleted(task) => EventKind::TaskCompleted {
+                task: Box::new(task.try_into()?),
+            },
+            KindRow::TaskOverdue(task) => EventKind::TaskOverdue {
+                task: Box::new(task.try_into()?),
             },
         })
     }

@@ -26,6 +26,7 @@ mod pipeline;
 mod record;
 mod run;
 mod stats;
+mod task;
 mod tenant;
 
 pub(crate) use automation::{JobRow, TimerRow};
@@ -37,6 +38,7 @@ pub(crate) use pipeline::PipelineRow;
 pub(crate) use record::{RecordHeadRow, RecordRow};
 pub(crate) use run::{RunHeadRow, RunOwnerRow, RunRow};
 pub(crate) use stats::RollupRow;
+pub(crate) use task::{CommentRow, TaskRow};
 pub(crate) use tenant::{ApiKeyRow, TenantRow};
 
 use chrono::{DateTime, Utc};

@@ -36,7 +36,7 @@ pub(crate) enum OutcomeRow {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-enum PriorityRow {
+pub(crate) enum PriorityRow {
     Low,
     Normal,
     High,

@@ -13,6 +13,7 @@ use stagecraft_model::{
     ApiKey, Binding, Channel, ChannelConfig, Event, Job, MessageStatus, Module, ModuleVersion,
     Notification, OutboxMessage, Pipeline, Record, RecordKind, RunRecord, Tenant, Timer,
 };
+use stagecraft_model::{Comment, Task};
 
 use super::deep;
 use crate::rows::{self, StoredRow};
@@ -88,6 +89,8 @@ row_kind!(
     Notification => rows::NotificationRow,
     ChannelConfig => rows::ChannelConfigRow,
     Rollup => rows::RollupRow,
+    Task => rows::TaskRow,
+    Comment => rows::CommentRow,
 );
 
 /// Small values that are their own row: the keys of a record's timers (`rtim/`); a webhook
