@@ -92,6 +92,10 @@ pub enum TimerKind {
     },
     /// A trigger's delay: the binding runs on the original event.
     Delayed { event: String },
+    /// A task's due time: a `task_overdue` event for every binding, unless the task was
+    /// completed (or its due time moved) first, which cancels the timer. Its `binding` is
+    /// empty and its `stage` None: it outlives stage moves, not its record.
+    TaskOverdue { task: String },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]

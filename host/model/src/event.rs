@@ -6,6 +6,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::record::Record;
+use super::task::Task;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -34,6 +35,18 @@ pub enum EventKind {
         #[schema(value_type = Object)]
         payload: Value,
     },
+    /// A task was created on the record (the task as created).
+    TaskCreated {
+        task: Box<Task>,
+    },
+    /// A task of the record was completed (the task as completed).
+    TaskCompleted {
+        task: Box<Task>,
+    },
+    /// An open task of the record reached its due time (fired by its durable timer).
+    TaskOverdue {
+        task: Box<Task>,
+    },
 }
 
 impl EventKind {
@@ -46,8 +59,28 @@ impl EventKind {
             EventKind::Deleted => "deleted",
             EventKind::Scheduled { .. } => "scheduled",
             EventKind::Inbound { .. } => "inbound",
+            EventKind::TaskCreated { .. } => "task_created",
+            EventKind::TaskCompleted { .. } => "task_completed",
+            EventKind::TaskOverdue { .. } => "task_overdue",
         }
     }
+
+    /// The task a task event is about.
+    pub fn task(&self) -> Option<&Task> {
+        match self {
+            EventKind::TaskCreated { task }
+            | EventKind::TaskCompleted { task }
+            | EventKind::TaskOverdue { task } => Some(task),
+            _ => None,
+        }
+    }
+}
+
+/// Inbound event names kept for task events, as modules see them (`task_created`,
+/// `task_completed`, `task_overdue`, and any other `task_` name a later version may add): an
+/// integration cannot post them, so a module can trust an inbound `task_*` event.
+pub fn reserved_inbound(name: &str) -> bool {
+    name.starts_with("task_")
 }
 
 /// Why an event happened when automation caused it: the run, and the chain of bindings that

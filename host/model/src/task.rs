@@ -79,6 +79,24 @@ impl Task {
         self.status == TaskStatus::Open && self.due_at.is_some_and(|d| d <= now)
     }
 
+    /// The durable timer that fires its `task_overdue` event: one per open task with a due
+    /// time, at that time (none otherwise). Its id is derived from the task's, so the store
+    /// finds it to cancel it when the task is completed or its due time moves.
+    pub fn overdue_timer(&self) -> Option<crate::Timer> {
+        let due = self.due_at.filter(|_| self.status == TaskStatus::Open)?;
+        Some(crate::Timer {
+            id: overdue_timer_id(&self.id),
+            due,
+            binding: String::new(),
+            record: self.record.clone(),
+            stage: None,
+            kind: crate::TimerKind::TaskOverdue {
+                task: self.id.clone(),
+            },
+            depth: 0,
+        })
+    }
+
     /// Marks it done by `by` at `at`; false (and unchanged) when it was done already.
     pub fn complete(&mut self, by: Actor, at: DateTime<Utc>) -> bool {
         if self.status == TaskStatus::Done {
@@ -90,6 +108,11 @@ impl Task {
         self.updated_at = at;
         true
     }
+}
+
+/// The id of a task's overdue timer (see [`Task::overdue_timer`]).
+pub fn overdue_timer_id(task: &str) -> String {
+    format!("tov_{}", task.strip_prefix("tsk_").unwrap_or(task))
 }
 
 /// A comment on a record's timeline.

@@ -73,6 +73,16 @@ pub fn event_to_wit(e: &Event) -> t::Event {
             name: name.clone(),
             payload: payload.to_string(),
         }),
+        // Task events reach modules as inbound events named after their kind, with the task
+        // as the payload: `event-kind` gains no case, so modules built against 0.1 (whose
+        // `event-kind` has none either) link and receive them unchanged. The names are
+        // reserved: `POST /v1/events` refuses them.
+        EventKind::TaskCreated { task }
+        | EventKind::TaskCompleted { task }
+        | EventKind::TaskOverdue { task } => t::EventKind::Inbound(t::InboundEvent {
+            name: e.kind.name().to_string(),
+            payload: serde_json::to_string(task).unwrap_or_default(),
+        }),
     };
     t::Event {
         id: e.id.clone(),

@@ -10,6 +10,7 @@
 pub mod dry_run;
 mod effects;
 mod guard;
+mod overdue;
 mod queue;
 pub mod source;
 mod worker;
@@ -42,6 +43,9 @@ pub struct AutomationConfig {
     /// Follow-ups one tenant may have pending in all; a run that would go past it ends
     /// `timer_limit`.
     pub follow_ups_per_tenant: u32,
+    /// Tasks per record, open tasks per tenant, comments per record: an API request past
+    /// one is 409 `limit_exceeded`, a run's commit past one is refused the same way.
+    pub tasks: crate::store::TaskCaps,
 }
 
 impl Default for AutomationConfig {
@@ -52,6 +56,7 @@ impl Default for AutomationConfig {
             tick: Duration::from_millis(100),
             follow_ups_per_record: 100,
             follow_ups_per_tenant: 100_000,
+            tasks: crate::store::TaskCaps::default(),
         }
     }
 }

@@ -100,6 +100,10 @@ impl Automation {
             return self.fire_timer(due, None, None);
         }
         let (event, event_id) = match &t.kind {
+            TimerKind::TaskOverdue { task } => {
+                let (event, job) = super::overdue::fire(&self.store, due, task, record)?;
+                return self.fire_timer(due, event, job);
+            }
             TimerKind::Delayed { event } => (None, event.clone()),
             TimerKind::FollowUp { payload } => {
                 let Some(record) = record else {
@@ -289,6 +293,10 @@ impl Automation {
     /// run naming the event rather than ending as if there had been nothing to do.
     fn try_process(&self, job: &Job) -> Result<Step, StoreError> {
         let Some(binding_id) = &job.binding else {
+            // A task's overdue event: one job for every binding it triggers.
+            if self.fan_out(job)? {
+                return Ok(Step::Done);
+            }
             return Ok(Step::Lost(format!(
                 "the job names no binding for event {}; nothing ran",
                 job.event

@@ -8,6 +8,7 @@ pub mod bindings;
 pub mod config_schema;
 pub mod pipelines;
 pub mod records;
+pub mod tasks;
 pub mod tenants;
 
 use crate::store::StoreError;
@@ -24,6 +25,9 @@ pub enum CrmError {
     Conflict(String),
     #[error("{0}")]
     Refused(String),
+    /// A bound on what a tenant keeps (tasks per record, open tasks, comments per record).
+    #[error("{0}")]
+    Limit(String),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -36,6 +40,7 @@ impl From<StoreError> for CrmError {
             e @ StoreError::VersionConflict { .. } => CrmError::Conflict(e.to_string()),
             StoreError::Stale(m) => CrmError::Conflict(m),
             StoreError::Refused(m) | StoreError::OverQuota(m) => CrmError::Refused(m),
+            StoreError::Limit(m) => CrmError::Limit(m),
             other => CrmError::Store(other),
         }
     }

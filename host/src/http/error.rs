@@ -116,6 +116,7 @@ impl From<CrmError> for ApiError {
             CrmError::UnknownField(m) => ApiError::bad_request("unknown_field", m),
             CrmError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             CrmError::Refused(m) => ApiError::new(StatusCode::CONFLICT, "refused", m),
+            CrmError::Limit(m) => ApiError::new(StatusCode::CONFLICT, "limit_exceeded", m),
             // The disk is full or failing; the store heals by itself once it can.
             CrmError::Store(StoreError::Unavailable(m)) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", m)

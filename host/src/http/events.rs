@@ -49,6 +49,17 @@ async fn post_inbound(
     if body.name.trim().is_empty() || body.name.len() > 100 {
         return Err(ApiError::invalid("\"name\" must be 1-100 characters"));
     }
+    if crate::model::event::reserved_inbound(&body.name) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reserved_name",
+            format!(
+                "inbound event names starting with \"task_\" are reserved for task events; \
+                 {:?} cannot be posted",
+                body.name
+            ),
+        ));
+    }
     let payload = body
         .payload
         .unwrap_or_else(|| Value::Object(Default::default()));

@@ -18,6 +18,8 @@ mod runs;
 mod secrets;
 mod shape;
 mod stats;
+mod tasks;
+mod timeline;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -105,6 +107,8 @@ fn routes(module_bytes: usize) -> OpenApiRouter<AppState> {
         .merge(replays::routes())
         .merge(stats::routes())
         .merge(secrets::routes())
+        .merge(tasks::routes())
+        .merge(timeline::routes())
 }
 
 /// The OpenAPI document served at `/openapi.json`.

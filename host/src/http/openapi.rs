@@ -18,6 +18,7 @@ use utoipa::{Modify, OpenApi, PartialSchema};
         (name = "access", description = "Tenants and API keys"),
         (name = "modules", description = "Automation modules: upload, inspect, dry-run"),
         (name = "automation", description = "Bindings, runs and the outbox"),
+        (name = "tasks", description = "Tasks, comments and a record's timeline"),
     )
 )]
 pub struct ApiDoc;

@@ -41,7 +41,7 @@ fn after(committed: &Changeset, record: Record) -> Record {
 }
 
 /// `If-Match: 3` or `If-Match: "3"` as an expected version.
-fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+pub(super) fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(v) = headers.get(axum::http::header::IF_MATCH) else {
         return Ok(None);
     };

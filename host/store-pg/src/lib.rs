@@ -31,6 +31,7 @@ pub mod read;
 pub mod retention;
 pub mod schema;
 mod sql;
+pub mod tasks;
 
 pub use backend::PgBackend;
 pub use connect::{PgOptions, PoolError};

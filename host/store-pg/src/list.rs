@@ -270,6 +270,12 @@ pub fn list(c: &mut Client, l: &List, req: &PageRequest) -> TxResult<Page<Row>> 
             }
             Ok(Page { items, next: None })
         }
+        List::RecordTasks { tenant, record } => crate::tasks::record_tasks(c, tenant, record, req),
+        List::Tasks { tenant, filter } => crate::tasks::tasks(c, tenant, filter, req),
+        List::RecordComments { tenant, record } => {
+            crate::tasks::record_comments(c, tenant, record, req)
+        }
+        List::Timeline { tenant, record } => crate::tasks::timeline(c, tenant, record, req),
         List::JobTenants => {
             let limit = i64::try_from(req.limit).unwrap_or(i64::MAX);
             let after = req.after.clone().unwrap_or_default();

@@ -147,6 +147,26 @@ pub fn apply(tx: &mut Transaction<'_>, tenant: &str, op: &Op) -> TxResult<Applie
             )?;
             Applied::Done
         }
+        Op::CreateTask { task, caps } => {
+            crate::tasks::create(tx, tenant, task, caps)?;
+            Applied::Done
+        }
+        Op::UpdateTask { task, expected } => {
+            crate::tasks::update(tx, tenant, task, *expected)?;
+            Applied::Done
+        }
+        Op::CompleteTask {
+            id,
+            by,
+            at,
+            expected,
+        } => Applied::Task(Box::new(crate::tasks::complete(
+            tx, tenant, id, by, *at, *expected,
+        )?)),
+        Op::AddComment { comment, caps } => {
+            crate::tasks::add_comment(tx, tenant, comment, caps)?;
+            Applied::Done
+        }
     })
 }
 

@@ -128,6 +128,7 @@ pub fn read(c: &mut Client, r: &Read) -> TxResult<Option<Row>> {
             "SELECT count(*) FROM module_versions WHERE hash = $1",
             &[hash],
         )?),
+        Read::Task { tenant, id } => crate::tasks::read(c, tenant, id)?,
         Read::QueuedJobs => Some(count(c, "SELECT count(*) FROM jobs", &[])?),
         Read::OutboxDepth => Some(count(
             c,

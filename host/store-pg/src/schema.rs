@@ -12,7 +12,7 @@
 use postgres::Client;
 
 /// The migrations, in order: `MIGRATIONS[n]` takes the schema from version n to n + 1.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this binary writes.
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -150,4 +150,25 @@ CREATE TABLE module_blobs (
     tenant TEXT NOT NULL, hash TEXT NOT NULL, bytes BYTEA NOT NULL,
     PRIMARY KEY (tenant, hash));
 CREATE INDEX module_blobs_by_hash ON module_blobs (hash);
+"#;
+
+/// Version 3: tasks and comments (host API 0.2). `status_ord` (`0/{id}` open, `1/{id}` done)
+/// and `due_ord` (`{due_ms}/{id}`, open tasks with a due time only) are the lists' orders and
+/// cursors, the same as sled's; `timeline_key` sorts a record's timeline sources by the ULID
+/// their ids carry.
+const V3: &str = r#"
+CREATE TABLE tasks (
+    tenant TEXT NOT NULL, id TEXT NOT NULL, record TEXT NOT NULL, assignee TEXT,
+    open BOOLEAN NOT NULL, status_ord TEXT NOT NULL, due_ms BIGINT, due_ord TEXT,
+    version BIGINT NOT NULL, value JSONB NOT NULL,
+    PRIMARY KEY (tenant, id));
+CREATE INDEX tasks_by_record ON tasks (tenant, record, id);
+CREATE INDEX tasks_by_status ON tasks (tenant, status_ord);
+CREATE INDEX tasks_by_assignee ON tasks (tenant, assignee, status_ord);
+CREATE INDEX tasks_due ON tasks (tenant, due_ord) WHERE due_ord IS NOT NULL;
+CREATE INDEX tasks_due_by_assignee ON tasks (tenant, assignee, due_ord) WHERE due_ord IS NOT NULL;
+CREATE TABLE comments (
+    tenant TEXT NOT NULL, id TEXT NOT NULL, record TEXT NOT NULL, value JSONB NOT NULL,
+    PRIMARY KEY (tenant, id));
+CREATE INDEX comments_by_record ON comments (tenant, record, id);
 "#;

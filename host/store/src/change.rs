@@ -6,8 +6,8 @@
 //! [`Committed`].
 
 use stagecraft_model::{
-    ApiKey, Binding, ChannelConfig, Event, Job, ModuleVersion, Notification, OutboxMessage,
-    Pipeline, Record, RunRecord, Tenant, Timer,
+    Actor, ApiKey, Binding, ChannelConfig, Comment, Event, Job, ModuleVersion, Notification,
+    OutboxMessage, Pipeline, Record, RunRecord, Task, Tenant, Timer,
 };
 
 use crate::query::{DueMessage, DueTimer};
@@ -67,6 +67,60 @@ impl FollowUpCaps {
             ));
         }
         None
+    }
+}
+
+/// How many tasks and comments a tenant may keep (the host's config sets them); past one,
+/// the op fails with [`StoreError::Limit`] naming it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskCaps {
+    /// Tasks on one record, open or done.
+    pub tasks_per_record: u64,
+    /// Open tasks in one tenant.
+    pub open_tasks_per_tenant: u64,
+    /// Comments on one record.
+    pub comments_per_record: u64,
+}
+
+impl Default for TaskCaps {
+    fn default() -> Self {
+        TaskCaps {
+            tasks_per_record: 1_000,
+            open_tasks_per_tenant: 100_000,
+            comments_per_record: 10_000,
+        }
+    }
+}
+
+impl TaskCaps {
+    /// The refusal when a record would hold `n` tasks.
+    pub fn tasks_on_record(&self, record: &str, n: u64) -> Option<StoreError> {
+        (n > self.tasks_per_record).then(|| {
+            StoreError::Limit(format!(
+                "record {record:?} would have {n} tasks; the limit is {} per record",
+                self.tasks_per_record
+            ))
+        })
+    }
+
+    /// The refusal when the tenant would have `n` open tasks.
+    pub fn open_tasks(&self, n: u64) -> Option<StoreError> {
+        (n > self.open_tasks_per_tenant).then(|| {
+            StoreError::Limit(format!(
+                "the tenant would have {n} open tasks; the limit is {}",
+                self.open_tasks_per_tenant
+            ))
+        })
+    }
+
+    /// The refusal when a record would hold `n` comments.
+    pub fn comments_on_record(&self, record: &str, n: u64) -> Option<StoreError> {
+        (n > self.comments_per_record).then(|| {
+            StoreError::Limit(format!(
+                "record {record:?} would have {n} comments; the limit is {} per record",
+                self.comments_per_record
+            ))
+        })
     }
 }
 
@@ -177,6 +231,36 @@ pub enum Op {
     FinishJob {
         id: String,
     },
+    /// A new task (its `version` 1). Its record must exist (records of the same changeset
+    /// count): `NotFound` otherwise; `AlreadyExists` when the id is taken; [`StoreError::Limit`]
+    /// past `caps`. An open task with a due time gets its overdue timer
+    /// ([`Task::overdue_timer`]).
+    CreateTask {
+        task: Task,
+        caps: TaskCaps,
+    },
+    /// Replaces a task at version `expected` (`VersionConflict` otherwise, `NotFound` when
+    /// there is none); its record cannot change. Its overdue timer follows its due time and
+    /// status: cancelled, or moved to the new due time.
+    UpdateTask {
+        task: Task,
+        expected: u64,
+    },
+    /// Marks an open task done by `by` at `at` (at version `expected`, when given), cancels
+    /// its overdue timer and returns it as [`Applied::Task`]. `NotFound`, `VersionConflict`,
+    /// or `Refused` when it is done already.
+    CompleteTask {
+        id: String,
+        by: Actor,
+        at: chrono::DateTime<chrono::Utc>,
+        expected: Option<u64>,
+    },
+    /// A comment on its record's timeline. The record must exist (`NotFound`); at most
+    /// `caps.comments_per_record` per record ([`StoreError::Limit`]).
+    AddComment {
+        comment: Comment,
+        caps: TaskCaps,
+    },
 }
 
 impl Op {
@@ -198,6 +282,8 @@ pub enum Applied {
     Fired(bool),
     /// The content hash whose files no stored version needs any more, if any.
     FilesFreed(Option<String>),
+    /// The task as [`Op::CompleteTask`] left it.
+    Task(Box<Task>),
 }
 
 /// What a committed changeset's ops produced, one per op.
@@ -258,6 +344,14 @@ impl Committed {
     pub fn files_freed(&self) -> Result<Option<String>> {
         self.find("freed module files", |a| match a {
             Applied::FilesFreed(h) => Some(h.clone()),
+            _ => None,
+        })
+    }
+
+    /// [`Applied::Task`] of its `CompleteTask`.
+    pub fn task(&self) -> Result<Task> {
+        self.find("a completed task", |a| match a {
+            Applied::Task(t) => Some(t.as_ref().clone()),
             _ => None,
         })
     }

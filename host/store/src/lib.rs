@@ -28,12 +28,17 @@ mod reads;
 mod registry;
 mod sled;
 mod store;
+mod tasks;
 
 pub use backend::Backend;
-pub use change::{Applied, Changeset, Committed, Durability, FollowUpCaps, Op, RecordWrite};
+pub use change::{
+    Applied, Changeset, Committed, Durability, FollowUpCaps, Op, RecordWrite, TaskCaps,
+};
+pub use query::{task_due_cursor, task_status_cursor, timeline_order};
 pub use query::{
     DueMessage, DueTimer, LeaseRequest, Leased, List, ListLimits, MessageFilter, Page, PageRequest,
     PruneRequest, Pruned, Queue, QueuedJob, Read, RecordFilter, Recovered, Row, RunFilter, Scope,
+    TaskFilter, TimelineItem,
 };
 pub use quota::{ModuleQuota, ModuleUsage};
 pub use reads::RecordPage;
@@ -65,6 +70,10 @@ pub enum StoreError {
     /// how to make room.
     #[error("{0}")]
     OverQuota(String),
+    /// A bound on what a tenant keeps (tasks per record, open tasks, comments per record:
+    /// [`TaskCaps`]) would be exceeded; the message names it.
+    #[error("{0}")]
+    Limit(String),
     /// What a module read changed before its effects could commit; run it again.
     #[error("{0}")]
     Stale(String),

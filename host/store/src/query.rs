@@ -13,6 +13,7 @@ use stagecraft_model::{
     ApiKey, Binding, Channel, ChannelConfig, Event, Job, MessageStatus, Module, ModuleVersion,
     Notification, OutboxMessage, Pipeline, Record, RunRecord, Tenant, Timer,
 };
+use stagecraft_model::{Comment, Task, TaskStatus};
 
 /// One value read back. Which variant a [`Read`] or [`List`] answers with is fixed by the
 /// variant asked (see each); the facade turns rows back into the model's types.
@@ -52,6 +53,65 @@ pub enum Row {
     Due(DueMessage),
     /// A tenant id ([`List::JobTenants`]).
     Name(String),
+    Task(Task),
+    Comment(Comment),
+    /// One entry of a record's timeline ([`List::Timeline`]).
+    Timeline(TimelineItem),
+}
+
+/// One entry of a record's timeline: an event of its journal, a comment or a task (at the
+/// time it was created, as it is now). Entries sort by the time their id carries (every id
+/// is a ULID of its time), then by id.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TimelineItem {
+    Event(Box<Event>),
+    Comment(Comment),
+    Task(Task),
+}
+
+impl TimelineItem {
+    /// The entry's id (the timeline's cursor is the last id of a page).
+    pub fn id(&self) -> &str {
+        match self {
+            TimelineItem::Event(e) => &e.id,
+            TimelineItem::Comment(c) => &c.id,
+            TimelineItem::Task(t) => &t.id,
+        }
+    }
+}
+
+/// Where an id sorts on a timeline: by the ULID after its prefix, then by the whole id.
+pub fn timeline_order(id: &str) -> (&str, &str) {
+    (id.split_once('_').map_or(id, |(_, u)| u), id)
+}
+
+/// Which tasks [`List::Tasks`] returns.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TaskFilter {
+    /// Only this CRM user's.
+    pub assignee: Option<String>,
+    /// Only open (or done) ones.
+    pub status: Option<TaskStatus>,
+    /// Only the ones overdue at this time (open, due at or before it), by due time.
+    pub overdue_at: Option<DateTime<Utc>>,
+}
+
+/// How a task sorts in [`List::Tasks`] without `overdue_at`, as its cursor: open ones
+/// first, then done ones, each oldest first (`"0/{id}"`, `"1/{id}"`).
+pub fn task_status_cursor(task: &Task) -> String {
+    let s = if task.status == TaskStatus::Open {
+        0
+    } else {
+        1
+    };
+    format!("{s}/{}", task.id)
+}
+
+/// How an overdue task sorts in [`List::Tasks`] with `overdue_at`, as its cursor: by due
+/// time, then id (`"{due_ms:016}/{id}"`).
+pub fn task_due_cursor(task: &Task) -> Option<String> {
+    task.due_at
+        .map(|d| format!("{:016}/{}", d.timestamp_millis().max(0), task.id))
 }
 
 /// A point read. Answers None when there is nothing there.
@@ -116,6 +176,11 @@ pub enum Read {
     /// files are shared by hash).
     ModuleFileUses {
         hash: String,
+    },
+    /// [`Row::Task`].
+    Task {
+        tenant: String,
+        id: String,
     },
     /// [`Row::Count`]: jobs queued in every tenant.
     QueuedJobs,
@@ -208,6 +273,18 @@ pub enum List {
         until: Option<DateTime<Utc>>,
         last: Option<usize>,
     },
+    /// A record's [`Row::Task`]s, oldest first; paged by task id.
+    RecordTasks { tenant: String, record: String },
+    /// [`Row::Task`]s matching `filter`: with `overdue_at`, by due time (cursor
+    /// [`task_due_cursor`]); else open ones first, then done ones, each oldest first (cursor
+    /// [`task_status_cursor`]). Indexed by assignee, status and due time: a page never scans
+    /// tasks it does not return.
+    Tasks { tenant: String, filter: TaskFilter },
+    /// A record's [`Row::Comment`]s, oldest first; paged by comment id.
+    RecordComments { tenant: String, record: String },
+    /// A record's timeline ([`Row::Timeline`]): its events, comments and tasks in one time
+    /// order ([`timeline_order`]); paged by entry id.
+    Timeline { tenant: String, record: String },
     /// Tenants with queued jobs ([`Row::Name`]), in id order starting after the cursor and
     /// wrapping around once (round-robin), at most `limit`.
     JobTenants,

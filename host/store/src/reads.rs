@@ -40,7 +40,11 @@ fn mismatch(what: &str) -> StoreError {
 }
 
 impl Store {
-    fn one<T>(&self, read: Read, pick: impl FnOnce(Row) -> Option<T>) -> Result<Option<T>> {
+    pub(crate) fn one<T>(
+        &self,
+        read: Read,
+        pick: impl FnOnce(Row) -> Option<T>,
+    ) -> Result<Option<T>> {
         match self.backend.read(&read)? {
             None => Ok(None),
             Some(row) => pick(row)
@@ -49,7 +53,7 @@ impl Store {
         }
     }
 
-    fn page<T>(
+    pub(crate) fn page<T>(
         &self,
         list: List,
         req: PageRequest,

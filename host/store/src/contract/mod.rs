@@ -15,6 +15,8 @@
 //! - [`retention`]: what pruning removes and what it keeps.
 //! - [`reads`]: what a reader sees while commits are in flight.
 //! - [`modules`]: the module quota and use counts.
+//! - [`tasks`]: tasks and comments commit with the changeset, task versions, their lists
+//!   and the timeline with cursors, overdue lists and timers, the task and comment caps.
 //!
 //! A new backend runs all of it with one line in a test file of its own, given a harness
 //! `fn(fn(Open<'_>))` that makes fresh, empty storage, calls the property with an [`Open`]
@@ -38,6 +40,7 @@ pub mod lists;
 pub mod modules;
 pub mod reads;
 pub mod retention;
+pub mod tasks;
 
 use std::sync::Arc;
 
@@ -111,6 +114,13 @@ macro_rules! __contract_properties {
             modules {
                 module_quotas_hold
                 module_quotas_hold_under_concurrency
+            }
+            tasks {
+                tasks_commit_with_the_run
+                task_updates_check_versions
+                task_lists_page_in_order
+                overdue_tasks_list_by_due_time
+                task_caps_hold
             }
         }
     };

@@ -11,6 +11,7 @@ use stagecraft_model::{
     ApiKey, Binding, Channel, ChannelConfig, Event, Job, MessageStatus, Module, ModuleVersion,
     Notification, OutboxMessage, Pipeline, Record, RecordKind, RunRecord, Tenant, Timer,
 };
+use stagecraft_model::{Comment, Task};
 
 use super::deep;
 use crate::{Result, StoreError};
@@ -82,6 +83,8 @@ json_kind!(
     Notification,
     ChannelConfig,
     Rollup,
+    Task,
+    Comment,
     // The keys of a record's timers (`rtim/`).
     Vec<String>,
     // A webhook secret, an idempotency key's message id, a retention mark.

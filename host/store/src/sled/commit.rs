@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use super::automation::count_follow_up;
 use super::codec::Marker;
 use super::tx::Tx;
-use super::{automation, bindings, family, modules, outbox, pipelines, tenants, SledBackend};
+use super::{
+    automation, bindings, family, modules, outbox, pipelines, tasks, tenants, SledBackend,
+};
 use crate::change::{Applied, Changeset, Committed, Op, RecordWrite};
 use crate::{Result, StoreError};
 use stagecraft_model::{Record, Timer};
@@ -105,6 +107,17 @@ fn apply_op(
             automation::fire_timer(tx, timer, event.as_ref(), job.as_ref()).map(Applied::Fired)
         }
         Op::FinishJob { id } => done(tx.remove(&family::job(tenant, id)).map(|_| ())),
+        Op::CreateTask { task, caps } => done(tasks::create(tx, tenant, task, caps)),
+        Op::UpdateTask { task, expected } => done(tasks::update(tx, tenant, task, *expected)),
+        Op::CompleteTask {
+            id,
+            by,
+            at,
+            expected,
+        } => {
+            tasks::complete(tx, tenant, id, by, *at, *expected).map(|t| Applied::Task(Box::new(t)))
+        }
+        Op::AddComment { comment, caps } => done(tasks::add_comment(tx, tenant, comment, caps)),
     }
 }
 

@@ -34,5 +34,5 @@ fn run_all_hands_every_property_to_the_harness() {
         .map(|(_, p)| *p as usize)
         .collect();
     assert_eq!(*seen.borrow(), listed);
-    assert_eq!(listed.len(), 18, "every property of the contract");
+    assert_eq!(listed.len(), 23, "every property of the contract");
 }

@@ -80,6 +80,22 @@ pub(super) fn list(b: &SledBackend, l: &List, p: &PageRequest) -> Result<Page<Ro
             b.binding_runs(tenant, binding, *since, *until, *last, p.limit)?,
             |(started_ms, run)| Row::BindingRun { started_ms, run },
         ),
+        List::RecordTasks { tenant, record } => rows(
+            b.record_tasks(tenant, record, after, p.limit, &p.limits)?,
+            Row::Task,
+        ),
+        List::Tasks { tenant, filter } => rows(
+            b.tasks(tenant, filter, after, p.limit, &p.limits)?,
+            Row::Task,
+        ),
+        List::RecordComments { tenant, record } => rows(
+            b.record_comments(tenant, record, after, p.limit, &p.limits)?,
+            Row::Comment,
+        ),
+        List::Timeline { tenant, record } => rows(
+            b.timeline(tenant, record, after, p.limit, &p.limits)?,
+            Row::Timeline,
+        ),
         List::JobTenants => all(b.job_tenants(after, p.limit)?, Row::Name),
         List::DueMessages { since, until } => {
             let start = match (after, since) {

@@ -29,6 +29,7 @@ mod read;
 mod records;
 mod retention;
 mod stats;
+mod tasks;
 mod tenants;
 mod tx;
 mod upgrade;

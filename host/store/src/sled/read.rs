@@ -40,6 +40,7 @@ pub(super) fn read(b: &SledBackend, r: &Read) -> Result<Option<Row>> {
             Some(Row::ModuleUsage(b.module_usage(tenant, module)?))
         }
         Read::ModuleFileUses { hash } => Some(Row::Count(b.module_file_uses(hash)?)),
+        Read::Task { tenant, id } => b.task(tenant, id)?.map(Row::Task),
         Read::QueuedJobs => Some(Row::Count(b.queued_jobs()?)),
         Read::OutboxDepth => Some(Row::Count(b.outbox_depth()?)),
     })
