@@ -36,9 +36,9 @@ async fn the_demo_seeds_the_working_examples() {
         .await
         .unwrap()
         .expect("seeded");
-    // Six published; enrich-lead is left unbound (it needs an enrichment service: see
+    // Seven published; enrich-lead is left unbound (it needs an enrichment service: see
     // outhttp_enrich.rs).
-    assert_eq!(seeded.modules, 6);
+    assert_eq!(seeded.modules, 7);
     assert!(
         stagecraft::demo::seed(&s.state, "default")
             .await
@@ -50,7 +50,7 @@ async fn the_demo_seeds_the_working_examples() {
         .as_array()
         .unwrap()
         .len();
-    assert_eq!(modules, 6);
+    assert_eq!(modules, 7);
 
     // lead-scoring (inline): the hot lead was scored, assigned and qualified as it was created.
     let ada = find(&s, "kind=lead&pipeline=leads", "Ada Lovelace").await;

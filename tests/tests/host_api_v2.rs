@@ -344,12 +344,18 @@ async fn bad_creates_are_refused_by_the_shared_rules() {
     s.stop().await;
 }
 
-/// The lead-to-deal example (tests/guests/rust/lead-to-deal) converts a qualified lead, and
-/// reuses the contact (by email) and company (by name) that exist instead of duplicating them.
+/// The lead-to-deal example (examples/lead-to-deal, as the host embeds it) converts a
+/// qualified lead, and reuses the contact (by email) and company (by name) that exist instead
+/// of duplicating them.
 #[tokio::test]
 async fn lead_to_deal_converts_once_without_duplicates() {
     let (_dir, s, dev, _) = server().await;
-    let r = s.upload(&dev, "lead-to-deal", guest("lead-to-deal")).await;
+    let example = stagecraft::demo::EXAMPLES
+        .iter()
+        .find(|(n, _)| *n == "lead-to-deal")
+        .map(|(_, b)| b.to_vec())
+        .unwrap();
+    let r = s.upload(&dev, "lead-to-deal", example).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let lead = s
         .record(

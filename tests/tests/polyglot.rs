@@ -1,6 +1,7 @@
 //! The lead-scoring rule in three languages — the Rust example, and its Python and JavaScript
 //! ports under tests/guests — makes the same effects and the same score line on the same
-//! records. The benchmark compares their cost, so this is what makes that comparison fair.
+//! records, including the host API 0.2 call task each creates for a lead it assigns. The
+//! benchmark compares their cost, so this is what makes that comparison fair.
 
 #![allow(clippy::unwrap_used)]
 
@@ -71,11 +72,12 @@ async fn lead_scoring_does_the_same_in_rust_python_and_javascript() {
         json!({"name": "Ed", "custom": {"company_size": "big", "job_title": 7}}),
     ];
     let configs = [
-        json!({"team": ["ann", "bob"]}),
+        json!({"team": ["ann", "bob"], "call_within_hours": 24}),
         json!({"team": ["ann", "bob", "cy"], "assign": "round_robin", "threshold": 0}),
         json!({}),
     ];
     let mut compared = 0;
+    let mut tasks = 0;
     for body in leads {
         let mut body = body;
         body["kind"] = json!("lead");
@@ -90,8 +92,11 @@ async fn lead_scoring_does_the_same_in_rust_python_and_javascript() {
                         ADMIN_KEY,
                         module,
                         1,
+                        // One event time, so the tasks' due times match too.
                         json!({"record": id, "config": config,
-                               "grants": {"fields": ["score", "owner"], "channels": ["notify"]}}),
+                               "occurred_at": "2026-01-05T09:00:00Z",
+                               "grants": {"fields": ["score", "owner"], "channels": ["notify"],
+                                          "actions": ["create:task"]}}),
                     )
                     .await;
                 assert_eq!(r.status, StatusCode::OK, "{module}: {:?}", r.body);
@@ -100,6 +105,16 @@ async fn lead_scoring_does_the_same_in_rust_python_and_javascript() {
             }
             let (_, rust_effects, rust_line) = &results[0];
             assert!(rust_line.contains(" scores "), "{rust_line}");
+            for task in rust_effects
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["type"] == "create_task")
+            {
+                assert_eq!(task["title"], "Call within 24 h", "{task}");
+                assert_eq!(task["due_at"], "2026-01-06T09:00:00Z", "{task}");
+                tasks += 1;
+            }
             for (module, e, line) in &results[1..] {
                 assert_eq!(e, rust_effects, "{module} vs rust on {id} with {config}");
                 assert_eq!(line, rust_line, "{module} vs rust on {id} with {config}");
@@ -108,4 +123,8 @@ async fn lead_scoring_does_the_same_in_rust_python_and_javascript() {
         }
     }
     assert_eq!(compared, 15);
+    assert_eq!(
+        tasks, 2,
+        "Ada and Cy, assigned under the first config, get call tasks"
+    );
 }

@@ -1,17 +1,20 @@
 //! lead-scoring: on lead created/updated, score it from configurable rules (job title, company
 //! size, source, email domain) into a field; when the score passes the threshold, assign an
 //! owner from the team (least busy, or round robin), move the lead to the qualified stage and
-//! notify the owner.
+//! notify the owner; with `call_within_hours` set, also give the owner a "Call within N h"
+//! task on the lead, due N hours after the event (host API 0.2).
 //!
 //! Config (every key optional):
 //! ```json
 //! {"title_points": {"cto": 30, "vp": 20}, "size_points": [{"min": 100, "points": 15}],
 //!  "source_points": {"referral": 25}, "domain_points": {"gmail.com": -15},
 //!  "threshold": 50, "team": ["ann", "bob"], "assign": "least_busy",
-//!  "qualified_stage": "qualified", "score_field": "score"}
+//!  "qualified_stage": "qualified", "score_field": "score", "call_within_hours": 24}
 //! ```
 //! Reads custom fields `job_title`, `company_size`, `source` and the core `email`.
-//! Grants needed: fields `score` (the score field) and `owner`; channel `notify`.
+//! Grants needed: fields `score` (the score field) and `owner`; channel `notify`; and
+//! `create:task` when `call_within_hours` is set (unset by default, so a binding granted
+//! only the 0.1 calls keeps working).
 
 use std::collections::BTreeMap;
 
@@ -56,6 +59,10 @@ pub struct Config {
     pub qualified_stage: String,
     /// The custom field the score is written to (default "score").
     pub score_field: String,
+    /// Give the new owner a "Call within N h" task on the lead, due in N hours (needs the
+    /// `create:task` grant). Unset: no task.
+    #[config(minimum = 1, maximum = 8784)]
+    pub call_within_hours: Option<u64>,
 }
 
 impl Default for Config {
@@ -86,6 +93,7 @@ impl Default for Config {
             assign: Assign::LeastBusy,
             qualified_stage: "qualified".into(),
             score_field: "score".into(),
+            call_within_hours: None,
         }
     }
 }
@@ -160,6 +168,19 @@ fn pick_owner(ctx: &mut Ctx<'_>, config: &Config, lead: &Record) -> Result<Optio
     Ok(config.team.get(index).cloned())
 }
 
+/// The task a newly assigned owner gets: call the lead within `hours`.
+pub fn call_task(lead: &Record, owner: &str, hours: u64) -> NewTask {
+    NewTask::new(&lead.id, format!("Call within {hours} h"))
+        .description(format!(
+            "{} was qualified and assigned to you: call them within {hours} hours.",
+            lead.name
+        ))
+        .due_in(hours * 3600)
+        .priority(Priority::High)
+        .assignee(owner)
+        .tag("call")
+}
+
 pub struct LeadScoring;
 
 impl Rule for LeadScoring {
@@ -202,6 +223,9 @@ impl Rule for LeadScoring {
             )
             .idempotency_key(format!("lead-scoring/assigned/{}", lead.id)),
         )?;
+        if let Some(hours) = config.call_within_hours {
+            ctx.create_task(call_task(&lead, &owner, hours))?;
+        }
         Ok(())
     }
 }
@@ -256,6 +280,69 @@ mod tests {
         assert_eq!(l1.custom_field::<i64>("score"), Some(80));
         assert_eq!(host.queued()[0].to, "bob");
         Ok(())
+    }
+
+    fn hot_host(config: &str) -> MockHost {
+        MockHost::new()
+            .with_record(lead("l1", "CTO", 2000, "referral", "cto@acme.io"))
+            .with_config(config)
+    }
+
+    fn hot_event() -> Event {
+        Event::created(lead("l1", "CTO", 2000, "referral", "cto@acme.io"))
+    }
+
+    #[test]
+    fn the_new_owner_gets_a_call_task() -> Result<(), String> {
+        let mut host =
+            hot_host(r#"{"team": ["ann"], "call_within_hours": 24}"#).with_grant("create:task");
+        host.run::<LeadScoring>(&hot_event())?;
+        let tasks: Vec<&NewTask> = host
+            .effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::CreateTask { task, .. } => Some(task),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(tasks.len(), 1, "{:?}", host.effects);
+        let t = tasks[0];
+        assert_eq!(t.record, "l1");
+        assert_eq!(t.title, "Call within 24 h");
+        assert_eq!(t.assignee.as_deref(), Some("ann"));
+        assert_eq!(t.due_in_seconds, Some(86_400));
+        assert_eq!(t.priority, Priority::High);
+        assert_eq!(t.tags, vec!["call".to_string()]);
+        // Assigned once, so a later run (the lead has an owner now) adds no second task.
+        let assigned = host.record("l1").cloned().ok_or("no l1")?;
+        host.run::<LeadScoring>(&Event::updated(assigned, &["source"]))?;
+        assert_eq!(host.tasks.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn no_call_task_unless_configured() -> Result<(), String> {
+        let mut host = hot_host(r#"{"team": ["ann"]}"#);
+        host.run::<LeadScoring>(&hot_event())?;
+        assert!(host.tasks.is_empty());
+        assert_eq!(
+            host.record("l1").and_then(|r| r.owner.clone()).as_deref(),
+            Some("ann")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_call_task_without_its_grant_fails_the_run_by_name() {
+        let mut host = hot_host(r#"{"team": ["ann"], "call_within_hours": 24}"#);
+        let err = host.run::<LeadScoring>(&hot_event()).unwrap_err();
+        assert!(err.contains("create:task"), "{err}");
+        assert!(
+            host.effects.is_empty(),
+            "nothing applies: {:?}",
+            host.effects
+        );
+        assert!(host.record("l1").is_some_and(|r| r.owner.is_none()));
     }
 
     #[test]

@@ -1,15 +1,18 @@
 //! onboarding: when a deal enters its won stage, email the customer a welcome now, a
 //! follow-up after 2 days and a check-in after 7 days. The follow-ups are durable timers the
 //! host cancels if the deal leaves the won stage (Bitrix24 semantics), so a deal reopened by
-//! mistake gets no further mail.
+//! mistake gets no further mail. With `kickoff_within_hours` set, the first win also gives
+//! the deal's owner a kickoff task on the deal (host API 0.2); winning it again later does
+//! not add another.
 //!
 //! Config (every key optional):
 //! ```json
 //! {"won_stage": "won", "follow_up_seconds": 172800, "check_in_seconds": 604800,
-//!  "fallback_email": "success@acme.example", "product": "Acme CRM"}
+//!  "fallback_email": "success@acme.example", "product": "Acme CRM", "kickoff_within_hours": 48}
 //! ```
 //! The recipient is the email of the deal's linked contact (else `fallback_email`).
-//! Bind to: `entered_stage` won. Grants needed: field `onboarding_step`; channel `email`.
+//! Bind to: `entered_stage` won. Grants needed: field `onboarding_step`; channel `email`;
+//! `create:task` when `kickoff_within_hours` is set.
 
 use serde::Deserialize;
 use serde_json::json;
@@ -31,6 +34,10 @@ pub struct Config {
     pub fallback_email: Option<String>,
     /// The product's name in the emails.
     pub product: String,
+    /// Give the deal's owner a kickoff task, due this many hours after the win (needs the
+    /// `create:task` grant). Unset: no task.
+    #[config(minimum = 1, maximum = 8784)]
+    pub kickoff_within_hours: Option<u64>,
 }
 
 impl Default for Config {
@@ -41,6 +48,7 @@ impl Default for Config {
             check_in_seconds: 7 * 24 * 3600,
             fallback_email: None,
             product: "our product".into(),
+            kickoff_within_hours: None,
         }
     }
 }
@@ -87,6 +95,18 @@ fn recipient(
         .map(|e| (e, "there".to_string())))
 }
 
+/// The linked contact's name, else the deal's.
+fn customer_name(ctx: &mut Ctx<'_>, deal: &Record) -> Result<String, String> {
+    if let Some(contact_id) = &deal.contact {
+        match ctx.get(contact_id) {
+            Ok(c) => return Ok(c.name),
+            Err(HostError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(deal.name.clone())
+}
+
 fn send(ctx: &mut Ctx<'_>, deal: &Record, config: &Config, step: &str) -> Result<(), String> {
     let Some((to, name)) = recipient(ctx, deal, config)? else {
         ctx.warn(format!(
@@ -101,6 +121,22 @@ fn send(ctx: &mut Ctx<'_>, deal: &Record, config: &Config, step: &str) -> Result
     )?;
     ctx.set_field(&deal.id, "onboarding_step", &step)?;
     Ok(())
+}
+
+/// The kickoff task of a won deal: for its owner, due in `hours`.
+pub fn kickoff_task(deal: &Record, customer: &str, hours: u64) -> NewTask {
+    let mut task = NewTask::new(&deal.id, format!("Kickoff call with {customer}"))
+        .description(format!(
+            "{} is won: plan the onboarding with the customer.",
+            deal.name
+        ))
+        .due_in(hours * 3600)
+        .priority(Priority::High)
+        .tag("kickoff");
+    if let Some(owner) = &deal.owner {
+        task = task.assignee(owner);
+    }
+    task
 }
 
 pub struct Onboarding;
@@ -118,6 +154,12 @@ impl Rule for Onboarding {
                 send(ctx, &deal, &config, &step)
             }
             _ => {
+                // The first win only: a deal that was onboarded before has its step set.
+                let first = deal.custom_value("onboarding_step").is_none();
+                if let (true, Some(hours)) = (first, config.kickoff_within_hours) {
+                    let customer = customer_name(ctx, &deal)?;
+                    ctx.create_task(kickoff_task(&deal, &customer, hours))?;
+                }
                 send(ctx, &deal, &config, "welcome")?;
                 ctx.schedule_after(config.follow_up_seconds, &json!({"step": "follow_up"}))?;
                 ctx.schedule_after(config.check_in_seconds, &json!({"step": "check_in"}))?;
@@ -166,6 +208,57 @@ mod tests {
             .collect();
         assert_eq!(delays, vec![172_800, 604_800]);
         Ok(())
+    }
+
+    fn kickoff_host() -> MockHost {
+        let mut deal = won_deal();
+        deal.owner = Some("ann".into());
+        MockHost::new()
+            .with_record(deal)
+            .with_record(testing::contact("c1", "Grace", "grace@navy.example"))
+            .with_config(r#"{"kickoff_within_hours": 48}"#)
+    }
+
+    fn tasks(host: &MockHost) -> Vec<&NewTask> {
+        host.effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::CreateTask { task, .. } => Some(task),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_first_win_gives_the_owner_a_kickoff_task() -> Result<(), String> {
+        let mut host = kickoff_host().with_grant("create:task");
+        let won = host.record("d1").cloned().ok_or("no d1")?;
+        host.run::<Onboarding>(&Event::stage_changed(won, "negotiation", "won"))?;
+        let t = tasks(&host);
+        assert_eq!(t.len(), 1, "{:?}", host.effects);
+        assert_eq!(t[0].record, "d1");
+        assert_eq!(t[0].title, "Kickoff call with Grace");
+        assert_eq!(t[0].assignee.as_deref(), Some("ann"));
+        assert_eq!(t[0].due_in_seconds, Some(48 * 3600));
+        assert_eq!(t[0].tags, vec!["kickoff".to_string()]);
+        assert_eq!(host.queued().len(), 1, "the welcome mail goes out too");
+
+        // Reopened and won again: the welcome is idempotent, and no second kickoff task.
+        let again = host.record("d1").cloned().ok_or("no d1")?;
+        host.run::<Onboarding>(&Event::stage_changed(again, "negotiation", "won"))?;
+        assert_eq!(tasks(&host).len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn the_kickoff_task_needs_its_grant() {
+        let mut host = kickoff_host();
+        let won = won_deal();
+        let err = host
+            .run::<Onboarding>(&Event::stage_changed(won, "negotiation", "won"))
+            .unwrap_err();
+        assert!(err.contains("create:task"), "{err}");
+        assert!(host.effects.is_empty());
     }
 
     #[test]

@@ -8,17 +8,19 @@
 //! breaches: set `owner` to `on_call` (when configured), set custom field `sla_breached_at` to
 //! the event's time, move it to `escalated_stage`, and POST
 //! `{"record", "name", "stage", "breached_at", "owner", "escalated_to"}` to `webhook_url`
-//! (idempotency key `sla/{record}/{stage}`). If it has left the open stages, it only logs.
+//! (idempotency key `sla/{record}/{stage}`); with `comment` on, it also says so on the
+//! record's timeline (host API 0.2). If it has left the open stages, it only logs.
 //!
 //! Config (every key optional; defaults shown except for `on_call` and `webhook_url`):
 //! ```json
 //! {"response_seconds": 14400, "open_stages": ["new"], "escalated_stage": "escalated",
-//!  "on_call": "u_oncall", "webhook_url": "https://oncall.example/hooks/stagecraft"}
+//!  "on_call": "u_oncall", "webhook_url": "https://oncall.example/hooks/stagecraft",
+//!  "comment": false}
 //! ```
 //! Bind to: `created` and `stage_changed` (or `entered_stage` for each open stage).
 //! Grants needed: fields `sla_breached_at` and `owner` (`owner` only with `on_call`); channel
 //! `webhook` (only with `webhook_url`); backward moves only if `escalated_stage` comes before
-//! an open stage in the pipeline.
+//! an open stage in the pipeline; `comment` when `comment` is on.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -46,6 +48,8 @@ pub struct Config {
     pub on_call: Option<String>,
     /// The on-call endpoint to POST breaches to (no call when unset).
     pub webhook_url: Option<String>,
+    /// Comment on the escalated record's timeline (needs the `comment` grant).
+    pub comment: bool,
 }
 
 impl Default for Config {
@@ -56,6 +60,7 @@ impl Default for Config {
             escalated_stage: "escalated".into(),
             on_call: None,
             webhook_url: None,
+            comment: false,
         }
     }
 }
@@ -100,6 +105,20 @@ impl Config {
 pub struct Due {
     pub sla: String,
     pub stage: String,
+}
+
+/// The comment left on an escalated record's timeline.
+pub fn breach_comment(stage: &str, breached_at: &str, config: &Config) -> String {
+    let mut text = format!(
+        "Response SLA breached: still in {stage:?} at {breached_at}, {}s after it started. \
+         Escalated to {:?}",
+        config.response_seconds, config.escalated_stage
+    );
+    if let Some(on_call) = config.on_call.as_deref().filter(|u| !u.trim().is_empty()) {
+        text.push_str(&format!(" and reassigned to {on_call}"));
+    }
+    text.push('.');
+    text
 }
 
 /// The JSON body POSTed to the on-call webhook.
@@ -198,6 +217,9 @@ impl SlaEscalation {
                 )?;
             }
             None => ctx.warn("no webhook_url configured; on-call not called"),
+        }
+        if config.comment {
+            ctx.comment(id, breach_comment(&stage, breached_at, config))?;
         }
         ctx.warn(format!(
             "{id}: response SLA breached in {stage:?} at {breached_at}; escalated to {:?}",
@@ -323,6 +345,47 @@ mod tests {
                    "breached_at": "2025-01-01T04:00:00Z", "owner": "u_oncall", "escalated_to": "escalated"})
         );
         Ok(())
+    }
+
+    #[test]
+    fn a_breach_is_commented_on_the_ticket() -> Result<(), String> {
+        let config = r#"{"on_call": "u_oncall", "response_seconds": 900, "comment": true}"#;
+        let mut host = host(config).with_grant("comment");
+        host.run::<SlaEscalation>(&due("new", "2025-01-01T04:00:00Z"))?;
+        let comments: Vec<(&str, &str)> = host
+            .effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Comment { record, body, .. } => Some((record.as_str(), body.as_str())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            comments,
+            [(
+                "t1",
+                "Response SLA breached: still in \"new\" at 2025-01-01T04:00:00Z, 900s after \
+                 it started. Escalated to \"escalated\" and reassigned to u_oncall."
+            )]
+        );
+        // Answered in time: no comment.
+        let mut answered = self::host(config)
+            .with_grant("comment")
+            .with_record(ticket("in_progress"));
+        answered.run::<SlaEscalation>(&due("new", "2025-01-01T04:00:00Z"))?;
+        assert!(answered.effects.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn the_comment_needs_its_grant_and_nothing_applies_without() {
+        let mut host = host(r#"{"on_call": "u_oncall", "comment": true}"#);
+        let err = host
+            .run::<SlaEscalation>(&due("new", "2025-01-01T04:00:00Z"))
+            .unwrap_err();
+        assert!(err.contains("\"comment\""), "{err}");
+        assert!(host.effects.is_empty());
+        assert!(host.record("t1").is_some_and(|r| r.in_stage("new")));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::page::{self, Page};
 use super::{Console, Out, Posted};
 use crate::delivery::MessageView;
 use crate::model::record::is_custom_field_name;
-use crate::model::{Event, EventKind, Pipeline, Record, RunRecord};
+use crate::model::{Pipeline, Record, RunRecord};
 
 #[derive(Deserialize)]
 struct Pipelines {
@@ -39,11 +39,6 @@ pub(super) struct Messages {
     pub messages: Vec<MessageView>,
     #[serde(default)]
     pub next: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Events {
-    events: Vec<Event>,
 }
 
 /// The most cards a board shows (the API's largest page).
@@ -251,13 +246,6 @@ pub async fn move_stage(Path(id): Path<String>, Posted(c, f): Posted<MoveForm>) 
     }
 }
 
-struct EventRow {
-    time: String,
-    kind: &'static str,
-    detail: String,
-    run: Option<String>,
-}
-
 #[derive(Template)]
 #[template(path = "console/record.html")]
 struct RecordPage<'a> {
@@ -265,7 +253,9 @@ struct RecordPage<'a> {
     record: &'a Record,
     pipeline: Option<&'a Pipeline>,
     custom: String,
-    events: Vec<EventRow>,
+    timeline: super::tasks::Timeline,
+    /// Whether this is a later page of the timeline (a link back to the first).
+    later_page: bool,
     runs: Option<Vec<RunRecord>>,
     messages: Option<Vec<MessageView>>,
 }
@@ -279,16 +269,22 @@ impl RecordPage<'_> {
     }
 }
 
-pub async fn record(c: Console, Path(id): Path<String>) -> Out {
+/// The record page's query: which page of its timeline.
+#[derive(serde::Deserialize)]
+pub struct RecordQuery {
+    pub timeline: Option<String>,
+}
+
+pub async fn record(
+    c: Console,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<RecordQuery>,
+) -> Out {
     let record: Record = c.ok(c.api.get(&format!("/v1/records/{}", enc(&id))).await)?;
     let pipeline: Option<Pipeline> = match &record.pipeline {
         Some(p) => Some(c.ok(c.api.get(&format!("/v1/pipelines/{}", enc(p))).await)?),
         None => None,
     };
-    let events: Events = c.ok(c
-        .api
-        .get(&format!("/v1/events?record={}&limit=500", enc(&id)))
-        .await)?;
     let (runs, messages) = if c.page.can_develop() {
         let runs: Runs = c.ok(c
             .api
@@ -303,36 +299,24 @@ pub async fn record(c: Console, Path(id): Path<String>) -> Out {
         (None, None)
     };
     let page = c.page("board", record.name.clone());
-    let mut view = RecordPage {
+    let stage_name = |s: &str| {
+        pipeline
+            .as_ref()
+            .and_then(|p| p.stages.iter().find(|st| st.id == s))
+            .map(|st| st.name.clone())
+            .unwrap_or_else(|| s.to_string())
+    };
+    let timeline =
+        super::tasks::timeline(&c, &page, &id, q.timeline.as_deref(), &stage_name).await?;
+    let view = RecordPage {
         page: &page,
         record: &record,
         pipeline: pipeline.as_ref(),
         custom: page::json(&record.custom),
-        events: Vec::new(),
+        timeline,
+        later_page: q.timeline.is_some(),
         runs,
         messages,
     };
-    view.events = events
-        .events
-        .iter()
-        .map(|e| EventRow {
-            time: page.date(e.occurred_at),
-            kind: e.kind.name(),
-            detail: match &e.kind {
-                EventKind::StageChanged { from, to } => {
-                    format!("{} → {}", view.stage_name(from), view.stage_name(to))
-                }
-                EventKind::Updated { fields } => fields.join(", "),
-                EventKind::Assigned { from, to } => format!(
-                    "{} → {}",
-                    from.as_deref().unwrap_or("—"),
-                    to.as_deref().unwrap_or("—")
-                ),
-                EventKind::Inbound { name, .. } => name.clone(),
-                _ => String::new(),
-            },
-            run: e.cause.as_ref().map(|c| c.run.clone()),
-        })
-        .collect();
     Ok(page::render(&view))
 }

@@ -20,6 +20,7 @@ mod records;
 mod replay;
 mod runs;
 pub mod session;
+mod tasks;
 
 use std::sync::Arc;
 
@@ -81,6 +82,10 @@ pub fn router(state: AppState, api: Router) -> Router {
             get(record_form::edit_form).post(record_form::update),
         )
         .route("/console/records/{id}/stage", post(board::move_stage))
+        .route("/console/records/{id}/comments", post(tasks::comment))
+        .route("/console/records/{id}/tasks", post(tasks::add_task))
+        .route("/console/tasks", get(tasks::mine))
+        .route("/console/tasks/{id}/complete", post(tasks::complete))
         .route("/console/modules", get(modules::list))
         .route("/console/modules/upload", post(modules::upload))
         .route("/console/modules/{name}", get(modules::detail))

@@ -7,9 +7,9 @@
 // off: componentize-js rule.js --wit guest-sdk/wit --world-name rule --disable fetch-event
 // (a marker file `uses-http` tells scripts/build-polyglot-guests).
 
-import { write } from 'stagecraft:automation/log@0.1.0';
-import { get as getConfig } from 'stagecraft:automation/config@0.1.0';
-import { set as setField } from 'stagecraft:automation/fields@0.1.0';
+import { write } from 'stagecraft:automation/log@0.2.0';
+import { get as getConfig } from 'stagecraft:automation/config@0.2.0';
+import { set as setField } from 'stagecraft:automation/fields@0.2.0';
 
 export async function handle(event) {
   const cfg = JSON.parse(getConfig() || '{}');

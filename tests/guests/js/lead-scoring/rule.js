@@ -2,18 +2,20 @@
 //
 // Scores a lead from its job title, company size, source and email domain into a field; when
 // the score passes the threshold, assigns an owner from the team (least busy or round robin),
-// moves the lead to the qualified stage and notifies the owner. The config keys and defaults
-// are the Rust example's. tests/tests/polyglot.rs checks that the three languages make the
+// moves the lead to the qualified stage and notifies the owner; with `call_within_hours` set,
+// gives the owner a "Call within N h" task (host API 0.2's `tasks.create`). The config keys
+// and defaults are the Rust example's. tests/tests/polyglot.rs checks that the three languages make the
 // same effects; the benchmark (cargo bench -p stagecraft-tests) compares their cost.
 //
-// Built with componentize-js against guest-sdk/wit-0.1, world `rule` (scripts/build-polyglot-guests).
+// Built with componentize-js against guest-sdk/wit (0.2), world `rule` (scripts/build-polyglot-guests).
 
-import { get as getRecord, find } from 'stagecraft:automation/records@0.1.0';
-import { moveTo } from 'stagecraft:automation/stages@0.1.0';
-import { set as setField } from 'stagecraft:automation/fields@0.1.0';
-import { queue } from 'stagecraft:automation/messages@0.1.0';
-import { write } from 'stagecraft:automation/log@0.1.0';
-import { get as getConfig } from 'stagecraft:automation/config@0.1.0';
+import { get as getRecord, find } from 'stagecraft:automation/records@0.2.0';
+import { moveTo } from 'stagecraft:automation/stages@0.2.0';
+import { set as setField } from 'stagecraft:automation/fields@0.2.0';
+import { queue } from 'stagecraft:automation/messages@0.2.0';
+import { write } from 'stagecraft:automation/log@0.2.0';
+import { get as getConfig } from 'stagecraft:automation/config@0.2.0';
+import { create as createTask } from 'stagecraft:automation/tasks@0.2.0';
 
 const DEFAULTS = {
   title_points: { cto: 30, ceo: 30, vp: 20, head: 15, manager: 10 },
@@ -29,6 +31,7 @@ const DEFAULTS = {
   assign: 'least_busy',
   qualified_stage: 'qualified',
   score_field: 'score',
+  call_within_hours: null,
 };
 
 // A host call whose host-error becomes the rule's error text (thrown as a string).
@@ -140,4 +143,19 @@ export function handle(event) {
       idempotencyKey: `lead-scoring/assigned/${lead.id}`,
     }),
   );
+  const hours = cfg.call_within_hours;
+  if (hours !== null && hours !== undefined) {
+    // u64 is a BigInt; option<T> is the value or undefined; enums are their WIT names.
+    host(() =>
+      createTask({
+        record: lead.id,
+        title: `Call within ${hours} h`,
+        description: `${lead.name} was qualified and assigned to you: call them within ${hours} hours.`,
+        dueInSeconds: BigInt(hours) * 3600n,
+        priority: 'high',
+        assignee: owner,
+        tags: ['call'],
+      }),
+    );
+  }
 }

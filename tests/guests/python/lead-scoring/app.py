@@ -2,21 +2,23 @@
 
 Scores a lead from its job title, company size, source and email domain into a field; when
 the score passes the threshold, assigns an owner from the team (least busy or round robin),
-moves the lead to the qualified stage and notifies the owner. The config keys and defaults
-are the Rust example's. `tests/tests/polyglot.rs` checks that the three languages make the
+moves the lead to the qualified stage and notifies the owner; with `call_within_hours` set,
+gives the owner a "Call within N h" task (host API 0.2's `tasks.create`). The config keys
+and defaults are the Rust example's. `tests/tests/polyglot.rs` checks that the three languages make the
 same effects; the benchmark (`cargo bench -p stagecraft-tests`) compares their cost.
 
-Built with componentize-py against guest-sdk/wit-0.1, world `rule` (scripts/build-polyglot-guests).
+Built with componentize-py against guest-sdk/wit (0.2), world `rule` (scripts/build-polyglot-guests).
 """
 
 import json
 
 import wit_world
 from componentize_py_types import Err
-from wit_world.imports import config, fields, log, messages, records, stages
+from wit_world.imports import config, fields, log, messages, records, stages, tasks
 from wit_world.imports.log import Level
 from wit_world.imports.messages import Channel, Message
 from wit_world.imports.records import Filter
+from wit_world.imports.tasks import NewTask, Priority
 from wit_world.imports.types import Event, RecordKind
 
 DEFAULTS = {
@@ -33,6 +35,7 @@ DEFAULTS = {
     "assign": "least_busy",
     "qualified_stage": "qualified",
     "score_field": "score",
+    "call_within_hours": None,
 }
 
 
@@ -131,3 +134,15 @@ class WitWorld(wit_world.WitWorld):
             idempotency_key=f"lead-scoring/assigned/{lead.id}",
         )
         host(lambda: messages.queue(msg))
+        hours = cfg["call_within_hours"]
+        if hours is not None:
+            call = NewTask(
+                record=lead.id,
+                title=f"Call within {hours} h",
+                description=f"{lead.name} was qualified and assigned to you: call them within {hours} hours.",
+                due_in_seconds=hours * 3600,
+                priority=Priority.HIGH,
+                assignee=owner,
+                tags=["call"],
+            )
+            host(lambda: tasks.create(call))

@@ -1,11 +1,13 @@
 """Stagecraft test rule (Python): move a record out of the "new" stage.
 
 On any event that carries a record: re-read it with `records.get`; if its stage is "new",
-move it to the config's "target" stage (default "contacted"). Logs via the `log` interface
-and prints one line to stdout (the host captures stdout into the run log).
+move it to the config's "target" stage (default "contacted"); with "comment": true in the
+config, also say so on the record's timeline (host API 0.2's `timeline.comment`, which needs
+the binding's `comment` grant). Logs via the `log` interface and prints one line to stdout
+(the host captures stdout into the run log).
 
-Built with componentize-py against guest-sdk/wit-0.1, world `rule`:
-    componentize-py -d guest-sdk/wit-0.1 -w rule componentize app -o python-mover.wasm
+Built with componentize-py against guest-sdk/wit (0.2), world `rule`:
+    componentize-py -d guest-sdk/wit -w rule componentize app -o python-mover.wasm
 The bindings (`wit_world`, `componentize_py_types`) are generated on the fly.
 """
 
@@ -14,7 +16,7 @@ import re
 
 import wit_world
 from componentize_py_types import Err
-from wit_world.imports import config, log, records, stages
+from wit_world.imports import config, log, records, stages, timeline
 from wit_world.imports.log import Level
 from wit_world.imports.types import Event
 
@@ -34,7 +36,9 @@ class WitWorld(wit_world.WitWorld):
         record_id = event.record.id
 
         try:
-            target = json.loads(config.get() or "{}").get("target", "contacted")
+            cfg = json.loads(config.get() or "{}")
+            target = cfg.get("target", "contacted")
+            comment = cfg.get("comment", False) is True
         except (ValueError, AttributeError) as e:
             raise Err(f"bad config: {e}")
 
@@ -50,5 +54,10 @@ class WitWorld(wit_world.WitWorld):
             except Err as e:
                 raise Err(f"cannot move {record_id} to {target}: {describe(e)}")
             log.write(Level.INFO, f"moved {record_id} from new to {target}")
+            if comment:
+                try:
+                    timeline.comment(record_id, f"Moved from new to {target} by python-mover.")
+                except Err as e:
+                    raise Err(f"cannot comment on {record_id}: {describe(e)}")
         else:
             log.write(Level.DEBUG, f"{record_id} is in stage {current.stage}; nothing to do")
