@@ -30,10 +30,13 @@ fn open_store(config: &Config) -> anyhow::Result<(Store, Option<Arc<PgBackend>>)
                     .context("opening the PostgreSQL database")?,
             );
             tracing::info!("storage: PostgreSQL");
-            Ok((Store::new(backend.clone()), Some(backend)))
+            Ok((
+                Store::new(backend.clone()).with_leases(config.leases),
+                Some(backend),
+            ))
         }
         None => Store::open(&config.data_dir.join("db"))
-            .map(|s| (s, None))
+            .map(|s| (s.with_leases(config.leases), None))
             .with_context(|| format!("opening the store in {}", config.data_dir.display())),
     }
 }

@@ -37,7 +37,7 @@ pub use query::{
 };
 pub use quota::{ModuleQuota, ModuleUsage};
 pub use reads::RecordPage;
-pub use store::Store;
+pub use store::{Leases, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
