@@ -56,7 +56,7 @@ pub fn start(config: Config, bootstrap_key: Option<&str>) -> anyhow::Result<Star
             .map_err(anyhow::Error::msg)?,
     );
     sandbox.set_secret_source(secrets.clone());
-    if let Some(pg) = pg {
+    if let Some(pg) = pg.clone() {
         sandbox.share_modules(Arc::new(crate::shared_modules::PgModules(pg)));
     }
     let counted = store
@@ -85,6 +85,7 @@ pub fn start(config: Config, bootstrap_key: Option<&str>) -> anyhow::Result<Star
             pool,
             automation_pool,
             secrets,
+            shared_db: pg,
         },
         bootstrap_key,
     })
