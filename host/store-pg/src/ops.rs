@@ -97,6 +97,14 @@ pub fn apply(tx: &mut Transaction<'_>, tenant: &str, op: &Op) -> TxResult<Applie
             )?;
             Applied::Secret(row.get(0))
         }
+        Op::KeepModuleBytes { hash, bytes } => {
+            tx.execute(
+                "INSERT INTO module_blobs (tenant, hash, bytes) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tenant, hash) DO NOTHING",
+                &[&tenant, hash, &&bytes[..]],
+            )?;
+            Applied::Done
+        }
         Op::PutNotification { notification: n } => {
             tx.execute(
                 "INSERT INTO notifications (tenant, \"user\", id, value) VALUES ($1, $2, $3, $4) \

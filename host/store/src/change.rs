@@ -177,6 +177,14 @@ pub enum Op {
     FinishJob {
         id: String,
     },
+    /// Keeps a module's component under its content hash for every host, in the same
+    /// transaction as the `AddModuleVersion` beside it (a version is never visible without
+    /// its bytes). PostgreSQL stores it once per tenant; sled does nothing (its one host
+    /// keeps the component in its data dir).
+    KeepModuleBytes {
+        hash: String,
+        bytes: std::sync::Arc<[u8]>,
+    },
 }
 
 impl Op {

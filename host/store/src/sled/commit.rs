@@ -95,6 +95,8 @@ fn apply_op(
         Op::InitWebhookSecret { secret } => {
             outbox::init_webhook_secret(tx, tenant, secret).map(Applied::Secret)
         }
+        // The one host keeps components in its data dir (the sandbox's files).
+        Op::KeepModuleBytes { .. } => Ok(Applied::Done),
         Op::PutNotification { notification } => {
             done(outbox::put_notification(tx, tenant, notification))
         }
