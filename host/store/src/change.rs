@@ -185,6 +185,13 @@ pub enum Op {
         hash: String,
         bytes: std::sync::Arc<[u8]>,
     },
+    /// Stores a module and its versions under their own numbers, as another store had them
+    /// (`stagecraft migrate`); no quota applies. `AlreadyExists` when the module is there.
+    /// PostgreSQL only: sled refuses it (a data dir is never a copy's target).
+    ImportModule {
+        module: stagecraft_model::Module,
+        versions: Vec<ModuleVersion>,
+    },
 }
 
 impl Op {

@@ -21,6 +21,7 @@ mod cache;
 mod change;
 #[doc(hidden)]
 pub mod contract;
+mod copy;
 mod metrics;
 mod query;
 mod quota;
@@ -31,6 +32,7 @@ mod store;
 
 pub use backend::Backend;
 pub use change::{Applied, Changeset, Committed, Durability, FollowUpCaps, Op, RecordWrite};
+pub use copy::{CopyCounts, NOUNS};
 pub use query::{
     DueMessage, DueTimer, LeaseRequest, Leased, List, ListLimits, MessageFilter, Page, PageRequest,
     PruneRequest, Pruned, Queue, QueuedJob, Read, RecordFilter, Recovered, Row, RunFilter, Scope,

@@ -97,6 +97,9 @@ fn apply_op(
         }
         // The one host keeps components in its data dir (the sandbox's files).
         Op::KeepModuleBytes { .. } => Ok(Applied::Done),
+        Op::ImportModule { .. } => Err(StoreError::Refused(
+            "sled is never the target of a copy (stagecraft migrate copies into PostgreSQL)".into(),
+        )),
         Op::PutNotification { notification } => {
             done(outbox::put_notification(tx, tenant, notification))
         }
