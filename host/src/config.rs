@@ -14,6 +14,9 @@ pub struct Config {
     /// A PostgreSQL database (`postgres://…`) to keep everything in instead of sled, shared
     /// by every host that names it. None: sled in the data dir.
     pub database: Option<String>,
+    /// How long a job, timer or message this host took stays its own; with many hosts, how
+    /// soon another host takes over the work of one that died (`serve --lease-seconds`).
+    pub leases: crate::store::Leases,
     /// Largest JSON request body, in bytes.
     pub max_body_bytes: usize,
     /// Limits for module uploads and runs.
@@ -46,6 +49,7 @@ impl Config {
         Config {
             data_dir: data_dir.into(),
             database: None,
+            leases: crate::store::Leases::default(),
             max_body_bytes: 1024 * 1024,
             limits: Limits::default(),
             modules: crate::store::ModuleQuota::default(),

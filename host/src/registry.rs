@@ -208,25 +208,24 @@ fn record(
         uploaded_by: up.uploaded_by.to_string(),
         uploaded_at: now,
     };
-    // Many hosts: the component goes to the shared store first, so a host that runs the
-    // version finds its bytes however soon after the commit it asks.
-    if let Some(shared) = sandbox.shared_modules() {
-        if let Err(e) = shared.keep(up.tenant, &hash, up.bytes) {
-            if store.module_file_uses(&hash).is_ok_and(|n| n == 0) {
-                sandbox.remove(&hash);
-            }
-            return Err(PublishError::Store(StoreError::Unavailable(format!(
-                "storing the module's bytes for every host failed: {e}"
-            ))));
-        }
-    }
+    // Many hosts: the component is kept for every host in the same transaction as the
+    // version (a host that runs the version finds its bytes however soon it asks, and a
+    // failed commit leaves no bytes behind).
     let add = Op::AddModuleVersion {
         version,
         quota: *quota,
     };
-    let added = store
-        .commit(&Changeset::op(up.tenant, add))
-        .and_then(|c| c.module_version());
+    let mut cs = Changeset::op(up.tenant, add);
+    if sandbox.shared_modules().is_some() {
+        cs.ops.insert(
+            0,
+            Op::KeepModuleBytes {
+                hash: hash.clone(),
+                bytes: up.bytes.into(),
+            },
+        );
+    }
+    let added = store.commit(&cs).and_then(|c| c.module_version());
     let v = match added {
         Ok(v) => v,
         Err(e) => {

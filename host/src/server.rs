@@ -30,10 +30,13 @@ fn open_store(config: &Config) -> anyhow::Result<(Store, Option<Arc<PgBackend>>)
                     .context("opening the PostgreSQL database")?,
             );
             tracing::info!("storage: PostgreSQL");
-            Ok((Store::new(backend.clone()), Some(backend)))
+            Ok((
+                Store::new(backend.clone()).with_leases(config.leases),
+                Some(backend),
+            ))
         }
         None => Store::open(&config.data_dir.join("db"))
-            .map(|s| (s, None))
+            .map(|s| (s.with_leases(config.leases), None))
             .with_context(|| format!("opening the store in {}", config.data_dir.display())),
     }
 }
@@ -53,7 +56,7 @@ pub fn start(config: Config, bootstrap_key: Option<&str>) -> anyhow::Result<Star
             .map_err(anyhow::Error::msg)?,
     );
     sandbox.set_secret_source(secrets.clone());
-    if let Some(pg) = pg {
+    if let Some(pg) = pg.clone() {
         sandbox.share_modules(Arc::new(crate::shared_modules::PgModules(pg)));
     }
     let counted = store
@@ -82,6 +85,7 @@ pub fn start(config: Config, bootstrap_key: Option<&str>) -> anyhow::Result<Star
             pool,
             automation_pool,
             secrets,
+            shared_db: pg,
         },
         bootstrap_key,
     })

@@ -2,6 +2,7 @@
 //! 127.0.0.1 socket) and a small JSON client, shared by the integration tests.
 
 pub mod browser;
+pub mod hosts;
 pub mod postgres;
 
 use std::path::{Path, PathBuf};

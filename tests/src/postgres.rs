@@ -69,6 +69,24 @@ impl TempDatabase {
     }
 }
 
+impl TempDatabase {
+    /// The first column of every row `sql` selects, as text (`::text` in the query when it
+    /// is not text already).
+    pub fn strings(&self, sql: &str) -> Vec<String> {
+        let mut c = self.admin.clone();
+        c.dbname(&self.name);
+        off_runtime(|| {
+            let mut client = c.connect(NoTls).expect("connects to the test database");
+            client
+                .query(sql, &[])
+                .expect(sql)
+                .iter()
+                .map(|r| r.get(0))
+                .collect()
+        })
+    }
+}
+
 /// Percent-encodes everything but unreserved characters (for a URL's user and password).
 fn encode(s: &str) -> String {
     s.bytes()

@@ -24,6 +24,7 @@ mod bindings;
 mod client;
 mod keys;
 mod messages;
+mod migrate;
 mod modules;
 mod pipelines;
 mod records;
@@ -85,6 +86,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Issue a new admin key offline, on the data dir of a stopped server (a lost key).
     AdminKey(admin_key::AdminKeyArgs),
+    /// Copy a stopped server's data dir (sled) into a PostgreSQL database, for many hosts.
+    Migrate(migrate::MigrateArgs),
     /// Create a rule crate wired to stagecraft-sdk, with a unit test on the mock host.
     New {
         /// Directory to create; its last component is the crate name.
@@ -302,6 +305,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve(a) => serve::run(a).await.map_err(CliError::Serve),
         Command::AdminKey(a) => admin_key::run(a),
+        Command::Migrate(a) => migrate::run(a).await,
         Command::New { path, sdk_path } => scaffold::new(&path, sdk_path.as_deref()),
         Command::Build { path, json } => scaffold::build(&path, json),
         Command::Push { file, module, conn } => {

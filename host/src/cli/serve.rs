@@ -22,6 +22,12 @@ pub struct ServeArgs {
     /// still holds this host's compiled modules.
     #[arg(long, env = "STAGECRAFT_DATABASE_URL", hide_env_values = true, value_parser = database_url)]
     pub database: Option<String>,
+    /// Seconds a job, timer or message this host took stays its own (default: jobs and
+    /// messages 600, timers 60). With many hosts on one database, the work of a host that
+    /// died waits this long before another host takes it over. Keep it above the longest
+    /// run and delivery attempt (a shorter lease can deliver a message twice).
+    #[arg(long, env = "STAGECRAFT_LEASE_SECONDS", value_parser = clap::value_parser!(u64).range(5..=86_400))]
+    pub lease_seconds: Option<u64>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -78,6 +84,9 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     let mut config = Config::new(a.data_dir.clone());
     config.database = a.database.clone();
     config.delivery.allow_internal_destinations = a.allow_internal_destinations;
+    if let Some(s) = a.lease_seconds {
+        config.leases = crate::store::Leases::all(std::time::Duration::from_secs(s));
+    }
     config.retention.max_age = std::time::Duration::from_secs(a.retention_days * 24 * 3600);
     config.limits.module_cache = a.module_cache();
     config.secrets_key = match (&a.secrets_key_file, std::env::var("STAGECRAFT_SECRETS_KEY")) {

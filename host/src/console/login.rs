@@ -81,8 +81,8 @@ pub async fn submit(
             .into_response();
     }
     let hash = hash_secret(f.key.trim());
-    match crate::http::caller_for_key_hash(&st.store, &hash) {
-        Ok(Some(_)) => {}
+    let tenant = match crate::http::caller_for_key_hash(&st.store, &hash) {
+        Ok(Some((caller, _))) => caller.tenant,
         Ok(None) => {
             return login_page(
                 &headers,
@@ -91,8 +91,14 @@ pub async fn submit(
             )
         }
         Err(e) => return login_page(&headers, StatusCode::INTERNAL_SERVER_ERROR, Some(e.message)),
-    }
-    let id = st.sessions.create(hash);
+    };
+    let Some(id) = st.sessions.create(&tenant, hash) else {
+        return login_page(
+            &headers,
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("the sign-in could not be stored; try again".into()),
+        );
+    };
     let mut resp = Redirect::to("/console/").into_response();
     for c in [
         session::set_cookie(COOKIE_NAME, &id, st.sessions.ttl()),

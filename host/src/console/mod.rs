@@ -56,7 +56,10 @@ pub fn router(state: AppState, api: Router) -> Router {
     let upload_limit = state.config.limits.module_bytes + 64 * 1024;
     let cs = ConsoleState {
         api,
-        sessions: Arc::new(Sessions::new(state.config.console_session_ttl)),
+        sessions: Arc::new(match &state.shared_db {
+            Some(db) => Sessions::shared(state.config.console_session_ttl, db.clone()),
+            None => Sessions::new(state.config.console_session_ttl),
+        }),
         store: state.store.clone(),
         module_bytes: state.config.limits.module_bytes,
     };

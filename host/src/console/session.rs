@@ -1,16 +1,21 @@
-//! Console sign-ins: a random session id in an HttpOnly, SameSite=Strict cookie, kept in
-//! memory with an expiry (a restart signs everyone out). The map is keyed by the id's SHA-256
-//! and holds the API key's hash — never the key — so a revoked key ends its sessions on the
-//! next request. Each session has its own CSRF token that every form carries.
+//! Console sign-ins: a random session id in an HttpOnly, SameSite=Strict cookie, kept with
+//! an expiry — in memory on one host on sled (a restart signs everyone out), in the
+//! database with many hosts on PostgreSQL (any host answers a sign-in made through
+//! another; see `stagecraft_store_pg::shared`). Either way sessions are keyed by the id's
+//! SHA-256 and hold the API key's hash — never the key — so a revoked key ends its
+//! sessions on the next request. Each session has its own CSRF token that every form
+//! carries.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::header::{COOKIE, HOST, ORIGIN};
 use axum::http::HeaderMap;
 use rand::Rng;
 use sha2::{Digest, Sha256};
+use stagecraft_store_pg::shared::StoredSession;
+use stagecraft_store_pg::PgBackend;
 
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "sc_session";
@@ -35,10 +40,12 @@ pub struct Session {
     flash: Option<Flash>,
 }
 
-/// Every live session, by the hash of its id.
+/// Every live session, by the hash of its id: in this process's memory, or in the shared
+/// database when there is one.
 pub struct Sessions {
     ttl: Duration,
     map: Mutex<HashMap<String, Session>>,
+    db: Option<Arc<PgBackend>>,
 }
 
 /// 32 random bytes, hex.
@@ -46,6 +53,10 @@ pub fn random_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     hex::encode(bytes)
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 fn hash(id: &str) -> String {
@@ -66,6 +77,15 @@ impl Sessions {
         Sessions {
             ttl,
             map: Mutex::new(HashMap::new()),
+            db: None,
+        }
+    }
+
+    /// Sessions kept in the database every host shares.
+    pub fn shared(ttl: Duration, db: Arc<PgBackend>) -> Sessions {
+        Sessions {
+            db: Some(db),
+            ..Sessions::new(ttl)
         }
     }
 
@@ -79,9 +99,29 @@ impl Sessions {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts a session for the key with this hash; returns the id for the cookie.
-    pub fn create(&self, key_hash: String) -> String {
+    /// Starts a session for the key with this hash (of `tenant`); returns the id for the
+    /// cookie. With a shared database, None when it could not be stored.
+    pub fn create(&self, tenant: &str, key_hash: String) -> Option<String> {
         let id = random_token();
+        if let Some(db) = &self.db {
+            let now = now_ms();
+            let row = StoredSession {
+                tenant: tenant.to_string(),
+                hash: hash(&id),
+                key_hash,
+                csrf: random_token(),
+                expires_ms: now
+                    .saturating_add(i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX)),
+                flash: None,
+            };
+            return match db.put_session(&row, now) {
+                Ok(()) => Some(id),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot store a console session");
+                    None
+                }
+            };
+        }
         let now = Instant::now();
         let mut map = self.lock();
         map.retain(|_, s| s.expires > now);
@@ -94,12 +134,25 @@ impl Sessions {
                 flash: None,
             },
         );
-        id
+        Some(id)
     }
 
     /// The live session with this id; an expired one is removed and not returned.
     pub fn get(&self, id: &str) -> Option<Session> {
         let key = hash(id);
+        if let Some(db) = &self.db {
+            let row = db
+                .session(&key, now_ms())
+                .inspect_err(|e| tracing::error!(error = %e, "cannot read a console session"))
+                .ok()??;
+            let left = u64::try_from(row.expires_ms.saturating_sub(now_ms())).unwrap_or(0);
+            return Some(Session {
+                key_hash: row.key_hash,
+                csrf: row.csrf,
+                expires: Instant::now() + Duration::from_millis(left),
+                flash: None,
+            });
+        }
         let mut map = self.lock();
         let live = map.get(&key).is_some_and(|s| s.expires > Instant::now());
         if !live {
@@ -110,16 +163,39 @@ impl Sessions {
     }
 
     pub fn remove(&self, id: &str) {
+        if let Some(db) = &self.db {
+            if let Err(e) = db.remove_session(&hash(id)) {
+                tracing::error!(error = %e, "cannot remove a console session");
+            }
+            return;
+        }
         self.lock().remove(&hash(id));
     }
 
     pub fn set_flash(&self, id: &str, flash: Flash) {
+        if let Some(db) = &self.db {
+            let v = serde_json::json!({"error": flash.error, "text": flash.text});
+            if let Err(e) = db.set_session_flash(&hash(id), Some(&v)) {
+                tracing::error!(error = %e, "cannot store a console message");
+            }
+            return;
+        }
         if let Some(s) = self.lock().get_mut(&hash(id)) {
             s.flash = Some(flash);
         }
     }
 
     pub fn take_flash(&self, id: &str) -> Option<Flash> {
+        if let Some(db) = &self.db {
+            let v = db
+                .take_session_flash(&hash(id))
+                .inspect_err(|e| tracing::error!(error = %e, "cannot read a console message"))
+                .ok()??;
+            return Some(Flash {
+                error: v["error"].as_bool().unwrap_or(false),
+                text: v["text"].as_str().unwrap_or_default().to_string(),
+            });
+        }
         self.lock().get_mut(&hash(id)).and_then(|s| s.flash.take())
     }
 }
@@ -173,7 +249,7 @@ mod tests {
     #[test]
     fn sessions_expire_and_are_keyed_by_hash() {
         let live = Sessions::new(Duration::from_secs(60));
-        let id = live.create("keyhash".into());
+        let id = live.create("t", "keyhash".into()).unwrap();
         assert_eq!(live.get(&id).unwrap().key_hash, "keyhash");
         assert!(
             live.lock().get(&id).is_none(),
@@ -183,7 +259,7 @@ mod tests {
         assert!(live.get(&id).is_none());
 
         let expired = Sessions::new(Duration::ZERO);
-        let id = expired.create("k".into());
+        let id = expired.create("t", "k".into()).unwrap();
         assert!(expired.get(&id).is_none());
     }
 

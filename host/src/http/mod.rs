@@ -59,6 +59,9 @@ pub struct AppState {
     pub automation_pool: Pool,
     /// Tenants' secrets (write-only through the API; the sandbox fills them in).
     pub secrets: Arc<crate::secrets::Vault>,
+    /// The PostgreSQL database every host shares, when this host runs on one: console
+    /// sessions and replay results are kept there, so any host answers for them.
+    pub shared_db: Option<Arc<stagecraft_store_pg::PgBackend>>,
 }
 
 impl AppState {

@@ -1,10 +1,17 @@
 //! Replay routes: `POST /v1/modules/{name}/versions/{n}/replay` compares a candidate version
 //! with what really happened; `GET /v1/replays/{id}` follows a large one. Developers and
 //! admins.
+//!
+//! With many hosts on PostgreSQL, a replay is stored in the database when it starts, every
+//! [`PUBLISH_EVERY`] while it runs and when it ends, so `GET /v1/replays/{id}` answers on
+//! any host (this host's own replays are answered from memory, up to date).
+
+use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use stagecraft_store_pg::PgBackend;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{ApiJson, ApiPath};
@@ -79,7 +86,19 @@ async fn start(
         .retry_after(REPLAY_RETRY_SECONDS)
     })?;
     let (store, sandbox, job) = (state.store.clone(), state.sandbox.clone(), shared.clone());
-    let task = tokio::task::spawn_blocking(move || replay::execute(&store, &sandbox, plan, &job));
+    let db = state.shared_db.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        if let Some(db) = &db {
+            publish(db, &job);
+        }
+        replay::execute(&store, &sandbox, plan, &job);
+        if let Some(db) = &db {
+            publish(db, &job);
+        }
+    });
+    if let (Some(db), false) = (state.shared_db.clone(), inline) {
+        tokio::spawn(publish_progress(db, shared.clone()));
+    }
     if inline {
         task.await.map_err(ApiError::internal)?;
         let done = shared.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -89,6 +108,39 @@ async fn start(
     Ok((StatusCode::ACCEPTED, Json(now)))
 }
 
+/// How often a running replay's progress is stored for the other hosts.
+pub const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Stores the replay as it is now for every host. Blocking. A failure is logged: the
+/// replay still runs and this host still answers for it.
+fn publish(db: &PgBackend, job: &Mutex<Replay>) {
+    let now = job.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let stored = serde_json::to_value(&now)
+        .map_err(|e| e.to_string())
+        .and_then(|v| {
+            db.put_replay(&now.tenant, &now.id, now.created_at.timestamp_millis(), &v)
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = stored {
+        tracing::warn!(replay = %now.id, error = %e, "cannot store a replay for the other hosts");
+    }
+}
+
+/// Stores a background replay's progress every [`PUBLISH_EVERY`] until it ends (its end is
+/// stored by the task that ran it).
+async fn publish_progress(db: Arc<PgBackend>, job: Arc<Mutex<Replay>>) {
+    loop {
+        tokio::time::sleep(PUBLISH_EVERY).await;
+        let running =
+            job.lock().unwrap_or_else(|p| p.into_inner()).status == replay::ReplayStatus::Running;
+        if !running {
+            return;
+        }
+        let (db, job) = (db.clone(), job.clone());
+        let _ = tokio::task::spawn_blocking(move || publish(&db, &job)).await;
+    }
+}
+
 /// A replay: its progress, and once done its summary and differences.
 #[utoipa::path(get, path = "/v1/replays/{id}", tag = "modules", params(("id" = String, Path, pattern = "^rpl_[0-9a-z]{26}$")),
     responses((status = 200, body = Replay), (status = 404, body = ErrorBody)))]
@@ -96,11 +148,22 @@ async fn get(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Replay>, ApiError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require_one_of(AUTHORS)?;
-    state
-        .replays
-        .get(&caller.tenant, &id)
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("replay {id:?}")))
+    if let Some(r) = state.replays.get(&caller.tenant, &id) {
+        return Ok(Json(serde_json::to_value(r).map_err(ApiError::internal)?));
+    }
+    // Started through another host?
+    let Some(db) = state.shared_db.clone() else {
+        return Err(ApiError::not_found(format!("replay {id:?}")));
+    };
+    let stored = state
+        .on_store(&caller.tenant, move |_, tenant| {
+            db.replay(tenant, &id).map(|r| (r, id))
+        })
+        .await?;
+    match stored {
+        (Some(v), _) => Ok(Json(v)),
+        (None, id) => Err(ApiError::not_found(format!("replay {id:?}"))),
+    }
 }

@@ -24,12 +24,15 @@ pub struct PgBackend {
     /// Always Some until dropped (see `Drop`).
     pool: Option<Pool>,
     options: PgOptions,
+    /// The LISTEN connection that moves the epoch (see [`crate::listen`]).
+    listener: std::sync::Arc<crate::listen::Listener>,
 }
 
 /// Closing a connection runs the client's own runtime too: the pool goes off the async
 /// machinery when the backend does.
 impl Drop for PgBackend {
     fn drop(&mut self) {
+        self.listener.stop();
         if let Some(pool) = self.pool.take() {
             off_runtime(move || drop(pool));
         }
@@ -64,10 +67,11 @@ impl PgBackend {
     }
 
     fn open_here(config: Config, options: PgOptions) -> Result<PgBackend, OpenError> {
-        let pool = connect::pool(config, &options)?;
+        let pool = connect::pool(config.clone(), &options)?;
         let backend = PgBackend {
             pool: Some(pool),
             options,
+            listener: crate::listen::Listener::start(config),
         };
         let mut conn = backend.conn().map_err(|e| PoolError::Exhausted {
             size: options.pool_size,
@@ -203,13 +207,18 @@ impl Backend for PgBackend {
     }
 
     /// Other hosts write the same database, so what this host's facade cached (bindings,
-    /// pipelines) may be stale any time: the epoch moves every second, and the caches
-    /// forget everything when it does. A change made through another host is seen here
-    /// within about two seconds (a read in flight across the tick may cache what it read
-    /// for one more). LISTEN/NOTIFY would make it immediate.
+    /// pipelines) may be stale: the epoch moves when any host commits a change to them
+    /// (LISTEN/NOTIFY: within [`crate::listen::NOTIFY_BOUND`]), and every second while the
+    /// listening connection is down. See [`crate::listen`].
     fn epoch(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
+        self.listener.epoch()
+    }
+}
+
+impl PgBackend {
+    /// Whether this host is listening for other hosts' changes (else its caches follow the
+    /// one-second fallback tick).
+    pub fn listening(&self) -> bool {
+        self.listener.is_live()
     }
 }

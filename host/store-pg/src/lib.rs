@@ -14,6 +14,9 @@
 //! - [`lease`]: due jobs and timers taken with `FOR UPDATE SKIP LOCKED` and a lease-expiry
 //!   column; a message's lease is its `sending` status with the same expiry.
 //! - [`retention`]: pruning in bounded batches.
+//! - [`shared`]: console sign-ins and replay results, so any host answers for them.
+//! - [`listen`]: LISTEN/NOTIFY, so every host forgets cached bindings and pipelines as soon
+//!   as any host changes them (a one-second tick while the listener is down).
 //!
 //! Every table is keyed by tenant first (see `schema`), so a deployment can distribute the
 //! tables by tenant with Citus later without a schema change.
@@ -25,11 +28,13 @@ pub mod commit;
 pub mod connect;
 pub mod lease;
 pub mod list;
+pub mod listen;
 pub mod ops;
 pub mod page;
 pub mod read;
 pub mod retention;
 pub mod schema;
+pub mod shared;
 mod sql;
 pub mod tasks;
 

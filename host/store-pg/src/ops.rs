@@ -97,6 +97,18 @@ pub fn apply(tx: &mut Transaction<'_>, tenant: &str, op: &Op) -> TxResult<Applie
             )?;
             Applied::Secret(row.get(0))
         }
+        Op::KeepModuleBytes { hash, bytes } => {
+            tx.execute(
+                "INSERT INTO module_blobs (tenant, hash, bytes) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tenant, hash) DO NOTHING",
+                &[&tenant, hash, &&bytes[..]],
+            )?;
+            Applied::Done
+        }
+        Op::ImportModule { module, versions } => {
+            import_module(tx, tenant, module, versions)?;
+            Applied::Done
+        }
         Op::PutNotification { notification: n } => {
             tx.execute(
                 "INSERT INTO notifications (tenant, \"user\", id, value) VALUES ($1, $2, $3, $4) \
@@ -365,6 +377,38 @@ pub fn usage<C: postgres::GenericClient>(
 
 fn stored_bytes(v: &ModuleVersion) -> i64 {
     big(v.size.saturating_add(v.artifact_size))
+}
+
+/// A module and its versions as another store had them (`stagecraft migrate`).
+fn import_module(
+    tx: &mut Transaction<'_>,
+    tenant: &str,
+    m: &Module,
+    versions: &[ModuleVersion],
+) -> TxResult<()> {
+    let n = tx.execute(
+        "INSERT INTO modules (tenant, name, latest, value) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (tenant, name) DO NOTHING",
+        &[&tenant, &m.name, &i64::from(m.latest), &enc("a module", m)?],
+    )?;
+    if n == 0 {
+        return Err(StoreError::AlreadyExists(format!("module {:?}", m.name)).into());
+    }
+    for v in versions {
+        tx.execute(
+            "INSERT INTO module_versions (tenant, module, version, hash, bytes, value) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &tenant,
+                &m.name,
+                &i64::from(v.version),
+                &v.hash,
+                &stored_bytes(v),
+                &enc("a module version", v)?,
+            ],
+        )?;
+    }
+    Ok(())
 }
 
 fn add_version(

@@ -12,7 +12,7 @@
 use postgres::Client;
 
 /// The migrations, in order: `MIGRATIONS[n]` takes the schema from version n to n + 1.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3_INDEXES, V4_TASKS];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3_INDEXES, V4_TASKS, V5_SHARED];
 
 /// The schema version this binary writes.
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -186,4 +186,35 @@ CREATE TABLE comments (
     tenant TEXT NOT NULL, id TEXT NOT NULL, record TEXT NOT NULL, value JSONB NOT NULL,
     PRIMARY KEY (tenant, id));
 CREATE INDEX comments_by_record ON comments (tenant, record, id);
+"#;
+
+/// Version 5 (many hosts, #18): what makes every host answer alike.
+/// - A change to a binding, pipeline or API key notifies channel `stagecraft_cache` when
+///   its transaction commits (row triggers, so every writer is covered); each host LISTENs
+///   and forgets its cached copies (`listen`).
+/// - Console sign-ins (by the SHA-256 of the session id, holding the key's hash, never the
+///   key) and replay results, so a sign-in or a replay started through one host is answered
+///   by any host.
+const V5_SHARED: &str = r#"
+CREATE FUNCTION stagecraft_notify_cache() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('stagecraft_cache', TG_TABLE_NAME || '/' || COALESCE(NEW.tenant, OLD.tenant));
+    RETURN NULL;
+END $$;
+CREATE TRIGGER bindings_notify AFTER INSERT OR UPDATE OR DELETE ON bindings
+    FOR EACH ROW EXECUTE FUNCTION stagecraft_notify_cache();
+CREATE TRIGGER pipelines_notify AFTER INSERT OR UPDATE OR DELETE ON pipelines
+    FOR EACH ROW EXECUTE FUNCTION stagecraft_notify_cache();
+CREATE TRIGGER api_keys_notify AFTER INSERT OR UPDATE OR DELETE ON api_keys
+    FOR EACH ROW EXECUTE FUNCTION stagecraft_notify_cache();
+CREATE TABLE console_sessions (
+    tenant TEXT NOT NULL, hash TEXT NOT NULL, key_hash TEXT NOT NULL, csrf TEXT NOT NULL,
+    expires_ms BIGINT NOT NULL, flash JSONB,
+    PRIMARY KEY (tenant, hash));
+CREATE INDEX console_sessions_by_hash ON console_sessions (hash);
+CREATE INDEX console_sessions_by_expiry ON console_sessions (expires_ms);
+CREATE TABLE replays (
+    tenant TEXT NOT NULL, id TEXT NOT NULL, created_ms BIGINT NOT NULL, value JSONB NOT NULL,
+    PRIMARY KEY (tenant, id));
+CREATE INDEX replays_by_age ON replays (tenant, created_ms);
 "#;

@@ -261,6 +261,21 @@ pub enum Op {
         comment: Comment,
         caps: TaskCaps,
     },
+    /// Keeps a module's component under its content hash for every host, in the same
+    /// transaction as the `AddModuleVersion` beside it (a version is never visible without
+    /// its bytes). PostgreSQL stores it once per tenant; sled does nothing (its one host
+    /// keeps the component in its data dir).
+    KeepModuleBytes {
+        hash: String,
+        bytes: std::sync::Arc<[u8]>,
+    },
+    /// Stores a module and its versions under their own numbers, as another store had them
+    /// (`stagecraft migrate`); no quota applies. `AlreadyExists` when the module is there.
+    /// PostgreSQL only: sled refuses it (a data dir is never a copy's target).
+    ImportModule {
+        module: stagecraft_model::Module,
+        versions: Vec<ModuleVersion>,
+    },
 }
 
 impl Op {

@@ -23,6 +23,7 @@ mod cache;
 mod change;
 #[doc(hidden)]
 pub mod contract;
+mod copy;
 mod metrics;
 mod query;
 mod quota;
@@ -38,6 +39,7 @@ pub use change::{
     Applied, Changeset, Committed, Durability, FollowUpCaps, Op, RecordWrite, TaskCaps,
 };
 pub use query::{task_due_cursor, task_status_cursor, timeline_order};
+pub use copy::{CopyCounts, NOUNS};
 pub use query::{
     DueMessage, DueTimer, LeaseRequest, Leased, List, ListLimits, MessageFilter, Page, PageRequest,
     PruneRequest, Pruned, Queue, QueuedJob, Read, RecordFilter, Recovered, Row, RunFilter, Scope,
@@ -45,7 +47,7 @@ pub use query::{
 };
 pub use quota::{ModuleQuota, ModuleUsage};
 pub use reads::RecordPage;
-pub use store::Store;
+pub use store::{Leases, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -27,12 +27,46 @@ pub const TIMER_LEASE: Duration = Duration::from_secs(60);
 /// waiting for its permits).
 pub const MESSAGE_LEASE: Duration = Duration::from_secs(600);
 
+/// How long each kind of due work stays leased to the host that took it. With many hosts on
+/// one database this is also how long a host's work waits after the host died before
+/// another host takes it over (`serve --lease-seconds`). A lease shorter than the work it
+/// covers lets another host start the same work meanwhile: a run still commits once (its
+/// id is its (event, binding) id), but a message may then be delivered twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leases {
+    pub job: Duration,
+    pub timer: Duration,
+    pub message: Duration,
+}
+
+impl Default for Leases {
+    fn default() -> Self {
+        Leases {
+            job: JOB_LEASE,
+            timer: TIMER_LEASE,
+            message: MESSAGE_LEASE,
+        }
+    }
+}
+
+impl Leases {
+    /// The same bound for every kind of work.
+    pub fn all(d: Duration) -> Leases {
+        Leases {
+            job: d,
+            timer: d,
+            message: d,
+        }
+    }
+}
+
 /// The handle every part of the host shares. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     pub(crate) backend: Arc<dyn Backend>,
     /// Who this host is when it takes due work.
     holder: Arc<str>,
+    leases: Leases,
     pub(crate) bindings: Arc<Cache<Vec<Binding>>>,
     pub(crate) pipelines: Arc<Cache<Pipeline>>,
 }
@@ -48,9 +82,16 @@ impl Store {
         Store {
             backend,
             holder: stagecraft_model::id::new_id("host").into(),
+            leases: Leases::default(),
             bindings: Arc::default(),
             pipelines: Arc::default(),
         }
+    }
+
+    /// This store with other lease bounds (see [`Leases`]).
+    pub fn with_leases(mut self, leases: Leases) -> Store {
+        self.leases = leases;
+        self
     }
 
     /// Writes everything to disk; called on shutdown.
@@ -146,7 +187,7 @@ impl Store {
             tenant: tenant.to_string(),
         };
         Ok(self
-            .lease(queue, Utc::now(), JOB_LEASE, limit)?
+            .lease(queue, Utc::now(), self.leases.job, limit)?
             .into_iter()
             .filter_map(|l| match l {
                 Leased::Job(j) => Some(j),
@@ -159,7 +200,7 @@ impl Store {
     /// with `Op::FireTimer`.
     pub fn lease_timers(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<DueTimer>> {
         Ok(self
-            .lease(Queue::Timers, now, TIMER_LEASE, limit)?
+            .lease(Queue::Timers, now, self.leases.timer, limit)?
             .into_iter()
             .filter_map(|l| match l {
                 Leased::Timer(t) => Some(t),
@@ -174,7 +215,7 @@ impl Store {
     pub fn claim_message(&self, due: &DueMessage) -> Result<Option<OutboxMessage>> {
         let queue = Queue::Message(due.clone());
         Ok(self
-            .lease(queue, Utc::now(), MESSAGE_LEASE, 1)?
+            .lease(queue, Utc::now(), self.leases.message, 1)?
             .into_iter()
             .find_map(|l| match l {
                 Leased::Message(m) => Some(m),

@@ -129,6 +129,11 @@ fn apply_op(tx: &Tx<'_>, tenant: &str, op: &Op, key_hashes: &KeyHashes<'_>) -> R
         Op::InitWebhookSecret { secret } => {
             outbox::init_webhook_secret(tx, tenant, secret).map(Applied::Secret)
         }
+        // The one host keeps components in its data dir (the sandbox's files).
+        Op::KeepModuleBytes { .. } => Ok(Applied::Done),
+        Op::ImportModule { .. } => Err(StoreError::Refused(
+            "sled is never the target of a copy (stagecraft migrate copies into PostgreSQL)".into(),
+        )),
         Op::PutNotification { notification } => {
             done(outbox::put_notification(tx, tenant, notification))
         }

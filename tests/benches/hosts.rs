@@ -1,0 +1,321 @@
+//! Many hosts (#18), in one run: committed runs/s and end-to-end stage moves/s with 1, 2 and
+//! 3 `serve` processes on one PostgreSQL database, beside one process on sled; then the
+//! latency of a `records.get` host call's read (`Store::record`, what the sandbox's record
+//! source does for it) on each backend, since a run's reads now cross a socket.
+//!
+//! Run inside a throwaway cluster (figures in BENCHMARKS.md, "Many hosts"):
+//!
+//! ```sh
+//! pg_virtualenv -t sh -c 'cargo bench -p stagecraft-tests --bench hosts'
+//! ```
+//!
+//! Workloads (each on a fresh database and fresh data dirs; 16 clients spread round robin
+//! over the hosts):
+//! - **runs/s**: 480 leads created; a background binding (the effector, setting a field)
+//!   runs once per lead. Time from the first create to the last run committed.
+//! - **moves/s**: each lead moved twice (new → contacted → qualified), with an inline
+//!   binding on `stage_changed` that runs inside each request. Acknowledged moves per second.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use stagecraft_tests::hosts::{spawn, Host};
+use stagecraft_tests::postgres::TempDatabase;
+use stagecraft_tests::{temp_dir, ADMIN_KEY};
+
+const CLIENTS: usize = 16;
+const LEADS: usize = 480;
+const READS: usize = 2_000;
+
+struct Figures {
+    setup: String,
+    runs_per_s: f64,
+    moves_per_s: f64,
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 4)]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` lists; nothing to list.
+    }
+    let Some(probe) = TempDatabase::create() else {
+        eprintln!("hosts bench: no PostgreSQL given; run it inside pg_virtualenv");
+        return;
+    };
+    drop(probe);
+    let mut figures = Vec::new();
+    let (sled, sled_dir) = throughput(0).await;
+    figures.push(sled);
+    for hosts in 1..=3 {
+        figures.push(throughput(hosts).await.0);
+    }
+    println!("\n| setup | committed runs/s | end-to-end moves/s |");
+    println!("|---|---:|---:|");
+    for f in &figures {
+        println!(
+            "| {} | {:.0} | {:.0} |",
+            f.setup, f.runs_per_s, f.moves_per_s
+        );
+    }
+    let (sled_us, pg_us) = read_latency(sled_dir).await;
+    println!("\n| backend | records.get read: median | p99 | mean |");
+    println!("|---|---:|---:|---:|");
+    for (name, (p50, p99, mean)) in [("sled", sled_us), ("PostgreSQL (loopback)", pg_us)] {
+        println!("| {name} | {p50:.1} µs | {p99:.1} µs | {mean:.1} µs |");
+    }
+}
+
+/// One setup: `hosts` processes on a fresh PostgreSQL database, or (0) one on sled. Returns
+/// the figures and (for sled) the data dir, kept for the read latency.
+async fn throughput(hosts: usize) -> (Figures, Option<tempfile::TempDir>) {
+    let exe = env!("CARGO_BIN_EXE_stagecraft-server");
+    let db = (hosts > 0).then(|| TempDatabase::create().unwrap());
+    let url = db.as_ref().map(|d| d.url()).unwrap_or_default();
+    let dirs: Vec<_> = (0..hosts.max(1)).map(|_| temp_dir()).collect();
+    let mut started = Vec::new();
+    for d in &dirs {
+        started.push(spawn(exe, d.path(), &url, &[], &[]).await);
+    }
+    let first = &started[0];
+    first.upload("effector", "effector").await;
+    let background = first
+        .post(
+            "/v1/bindings",
+            json!({"pipeline": "leads", "module": "effector", "version": 1, "mode": "background",
+                   "triggers": [{"on": "created"}],
+                   "config": {"field": "checked", "value": true},
+                   "grants": {"fields": ["checked"]}}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    first
+        .post(
+            "/v1/bindings",
+            json!({"pipeline": "leads", "module": "effector", "version": 1, "mode": "inline",
+                   "triggers": [{"on": "stage_changed"}],
+                   "config": {"field": "moved", "value": true},
+                   "grants": {"fields": ["moved"]}}),
+        )
+        .await;
+    // Every host has compiled the module before the clock starts.
+    for h in &started[1..] {
+        warm(h).await;
+    }
+    let bases: Arc<Vec<String>> = Arc::new(started.iter().map(|h| h.base.clone()).collect());
+
+    let t0 = Instant::now();
+    let ids = run_clients(bases.clone(), |http, bases, n| async move {
+        let mut ids = Vec::new();
+        for i in 0..LEADS / CLIENTS {
+            let base = &bases[(n + i) % bases.len()];
+            let r = send(
+                &http,
+                base,
+                "/v1/records",
+                json!({"kind": "lead", "name": format!("L{n}-{i}")}),
+            )
+            .await;
+            ids.push(r["id"].as_str().unwrap().to_string());
+        }
+        ids
+    })
+    .await;
+    while count_runs(first, &background).await < LEADS {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            t0.elapsed() < Duration::from_secs(900),
+            "runs never finished"
+        );
+    }
+    let runs_per_s = LEADS as f64 / t0.elapsed().as_secs_f64();
+
+    let per_client: Arc<Vec<Vec<String>>> = Arc::new(ids);
+    let t0 = Instant::now();
+    let moved = run_clients(bases.clone(), {
+        let per_client = per_client.clone();
+        move |http, bases, n| {
+            let mine = per_client[n].clone();
+            async move {
+                let mut moved = 0usize;
+                for (i, id) in mine.iter().enumerate() {
+                    for (k, stage) in ["contacted", "qualified"].into_iter().enumerate() {
+                        let base = &bases[(n + i + k) % bases.len()];
+                        send(
+                            &http,
+                            base,
+                            &format!("/v1/records/{id}/stage"),
+                            json!({"stage": stage}),
+                        )
+                        .await;
+                        moved += 1;
+                    }
+                }
+                vec![moved.to_string()]
+            }
+        }
+    })
+    .await;
+    let moves: usize = moved.iter().map(|v| v[0].parse::<usize>().unwrap()).sum();
+    let moves_per_s = moves as f64 / t0.elapsed().as_secs_f64();
+    let setup = match hosts {
+        0 => "1 host, sled".to_string(),
+        1 => "1 host, PostgreSQL".to_string(),
+        n => format!("{n} hosts, PostgreSQL"),
+    };
+    eprintln!("{setup}: {runs_per_s:.0} runs/s, {moves_per_s:.0} moves/s");
+    drop(started);
+    drop(db);
+    let keep = (hosts == 0).then(|| dirs.into_iter().next().unwrap());
+    (
+        Figures {
+            setup,
+            runs_per_s,
+            moves_per_s,
+        },
+        keep,
+    )
+}
+
+/// Runs `CLIENTS` clients at once; what each returned, in client order.
+async fn run_clients<F, Fut>(bases: Arc<Vec<String>>, client: F) -> Vec<Vec<String>>
+where
+    F: Fn(reqwest::Client, Arc<Vec<String>>, usize) -> Fut,
+    Fut: std::future::Future<Output = Vec<String>> + Send + 'static,
+{
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .unwrap();
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|n| tokio::spawn(client(http.clone(), bases.clone(), n)))
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// A POST that must be acknowledged (a 503 `busy` is retried after its Retry-After).
+async fn send(http: &reqwest::Client, base: &str, path: &str, body: Value) -> Value {
+    loop {
+        let r = http
+            .post(format!("{base}{path}"))
+            .bearer_auth(ADMIN_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return v;
+        }
+        assert_eq!(status, 503, "POST {path}: {status} {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The background binding's committed runs (paging through the run history).
+async fn count_runs(h: &Host, binding: &str) -> usize {
+    let mut n = 0;
+    let mut before: Option<String> = None;
+    loop {
+        let mut path = format!("/v1/runs?binding={binding}&limit=200");
+        if let Some(b) = &before {
+            path.push_str(&format!("&before={b}"));
+        }
+        let page = h.get(&path).await;
+        n += page["runs"].as_array().map_or(0, Vec::len);
+        match page["next"].as_str() {
+            Some(next) => before = Some(next.to_string()),
+            None => return n,
+        }
+    }
+}
+
+/// Has host `h` compile the effector (a dry run), so no compile lands in the timings.
+async fn warm(h: &Host) {
+    let r = h
+        .post("/v1/records", json!({"kind": "lead", "name": "warm-up"}))
+        .await;
+    let (s, body) = h
+        .try_call(
+            reqwest::Method::POST,
+            "/v1/modules/effector/versions/1/dry-run",
+            ADMIN_KEY,
+            Some(json!({"record": r["id"], "config": {}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 200, "{body}");
+}
+
+/// Median, p99 and mean (µs) of `READS` reads of one record through the store facade, on the sled
+/// data dir the first setup left and on a fresh PostgreSQL database.
+async fn read_latency(sled_dir: Option<tempfile::TempDir>) -> ((f64, f64, f64), (f64, f64, f64)) {
+    let dir = sled_dir.unwrap();
+    let exe = env!("CARGO_BIN_EXE_stagecraft-server");
+    let db = TempDatabase::create().unwrap();
+    let url = db.url();
+    // A record on PostgreSQL, written by a host.
+    let pg_dir = temp_dir();
+    let h = spawn(exe, pg_dir.path(), &url, &[], &[]).await;
+    let pg_id = h
+        .post(
+            "/v1/records",
+            json!({"kind": "lead", "name": "Read me", "email": "r@example.com"}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    drop(h);
+    let sled_path = dir.path().join("db");
+    tokio::task::spawn_blocking(move || {
+        // The sled host was SIGKILLed when dropped: its lock goes with the process.
+        let sled = open_sled(&sled_path);
+        let sled_id = sled
+            .records("default", &Default::default(), None, 1, &Default::default())
+            .map(|p| p.records[0].id.clone())
+            .unwrap();
+        let pg = stagecraft::store::Store::new(Arc::new(
+            stagecraft_store_pg::PgBackend::connect(&url, Default::default()).unwrap(),
+        ));
+        (time_reads(&sled, &sled_id), time_reads(&pg, &pg_id))
+    })
+    .await
+    .unwrap()
+}
+
+fn open_sled(path: &std::path::Path) -> stagecraft::store::Store {
+    for _ in 0..1200 {
+        match stagecraft::store::Store::open(path) {
+            Ok(s) => return s,
+            Err(e) if e.to_string().contains("lock") => {
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("the sled data dir stayed locked")
+}
+
+/// Median, p99 and mean, in µs.
+fn time_reads(store: &stagecraft::store::Store, id: &str) -> (f64, f64, f64) {
+    let mut us: Vec<f64> = Vec::with_capacity(READS);
+    for _ in 0..READS {
+        let t = Instant::now();
+        let r = store.record("default", id).unwrap();
+        us.push(t.elapsed().as_secs_f64() * 1e6);
+        assert!(r.is_some());
+    }
+    us.sort_by(|a, b| a.total_cmp(b));
+    let mean = us.iter().sum::<f64>() / us.len() as f64;
+    (us[us.len() / 2], us[us.len() * 99 / 100], mean)
+}
