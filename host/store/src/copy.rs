@@ -10,9 +10,18 @@
 
 use std::collections::BTreeMap;
 
-use crate::change::{Changeset, Op, RecordWrite};
+use stagecraft_model::TimerKind;
+
+use crate::change::{Changeset, Op, RecordWrite, TaskCaps};
 use crate::query::{List, PageRequest, Read, Row};
 use crate::{Result, Store, StoreError};
+
+/// Caps that never refuse: what is copied was held within the source's caps already.
+const UNCAPPED: TaskCaps = TaskCaps {
+    tasks_per_record: u64::MAX,
+    open_tasks_per_tenant: u64::MAX,
+    comments_per_record: u64::MAX,
+};
 
 /// Rows per changeset while copying.
 const BATCH: usize = 500;
@@ -29,6 +38,8 @@ pub const NOUNS: &[&str] = &[
     "bindings",
     "records",
     "events",
+    "tasks",
+    "comments",
     "runs",
     "messages",
     "timers",
@@ -208,8 +219,22 @@ impl Store {
                         expected: None,
                     }),
                     Row::Event(e) => cs.events.push(*e),
+                    // Stored as they are (open or done, at their version); an open task's
+                    // overdue timer is armed by the op, so the timers below skip theirs. The
+                    // source held them within its caps: none apply again.
+                    Row::Task(task) => cs.ops.push(Op::CreateTask {
+                        task,
+                        caps: UNCAPPED,
+                    }),
+                    Row::Comment(comment) => cs.ops.push(Op::AddComment {
+                        comment,
+                        caps: UNCAPPED,
+                    }),
                     Row::Run(r) => cs.runs.push(r),
                     Row::Message(m) => cs.messages.push(m),
+                    Row::Timer(t) if matches!(t.kind, TimerKind::TaskOverdue { .. }) => {
+                        return Ok(())
+                    }
                     Row::Timer(t) => cs.timers.push(t),
                     Row::Job(q) => match q.job {
                         Ok(j) => cs.jobs.push(j),
@@ -266,6 +291,29 @@ impl Store {
                 text: None,
             }],
             "events" => vec![List::Events { tenant: t() }],
+            "tasks" => vec![List::Tasks {
+                tenant: t(),
+                filter: Default::default(),
+            }],
+            // Comments are listed per record: walk the records, then each one's comments.
+            "comments" => {
+                let records = List::Records {
+                    tenant: t(),
+                    filter: Default::default(),
+                    text: None,
+                };
+                return self.each_page(&records, BATCH, &mut |row| match row {
+                    Row::Record(r) => self.each_page(
+                        &List::RecordComments {
+                            tenant: t(),
+                            record: r.id,
+                        },
+                        BATCH,
+                        f,
+                    ),
+                    _ => Ok(()),
+                });
+            }
             "runs" => vec![List::Runs {
                 tenant: t(),
                 filter: Default::default(),
@@ -281,22 +329,32 @@ impl Store {
         for list in lists {
             // The job queue is read from its front, without a cursor: all of it at once.
             let limit = if noun == "jobs" { usize::MAX } else { BATCH };
-            let mut page = PageRequest {
-                after: None,
-                limit,
-                limits: Default::default(),
-            };
-            loop {
-                let got = self.backend.list(&list, &page)?;
-                for row in got.items {
-                    f(row)?;
-                }
-                match got.next {
-                    Some(next) => page.after = Some(next),
-                    None => break,
-                }
-            }
+            self.each_page(&list, limit, f)?;
         }
         Ok(())
+    }
+
+    /// Calls `f` with every row of `list`, `limit` a page.
+    fn each_page(
+        &self,
+        list: &List,
+        limit: usize,
+        f: &mut dyn FnMut(Row) -> Result<()>,
+    ) -> Result<()> {
+        let mut page = PageRequest {
+            after: None,
+            limit,
+            limits: Default::default(),
+        };
+        loop {
+            let got = self.backend.list(list, &page)?;
+            for row in got.items {
+                f(row)?;
+            }
+            match got.next {
+                Some(next) => page.after = Some(next),
+                None => return Ok(()),
+            }
+        }
     }
 }
