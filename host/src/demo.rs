@@ -21,8 +21,17 @@ fn binding_specs() -> Vec<(&'static str, &'static str, Value)> {
             "leads",
             json!({"mode": "inline",
             "triggers": [{"on": "created"}, {"on": "updated", "fields": ["job_title", "company_size", "source", "email"]}],
-            "config": {"team": ["ann", "bob", "cy"], "threshold": 50},
-            "grants": {"fields": ["score", "owner"], "channels": ["notify"]}}),
+            "config": {"team": ["ann", "bob", "cy"], "threshold": 50, "call_within_hours": 24},
+            "grants": {"fields": ["score", "owner"], "channels": ["notify"], "actions": ["create:task"]}}),
+        ),
+        (
+            "lead-to-deal",
+            "leads",
+            json!({"mode": "background",
+            "triggers": [{"on": "entered_stage", "stage": "qualified"}],
+            "config": {"deal_pipeline": "deals"},
+            "grants": {"fields": ["converted_deal"],
+                       "actions": ["create:contact", "create:company", "create:deal", "create:task", "comment"]}}),
         ),
         (
             "onboarding",
@@ -30,8 +39,8 @@ fn binding_specs() -> Vec<(&'static str, &'static str, Value)> {
             json!({"mode": "background",
             "triggers": [{"on": "entered_stage", "stage": "won"}],
             "config": {"follow_up_seconds": 60, "check_in_seconds": 120, "product": "Stagecraft",
-                       "fallback_email": "customer@example.com"},
-            "grants": {"fields": ["onboarding_step"], "channels": ["email"]}}),
+                       "fallback_email": "customer@example.com", "kickoff_within_hours": 48},
+            "grants": {"fields": ["onboarding_step"], "channels": ["email"], "actions": ["create:task"]}}),
         ),
         // Reminders are timers tied to the deal's stage, so they start once it is won.
         (
@@ -47,8 +56,8 @@ fn binding_specs() -> Vec<(&'static str, &'static str, Value)> {
             "support",
             json!({"mode": "background",
             "triggers": [{"on": "created"}],
-            "config": {"response_seconds": 45, "on_call": "dana", "webhook_url": "http://127.0.0.1:9/on-call"},
-            "grants": {"fields": ["owner", "sla_breached_at"], "channels": ["webhook"]}}),
+            "config": {"response_seconds": 45, "on_call": "dana", "webhook_url": "http://127.0.0.1:9/on-call", "comment": true},
+            "grants": {"fields": ["owner", "sla_breached_at"], "channels": ["webhook"], "actions": ["comment"]}}),
         ),
         (
             "partner-commission",
@@ -145,7 +154,8 @@ pub async fn seed(state: &AppState, tenant: &str) -> anyhow::Result<Option<Seede
     let grace = create(json!({"kind": "contact", "name": "Grace Hopper", "email": "grace@acme.example", "company": acme.id})).await?;
     create(
         json!({"kind": "lead", "name": "Ada Lovelace", "email": "ada@analytical.example",
-        "custom": {"job_title": "CTO", "company_size": 2000, "source": "referral"}}),
+        "custom": {"job_title": "CTO", "company_size": 2000, "source": "referral",
+                   "company_name": "Analytical Engines"}}),
     )
     .await?;
     create(
