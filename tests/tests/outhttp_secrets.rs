@@ -237,6 +237,6 @@ async fn secrets_go_only_into_granted_header_and_query_values() {
     );
     assert!(errors[1].starts_with("secret_misplaced: "), "{errors:?}");
     assert!(errors[2].starts_with("secret_missing: "), "{errors:?}");
-    assert!(logs(&run).contains("ErrorCode::HttpRequestDenied"));
+    assert!(logs(&run).contains("error denied: "));
     assert_eq!(remote.accepted(), 0, "nothing left");
 }
