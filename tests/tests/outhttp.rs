@@ -422,3 +422,97 @@ async fn a_slow_request_of_an_inline_run_times_out_by_name() {
     );
     assert_eq!(run["http"][1]["status"], 200, "the run carried on: {run}");
 }
+
+/// An inline run waits on the network at most `inline_network_wait` in all (a person is
+/// waiting): past it the run ends `network_timeout`, long before its own deadline, and the
+/// change it belongs to is refused whole — no record, a run record naming why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inline_run_waits_on_the_network_only_briefly_and_nothing_is_applied() {
+    let dir = temp_dir();
+    let mut c = config(dir.path(), true);
+    c.limits.timeout = Duration::from_secs(120);
+    c.limits.http.request_timeout = Duration::from_secs(600);
+    c.limits.http.inline_request_timeout = Duration::from_secs(600);
+    c.limits.http.inline_network_wait = Duration::from_secs(1);
+    let s = Server::start_with(c).await;
+    let remote = Remote::start().await;
+    let mut grants = json!({"fields": ["size"]});
+    grants["http"] = remote.grant();
+    let b = bind_caller(
+        &s,
+        ADMIN_KEY,
+        grants,
+        json!({"calls": [get(remote.url("/slow"))], "field": "size"}),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let r = s
+        .post(
+            "/v1/records",
+            ADMIN_KEY,
+            json!({"kind": "lead", "name": "Waiting"}),
+        )
+        .await;
+    // Promptly: the run's own deadline is 120 s and the request's 600 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    assert_eq!(r.code(), "rejected_by_automation");
+    assert!(
+        r.message().starts_with("network_timeout: "),
+        "{}",
+        r.message()
+    );
+    let leads = s.get("/v1/records?kind=lead", ADMIN_KEY).await;
+    assert!(
+        !leads.body.to_string().contains("Waiting"),
+        "nothing applied: {:?}",
+        leads.body
+    );
+    let runs = s.runs(ADMIN_KEY, &format!("binding={b}")).await;
+    assert_eq!(runs[0]["outcome"]["kind"], "network_timeout", "{}", runs[0]);
+    let error = runs[0]["http"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("network_timeout: "), "{error}");
+    let took = runs[0]["duration_us"].as_u64().unwrap();
+    assert!(took >= 1_000_000, "ended before its budget: {took} us");
+}
+
+/// Recorded exchanges count in the run record's budget (256 KiB with logs, host calls and
+/// error): a run whose exchanges would pass it keeps the first ones whole, cuts the next
+/// one's body (marked) and leaves the rest out, with a note that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_exchanges_count_in_the_run_records_budget() {
+    let dir = temp_dir();
+    let mut c = config(dir.path(), true);
+    c.limits.http.requests = 40;
+    let report_bytes = c.limits.report_bytes;
+    let s = Server::start_with(c).await;
+    let remote = Remote::start().await;
+    let b = bind_caller(
+        &s,
+        ADMIN_KEY,
+        json!({"http": remote.grant()}),
+        json!({"calls": [get(remote.url("/pad"))], "repeat": 30}),
+    )
+    .await;
+    let (_, run) = run_once(&s, ADMIN_KEY, &b).await;
+    assert_eq!(run["outcome"]["kind"], "ok", "{run}");
+    assert_eq!(remote.seen().len(), 30);
+    let kept = run["http"].as_array().unwrap();
+    assert!(kept.len() > 5 && kept.len() < 30, "{}", kept.len());
+    assert_eq!(kept[0]["response_complete"], true);
+    let last = kept.last().unwrap();
+    assert_eq!(last["response_body_cut"], true, "{last}");
+    assert_eq!(last["response_complete"], false, "{last}");
+    let size = |v: &Value| serde_json::to_vec(v).unwrap().len();
+    let total = size(&run["logs"]) + size(&run["http"]) + size(&run["host_calls"]);
+    assert!(total <= report_bytes, "{total} > {report_bytes}");
+    let log = logs(&run);
+    assert!(
+        log.contains(&format!("the last {} HTTP exchanges", 30 - kept.len())),
+        "{log}"
+    );
+}

@@ -32,7 +32,7 @@ pub struct RunFilter {
 }
 
 /// Outcome names for the filter.
-const OUTCOMES: [&str; 18] = crate::model::Outcome::NAMES;
+const OUTCOMES: [&str; 19] = crate::model::Outcome::NAMES;
 
 #[derive(Template)]
 #[template(path = "console/runs.html")]
