@@ -278,3 +278,24 @@ flash-record-created = Created { $name }.
 flash-record-saved = Saved { $name }.
 card-field = Show on cards
 new-record-here = New record in this pipeline
+
+## Outbound HTTP: a run's recorded calls, the tenant's secrets
+http-calls = HTTP calls
+col-method = Method
+col-url = URL
+col-status = Status
+col-started-ms = Started (ms into the run)
+col-body-excerpt = Response body (excerpt)
+body-cut = cut to fit the run record
+nav-secrets = Secrets
+secrets-title = Secrets
+secrets-intro = Modules use a secret as {"{{"}secret:NAME{"}}"} in the header or query parameter their binding grants it for; the server puts the value in as the request leaves. Values are never shown again.
+no-secrets = No secrets yet.
+secret-delete = Delete
+secret-set-title = Set a secret
+secret-name-hint = A-Z, 0-9 and _, starting with a letter. An existing name gets the new value.
+secret-value = Value
+secret-value-hint = Up to 4096 bytes. It is stored encrypted and never shown.
+secret-save = Save secret
+flash-secret-set = Secret { $name } saved.
+flash-secret-deleted = Secret { $name } deleted.

@@ -277,3 +277,24 @@ flash-record-created = Se creó { $name }.
 flash-record-saved = Se guardó { $name }.
 card-field = Mostrar en las tarjetas
 new-record-here = Nuevo registro en este embudo
+
+## HTTP saliente: las llamadas registradas de una ejecución, los secretos del inquilino
+http-calls = Llamadas HTTP
+col-method = Método
+col-url = URL
+col-status = Estado
+col-started-ms = Inicio (ms desde el comienzo)
+col-body-excerpt = Cuerpo de la respuesta (extracto)
+body-cut = recortado para caber en el registro
+nav-secrets = Secretos
+secrets-title = Secretos
+secrets-intro = Los módulos usan un secreto como {"{{"}secret:NOMBRE{"}}"} en la cabecera o el parámetro de consulta para el que su vínculo lo concede; el servidor pone el valor al enviar la petición. Los valores no se vuelven a mostrar.
+no-secrets = Aún no hay secretos.
+secret-delete = Eliminar
+secret-set-title = Guardar un secreto
+secret-name-hint = A-Z, 0-9 y _, empezando por una letra. Un nombre existente recibe el nuevo valor.
+secret-value = Valor
+secret-value-hint = Hasta 4096 bytes. Se guarda cifrado y nunca se muestra.
+secret-save = Guardar secreto
+flash-secret-set = Secreto { $name } guardado.
+flash-secret-deleted = Secreto { $name } eliminado.

@@ -277,3 +277,24 @@ flash-record-created = Utworzono: { $name }.
 flash-record-saved = Zapisano: { $name }.
 card-field = Pokaż na kartach
 new-record-here = Nowy rekord w tym lejku
+
+## Wychodzący HTTP: zapisane wywołania uruchomienia, sekrety dzierżawcy
+http-calls = Wywołania HTTP
+col-method = Metoda
+col-url = URL
+col-status = Status
+col-started-ms = Start (ms od początku)
+col-body-excerpt = Treść odpowiedzi (fragment)
+body-cut = przycięte, by zmieścić się w zapisie
+nav-secrets = Sekrety
+secrets-title = Sekrety
+secrets-intro = Moduły używają sekretu jako {"{{"}secret:NAZWA{"}}"} w nagłówku lub parametrze zapytania, dla którego powiązanie go przyznaje; serwer wstawia wartość, gdy żądanie wychodzi. Wartości nigdy nie są ponownie pokazywane.
+no-secrets = Brak sekretów.
+secret-delete = Usuń
+secret-set-title = Ustaw sekret
+secret-name-hint = A-Z, 0-9 i _, zaczynając od litery. Istniejąca nazwa dostaje nową wartość.
+secret-value = Wartość
+secret-value-hint = Do 4096 bajtów. Przechowywana zaszyfrowana i nigdy nie pokazywana.
+secret-save = Zapisz sekret
+flash-secret-set = Zapisano sekret { $name }.
+flash-secret-deleted = Usunięto sekret { $name }.

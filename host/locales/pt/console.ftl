@@ -277,3 +277,24 @@ flash-record-created = { $name } criado.
 flash-record-saved = { $name } salvo.
 card-field = Mostrar nos cartões
 new-record-here = Novo registro neste funil
+
+## HTTP de saída: as chamadas registradas de uma execução, os segredos do inquilino
+http-calls = Chamadas HTTP
+col-method = Método
+col-url = URL
+col-status = Status
+col-started-ms = Início (ms desde o começo)
+col-body-excerpt = Corpo da resposta (trecho)
+body-cut = cortado para caber no registro
+nav-secrets = Segredos
+secrets-title = Segredos
+secrets-intro = Os módulos usam um segredo como {"{{"}secret:NOME{"}}"} no cabeçalho ou parâmetro de consulta para o qual o vínculo o concede; o servidor coloca o valor quando a requisição sai. Os valores nunca são mostrados de novo.
+no-secrets = Nenhum segredo ainda.
+secret-delete = Excluir
+secret-set-title = Definir um segredo
+secret-name-hint = A-Z, 0-9 e _, começando por uma letra. Um nome existente recebe o novo valor.
+secret-value = Valor
+secret-value-hint = Até 4096 bytes. É guardado cifrado e nunca mostrado.
+secret-save = Salvar segredo
+flash-secret-set = Segredo { $name } salvo.
+flash-secret-deleted = Segredo { $name } excluído.
