@@ -2,8 +2,8 @@
 //! calls it made — is the module's to choose, and the report becomes a dry-run response, an
 //! inline 422 and a stored run record. So the outcome's message keeps at most
 //! `Limits::error_bytes`, and logs, recorded HTTP exchanges, host calls and error together at
-//! most `Limits::report_bytes`; whatever is cut leaves a note saying what. An exchange that
-//! does not fit whole keeps its request and status with its response body cut (marked
+//! most `Limits::report_bytes`; whatever is cut leaves a note saying what. Exchanges that do
+//! not fit whole keep their request and status with their response bodies cut (marked
 //! `"response_body_cut": true`); exchanges past even that are left out, counted in the note
 //! (`[cut: … HTTP exchanges …]`). A replay answers only what was kept whole.
 
@@ -34,9 +34,10 @@ fn fitting<T: serde::Serialize>(items: &[T], budget: &mut usize) -> (usize, usiz
     (keep, cut)
 }
 
-/// Keeps as many of `exchanges` as fit in `budget`, in order: whole, else with the response
-/// body cut (marked), else not at all (and none after it). Returns how many had their body
-/// cut, how many were left out and their size.
+/// Keeps as many of `exchanges` as fit in `budget`, in order: whole while they fit; then
+/// the first that does not keeps as much of its response body as fits, and the ones after it
+/// keep no body (both marked `response_body_cut`), while that fits; the rest are left out.
+/// Returns how many had their body cut, how many were left out and their size.
 fn fit_exchanges(exchanges: &mut Vec<HttpExchange>, budget: &mut usize) -> (usize, usize, usize) {
     let size = |x: &HttpExchange, within: usize| {
         stagecraft_rules::value::size_within(x, within).map_or(usize::MAX, |n| n + 1)
@@ -45,7 +46,7 @@ fn fit_exchanges(exchanges: &mut Vec<HttpExchange>, budget: &mut usize) -> (usiz
     let mut keep = 0;
     for x in exchanges.iter_mut() {
         let whole = size(x, *budget);
-        if whole <= *budget {
+        if bodies == 0 && whole <= *budget {
             *budget -= whole;
             keep += 1;
             continue;
@@ -58,13 +59,20 @@ fn fit_exchanges(exchanges: &mut Vec<HttpExchange>, budget: &mut usize) -> (usiz
         if bare > *budget {
             break;
         }
-        // As much of the body as the rest of the budget holds (JSON may escape a byte as six).
-        let room = (*budget - bare) / 6;
-        let mut end = room.min(x.response_body.len());
-        while !x.response_body.is_char_boundary(end) {
-            end -= 1;
+        if bodies == 0 {
+            // As much of the body as the rest of the budget holds, halving until it fits.
+            let mut end = (*budget - bare).min(x.response_body.len());
+            loop {
+                while !x.response_body.is_char_boundary(end) {
+                    end -= 1;
+                }
+                lean.response_body = x.response_body[..end].to_string();
+                if end == 0 || size(&lean, *budget) <= *budget {
+                    break;
+                }
+                end /= 2;
+            }
         }
-        lean.response_body = x.response_body[..end].to_string();
         *budget = budget.saturating_sub(size(&lean, usize::MAX));
         *x = lean;
         bodies += 1;
@@ -203,18 +211,41 @@ mod tests {
             + serde_json::to_vec(&r.host_calls).map_or(0, |v| v.len())
             + r.outcome.message().map_or(0, str::len);
         assert!(total <= limits.report_bytes, "{total}");
-        assert!(r.http.len() > 10 && r.http.len() < 40, "{}", r.http.len());
-        let last = r.http.last().cloned().unwrap_or_default();
-        assert!(
-            last.response_body_cut && !last.response_complete,
-            "{last:?}"
-        );
-        assert!(r.http[0].response_complete && !r.http[0].response_body_cut);
+        // The first ones whole, then one with part of its body, then the rest without.
+        let whole = r.http.iter().filter(|x| x.response_complete).count();
+        assert!(whole > 10 && whole < 20, "{whole}");
+        let partial = &r.http[whole];
+        assert!(partial.response_body_cut && !partial.response_body.is_empty());
+        assert!(r.http[whole + 1..]
+            .iter()
+            .all(|x| x.response_body_cut && x.response_body.is_empty() && x.status == Some(200)));
         let note = r.logs.last().map(|l| l.message.clone()).unwrap_or_default();
+        let cut = r.http.len() - whole;
         assert!(
-            note.contains("the response bodies of 1 HTTP exchanges")
-                && note.contains(&format!("the last {} HTTP exchanges", 40 - r.http.len())),
+            note.contains(&format!("the response bodies of {cut} HTTP exchanges")),
             "{note}"
         );
+
+        // Many exchanges: once even a bodiless one does not fit, the rest are left out.
+        let mut r = report(0, 10);
+        r.http = (0..5000)
+            .map(|i| HttpExchange {
+                method: "GET".into(),
+                url: format!("https://api.example.com/{i:0>200}"),
+                status: Some(200),
+                ..Default::default()
+            })
+            .collect();
+        r.bound(&limits);
+        assert!(r.http.len() < 5000);
+        let note = r.logs.last().map(|l| l.message.clone()).unwrap_or_default();
+        let left = 5000 - r.http.len();
+        assert!(
+            note.contains(&format!("the last {left} HTTP exchanges")),
+            "{note}"
+        );
+        let total = serde_json::to_vec(&r.logs).map_or(0, |v| v.len())
+            + serde_json::to_vec(&r.http).map_or(0, |v| v.len());
+        assert!(total <= limits.report_bytes, "{total}");
     }
 }

@@ -265,14 +265,14 @@ mod tests {
         }
     }
 
-    fn url(text: &str) -> reqwest::Url {
+    fn parse(text: &str) -> reqwest::Url {
         reqwest::Url::parse(text).expect(text)
     }
 
     #[test]
     fn placeholders_fill_only_granted_names_in_query_values_and_headers() {
         let s = secrets(&["KEY"]);
-        let to = url("https://api.example.com/v1");
+        let to = parse("https://api.example.com/v1");
         let mut used = Used::default();
         let mut url =
             reqwest::Url::parse("https://api.example.com/v1?q=ada&key=%7B%7Bsecret:KEY%7D%7D")
@@ -307,7 +307,7 @@ mod tests {
             "https://api.example.com/v1?q=%7B%7Bsecret:KEY%7D%7D",
             "https://api.example.com/v1?key=x&q=%7B%7Bsecret:KEY%7D%7D",
         ] {
-            let mut u = url(bad);
+            let mut u = parse(bad);
             let e = s.fill_url(&mut u, &mut Used::default()).expect_err(bad);
             assert_eq!(e.0, "secret_misplaced", "{bad}");
             assert!(e.1.contains("query parameter q"), "{}", e.1);
