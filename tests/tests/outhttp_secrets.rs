@@ -380,5 +380,5 @@ async fn secret_grants_must_name_their_place_when_a_binding_is_saved() {
     }
     assert!(s.get("/v1/bindings", ADMIN_KEY).await.body["bindings"]
         .as_array()
-        .map_or(true, |b| b.is_empty()));
+        .is_none_or(|b| b.is_empty()));
 }
