@@ -11,6 +11,8 @@
 //! * [`export_rule!`] — turns the rule into the component's export;
 //! * [`ConfigSchema`] and [`export_config_schema!`] — derive a JSON Schema from the config
 //!   type and embed it, so the host validates binding configs and the console shows a form;
+//! * [`http`] — outbound HTTP where the binding grants it (`http::get(url).send()`), with
+//!   secrets as `{{secret:NAME}}` placeholders the host fills in;
 //! * [`testing::MockHost`] — runs the same rule natively under `cargo test`.
 //!
 //! A run is all-or-nothing: writes and messages apply only if `handle` returns `Ok`.
@@ -96,6 +98,7 @@ pub mod bindings;
 pub mod config_schema;
 mod convert;
 pub mod create;
+pub mod http;
 pub mod rule;
 pub mod task_event;
 pub mod testing;

@@ -169,6 +169,8 @@ pub struct MockHost {
     pub effects: Vec<Effect>,
     /// Log lines written, in order, across all runs (including failed ones).
     pub logs: Vec<(Level, String)>,
+    /// Answers to [`crate::http`] requests, and the requests sent (see [`MockHost::with_http`]).
+    http: crate::http::Stubs,
 }
 
 impl Default for MockHost {
@@ -192,7 +194,29 @@ impl MockHost {
             denied: None,
             effects: Vec::new(),
             logs: Vec::new(),
+            http: crate::http::Stubs::default(),
         }
+    }
+
+    /// Answers one [`crate::http`] request: the first unused answer for the same method and
+    /// URL (as the rule wrote it, placeholders and all), in order, each used once — the way
+    /// the server answers a dry-run or replay from a recorded run. A request without an
+    /// answer fails [`HttpError::Denied`](crate::http::HttpError::Denied)
+    /// (`replay_unmatched`). Grants and secrets are not simulated: placeholders stay as
+    /// written.
+    pub fn with_http(
+        mut self,
+        method: &str,
+        url: &str,
+        answer: Result<crate::http::Response, crate::http::HttpError>,
+    ) -> Self {
+        self.http.add(method, url, answer);
+        self
+    }
+
+    /// The [`crate::http`] requests rules sent, in order, across all runs.
+    pub fn http_sent(&self) -> &[crate::http::Request] {
+        &self.http.sent
     }
 
     /// Stores a record (replacing one with the same id).
@@ -290,7 +314,9 @@ impl MockHost {
         self.created.clear();
         let effects = self.effects.len();
         self.denied = None;
-        let mut result = rule::run::<R>(self, event);
+        let mut stubs = std::mem::take(&mut self.http);
+        let mut result = crate::http::with_stubs(&mut stubs, || rule::run::<R>(self, event));
+        self.http = stubs;
         if let Some(message) = self.denied.take() {
             result = Err(format!("denied: {message}"));
         }

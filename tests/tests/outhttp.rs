@@ -99,10 +99,7 @@ async fn calls_outside_the_grant_fail_by_name_inside_the_run() {
         assert_eq!(run["outcome"]["kind"], "ok", "{run}");
         let log = logs(run);
         assert!(log.contains(says), "{log}");
-        assert!(
-            log.contains("call 1: error ErrorCode::HttpRequestDenied"),
-            "{log}"
-        );
+        assert!(log.contains("call 1: error denied: "), "{log}");
         let error = run["http"][0]["error"].as_str().unwrap();
         assert!(error.starts_with("not_granted: "), "{error}");
         assert!(run["http"][0]["status"].is_null());
@@ -196,7 +193,7 @@ async fn the_address_guard_refuses_internal_destinations_before_connecting() {
         assert!(error.contains(says), "{error}");
     }
     assert!(
-        logs(&run).contains("ErrorCode::DestinationIpProhibited"),
+        logs(&run).contains("error address_refused"),
         "{}",
         logs(&run)
     );
@@ -256,7 +253,7 @@ async fn gigantic_bodies_are_cut_off_by_name() {
     let sent = run["http"][1]["error"].as_str().unwrap();
     assert!(sent.starts_with("request_too_large: "), "{sent}");
     let log = logs(&run);
-    assert!(log.contains("ErrorCode::HttpResponseBodySize"), "{log}");
+    assert!(log.contains("error response_too_large"), "{log}");
     // The oversized request never left: the remote saw only the /big request.
     assert_eq!(
         remote
@@ -419,9 +416,108 @@ async fn a_slow_request_of_an_inline_run_times_out_by_name() {
     let error = run["http"][0]["error"].as_str().unwrap_or_default();
     assert!(error.starts_with("request_timeout: "), "{run}");
     assert!(
-        logs(&run).contains("call 1: error ErrorCode::HttpResponseTimeout"),
+        logs(&run).contains("call 1: error request_timeout"),
         "{}",
         logs(&run)
     );
     assert_eq!(run["http"][1]["status"], 200, "the run carried on: {run}");
+}
+
+/// An inline run waits on the network at most `inline_network_wait` in all (a person is
+/// waiting): past it the run ends `network_timeout`, long before its own deadline, and the
+/// change it belongs to is refused whole — no record, a run record naming why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inline_run_waits_on_the_network_only_briefly_and_nothing_is_applied() {
+    let dir = temp_dir();
+    let mut c = config(dir.path(), true);
+    c.limits.timeout = Duration::from_secs(120);
+    c.limits.http.request_timeout = Duration::from_secs(600);
+    c.limits.http.inline_request_timeout = Duration::from_secs(600);
+    c.limits.http.inline_network_wait = Duration::from_secs(1);
+    let s = Server::start_with(c).await;
+    let remote = Remote::start().await;
+    let mut grants = json!({"fields": ["size"]});
+    grants["http"] = remote.grant();
+    let b = bind_caller(
+        &s,
+        ADMIN_KEY,
+        grants,
+        json!({"calls": [get(remote.url("/slow"))], "field": "size"}),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let r = s
+        .post(
+            "/v1/records",
+            ADMIN_KEY,
+            json!({"kind": "lead", "name": "Waiting"}),
+        )
+        .await;
+    // Promptly: the run's own deadline is 120 s and the request's 600 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    assert_eq!(r.code(), "rejected_by_automation");
+    assert!(
+        r.message().starts_with("network_timeout: "),
+        "{}",
+        r.message()
+    );
+    let leads = s.get("/v1/records?kind=lead", ADMIN_KEY).await;
+    assert!(
+        !leads.body.to_string().contains("Waiting"),
+        "nothing applied: {:?}",
+        leads.body
+    );
+    let runs = s.runs(ADMIN_KEY, &format!("binding={b}")).await;
+    assert_eq!(runs[0]["outcome"]["kind"], "network_timeout", "{}", runs[0]);
+    let error = runs[0]["http"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("network_timeout: "), "{error}");
+    let took = runs[0]["duration_us"].as_u64().unwrap();
+    assert!(took >= 1_000_000, "ended before its budget: {took} us");
+}
+
+/// Recorded exchanges count in the run record's budget (256 KiB with logs, host calls and
+/// error): a run whose exchanges would pass it keeps the first ones whole and the next ones
+/// with their bodies cut (marked; request and status kept), with a note that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_exchanges_count_in_the_run_records_budget() {
+    let dir = temp_dir();
+    let mut c = config(dir.path(), true);
+    c.limits.http.requests = 40;
+    let report_bytes = c.limits.report_bytes;
+    let s = Server::start_with(c).await;
+    let remote = Remote::start().await;
+    let b = bind_caller(
+        &s,
+        ADMIN_KEY,
+        json!({"http": remote.grant()}),
+        json!({"calls": [get(remote.url("/pad"))], "repeat": 30}),
+    )
+    .await;
+    let (_, run) = run_once(&s, ADMIN_KEY, &b).await;
+    assert_eq!(run["outcome"]["kind"], "ok", "{run}");
+    assert_eq!(remote.seen().len(), 30);
+    let kept = run["http"].as_array().unwrap();
+    let whole = kept
+        .iter()
+        .filter(|x| x["response_complete"] == true)
+        .count();
+    assert!(whole > 5 && whole < 30, "{whole}");
+    let last = kept.last().unwrap();
+    assert_eq!(last["response_body_cut"], true, "{last}");
+    assert_eq!(last["response_complete"], false, "{last}");
+    assert_eq!(last["status"], 200, "the request and status stay: {last}");
+    let size = |v: &Value| serde_json::to_vec(v).unwrap().len();
+    let total = size(&run["logs"]) + size(&run["http"]) + size(&run["host_calls"]);
+    assert!(total <= report_bytes, "{total} > {report_bytes}");
+    let log = logs(&run);
+    let cut = format!(
+        "[cut: the response bodies of {} HTTP exchanges",
+        kept.len() - whole
+    );
+    assert!(log.contains(&cut), "{log}");
 }

@@ -43,7 +43,7 @@ async fn enrich_lead_writes_what_the_service_says_and_scores() {
     let r = s.upload(ADMIN_KEY, "enrich-lead", enrich_lead()).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let mut http = remote.grant();
-    http["secrets"] = json!(["ENRICH_KEY"]);
+    http["secrets"] = json!([{"name": "ENRICH_KEY", "header": "authorization"}]);
     let b = s
         .bind(
             ADMIN_KEY,

@@ -1,6 +1,6 @@
 //! Tenants' secrets (issue 20): write-only through the API, sealed at rest under the server
-//! key, and put into a module's request by the host — only into header and query values of a
-//! granted request, only names the binding's grant lists. The module (which logs its own
+//! key, and put into a module's request by the host — only into the header or query value
+//! each secret's grant names, of a granted request, only names the binding's grant lists. The module (which logs its own
 //! request headers here), its logs, its run record and every API response hold only the
 //! `{{secret:NAME}}` placeholder; the loopback remote receives the value.
 
@@ -11,6 +11,7 @@ mod common;
 
 use common::{bind_caller, config, logs, run_once, Remote};
 use reqwest::StatusCode;
+use serde_json::Value;
 use stagecraft::secrets::SecretsKey;
 use stagecraft_tests::{json, temp_dir, Server, ADMIN_KEY};
 
@@ -157,7 +158,10 @@ async fn a_module_uses_a_secret_it_never_sees() {
     let remote = Remote::start().await;
     set_secret(&s, "API_KEY", SECRET).await;
     let mut grant = remote.grant();
-    grant["secrets"] = json!(["API_KEY"]);
+    grant["secrets"] = json!([
+        {"name": "API_KEY", "header": "authorization"},
+        {"name": "API_KEY", "query": "key"},
+    ]);
     let b = bind_caller(
         &s,
         ADMIN_KEY,
@@ -213,7 +217,10 @@ async fn secrets_go_only_into_granted_header_and_query_values() {
     set_secret(&s, "API_KEY", SECRET).await;
     set_secret(&s, "OTHER", SECRET).await;
     let mut grant = remote.grant();
-    grant["secrets"] = json!(["API_KEY", "NOT_SET"]);
+    grant["secrets"] = json!([
+        {"name": "API_KEY", "header": "x-key"},
+        {"name": "NOT_SET", "header": "x-key"},
+    ]);
     let call = |url: String, header: &str| json!({"method": "GET", "url": url, "headers": {"x-key": header}});
     let b = bind_caller(
         &s,
@@ -237,6 +244,141 @@ async fn secrets_go_only_into_granted_header_and_query_values() {
     );
     assert!(errors[1].starts_with("secret_misplaced: "), "{errors:?}");
     assert!(errors[2].starts_with("secret_missing: "), "{errors:?}");
-    assert!(logs(&run).contains("ErrorCode::HttpRequestDenied"));
+    assert!(logs(&run).contains("error denied: "));
     assert_eq!(remote.accepted(), 0, "nothing left");
+}
+
+/// The issue's hostile case: a module that may reach a destination which reflects what it is
+/// sent (a search endpoint answering its `?q=`) tries to read a secret back by putting the
+/// placeholder where the grant does not name it: another query parameter, another header,
+/// the granted parameter on the reflecting destination when the grant scopes the secret to
+/// another one. Each is refused `secret_misplaced` before anything is sent; the reflecting
+/// remote never receives the value and the module never reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_cannot_learn_a_secret_through_a_destination_that_reflects_it() {
+    let dir = temp_dir();
+    let s = Server::start_with(keyed(dir.path())).await;
+    let api = Remote::start().await;
+    let search = Remote::start().await;
+    set_secret(&s, "API_KEY", SECRET).await;
+    let (a, r) = (
+        format!("127.0.0.1:{}", api.port),
+        format!("127.0.0.1:{}", search.port),
+    );
+    let grant = json!({"destinations": [a, r], "allow_http": true, "secrets": [
+        {"name": "API_KEY", "query": "api_key", "destinations": [a]},
+        {"name": "API_KEY", "header": "authorization", "destinations": [a]},
+    ]});
+    let call =
+        |url: String, headers: Value| json!({"method": "GET", "url": url, "headers": headers});
+    let b = bind_caller(
+        &s,
+        ADMIN_KEY,
+        json!({"http": grant}),
+        json!({"calls": [
+            // Another query parameter of a destination that reflects its query.
+            call(search.url("/echo?q={{secret:API_KEY}}"), json!({})),
+            // The granted parameter, next to the one that is reflected.
+            call(search.url("/echo?api_key=x&q=%7B%7Bsecret:API_KEY%7D%7D"), json!({})),
+            // Another header.
+            call(search.url("/echo"), json!({"x-echo": "{{secret:API_KEY}}"})),
+            // The granted places, but on the reflecting destination.
+            call(search.url("/echo?api_key={{secret:API_KEY}}"), json!({})),
+            call(search.url("/echo"), json!({"authorization": "Bearer {{secret:API_KEY}}"})),
+            // Where it is granted: it goes out, and the echo comes back as the placeholder.
+            call(api.url("/echo?api_key={{secret:API_KEY}}"), json!({})),
+        ]}),
+    )
+    .await;
+    let (_, run) = run_once(&s, ADMIN_KEY, &b).await;
+    assert_eq!(run["outcome"]["kind"], "ok", "{run}");
+    for i in 0..5 {
+        let error = run["http"][i]["error"].as_str().unwrap_or_default();
+        assert!(
+            error.starts_with("secret_misplaced: API_KEY may go only into "),
+            "call {i}: {error}"
+        );
+    }
+    assert!(run["http"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("not into the query parameter q"));
+    assert!(run["http"][2]["error"]
+        .as_str()
+        .unwrap()
+        .contains("not into the header x-echo"));
+    assert_eq!(
+        search.accepted(),
+        0,
+        "nothing reached the reflecting remote"
+    );
+    assert_eq!(run["http"][5]["status"], 200, "{run}");
+    assert!(api.seen()[0].path.contains(&format!("api_key={SECRET}")));
+    let log = logs(&run);
+    assert!(log.contains("call 1: error denied: "), "{log}");
+    assert!(
+        log.contains("call 6: status 200 body /echo?api_key={{secret:API_KEY}}"),
+        "{log}"
+    );
+    assert!(!run.to_string().contains(SECRET), "{run}");
+    assert!(!files_text(dir.path()).contains(SECRET));
+}
+
+/// Where a secret may go is part of its grant, checked when the binding is saved: a grant by
+/// name only (the older form, still read from stored bindings) is refused with the form to
+/// use, and so is a place or destination that cannot be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_grants_must_name_their_place_when_a_binding_is_saved() {
+    let dir = temp_dir();
+    let s = Server::start_with(keyed(dir.path())).await;
+    s.upload_guest(ADMIN_KEY, "caller", "caller").await;
+    let dest = "api.example.com";
+    for (secrets, says) in [
+        (
+            json!(["API_KEY"]),
+            "secrets[0]: secret \"API_KEY\" says not where it may go",
+        ),
+        (
+            json!([{"name": "API_KEY", "header": "authorization", "query": "k"}]),
+            "both a header and a query parameter",
+        ),
+        (
+            json!([{"name": "API_KEY", "header": "host"}]),
+            "set by the host",
+        ),
+        (
+            json!([{"name": "API_KEY", "query": "a=b"}]),
+            "not a query parameter name",
+        ),
+        (
+            json!([{"name": "API_KEY", "query": "k", "destinations": ["other.example.com"]}]),
+            "not among the grant's destinations",
+        ),
+        (
+            json!([{"name": "API_KEY", "heder": "authorization"}]),
+            "unknown key \"heder\"",
+        ),
+    ] {
+        let r = s
+            .post(
+                "/v1/bindings",
+                ADMIN_KEY,
+                json!({"pipeline": "leads", "module": "caller", "version": 1,
+                    "triggers": [{"on": "created"}],
+                    "grants": {"http": {"destinations": [dest], "secrets": secrets}}}),
+            )
+            .await;
+        // A grant that does not parse is the body's fault (400 `invalid_body`); one that
+        // parses but cannot be is a 422. Both name the problem.
+        let status = if says.starts_with("unknown key") {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        };
+        assert_eq!(r.status, status, "{secrets}: {:?}", r.body);
+        assert!(r.message().contains(says), "{secrets}: {}", r.message());
+    }
+    assert!(s.get("/v1/bindings", ADMIN_KEY).await.body["bindings"]
+        .as_array()
+        .is_none_or(|b| b.is_empty()));
 }

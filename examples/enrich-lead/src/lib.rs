@@ -11,12 +11,15 @@
 //!  "score_field": "score"}
 //! ```
 //! Grants needed: fields `company_size`, `industry` and the score field; `http` with the
-//! service's host as a destination and `key_secret` among its secrets. A failed call (the
-//! service down, a refusal) is logged and the lead is scored from what it has.
+//! service's host as a destination and `key_secret` granted for the `authorization` header
+//! (`{"name": "ENRICH_KEY", "header": "authorization"}`). A failed call (the service down, a
+//! refusal) is logged and the lead is scored from what it has. The call goes through
+//! `stagecraft_sdk::http`.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use stagecraft_sdk::http;
 use stagecraft_sdk::prelude::*;
 
 /// Points for a company of at least `min` people.
@@ -101,62 +104,6 @@ pub fn request(config: &Config, domain: &str) -> (String, String) {
     )
 }
 
-/// Calls the service over `wasi:http` (only in a component; natively there is no host).
-#[cfg(target_arch = "wasm32")]
-fn fetch(url: &str, authorization: &str) -> Result<(u16, Vec<u8>), String> {
-    use wasip2::http::outgoing_handler;
-    use wasip2::http::types::{Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
-    use wasip2::io::streams::StreamError;
-
-    let (scheme, rest) = url.split_once("://").ok_or("the url has no scheme")?;
-    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
-    let fields = Fields::new();
-    fields
-        .append("authorization", authorization.as_bytes())
-        .map_err(|e| format!("{e:?}"))?;
-    fields
-        .append("accept", b"application/json")
-        .map_err(|e| format!("{e:?}"))?;
-    let req = OutgoingRequest::new(fields);
-    req.set_method(&Method::Get).map_err(|_| "method")?;
-    let scheme = if scheme == "http" {
-        Scheme::Http
-    } else {
-        Scheme::Https
-    };
-    req.set_scheme(Some(&scheme)).map_err(|_| "scheme")?;
-    req.set_authority(Some(authority))
-        .map_err(|_| "authority")?;
-    req.set_path_with_query(Some(path)).map_err(|_| "path")?;
-    let body = req.body().map_err(|_| "body")?;
-    OutgoingBody::finish(body, None).map_err(|e| format!("{e:?}"))?;
-    let pending = outgoing_handler::handle(req, None).map_err(|e| format!("{e:?}"))?;
-    let resp = loop {
-        match pending.get() {
-            Some(r) => break r,
-            None => pending.subscribe().block(),
-        }
-    };
-    let resp = resp.map_err(|_| "taken")?.map_err(|e| format!("{e:?}"))?;
-    let status = resp.status();
-    let body = resp.consume().map_err(|_| "no body")?;
-    let stream = body.stream().map_err(|_| "no stream")?;
-    let mut data = Vec::new();
-    loop {
-        match stream.blocking_read(64 * 1024) {
-            Ok(chunk) => data.extend_from_slice(&chunk),
-            Err(StreamError::Closed) => break,
-            Err(e) => return Err(format!("{e:?}")),
-        }
-    }
-    Ok((status, data))
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn fetch(_url: &str, _authorization: &str) -> Result<(u16, Vec<u8>), String> {
-    Err("HTTP is only available inside the host".into())
-}
-
 pub struct EnrichLead;
 
 impl Rule for EnrichLead {
@@ -175,12 +122,16 @@ impl Rule for EnrichLead {
         match (domain, config.url.is_empty()) {
             (Some(domain), false) => {
                 let (url, authorization) = request(&config, &domain);
-                match fetch(&url, &authorization) {
-                    Ok((200, body)) => match serde_json::from_slice::<Company>(&body) {
+                let answer = http::get(url)
+                    .header("authorization", authorization)
+                    .header("accept", "application/json")
+                    .send();
+                match answer {
+                    Ok(r) if r.status == 200 => match r.json::<Company>() {
                         Ok(c) => company = c,
                         Err(e) => ctx.warn(format!("the enrichment answer is not understood: {e}")),
                     },
-                    Ok((status, _)) => ctx.warn(format!("enrichment answered {status}")),
+                    Ok(r) => ctx.warn(format!("enrichment answered {}", r.status)),
                     Err(e) => ctx.warn(format!("enrichment failed: {e}")),
                 }
             }
@@ -240,5 +191,45 @@ mod tests {
             "https://enrich.example.com/v1/companies?domain=acme.ioevil1"
         );
         assert_eq!(auth, "Bearer {{secret:ENRICH_KEY}}");
+    }
+
+    #[test]
+    fn enriches_and_scores_from_the_answer_on_the_mock_host() {
+        use stagecraft_sdk::http::{HttpError, Response};
+        use stagecraft_sdk::testing::{self, MockHost};
+
+        let config = serde_json::json!({"url": "https://enrich.example.com/v1/companies"});
+        let mut lead = testing::lead("l1", "Ada", "leads", "new");
+        lead.email = Some("ada@acme.io".into());
+        let url = "https://enrich.example.com/v1/companies?domain=acme.io";
+        let mut host = MockHost::new()
+            .with_config_value(config)
+            .with_http(
+                "GET",
+                url,
+                Ok(Response::new(200, r#"{"size":1200,"industry":"software"}"#)),
+            )
+            .with_http("GET", url, Err(HttpError::Timeout));
+        host.run::<EnrichLead>(&Event::created(lead.clone()))
+            .expect("first run");
+        let r = host.record("l1").expect("lead");
+        assert_eq!(r.custom_field::<u64>("company_size"), Some(1200));
+        assert_eq!(r.custom_field::<i64>("score"), Some(50));
+        let sent = &host.http_sent()[0];
+        assert_eq!(sent.url(), url);
+        assert!(sent.headers().contains(&(
+            "authorization".into(),
+            "Bearer {{secret:ENRICH_KEY}}".into()
+        )));
+        // The service timing out: logged by name, and the lead is scored from what it has.
+        host.run::<EnrichLead>(&Event::created(lead))
+            .expect("second run");
+        assert!(
+            host.logs
+                .iter()
+                .any(|(_, l)| l == "enrichment failed: request_timeout"),
+            "{:?}",
+            host.logs
+        );
     }
 }

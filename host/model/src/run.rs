@@ -55,6 +55,9 @@ pub enum Outcome {
     EventPruned { message: String },
     /// More records, tasks or comments created (or tasks completed) than one run may.
     CreateLimit { message: String },
+    /// An inline run waited on the network longer than inline runs may in all (a person is
+    /// waiting for the change it belongs to).
+    NetworkTimeout { message: String },
 }
 
 impl Outcome {
@@ -78,11 +81,12 @@ impl Outcome {
             Outcome::EffectLimit { .. } => "effect_limit",
             Outcome::EventPruned { .. } => "event_pruned",
             Outcome::CreateLimit { .. } => "create_limit",
+            Outcome::NetworkTimeout { .. } => "network_timeout",
         }
     }
 
     /// Every outcome name, in declaration order (filters, documentation).
-    pub const NAMES: [&'static str; 18] = [
+    pub const NAMES: [&'static str; 19] = [
         "ok",
         "guest_error",
         "panic",
@@ -101,6 +105,7 @@ impl Outcome {
         "effect_limit",
         "event_pruned",
         "create_limit",
+        "network_timeout",
     ];
 
     /// The outcome with its message (if it carries one) cut to at most `max` bytes, with a
@@ -142,6 +147,9 @@ impl Outcome {
             Outcome::CreateLimit { message } => Outcome::CreateLimit {
                 message: cut(message),
             },
+            Outcome::NetworkTimeout { message } => Outcome::NetworkTimeout {
+                message: cut(message),
+            },
             other => other,
         }
     }
@@ -159,7 +167,8 @@ impl Outcome {
             | Outcome::TimerLimit { message }
             | Outcome::EffectLimit { message }
             | Outcome::EventPruned { message }
-            | Outcome::CreateLimit { message } => Some(message),
+            | Outcome::CreateLimit { message }
+            | Outcome::NetworkTimeout { message } => Some(message),
             Outcome::Ok
             | Outcome::FuelExhausted
             | Outcome::Timeout
@@ -197,6 +206,7 @@ impl Outcome {
             Outcome::EffectLimit { message } => message.clone(),
             Outcome::EventPruned { message } => format!("not run: {message}"),
             Outcome::CreateLimit { message } => message.clone(),
+            Outcome::NetworkTimeout { message } => message.clone(),
         }
     }
 }

@@ -598,7 +598,13 @@ impl Sandbox {
                 api,
                 http: WasiHttpCtx::new(),
                 hooks,
-                deadline: wait::Deadline::new(Instant::now() + self.limits.timeout),
+                deadline: match input.class {
+                    RunClass::Inline => wait::Deadline::with_budget(
+                        Instant::now() + self.limits.timeout,
+                        self.limits.http.inline_network_wait,
+                    ),
+                    _ => wait::Deadline::new(Instant::now() + self.limits.timeout),
+                },
             },
         );
         store.limiter(|s| &mut s.limiter);
@@ -626,7 +632,10 @@ impl Sandbox {
         {
             api.log_line("host", &line);
         }
-        let (notes, exchanges) = journal.take(started.elapsed().as_millis() as u64);
+        let (notes, exchanges) = journal.take(
+            started.elapsed().as_millis() as u64,
+            matches!(outcome, Outcome::NetworkTimeout { .. }),
+        );
         for note in notes {
             api.log_line(&note.level, &note.message);
         }
@@ -769,6 +778,15 @@ fn classify(
             }
             if state.limiter.hit {
                 return Outcome::MemoryLimit;
+            }
+            if state.deadline.budget_hit {
+                let given = state.deadline.budget_given.unwrap_or_default();
+                return Outcome::NetworkTimeout {
+                    message: format!(
+                        "network_timeout: an inline run may wait on the network {} ms in all, and this one waited longer (a person is waiting for the change)",
+                        given.as_millis()
+                    ),
+                };
             }
             if state.deadline.hit {
                 return Outcome::Timeout;

@@ -83,6 +83,10 @@ pub struct HttpLimits {
     pub request_timeout: Duration,
     /// The same for inline runs, shorter: a person is waiting.
     pub inline_request_timeout: Duration,
+    /// All the time an inline run may spend waiting on the network, its requests together;
+    /// a wait that would go past it ends the run `network_timeout` (an inline change is then
+    /// refused whole). A person is waiting for the answer.
+    pub inline_network_wait: Duration,
     /// Bytes of each response body the run record keeps.
     pub recorded_body_bytes: usize,
 }
@@ -94,7 +98,8 @@ impl Default for HttpLimits {
             request_bytes: 1024 * 1024,
             response_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(4),
-            inline_request_timeout: Duration::from_secs(2),
+            inline_request_timeout: Duration::from_millis(1500),
+            inline_network_wait: Duration::from_secs(2),
             recorded_body_bytes: 16 * 1024,
         }
     }

@@ -10,6 +10,11 @@
 //! deadline passes gives up and traps; the run ends `timeout`, like a run whose Wasm ran past
 //! it. Everything that cannot wait is wasmtime-wasi's own code, unchanged. Virtual clocks
 //! ([`crate::clock`]) never make a wait: their pollables are ready at once.
+//!
+//! An inline run also has a budget for all of its waits together
+//! ([`HttpLimits::inline_network_wait`](crate::limits::HttpLimits)): a person is waiting for
+//! the change it belongs to. A wait that would go past it gives up the same way, and the
+//! run ends `network_timeout`.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -24,17 +29,39 @@ use wasmtime_wasi_io::bindings::wasi::io::streams::{
 };
 use wasmtime_wasi_io::streams::{DynInputStream, DynOutputStream};
 
-/// When a run's waiting must end: the run's start plus its wall-clock limit.
+/// When a run's waiting must end: the run's start plus its wall-clock limit, and for
+/// inline runs after a budget of waiting in all.
 #[derive(Debug)]
 pub struct Deadline {
     at: Instant,
+    /// What is left of the run's budget for waiting (inline runs); `None`: no budget.
+    budget: Option<Duration>,
+    /// The whole budget, as it was given (for the message).
+    pub budget_given: Option<Duration>,
     /// Set once a wait gave up because the deadline passed.
     pub hit: bool,
+    /// Set once a wait gave up because the waiting budget ran out.
+    pub budget_hit: bool,
 }
 
 impl Deadline {
     pub fn new(at: Instant) -> Deadline {
-        Deadline { at, hit: false }
+        Deadline {
+            at,
+            budget: None,
+            budget_given: None,
+            hit: false,
+            budget_hit: false,
+        }
+    }
+
+    /// The same, with at most `budget` of waiting in all.
+    pub fn with_budget(at: Instant, budget: Duration) -> Deadline {
+        Deadline {
+            budget: Some(budget),
+            budget_given: Some(budget),
+            ..Deadline::new(at)
+        }
     }
 
     /// Time left until the deadline (zero once it passed).
@@ -51,12 +78,22 @@ pub struct Waits<'a> {
 
 const PASSED: &str = "the run's deadline passed while it waited (for an HTTP response or body)";
 
-/// Runs `f` to completion, or until `deadline`; `None` (and the deadline marked hit) if the
-/// deadline came first.
+/// Runs `f` to completion, or until `deadline` or the end of its waiting budget; `None`
+/// (and which one marked hit) if one of them came first.
 fn bounded<F: Future>(deadline: &mut Deadline, f: F) -> Option<F::Output> {
     let left = deadline.left();
-    match in_tokio(async move { tokio::time::timeout(left, f).await }) {
+    let limit = deadline.budget.map_or(left, |b| b.min(left));
+    let started = Instant::now();
+    let result = in_tokio(async move { tokio::time::timeout(limit, f).await });
+    if let Some(b) = deadline.budget.as_mut() {
+        *b = b.saturating_sub(started.elapsed());
+    }
+    match result {
         Ok(v) => Some(v),
+        Err(_) if limit < left => {
+            deadline.budget_hit = true;
+            None
+        }
         Err(_) => {
             deadline.hit = true;
             None

@@ -19,6 +19,7 @@ mod record_form;
 mod records;
 mod replay;
 mod runs;
+mod secrets;
 pub mod session;
 mod tasks;
 
@@ -113,6 +114,8 @@ pub fn router(state: AppState, api: Router) -> Router {
         .route("/console/runs/{id}", get(runs::detail))
         .route("/console/messages", get(runs::messages))
         .route("/console/messages/{id}/retry", post(runs::retry))
+        .route("/console/secrets", get(secrets::list).post(secrets::set))
+        .route("/console/secrets/{name}/delete", post(secrets::delete))
         .layer(axum::extract::DefaultBodyLimit::max(upload_limit))
         .layer(axum::middleware::map_response(protect))
         .with_state(cs)

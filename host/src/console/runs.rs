@@ -32,7 +32,7 @@ pub struct RunFilter {
 }
 
 /// Outcome names for the filter.
-const OUTCOMES: [&str; 18] = crate::model::Outcome::NAMES;
+const OUTCOMES: [&str; 19] = crate::model::Outcome::NAMES;
 
 #[derive(Template)]
 #[template(path = "console/runs.html")]
@@ -82,6 +82,50 @@ struct RunPage<'a> {
     run: &'a RunRecord,
     report: Report,
     discarded: String,
+    /// The HTTP calls the run made, as its record keeps them.
+    http: Vec<HttpRow>,
+}
+
+/// One recorded HTTP call as the run page shows it. The URL is the module's own: a secret
+/// appears only as its placeholder.
+struct HttpRow {
+    method: String,
+    url: String,
+    status: Option<u16>,
+    error: Option<String>,
+    started_ms: u64,
+    duration_ms: u64,
+    /// The start of the response body as recorded.
+    excerpt: String,
+    /// The body was cut to fit the run record.
+    cut: bool,
+    replayed: bool,
+}
+
+/// Characters of a response body the run page shows.
+const EXCERPT: usize = 300;
+
+fn http_rows(run: &RunRecord) -> Vec<HttpRow> {
+    run.http
+        .iter()
+        .map(|x| {
+            let mut excerpt: String = x.response_body.chars().take(EXCERPT).collect();
+            if x.response_body.chars().nth(EXCERPT).is_some() {
+                excerpt.push('…');
+            }
+            HttpRow {
+                method: x.method.clone(),
+                url: x.url.clone(),
+                status: x.status,
+                error: x.error.clone(),
+                started_ms: x.started_ms,
+                duration_ms: x.duration_ms,
+                excerpt,
+                cut: x.response_body_cut,
+                replayed: x.replayed,
+            }
+        })
+        .collect()
 }
 
 pub async fn detail(c: Console, Path(id): Path<String>) -> Out {
@@ -101,6 +145,7 @@ pub async fn detail(c: Console, Path(id): Path<String>) -> Out {
         run: &run,
         report,
         discarded: page::json(&run.discarded),
+        http: http_rows(&run),
     }))
 }
 

@@ -374,6 +374,10 @@ async fn dry_run(
             .map_err(|e| ApiError::invalid(e.to_string()))?;
     }
     let grants = body.grants.unwrap_or_else(Grants::all);
+    grants
+        .http
+        .validate()
+        .map_err(|e| ApiError::invalid(format!("grants.http: {e}")))?;
     let recorded_http = if body.live {
         None
     } else {

@@ -61,9 +61,9 @@ async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Secr
     Ok(Json(SecretList { secrets }))
 }
 
-/// Sets a secret (replacing one of the same name). Modules use it as `{{secret:NAME}}` in a
-/// header or query value of a request their binding's `grants.http` allows, when the grant
-/// lists the name; they never see the value.
+/// Sets a secret (replacing one of the same name). Modules use it as `{{secret:NAME}}` in
+/// the header or query value their binding's `grants.http` names for it, of a request the
+/// grant allows; they never see the value.
 #[utoipa::path(put, path = "/v1/secrets/{name}", tag = "automation",
     params(("name" = String, Path, pattern = "^[A-Z][A-Z0-9_]{0,63}$")),
     request_body = SecretValue,

@@ -21,7 +21,8 @@ pub struct Seen {
     pub body: usize,
 }
 
-/// The other side: a loopback HTTP server. `/ok` answers `{"value": 42}`; `/big` a 64 MiB
+/// The other side: a loopback HTTP server. `/ok` answers `{"value": 42}`; `/pad` 16 KiB of
+/// text; `/big` a 64 MiB
 /// body; `/slow` drips its body a byte at a time; `/redirect?to=PORT` points at
 /// `127.0.0.1:PORT`. It counts connections and keeps what it was sent.
 pub struct Remote {
@@ -109,6 +110,11 @@ async fn answer(path: &str, seen_headers: Vec<String>, w: &mut tokio::net::tcp::
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
             body.len()
         );
+        let _ = w.write_all(format!("{head}{body}").as_bytes()).await;
+    } else if path.starts_with("/pad") {
+        // 16 KiB of text: as much of a body as a run record keeps.
+        let body = "p".repeat(16 * 1024);
+        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
         let _ = w.write_all(format!("{head}{body}").as_bytes()).await;
     } else if path.starts_with("/big") {
         let total = 64usize << 20;

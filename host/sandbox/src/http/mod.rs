@@ -103,8 +103,14 @@ impl Journal {
     }
 
     /// The log lines and exchanges so far, in order; `elapsed_ms` (the run's length) ends
-    /// the calls still open.
-    pub fn take(&self, elapsed_ms: u64) -> (Vec<LogLine>, Vec<HttpExchange>) {
+    /// the calls still open, cut by the run's deadline or (`budget`) by an inline run's
+    /// budget for waiting.
+    pub fn take(&self, elapsed_ms: u64, budget: bool) -> (Vec<LogLine>, Vec<HttpExchange>) {
+        let why = if budget {
+            "network_timeout: the inline run's time for waiting on the network ran out"
+        } else {
+            "timeout: the run's deadline passed while it waited"
+        };
         let Ok(mut e) = self.0.lock() else {
             return (Vec::new(), Vec::new());
         };
@@ -114,12 +120,12 @@ impl Journal {
         for (x, done) in exchanges.iter_mut().zip(finished) {
             if !done {
                 x.duration_ms = elapsed_ms.saturating_sub(x.started_ms);
+                if budget {
+                    x.error = Some(why.to_string());
+                }
                 notes.push(LogLine {
                     level: "host".into(),
-                    message: format!(
-                        "http {} {}: timeout: the run's deadline passed while it waited",
-                        x.method, x.url
-                    ),
+                    message: format!("http {} {}: {why}", x.method, x.url),
                 });
             }
         }

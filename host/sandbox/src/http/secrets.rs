@@ -1,14 +1,18 @@
 //! Secrets a module uses but never sees. A module writes `{{secret:NAME}}` in a header value
 //! or a URL query value; just before the request leaves, the host puts the tenant's secret
 //! there — only for a request already within the grant, only for names the binding's grant
-//! lists, and nowhere else (a placeholder in the host, path or a query key is refused:
-//! those would hand the value to a log or a DNS server the module picked). What the module,
-//! its logs and the run record hold is its own request, placeholder and all; a response
-//! that echoes a secret has it replaced by its placeholder before the module reads it.
+//! lists, and only into the header or query parameter that grant names for that secret
+//! (and its destinations, if it lists some). Anywhere else is refused `secret_misplaced`:
+//! another header or query value of a destination that reflects what it is sent (a search
+//! endpoint's `?q=`) would read the value back to the module, and the host, path or a query
+//! key would hand it to a log or a DNS server the module picked. What the module, its logs
+//! and the run record hold is its own request, placeholder and all; a response that echoes
+//! a secret has it replaced by its placeholder before the module reads it.
 
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue};
+use stagecraft_model::outbound::{Place, SecretGrant};
 use zeroize::Zeroizing;
 
 /// The tenant's secrets, as the host keeps them (decrypted on demand).
@@ -23,7 +27,7 @@ const CLOSE: &str = "}}";
 /// What a request may use: the tenant, the granted names, and where values come from.
 pub struct Secrets {
     pub tenant: String,
-    pub granted: Vec<String>,
+    pub granted: Vec<SecretGrant>,
     pub source: Option<Arc<dyn SecretSource>>,
 }
 
@@ -40,11 +44,34 @@ pub fn mentions(text: &str) -> bool {
 }
 
 impl Secrets {
-    fn value(&self, name: &str, used: &mut Used) -> Result<Zeroizing<String>, Refusal> {
-        if !self.granted.iter().any(|g| g == name) {
+    fn value(
+        &self,
+        name: &str,
+        place: Place<'_>,
+        to: &reqwest::Url,
+        used: &mut Used,
+    ) -> Result<Zeroizing<String>, Refusal> {
+        let grants: Vec<&SecretGrant> = self.granted.iter().filter(|g| g.name == name).collect();
+        if grants.is_empty() {
             return Err((
                 "secret_not_granted",
                 format!("{name} is not among the binding's secrets"),
+            ));
+        }
+        let host = to.host_str().unwrap_or_default();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let default_port = if to.scheme() == "http" { 80 } else { 443 };
+        if !grants
+            .iter()
+            .any(|g| g.admits(place, host, to.port(), default_port))
+        {
+            let places: Vec<String> = grants.iter().map(|g| g.place()).collect();
+            return Err((
+                "secret_misplaced",
+                format!(
+                    "{name} may go only into {}, not into the {place} of a request to {host}",
+                    places.join(" or ")
+                ),
             ));
         }
         let value = self
@@ -56,8 +83,14 @@ impl Secrets {
         Ok(value)
     }
 
-    /// `text` with every placeholder filled in.
-    pub fn fill(&self, text: &str, used: &mut Used) -> Result<Zeroizing<String>, Refusal> {
+    /// `text`, found at `place` of a request to `to`, with every placeholder filled in.
+    pub fn fill(
+        &self,
+        text: &str,
+        place: Place<'_>,
+        to: &reqwest::Url,
+        used: &mut Used,
+    ) -> Result<Zeroizing<String>, Refusal> {
         let mut out = Zeroizing::new(String::with_capacity(text.len()));
         let mut rest = text;
         while let Some(at) = rest.find(OPEN) {
@@ -66,7 +99,7 @@ impl Secrets {
             let Some(end) = after.find(CLOSE) else {
                 return Err(("secret_misplaced", "an unclosed {{secret:".into()));
             };
-            let value = self.value(&after[..end], used)?;
+            let value = self.value(&after[..end], place, to, used)?;
             out.push_str(&value);
             rest = &after[end + CLOSE.len()..];
         }
@@ -74,14 +107,19 @@ impl Secrets {
         Ok(out)
     }
 
-    /// Fills the placeholders of header values.
-    pub fn fill_headers(&self, headers: &mut HeaderMap, used: &mut Used) -> Result<(), Refusal> {
-        for value in headers.values_mut() {
+    /// Fills the placeholders of the header values of a request to `to`.
+    pub fn fill_headers(
+        &self,
+        headers: &mut HeaderMap,
+        to: &reqwest::Url,
+        used: &mut Used,
+    ) -> Result<(), Refusal> {
+        for (name, value) in headers.iter_mut() {
             let Ok(text) = value.to_str() else { continue };
             if !mentions(text) {
                 continue;
             }
-            let filled = self.fill(text, used)?;
+            let filled = self.fill(text, Place::Header(name.as_str()), to, used)?;
             let mut v = HeaderValue::from_str(&filled).map_err(|_| {
                 (
                     "secret_misplaced",
@@ -112,13 +150,14 @@ impl Secrets {
         if !url.query().is_some_and(|q| mentions(&percent_decode(q))) {
             return Ok(());
         }
+        let to = url.clone();
         let mut pairs = Vec::new();
         for (k, v) in url.query_pairs() {
             if mentions(&k) {
                 return Err(misplaced("query keys"));
             }
             let v = if mentions(&v) {
-                self.fill(&v, used)?
+                self.fill(&v, Place::Query(&k), &to, used)?
             } else {
                 Zeroizing::new(v.into_owned())
             };
@@ -213,14 +252,27 @@ mod tests {
     fn secrets(granted: &[&str]) -> Secrets {
         Secrets {
             tenant: "t".into(),
-            granted: granted.iter().map(|s| s.to_string()).collect(),
+            granted: granted
+                .iter()
+                .flat_map(|s| {
+                    [
+                        SecretGrant::query(s, "key"),
+                        SecretGrant::header(s, "authorization"),
+                    ]
+                })
+                .collect(),
             source: Some(Arc::new(One)),
         }
+    }
+
+    fn parse(text: &str) -> reqwest::Url {
+        reqwest::Url::parse(text).expect(text)
     }
 
     #[test]
     fn placeholders_fill_only_granted_names_in_query_values_and_headers() {
         let s = secrets(&["KEY"]);
+        let to = parse("https://api.example.com/v1");
         let mut used = Used::default();
         let mut url =
             reqwest::Url::parse("https://api.example.com/v1?q=ada&key=%7B%7Bsecret:KEY%7D%7D")
@@ -232,7 +284,7 @@ mod tests {
             "authorization",
             HeaderValue::from_static("Bearer {{secret:KEY}}"),
         );
-        s.fill_headers(&mut h, &mut used).expect("filled");
+        s.fill_headers(&mut h, &to, &mut used).expect("filled");
         assert_eq!(h["authorization"], "Bearer s3cr3t");
         assert_eq!(used.scrub_text("echo s3cr3t!"), "echo {{secret:KEY}}!");
 
@@ -245,9 +297,27 @@ mod tests {
             let e = s.fill_url(&mut url, &mut Used::default()).expect_err(bad);
             assert_eq!(e.0, "secret_misplaced", "{bad}");
         }
-        let e = secrets(&[]).fill("{{secret:KEY}}", &mut Used::default());
+        let key = Place::Query("key");
+        let e = secrets(&[]).fill("{{secret:KEY}}", key, &to, &mut Used::default());
         assert_eq!(e.map(|_| ()).map_err(|e| e.0), Err("secret_not_granted"));
-        let e = secrets(&["OTHER"]).fill("{{secret:OTHER}}", &mut Used::default());
+        let e = secrets(&["OTHER"]).fill("{{secret:OTHER}}", key, &to, &mut Used::default());
         assert_eq!(e.map(|_| ()).map_err(|e| e.0), Err("secret_missing"));
+        // Only into the places its grant names: not another query value, not another header.
+        for bad in [
+            "https://api.example.com/v1?q=%7B%7Bsecret:KEY%7D%7D",
+            "https://api.example.com/v1?key=x&q=%7B%7Bsecret:KEY%7D%7D",
+        ] {
+            let mut u = parse(bad);
+            let e = s.fill_url(&mut u, &mut Used::default()).expect_err(bad);
+            assert_eq!(e.0, "secret_misplaced", "{bad}");
+            assert!(e.1.contains("query parameter q"), "{}", e.1);
+        }
+        let mut h = HeaderMap::new();
+        h.insert("x-echo", HeaderValue::from_static("{{secret:KEY}}"));
+        let e = s
+            .fill_headers(&mut h, &to, &mut Used::default())
+            .expect_err("x-echo");
+        assert_eq!(e.0, "secret_misplaced");
+        assert_eq!(h["x-echo"], "{{secret:KEY}}");
     }
 }

@@ -161,11 +161,12 @@ async fn exchange_with(
     // the placeholders.
     let mut used = Used::default();
     let refused = |(name, why)| fail(name, why, Error::HttpRequestDenied);
+    let to = url.clone();
     call.secrets
         .fill_url(&mut url, &mut used)
         .map_err(refused)?;
     call.secrets
-        .fill_headers(&mut headers, &mut used)
+        .fill_headers(&mut headers, &to, &mut used)
         .map_err(refused)?;
     let response = outbound
         .client

@@ -1,6 +1,7 @@
 //! The binding row: triggers, mode, config (JSON text) and grants.
 
 use serde::{Deserialize, Serialize};
+use stagecraft_model::outbound::SecretGrant;
 use stagecraft_model::{Binding, Grants, HttpGrant, Mode, Trigger};
 use stagecraft_rules::field::Kind;
 use stagecraft_rules::Action;
@@ -68,8 +69,40 @@ struct GrantsRow {
     backward: bool,
     http_destinations: Vec<String>,
     http_allow_http: bool,
-    http_secrets: Vec<String>,
+    http_secrets: Vec<SecretGrantRow>,
     actions: Vec<ActionRow>,
+}
+
+/// A granted secret and the one place it may go (a header's or a query parameter's value;
+/// neither: a grant stored before places existed, which places it nowhere).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SecretGrantRow {
+    name: String,
+    header: Option<String>,
+    query: Option<String>,
+    destinations: Vec<String>,
+}
+
+impl From<&SecretGrant> for SecretGrantRow {
+    fn from(g: &SecretGrant) -> SecretGrantRow {
+        SecretGrantRow {
+            name: g.name.clone(),
+            header: g.header.clone(),
+            query: g.query.clone(),
+            destinations: g.destinations.clone(),
+        }
+    }
+}
+
+impl From<SecretGrantRow> for SecretGrant {
+    fn from(g: SecretGrantRow) -> SecretGrant {
+        SecretGrant {
+            name: g.name,
+            header: g.header,
+            query: g.query,
+            destinations: g.destinations,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -195,7 +228,7 @@ impl From<&Grants> for GrantsRow {
             backward: g.backward,
             http_destinations: g.http.destinations.clone(),
             http_allow_http: g.http.allow_http,
-            http_secrets: g.http.secrets.clone(),
+            http_secrets: g.http.secrets.iter().map(SecretGrantRow::from).collect(),
             actions: g.actions.iter().map(|a| (*a).into()).collect(),
         }
     }
@@ -210,7 +243,7 @@ impl From<GrantsRow> for Grants {
             http: HttpGrant {
                 destinations: g.http_destinations,
                 allow_http: g.http_allow_http,
-                secrets: g.http_secrets,
+                secrets: g.http_secrets.into_iter().map(Into::into).collect(),
             },
             actions: g.actions.into_iter().map(Into::into).collect(),
         }

@@ -33,6 +33,7 @@ pub(crate) enum OutcomeRow {
     EffectLimit(String),
     EventPruned(String),
     CreateLimit(String),
+    NetworkTimeout(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -134,6 +135,7 @@ struct ExchangeRow {
     replayed: bool,
     started_ms: u64,
     duration_ms: u64,
+    response_body_cut: bool,
 }
 
 /// A run record. The first four fields are [`RunHeadRow`] (the first two [`RunOwnerRow`]):
@@ -202,6 +204,7 @@ impl OutcomeRow {
             OutcomeRow::EffectLimit(_) => "effect_limit",
             OutcomeRow::EventPruned(_) => "event_pruned",
             OutcomeRow::CreateLimit(_) => "create_limit",
+            OutcomeRow::NetworkTimeout(_) => "network_timeout",
         }
     }
 }
@@ -227,6 +230,7 @@ impl From<&Outcome> for OutcomeRow {
             Outcome::EffectLimit { message } => OutcomeRow::EffectLimit(message),
             Outcome::EventPruned { message } => OutcomeRow::EventPruned(message),
             Outcome::CreateLimit { message } => OutcomeRow::CreateLimit(message),
+            Outcome::NetworkTimeout { message } => OutcomeRow::NetworkTimeout(message),
         }
     }
 }
@@ -252,6 +256,7 @@ impl From<OutcomeRow> for Outcome {
             OutcomeRow::EffectLimit(message) => Outcome::EffectLimit { message },
             OutcomeRow::EventPruned(message) => Outcome::EventPruned { message },
             OutcomeRow::CreateLimit(message) => Outcome::CreateLimit { message },
+            OutcomeRow::NetworkTimeout(message) => Outcome::NetworkTimeout { message },
         }
     }
 }
@@ -475,6 +480,7 @@ impl From<&HttpExchange> for ExchangeRow {
             replayed: x.replayed,
             started_ms: x.started_ms,
             duration_ms: x.duration_ms,
+            response_body_cut: x.response_body_cut,
         }
     }
 }
@@ -496,6 +502,7 @@ impl From<ExchangeRow> for HttpExchange {
             replayed: x.replayed,
             started_ms: x.started_ms,
             duration_ms: x.duration_ms,
+            response_body_cut: x.response_body_cut,
         }
     }
 }

@@ -1,13 +1,13 @@
-//! Calls out over `wasi:http/outgoing-handler`, as the binding config says:
+//! Calls out over `wasi:http/outgoing-handler` through the SDK's `http` helper, as the
+//! binding config says:
 //! `{"calls": [{"method", "url", "headers": {name: value}, "body", "body_bytes"}],
 //! "repeat": n, "echo_headers": bool, "field": name}`. Logs each answer (`call N: status S
-//! body B`) or error (`call N: error E`) and carries on: a refused call is the module's to
+//! body B`) or error (`call N: error E`, E the helper's named error: `denied: …`,
+//! `address_refused`, `request_timeout`, …) and carries on: a refused call is the module's to
 //! handle. With `"field"`, writes the last JSON answer's `value` to that field of the event's
 //! record. With `"echo_headers"`, logs the headers of each request as the module holds them.
+use stagecraft_sdk::http;
 use stagecraft_sdk::prelude::*;
-use wasip2::http::outgoing_handler;
-use wasip2::http::types::{Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
-use wasip2::io::streams::StreamError;
 
 struct Caller;
 
@@ -18,73 +18,19 @@ struct Call {
     body: Vec<u8>,
 }
 
+/// One call through the SDK's helper (`stagecraft_sdk::http`, over `wasi:http`).
 fn call(ctx: &mut Ctx<'_>, c: &Call, echo: bool) -> Result<(u16, Vec<u8>), String> {
-    let (scheme, rest) = c.url.split_once("://").ok_or("the URL has no scheme")?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let fields = Fields::new();
+    let mut req = http::request(&c.method, c.url.clone()).body(c.body.clone());
     for (k, v) in &c.headers {
-        fields
-            .append(k, v.as_bytes())
-            .map_err(|e| format!("header {k}: {e:?}"))?;
+        req = req.header(k.clone(), v.clone());
     }
     if echo {
-        for (k, v) in fields.entries() {
-            ctx.info(format!("header {k}: {}", String::from_utf8_lossy(&v)));
+        for (k, v) in req.headers() {
+            ctx.info(format!("header {k}: {v}"));
         }
     }
-    let req = OutgoingRequest::new(fields);
-    let method = match c.method.as_str() {
-        "GET" => Method::Get,
-        "POST" => Method::Post,
-        "PUT" => Method::Put,
-        other => Method::Other(other.to_string()),
-    };
-    req.set_method(&method).map_err(|_| "bad method")?;
-    let scheme = match scheme {
-        "http" => Scheme::Http,
-        "https" => Scheme::Https,
-        other => Scheme::Other(other.to_string()),
-    };
-    req.set_scheme(Some(&scheme)).map_err(|_| "bad scheme")?;
-    req.set_authority(Some(authority)).map_err(|_| "bad authority")?;
-    req.set_path_with_query(Some(path)).map_err(|_| "bad path")?;
-    let body = req.body().map_err(|_| "no body")?;
-    // Sent first, written after: a body larger than the host buffers flows as it is read.
-    let pending = outgoing_handler::handle(req, None).map_err(|e| format!("{e:?}"))?;
-    {
-        let out = body.write().map_err(|_| "no body stream")?;
-        for chunk in c.body.chunks(4096) {
-            if let Err(e) = out.blocking_write_and_flush(chunk) {
-                ctx.warn(format!("writing the body stopped: {e:?}"));
-                break;
-            }
-        }
-    }
-    let _ = OutgoingBody::finish(body, None);
-    let resp = loop {
-        match pending.get() {
-            Some(r) => break r,
-            None => pending.subscribe().block(),
-        }
-    };
-    let resp = resp
-        .map_err(|_| "the response was taken twice")?
-        .map_err(|e| format!("{e:?}"))?;
-    let status = resp.status();
-    let body = resp.consume().map_err(|_| "no response body")?;
-    let stream = body.stream().map_err(|_| "no response stream")?;
-    let mut data = Vec::new();
-    loop {
-        match stream.blocking_read(64 * 1024) {
-            Ok(chunk) => data.extend_from_slice(&chunk),
-            Err(StreamError::Closed) => break,
-            Err(e) => return Err(format!("reading the body: {e:?}")),
-        }
-    }
-    Ok((status, data))
+    let answer = req.send().map_err(|e| e.to_string())?;
+    Ok((answer.status, answer.body))
 }
 
 impl Rule for Caller {
