@@ -36,6 +36,10 @@ pub(crate) const RETRY: Duration = Duration::from_secs(2);
 const PROBE_BYTES: usize = 1 << 20;
 /// How long a reopen waits for the failed handle's last users to let go of sled's file lock.
 const RELEASE_WAIT: Duration = Duration::from_millis(500);
+/// How long opening waits for a previous handle in this process to let go of sled's file
+/// lock (sled's flusher thread drops its share up to a flush interval after the handle, and
+/// later on a loaded machine). Another process holding the lock is refused after it.
+const OPEN_WAIT: Duration = Duration::from_secs(10);
 
 /// Called after every reopen, before anyone can read the reopened database (clears caches
 /// that may hold what the failed handle showed but never reached the disk).
@@ -86,7 +90,7 @@ pub(super) struct Live {
 
 impl Database {
     pub fn open(dir: &Path, on_reopen: OnReopen) -> Result<Database> {
-        let (db, tree) = open_sled(dir).map_err(StoreError::from)?;
+        let (db, tree) = open_waiting(dir, OPEN_WAIT).map_err(StoreError::from)?;
         Ok(Database {
             dir: dir.to_path_buf(),
             state: RwLock::new(State {
@@ -197,7 +201,7 @@ impl Database {
         // gets it any more.
         let old = self.write().live.take();
         drop(old);
-        let opened = reopen(&self.dir);
+        let opened = open_waiting(&self.dir, RELEASE_WAIT);
         let mut s = self.write();
         match opened {
             Ok((db, tree)) => {
@@ -347,10 +351,10 @@ fn open_sled(dir: &Path) -> sled::Result<(sled::Db, sled::Tree)> {
     Ok((db, tree))
 }
 
-/// Opens `dir` again, waiting a little for the old handle's last users to release sled's
-/// file lock (sled reports that as an `Other` I/O error naming the lock).
-fn reopen(dir: &Path) -> sled::Result<(sled::Db, sled::Tree)> {
-    let deadline = Instant::now() + RELEASE_WAIT;
+/// Opens `dir`, waiting up to `wait` for an old handle's last users to release sled's file
+/// lock (sled reports that as an `Other` I/O error naming the lock).
+fn open_waiting(dir: &Path, wait: Duration) -> sled::Result<(sled::Db, sled::Tree)> {
+    let deadline = Instant::now() + wait;
     loop {
         match open_sled(dir) {
             Err(sled::Error::Io(e))
