@@ -4,7 +4,8 @@
 //! history accumulates with every event and binding. A stored run keeps its error up to
 //! [`STORED_ERROR_BYTES`], each log line up to [`STORED_LINE_BYTES`], and logs, host calls
 //! and error together up to [`STORED_HISTORY_BYTES`]; whatever is cut leaves one note saying
-//! what (`[not stored: …]`).
+//! what (`[not stored: …]`). The host's own notes in the log (at most [`HOST_NOTES`], such as
+//! how many HTTP requests a flood had refused) are kept before the module's lines.
 
 use crate::model::{LogLine, RunRecord};
 
@@ -16,6 +17,8 @@ pub const STORED_LINE_BYTES: usize = 512;
 pub const STORED_HISTORY_BYTES: usize = 4 * 1024;
 /// Kept back for the note.
 const NOTE: usize = 256;
+/// The host's own log notes a stored run keeps whatever the module logged.
+const HOST_NOTES: usize = 8;
 
 /// JSON bytes of `v` (plus a separator).
 fn size(v: &impl serde::Serialize) -> usize {
@@ -52,15 +55,43 @@ pub fn bound(run: &mut RunRecord) {
     }
     let error = run.outcome.message().map_or(0, str::len);
     let mut budget = STORED_HISTORY_BYTES.saturating_sub(error + NOTE);
-    let (logs, logs_cut) = fitting(&run.logs, &mut budget);
+    // The host's own notes (requests refused past the limit, what a report cut) say what
+    // happened to the run: the first HOST_NOTES are kept wherever they are, charged first;
+    // the module's lines then fill what is left, in order.
+    let notes: Vec<usize> = run
+        .logs
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.level == "host")
+        .map(|(i, _)| i)
+        .take(HOST_NOTES)
+        .collect();
+    for &i in &notes {
+        budget = budget.saturating_sub(size(&run.logs[i]));
+    }
+    let (mut dropped, mut logs_cut, mut full) = (0usize, 0usize, false);
+    let mut i = 0;
+    run.logs.retain(|line| {
+        let keep = if notes.contains(&i) {
+            true
+        } else {
+            let b = size(line);
+            full |= b > budget;
+            if !full {
+                budget -= b;
+            } else {
+                dropped += 1;
+                logs_cut += b;
+            }
+            !full
+        };
+        i += 1;
+        keep
+    });
     let (calls, calls_cut) = fitting(&run.host_calls, &mut budget);
     let mut cut = Vec::new();
-    if logs < run.logs.len() {
-        cut.push(format!(
-            "the last {} log lines ({logs_cut} bytes)",
-            run.logs.len() - logs
-        ));
-        run.logs.truncate(logs);
+    if dropped > 0 {
+        cut.push(format!("the last {dropped} log lines ({logs_cut} bytes)"));
     }
     if calls < run.host_calls.len() {
         cut.push(format!(
@@ -153,6 +184,20 @@ mod tests {
                 && note.contains("host calls"),
             "{note}"
         );
+    }
+
+    #[test]
+    fn the_hosts_notes_are_kept_past_a_noisy_module() {
+        let mut r = run(200, 100, 0, 0);
+        r.logs.push(LogLine {
+            level: "host".into(),
+            message: "190 more HTTP requests were refused".into(),
+        });
+        bound(&mut r);
+        assert!(history(&r) <= STORED_HISTORY_BYTES, "{}", history(&r));
+        let n = r.logs.len();
+        assert_eq!(r.logs[n - 2].message, "190 more HTTP requests were refused");
+        assert!(r.logs[n - 1].message.starts_with("[not stored: the last "));
     }
 
     #[test]
