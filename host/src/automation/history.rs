@@ -4,7 +4,7 @@
 //! history accumulates with every event and binding. A stored run keeps its error up to
 //! [`STORED_ERROR_BYTES`], each log line up to [`STORED_LINE_BYTES`], and logs, host calls
 //! and error together up to [`STORED_HISTORY_BYTES`]; whatever is cut leaves one note saying
-//! what (`[not stored: …]`). The host's own notes in the log (at most [`HOST_NOTES`], such as
+//! what (`[not stored: …]`). The host's own notes in the log (the last [`HOST_NOTES`], such as
 //! how many HTTP requests a flood had refused) are kept before the module's lines.
 
 use crate::model::{LogLine, RunRecord};
@@ -56,12 +56,13 @@ pub fn bound(run: &mut RunRecord) {
     let error = run.outcome.message().map_or(0, str::len);
     let mut budget = STORED_HISTORY_BYTES.saturating_sub(error + NOTE);
     // The host's own notes (requests refused past the limit, what a report cut) say what
-    // happened to the run: the first HOST_NOTES are kept wherever they are, charged first;
-    // the module's lines then fill what is left, in order.
+    // happened to the run, and the summaries come last: the last HOST_NOTES are kept wherever
+    // they are, charged first; the module's lines then fill what is left, in order.
     let notes: Vec<usize> = run
         .logs
         .iter()
         .enumerate()
+        .rev()
         .filter(|(_, l)| l.level == "host")
         .map(|(i, _)| i)
         .take(HOST_NOTES)
