@@ -38,8 +38,8 @@ pub use backend::Backend;
 pub use change::{
     Applied, Changeset, Committed, Durability, FollowUpCaps, Op, RecordWrite, TaskCaps,
 };
-pub use query::{task_due_cursor, task_status_cursor, timeline_order};
 pub use copy::{CopyCounts, NOUNS};
+pub use query::{task_due_cursor, task_status_cursor, timeline_order};
 pub use query::{
     DueMessage, DueTimer, LeaseRequest, Leased, List, ListLimits, MessageFilter, Page, PageRequest,
     PruneRequest, Pruned, Queue, QueuedJob, Read, RecordFilter, Recovered, Row, RunFilter, Scope,

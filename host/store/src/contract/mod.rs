@@ -39,8 +39,8 @@
 //! [`PROPERTIES`] is the list.
 
 pub mod commit;
-pub mod indexes;
 pub mod concurrent;
+pub mod indexes;
 pub mod lease;
 pub mod lists;
 pub mod modules;

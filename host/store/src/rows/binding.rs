@@ -143,13 +143,11 @@ impl From<TriggerRow> for Trigger {
                 name,
                 delay_seconds,
             },
-            TriggerRow::TaskCompleted(title_prefix, tag, delay_seconds) => {
-                Trigger::TaskCompleted {
-                    title_prefix,
-                    tag,
-                    delay_seconds,
-                }
-            }
+            TriggerRow::TaskCompleted(title_prefix, tag, delay_seconds) => Trigger::TaskCompleted {
+                title_prefix,
+                tag,
+                delay_seconds,
+            },
             TriggerRow::TaskOverdue(title_prefix, tag, delay_seconds) => Trigger::TaskOverdue {
                 title_prefix,
                 tag,
