@@ -299,8 +299,21 @@ impl MockHost {
     ///
     /// The event's record is stored first if no record with its id exists (the real host
     /// always has it); for a `deleted` event it is removed instead. On `Err`, this run's
-    /// effects and record changes are discarded.
+    /// effects and record changes are discarded. An inbound event with a name reserved for
+    /// task events (`task_…`, `stagecraft_rules::event`) that is not a task event is refused
+    /// before the rule runs, as the host never delivers one.
     pub fn run<R: Rule>(&mut self, event: &Event) -> Result<(), String> {
+        // The host delivers inbound `task_*` events only as task events (and refuses those
+        // names from integrations), so a test cannot make up one either.
+        if let EventKind::Inbound { name, .. } = &event.kind {
+            if stagecraft_rules::event::reserved_inbound(name) && event.task().is_none() {
+                return Err(format!(
+                    "inbound event names starting with \"task_\" are reserved for task \
+                     events; {name:?} is not one (task_created, task_completed or \
+                     task_overdue with the task as its payload)"
+                ));
+            }
+        }
         if let Some(record) = &event.record {
             if matches!(event.kind, EventKind::Deleted) {
                 self.records.remove(&record.id);
@@ -660,6 +673,40 @@ mod tests {
             ctx.schedule_after(3600, &json!({"step": "follow-up"}))?;
             Ok(())
         }
+    }
+
+    #[test]
+    fn reserved_inbound_names_are_refused_unless_a_task_event() -> Result<(), String> {
+        let mut host = MockHost::new().with_grant("comment");
+        let ada = || lead("l1", "Ada", "leads", "new");
+        let refused = host
+            .run::<Touch>(&Event::inbound("task_done", json!({}), ada()))
+            .err()
+            .ok_or("task_done ran")?;
+        assert!(refused.contains("reserved for task events"), "{refused}");
+        assert!(refused.contains("\"task_done\""), "{refused}");
+        // A task name without a task as its payload is no task event either.
+        let refused = host
+            .run::<Touch>(&Event::inbound("task_completed", json!({"x": 1}), None))
+            .err()
+            .ok_or("a task_completed without a task ran")?;
+        assert!(refused.contains("reserved for task events"), "{refused}");
+        assert!(host.effects.is_empty(), "{:?}", host.effects);
+
+        // A real task event runs.
+        struct Done;
+        impl Rule for Done {
+            fn handle(ctx: &mut Ctx<'_>, event: &Event) -> Result<(), String> {
+                let task = event.task().ok_or("not a task event")?;
+                ctx.comment(&task.record, format!("{} is done", task.title))?;
+                Ok(())
+            }
+        }
+        let task = json!({"id": "tsk_1", "record": "l1", "title": "Call Ada",
+                          "priority": "high", "tags": ["call"], "status": "done"});
+        host.run::<Done>(&Event::inbound("task_completed", task, ada()))?;
+        assert_eq!(host.effects.len(), 1, "{:?}", host.effects);
+        Ok(())
     }
 
     #[test]

@@ -78,10 +78,9 @@ impl EventKind {
 
 /// Inbound event names kept for task events, as modules see them (`task_created`,
 /// `task_completed`, `task_overdue`, and any other `task_` name a later version may add): an
-/// integration cannot post them, so a module can trust an inbound `task_*` event.
-pub fn reserved_inbound(name: &str) -> bool {
-    name.starts_with("task_")
-}
+/// integration cannot post them, so a module can trust an inbound `task_*` event. One copy,
+/// shared with the SDK's `MockHost`.
+pub use stagecraft_rules::event::reserved_inbound;
 
 /// Why an event happened when automation caused it: the run, and the chain of bindings that
 /// led here (for the loop guard).

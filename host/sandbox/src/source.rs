@@ -18,8 +18,9 @@ pub trait RecordSource: Send + Sync {
     /// Records matching `filter`, at most `limit`, in the backend's list order.
     fn find(&self, filter: &RecordFilter, limit: usize) -> Result<Vec<Record>, SourceError>;
     fn pipeline(&self, id: &str) -> Result<Option<Pipeline>, SourceError>;
-    /// A task (`tasks.complete` reads it). Until the store keeps tasks, sources that have
-    /// none answer `None`, so completing a task made before the run is `not-found`.
+    /// A task (`tasks.complete` reads it). The store's source answers from the store's
+    /// tasks; sources that hold none answer `None`, so completing a task made before the run
+    /// is `not-found` there.
     fn task(&self, _id: &str) -> Result<Option<Task>, SourceError> {
         Ok(None)
     }

@@ -293,8 +293,7 @@ fn describe(
             i18n::text(lang, "effect-schedule", &[("after", seconds(*s))]),
             other(record)
         ),
-        // Host API 0.2 effects: only dry runs and replays make them so far, and the
-        // console's words for them come with the task pages (issue 19).
+        // Host API 0.2 effects: symbols rather than words, the same in every language.
         Effect::CreateRecord { kind, name, .. } => format!("+ {} {name}", kind.as_str()),
         Effect::CreateTask { record, title, .. } => format!("+ ☐ {title}{}", other(record)),
         Effect::CompleteTask { task, record } => format!("☑ {task}{}", other(record)),
