@@ -25,18 +25,27 @@ const FIXED_FAMILIES: [&str; 12] = [
     "meta/",
 ];
 
+/// One API call; a 409 `conflict` (the change raced the demo's own background runs on the
+/// same record) is sent again, at most 20 times, since none of these calls names a version.
 async fn call(c: &reqwest::Client, method: reqwest::Method, url: String, body: Value) -> Value {
-    let r = c
-        .request(method, url)
-        .bearer_auth(KEY)
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    let status = r.status();
-    let v: Value = r.json().await.expect("json");
-    assert!(status.is_success(), "{status}: {v}");
-    v
+    let mut tries = 0;
+    loop {
+        let r = c
+            .request(method.clone(), url.clone())
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        let v: Value = r.json().await.expect("json");
+        tries += 1;
+        if status == reqwest::StatusCode::CONFLICT && tries < 20 {
+            continue;
+        }
+        assert!(status.is_success(), "{status}: {v}");
+        return v;
+    }
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
