@@ -258,9 +258,13 @@ async fn generate_v1_fixture() {
                    "custom": {"address": {"city": "Zürich", "zip": "8001"}, "vip": true}}),
         )
         .await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let cutoff = Utc::now();
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The cutoff lies strictly after what came before it and strictly before what follows.
+    let before: chrono::DateTime<Utc> = acme_co["updated_at"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("the company's updated_at");
+    let cutoff = clock_past(before).await;
+    clock_past(cutoff).await;
 
     // Keys: one of each role, one revoked.
     let dev = s.key(k, "developer").await;
@@ -737,6 +741,18 @@ async fn mv_tenant(s: &Server, key: &str, rec: &str, stage: &str) {
 }
 
 /// Unpacks the fixture into a fresh temp dir: `data/` and `expected.json`.
+/// Waits (bounded: 10 s) until the clock reads later than `t`, and returns that reading.
+async fn clock_past(t: chrono::DateTime<Utc>) -> chrono::DateTime<Utc> {
+    for _ in 0..10_000 {
+        let now = Utc::now();
+        if now > t {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("the clock never passed {t}");
+}
+
 fn unpack() -> (tempfile::TempDir, Value) {
     let tmp = temp_dir();
     let status = Command::new("tar")
