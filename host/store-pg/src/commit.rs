@@ -9,7 +9,7 @@ use stagecraft_model::stats::{hour_of, Rollup};
 use stagecraft_model::{Event, MessageStatus, OutboxMessage, Record, RunRecord, Timer, TimerKind};
 use stagecraft_store::{Changeset, Committed, RecordWrite, StoreError};
 
-use crate::sql::{big, dec, enc, ms, name, TxResult};
+use crate::sql::{big, channel_name, dec, enc, kind_name, ms, status_name, TxResult};
 
 pub fn commit(tx: &mut Transaction<'_>, cs: &Changeset) -> TxResult<Committed> {
     let tenant = cs.tenant.as_str();
@@ -45,8 +45,8 @@ pub fn commit(tx: &mut Transaction<'_>, cs: &Changeset) -> TxResult<Committed> {
     Ok(Committed { ops })
 }
 
-fn record_columns(r: &Record) -> (String, Option<String>) {
-    (name(&r.kind), r.email.clone())
+fn record_columns(r: &Record) -> (&'static str, Option<String>) {
+    (kind_name(r.kind), r.email.clone())
 }
 
 fn put_record(
@@ -157,16 +157,17 @@ fn cancel_timers(
 
 pub fn insert_event(tx: &mut Transaction<'_>, tenant: &str, e: &Event) -> TxResult<()> {
     tx.execute(
-        "INSERT INTO events (tenant, id, record, occurred_ms, has_snapshot, value) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, id) DO UPDATE \
+        "INSERT INTO events (tenant, id, record, occurred_ms, has_snapshot, kind, value) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, id) DO UPDATE \
          SET record = EXCLUDED.record, occurred_ms = EXCLUDED.occurred_ms, \
-             has_snapshot = EXCLUDED.has_snapshot, value = EXCLUDED.value",
+             has_snapshot = EXCLUDED.has_snapshot, kind = EXCLUDED.kind, value = EXCLUDED.value",
         &[
             &tenant,
             &e.id,
             &e.record,
             &ms(e.occurred_at),
             &e.snapshot.is_some(),
+            &e.kind.name(),
             &enc("an event", e)?,
         ],
     )?;
@@ -177,15 +178,11 @@ pub fn insert_event(tx: &mut Transaction<'_>, tenant: &str, e: &Event) -> TxResu
 /// exactly-once rule. Its rollups move in the same transaction.
 fn insert_run(tx: &mut Transaction<'_>, tenant: &str, r: &RunRecord) -> TxResult<()> {
     let value = enc("a run", r)?;
-    let outcome = value
-        .get("outcome")
-        .and_then(|o| o.get("kind"))
-        .and_then(|k| k.as_str())
-        .unwrap_or_default()
-        .to_string();
+    let outcome = r.outcome.name();
     let n = tx.execute(
-        "INSERT INTO runs (tenant, id, binding, module, record, outcome, started_ms, value) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (tenant, id) DO NOTHING",
+        "INSERT INTO runs (tenant, id, binding, module, record, outcome, started_ms, event, \
+            event_kind, value) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (tenant, id) DO NOTHING",
         &[
             &tenant,
             &r.id,
@@ -194,6 +191,8 @@ fn insert_run(tx: &mut Transaction<'_>, tenant: &str, r: &RunRecord) -> TxResult
             &r.record,
             &outcome,
             &ms(r.started_at),
+            &r.event,
+            &r.event_kind,
             &value,
         ],
     )?;
@@ -217,12 +216,12 @@ pub fn roll(
     change: impl FnOnce(&mut Rollup),
 ) -> TxResult<()> {
     let row = tx.query_opt(
-        "SELECT value::text FROM rollups WHERE tenant = $1 AND scope = $2 AND name = $3 \
+        "SELECT value FROM rollups WHERE tenant = $1 AND scope = $2 AND name = $3 \
          AND hour = $4 FOR UPDATE",
         &[&tenant, &scope, &who, &hour],
     )?;
     let mut r: Rollup = match row {
-        Some(row) => dec("a rollup", row.get::<_, &str>(0))?,
+        Some(row) => dec("a rollup", row.get::<_, &[u8]>(0))?,
         None => Rollup::default(),
     };
     change(&mut r);
@@ -269,8 +268,8 @@ pub fn store_message(
         &[
             &tenant,
             &m.id,
-            &name(&m.status),
-            &name(&m.channel),
+            &status_name(m.status),
+            &channel_name(m.channel),
             &m.record,
             &m.run,
             &due_ms,

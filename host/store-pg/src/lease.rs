@@ -11,7 +11,7 @@ use postgres::Transaction;
 use stagecraft_model::{Job, MessageStatus, OutboxMessage, Timer};
 use stagecraft_store::{DueTimer, LeaseRequest, Leased, Queue, QueuedJob};
 
-use crate::sql::{dec, enc, ms, name, TxResult};
+use crate::sql::{dec, enc, ms, status_name, TxResult};
 
 /// A due-index entry's key: `{due_ms:016}/{tenant}/{id}`, in due order.
 pub fn due_key(at_ms: i64, tenant: &str, id: &str) -> String {
@@ -33,7 +33,7 @@ pub fn due_ms_of(key: &str) -> i64 {
 
 /// A queued job as stored; one that cannot be decoded comes back as the reason, so the
 /// worker can record it and move on.
-pub fn queued_job(tenant: &str, id: String, value: &str) -> QueuedJob {
+pub fn queued_job(tenant: &str, id: String, value: &[u8]) -> QueuedJob {
     QueuedJob {
         key: format!("{tenant}/{id}"),
         tenant: tenant.to_string(),
@@ -58,7 +58,7 @@ pub fn lease(tx: &mut Transaction<'_>, req: &LeaseRequest) -> TxResult<Vec<Lease
                     AND (holder IS NULL OR holder = $2 OR held_until_ms <= $3) \
                     ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED) due \
                  WHERE j.tenant = due.tenant AND j.id = due.id \
-                 RETURNING j.id, j.value::text",
+                 RETURNING j.id, j.value",
                 &[tenant, &req.holder, &now, &until, &limit],
             )?;
             let mut jobs: Vec<QueuedJob> = rows
@@ -75,13 +75,13 @@ pub fn lease(tx: &mut Transaction<'_>, req: &LeaseRequest) -> TxResult<Vec<Lease
                     AND (holder IS NULL OR holder = $1 OR held_until_ms <= $2) \
                     ORDER BY due_ms, tenant, id LIMIT $4 FOR UPDATE SKIP LOCKED) due \
                  WHERE t.tenant = due.tenant AND t.id = due.id \
-                 RETURNING t.due_ms, t.tenant, t.id, t.value::text",
+                 RETURNING t.due_ms, t.tenant, t.id, t.value",
                 &[&req.holder, &now, &until, &limit],
             )?;
             let mut timers = Vec::with_capacity(rows.len());
             for r in rows {
                 let (due, tenant, id): (i64, String, String) = (r.get(0), r.get(1), r.get(2));
-                let timer: Timer = dec("a timer", r.get::<_, &str>(3))?;
+                let timer: Timer = dec("a timer", r.get::<_, &[u8]>(3))?;
                 timers.push((
                     due,
                     DueTimer {
@@ -101,14 +101,14 @@ pub fn lease(tx: &mut Transaction<'_>, req: &LeaseRequest) -> TxResult<Vec<Lease
             // (or a stale entry) matches nothing once the first claim moved it.
             let (at, _, _) = split_due(&due.key);
             let row = tx.query_opt(
-                "SELECT value::text FROM messages WHERE tenant = $1 AND id = $2 \
+                "SELECT value FROM messages WHERE tenant = $1 AND id = $2 \
                  AND status IN ('queued', 'sending') AND due_ms = $3 FOR UPDATE SKIP LOCKED",
                 &[&due.tenant, &due.id, &at],
             )?;
             let Some(row) = row else {
                 return Ok(Vec::new());
             };
-            let mut m: OutboxMessage = dec("a message", row.get::<_, &str>(0))?;
+            let mut m: OutboxMessage = dec("a message", row.get::<_, &[u8]>(0))?;
             m.status = MessageStatus::Sending;
             tx.execute(
                 "UPDATE messages SET status = $3, due_ms = $4, value = $5 \
@@ -116,7 +116,7 @@ pub fn lease(tx: &mut Transaction<'_>, req: &LeaseRequest) -> TxResult<Vec<Lease
                 &[
                     &due.tenant,
                     &due.id,
-                    &name(&m.status),
+                    &status_name(m.status),
                     &until,
                     &enc("a message", &m)?,
                 ],

@@ -6,7 +6,12 @@
 //! - [`connect`]: where the server is (a URL or the libpq `PG*` variables) and the bounded
 //!   connection pool ([`PoolError`] when no connection frees up in time).
 //! - [`schema`]: the embedded, versioned migrations run at start; a database migrated by a
-//!   newer binary is refused ([`SchemaError::TooNew`]).
+//!   newer binary is refused ([`SchemaError::TooNew`]). `conversion` is migration 6's Rust
+//!   step: version 5's JSON values rewritten as storage rows.
+//!
+//! Every stored value (the `value` columns) is its storage row, the bytes sled stores
+//! (`stagecraft_store::Stored`), never the JSON of the API's model types; what SQL filters,
+//! orders or joins on is a column beside it.
 //! - [`commit`] and [`ops`]: one SERIALIZABLE transaction per changeset, with the rules in
 //!   SQL: conditional updates on versions, `ON CONFLICT` on the exactly-once keys (a run's
 //!   id is its (event, binding) id), occupancy counts read inside the transaction.
@@ -26,6 +31,7 @@ mod blobs;
 mod blocking;
 pub mod commit;
 pub mod connect;
+mod conversion;
 pub mod lease;
 pub mod list;
 pub mod listen;

@@ -2,15 +2,14 @@
 //! cursor; paged ones through [`crate::page`].
 
 use postgres::Client;
-use serde::de::DeserializeOwned;
 use stagecraft_model::ApiKey;
-use stagecraft_store::{DueMessage, List, Page, PageRequest, Row, Scope};
+use stagecraft_store::{DueMessage, List, Page, PageRequest, Row, Scope, Stored};
 
 use crate::page::{fetch, fetch_limit, fill, Where};
-use crate::sql::{dec, ms, name, TxResult};
+use crate::sql::{channel_name, dec, kind_name, ms, status_name, TxResult};
 
-/// A complete list: every row `sql` selects (`id, value::text`), decoded.
-fn all<T: DeserializeOwned>(
+/// A complete list: every row `sql` selects (`id, value`), decoded.
+fn all<T: Stored>(
     c: &mut Client,
     what: &str,
     sql: &str,
@@ -26,7 +25,7 @@ fn all<T: DeserializeOwned>(
 
 /// A paged list of `table` under `w` (plus the cursor), in `id` order (`desc`: newest
 /// first, the cursor being the id to go on before).
-fn paged<T: DeserializeOwned>(
+fn paged<T: Stored>(
     c: &mut Client,
     what: &str,
     table: &str,
@@ -41,7 +40,7 @@ fn paged<T: DeserializeOwned>(
     let limit = w.push(fetch_limit(req));
     let order = if desc { "DESC" } else { "ASC" };
     let sql = format!(
-        "SELECT id, value::text FROM {table} {} ORDER BY id {order} LIMIT ${limit}",
+        "SELECT id, value FROM {table} {} ORDER BY id {order} LIMIT ${limit}",
         w.clause()
     );
     let rows = fetch::<T, _>(c, what, &sql, &w.params())?;
@@ -63,18 +62,18 @@ pub fn list(c: &mut Client, l: &List, req: &PageRequest) -> TxResult<Page<Row>> 
         List::Tenants => all(
             c,
             "a tenant",
-            "SELECT tenant, value::text FROM tenants ORDER BY tenant",
+            "SELECT tenant, value FROM tenants ORDER BY tenant",
             &[],
             Row::Tenant,
         ),
         List::Keys { tenant } => {
             let rows = c.query(
-                "SELECT hash, value::text FROM api_keys WHERE tenant = $1 ORDER BY hash",
+                "SELECT hash, value FROM api_keys WHERE tenant = $1 ORDER BY hash",
                 &[tenant],
             )?;
             let mut items = Vec::with_capacity(rows.len());
             for r in rows {
-                let mut k: ApiKey = dec("a key", r.get::<_, &str>(1))?;
+                let mut k: ApiKey = dec("a key", r.get::<_, &[u8]>(1))?;
                 k.hash = r.get(0);
                 items.push(Row::Key(k));
             }
@@ -83,21 +82,21 @@ pub fn list(c: &mut Client, l: &List, req: &PageRequest) -> TxResult<Page<Row>> 
         List::Pipelines { tenant } => all(
             c,
             "a pipeline",
-            "SELECT id, value::text FROM pipelines WHERE tenant = $1 ORDER BY id",
+            "SELECT id, value FROM pipelines WHERE tenant = $1 ORDER BY id",
             &[tenant],
             Row::Pipeline,
         ),
         List::Bindings { tenant } => all(
             c,
             "a binding",
-            "SELECT id, value::text FROM bindings WHERE tenant = $1 ORDER BY id",
+            "SELECT id, value FROM bindings WHERE tenant = $1 ORDER BY id",
             &[tenant],
             Row::Binding,
         ),
         List::Modules { tenant } => all(
             c,
             "a module",
-            "SELECT name, value::text FROM modules m WHERE tenant = $1 AND EXISTS \
+            "SELECT name, value FROM modules m WHERE tenant = $1 AND EXISTS \
              (SELECT 1 FROM module_versions v WHERE v.tenant = m.tenant AND v.module = m.name) \
              ORDER BY name",
             &[tenant],
@@ -106,7 +105,7 @@ pub fn list(c: &mut Client, l: &List, req: &PageRequest) -> TxResult<Page<Row>> 
         List::ModuleVersions { tenant, module } => all(
             c,
             "a module version",
-            "SELECT module, value::text FROM module_versions WHERE tenant = $1 AND module = $2 \
+            "SELECT module, value FROM module_versions WHERE tenant = $1 AND module = $2 \
              ORDER BY version",
             &[tenant, module],
             Row::ModuleVersion,
@@ -118,7 +117,7 @@ pub fn list(c: &mut Client, l: &List, req: &PageRequest) -> TxResult<Page<Row>> 
         } => {
             let mut w = tenant_where(tenant);
             if let Some(k) = filter.kind {
-                w.and("kind", "=", name(&k));
+                w.and("kind", "=", kind_name(k));
             }
             if let Some(p) = &filter.pipeline {
                 w.and("pipeline", "=", p.clone());
@@ -176,10 +175,10 @@ pub fn list(c: &mut Client, l: &List, req: &PageRequest) -> TxResult<Page<Row>> 
         List::Messages { tenant, filter } => {
             let mut w = tenant_where(tenant);
             if let Some(s) = filter.status {
-                w.and("status", "=", name(&s));
+                w.and("status", "=", status_name(s));
             }
             if let Some(ch) = filter.channel {
-                w.and("channel", "=", name(&ch));
+                w.and("channel", "=", channel_name(ch));
             }
             if let Some(r) = &filter.record {
                 w.and("record", "=", r.clone());
@@ -202,14 +201,14 @@ pub fn list(c: &mut Client, l: &List, req: &PageRequest) -> TxResult<Page<Row>> 
         List::Timers { tenant } => all(
             c,
             "a timer",
-            "SELECT id, value::text FROM timers WHERE tenant = $1 ORDER BY due_ms, id",
+            "SELECT id, value FROM timers WHERE tenant = $1 ORDER BY due_ms, id",
             &[tenant],
             Row::Timer,
         ),
         List::Jobs { tenant } => {
             let limit = i64::try_from(req.limit).unwrap_or(i64::MAX);
             let rows = c.query(
-                "SELECT id, value::text FROM jobs WHERE tenant = $1 ORDER BY id LIMIT $2",
+                "SELECT id, value FROM jobs WHERE tenant = $1 ORDER BY id LIMIT $2",
                 &[tenant, &limit],
             )?;
             let items = rows
@@ -230,7 +229,7 @@ pub fn list(c: &mut Client, l: &List, req: &PageRequest) -> TxResult<Page<Row>> 
                 Scope::Binding => "b",
             };
             let rows = c.query(
-                "SELECT hour, value::text FROM rollups WHERE tenant = $1 AND scope = $2 \
+                "SELECT hour, value FROM rollups WHERE tenant = $1 AND scope = $2 \
                  AND name = $3 AND hour >= $4 AND hour < $5 ORDER BY hour",
                 &[tenant, &scope, name, since_hour, until_hour],
             )?;
@@ -238,7 +237,7 @@ pub fn list(c: &mut Client, l: &List, req: &PageRequest) -> TxResult<Page<Row>> 
             for r in rows {
                 items.push(Row::Rollup {
                     hour: r.get(0),
-                    rollup: dec("a rollup", r.get::<_, &str>(1))?,
+                    rollup: dec("a rollup", r.get::<_, &[u8]>(1))?,
                 });
             }
             Ok(Page { items, next: None })

@@ -229,7 +229,7 @@ fn put_pipeline(
     let old = tx.query_opt(
         "UPDATE pipelines n SET version = $3, value = $4 FROM pipelines o \
          WHERE o.tenant = n.tenant AND o.id = n.id AND n.tenant = $1 AND n.id = $2 \
-         AND n.version = $5 RETURNING o.value::text",
+         AND n.version = $5 RETURNING o.value",
         &[&tenant, &p.id, &big(p.version), &value, &big(v)],
     )?;
     let Some(old) = old else {
@@ -247,7 +247,7 @@ fn put_pipeline(
         }
         .into());
     };
-    let old: Pipeline = dec(&what(), old.get::<_, &str>(0))?;
+    let old: Pipeline = dec(&what(), old.get::<_, &[u8]>(0))?;
     let dropped: Vec<String> = old
         .stages
         .iter()
@@ -265,13 +265,13 @@ fn put_pipeline(
 
 fn delete_pipeline(tx: &mut Transaction<'_>, tenant: &str, id: &str) -> TxResult<()> {
     let old = tx.query_opt(
-        "DELETE FROM pipelines WHERE tenant = $1 AND id = $2 RETURNING value::text",
+        "DELETE FROM pipelines WHERE tenant = $1 AND id = $2 RETURNING value",
         &[&tenant, &id],
     )?;
     let Some(old) = old else {
         return Err(StoreError::NotFound(format!("pipeline {id:?}")).into());
     };
-    let old: Pipeline = dec("a pipeline", old.get::<_, &str>(0))?;
+    let old: Pipeline = dec("a pipeline", old.get::<_, &[u8]>(0))?;
     let stages: Vec<String> = old.stages.iter().map(|s| s.id.clone()).collect();
     if let Some((stage, n)) = occupied(tx, tenant, id, &stages)? {
         return Err(StoreError::Refused(format!(
@@ -426,16 +426,26 @@ fn add_version(
         updated_at: now,
     };
     // The number is taken under the module row's lock: two uploads never get the same one.
+    // A module that was there already (its stored row still names its previous latest) is
+    // rewritten with the new number, its creation time kept, still under that lock.
     let row = tx.query_one(
         "INSERT INTO modules (tenant, name, latest, value) VALUES ($1, $2, 1, $3) \
-         ON CONFLICT (tenant, name) DO UPDATE SET latest = modules.latest + 1, \
-            value = jsonb_set(jsonb_set(modules.value, '{latest}', to_jsonb(modules.latest + 1)), \
-                              '{updated_at}', to_jsonb($4::TEXT)) \
-         RETURNING latest",
-        &[&tenant, &name, &enc("a module", &fresh)?, &now.to_rfc3339()],
+         ON CONFLICT (tenant, name) DO UPDATE SET latest = modules.latest + 1 \
+         RETURNING latest, value",
+        &[&tenant, &name, &enc("a module", &fresh)?],
     )?;
+    let latest = u32::try_from(row.get::<_, i64>(0)).unwrap_or(u32::MAX);
+    let mut m: Module = dec("a module", row.get::<_, &[u8]>(1))?;
+    if m.latest != latest {
+        m.latest = latest;
+        m.updated_at = now;
+        tx.execute(
+            "UPDATE modules SET value = $3 WHERE tenant = $1 AND name = $2",
+            &[&tenant, &name, &enc("a module", &m)?],
+        )?;
+    }
     let mut v = v.clone();
-    v.version = u32::try_from(row.get::<_, i64>(0)).unwrap_or(u32::MAX);
+    v.version = latest;
     let usage = usage(tx, tenant, name)?;
     let need = v.size.saturating_add(v.artifact_size);
     quota.admit(
@@ -509,12 +519,12 @@ fn size_version(
     artifact_size: u64,
 ) -> TxResult<()> {
     let row = tx.query_opt(
-        "SELECT value::text FROM module_versions WHERE tenant = $1 AND module = $2 \
+        "SELECT value FROM module_versions WHERE tenant = $1 AND module = $2 \
          AND version = $3 FOR UPDATE",
         &[&tenant, &name, &i64::from(version)],
     )?;
     let Some(row) = row else { return Ok(()) };
-    let mut v: ModuleVersion = dec("a module version", row.get::<_, &str>(0))?;
+    let mut v: ModuleVersion = dec("a module version", row.get::<_, &[u8]>(0))?;
     if v.artifact_size != 0 {
         return Ok(());
     }
@@ -539,11 +549,11 @@ fn put_channels(
     cfg: &ChannelConfig,
 ) -> TxResult<ChannelConfig> {
     let old = tx.query_opt(
-        "SELECT value::text FROM channels WHERE tenant = $1 FOR UPDATE",
+        "SELECT value FROM channels WHERE tenant = $1 FOR UPDATE",
         &[&tenant],
     )?;
     let old: ChannelConfig = match old {
-        Some(r) => dec("channel settings", r.get::<_, &str>(0))?,
+        Some(r) => dec("channel settings", r.get::<_, &[u8]>(0))?,
         None => ChannelConfig::default(),
     };
     let mut new = cfg.clone();
@@ -599,13 +609,13 @@ fn finish_message(tx: &mut Transaction<'_>, tenant: &str, m: &OutboxMessage) -> 
 
 fn retry_message(tx: &mut Transaction<'_>, tenant: &str, id: &str) -> TxResult<OutboxMessage> {
     let row = tx.query_opt(
-        "SELECT value::text FROM messages WHERE tenant = $1 AND id = $2 FOR UPDATE",
+        "SELECT value FROM messages WHERE tenant = $1 AND id = $2 FOR UPDATE",
         &[&tenant, &id],
     )?;
     let Some(row) = row else {
         return Err(StoreError::NotFound(format!("message {id:?}")).into());
     };
-    let mut m: OutboxMessage = dec("a message", row.get::<_, &str>(0))?;
+    let mut m: OutboxMessage = dec("a message", row.get::<_, &[u8]>(0))?;
     if m.status != MessageStatus::Dead {
         return Err(StoreError::Refused(format!(
             "only dead letters can be retried; message {id:?} is {:?}",

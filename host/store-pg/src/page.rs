@@ -4,8 +4,7 @@
 //! page whenever more follow.
 
 use postgres::types::ToSql;
-use serde::de::DeserializeOwned;
-use stagecraft_store::{ListLimits, Page, PageRequest};
+use stagecraft_store::{ListLimits, Page, PageRequest, Stored};
 
 use crate::sql::{dec, TxResult};
 
@@ -40,8 +39,8 @@ pub fn fill<T>(rows: Vec<(String, usize, T)>, req: &PageRequest) -> Page<T> {
     Page { items, next }
 }
 
-/// Runs `sql` (selecting `id, value::text`) and decodes each row's value.
-pub fn fetch<T: DeserializeOwned, C: postgres::GenericClient>(
+/// Runs `sql` (selecting `id, value`) and decodes each row's value.
+pub fn fetch<T: Stored, C: postgres::GenericClient>(
     c: &mut C,
     what: &str,
     sql: &str,
@@ -51,9 +50,9 @@ pub fn fetch<T: DeserializeOwned, C: postgres::GenericClient>(
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let id: String = row.get(0);
-        let text: &str = row.get(1);
-        let value = dec(what, text)?;
-        out.push((id, text.len(), value));
+        let bytes: &[u8] = row.get(1);
+        let value = dec(what, bytes)?;
+        out.push((id, bytes.len(), value));
     }
     Ok(out)
 }

@@ -1,22 +1,21 @@
-//! Point reads: one indexed row each, decoded from its stored JSON.
+//! Point reads: one indexed row each, decoded from its stored row.
 
 use postgres::types::ToSql;
 use postgres::Client;
-use serde::de::DeserializeOwned;
 use stagecraft_model::ApiKey;
-use stagecraft_store::{Read, Row};
+use stagecraft_store::{Read, Row, Stored};
 
 use crate::sql::{dec, TxResult};
 
-/// The stored value of the one row `sql` selects (`value::text` first), decoded.
-fn one<T: DeserializeOwned>(
+/// The stored value of the one row `sql` selects (`value` first), decoded.
+fn one<T: Stored>(
     c: &mut Client,
     what: &str,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> TxResult<Option<T>> {
     match c.query_opt(sql, params)? {
-        Some(row) => Ok(Some(dec(what, row.get::<_, &str>(0))?)),
+        Some(row) => Ok(Some(dec(what, row.get::<_, &[u8]>(0))?)),
         None => Ok(None),
     }
 }
@@ -32,49 +31,49 @@ pub fn read(c: &mut Client, r: &Read) -> TxResult<Option<Row>> {
         Read::Record { tenant, id } => one(
             c,
             "a record",
-            &format!("SELECT value::text FROM records {BY_ID}"),
+            &format!("SELECT value FROM records {BY_ID}"),
             &[tenant, id],
         )?
         .map(Row::Record),
         Read::Event { tenant, id } => one(
             c,
             "an event",
-            &format!("SELECT value::text FROM events {BY_ID}"),
+            &format!("SELECT value FROM events {BY_ID}"),
             &[tenant, id],
         )?
         .map(|e| Row::Event(Box::new(e))),
         Read::Run { tenant, id } => one(
             c,
             "a run",
-            &format!("SELECT value::text FROM runs {BY_ID}"),
+            &format!("SELECT value FROM runs {BY_ID}"),
             &[tenant, id],
         )?
         .map(Row::Run),
         Read::Message { tenant, id } => one(
             c,
             "a message",
-            &format!("SELECT value::text FROM messages {BY_ID}"),
+            &format!("SELECT value FROM messages {BY_ID}"),
             &[tenant, id],
         )?
         .map(Row::Message),
         Read::Binding { tenant, id } => one(
             c,
             "a binding",
-            &format!("SELECT value::text FROM bindings {BY_ID}"),
+            &format!("SELECT value FROM bindings {BY_ID}"),
             &[tenant, id],
         )?
         .map(Row::Binding),
         Read::Pipeline { tenant, id } => one(
             c,
             "a pipeline",
-            &format!("SELECT value::text FROM pipelines {BY_ID}"),
+            &format!("SELECT value FROM pipelines {BY_ID}"),
             &[tenant, id],
         )?
         .map(Row::Pipeline),
         Read::Module { tenant, name } => one(
             c,
             "a module",
-            "SELECT value::text FROM modules WHERE tenant = $1 AND name = $2",
+            "SELECT value FROM modules WHERE tenant = $1 AND name = $2",
             &[tenant, name],
         )?
         .map(Row::Module),
@@ -85,14 +84,14 @@ pub fn read(c: &mut Client, r: &Read) -> TxResult<Option<Row>> {
         } => one(
             c,
             "a module version",
-            "SELECT value::text FROM module_versions WHERE tenant = $1 AND module = $2 AND version = $3",
+            "SELECT value FROM module_versions WHERE tenant = $1 AND module = $2 AND version = $3",
             &[tenant, module, &i64::from(*version)],
         )?
         .map(Row::ModuleVersion),
         Read::KeyByHash { hash } => one::<ApiKey>(
             c,
             "a key",
-            "SELECT value::text FROM api_keys WHERE hash = $1",
+            "SELECT value FROM api_keys WHERE hash = $1",
             &[hash],
         )?
         .map(|mut k| {
@@ -102,7 +101,7 @@ pub fn read(c: &mut Client, r: &Read) -> TxResult<Option<Row>> {
         Read::Channels { tenant } => one(
             c,
             "channel settings",
-            "SELECT value::text FROM channels WHERE tenant = $1",
+            "SELECT value FROM channels WHERE tenant = $1",
             &[tenant],
         )?
         .map(Row::Channels),

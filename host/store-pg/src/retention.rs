@@ -3,9 +3,10 @@
 //! wait behind a pass). What stays is what sled keeps: events without their snapshot,
 //! rollups, idempotency keys, everything not yet delivered.
 
+use stagecraft_model::Event;
 use stagecraft_store::{Durability, PruneRequest, Pruned, Result};
 
-use crate::sql::ms;
+use crate::sql::{dec, enc, ms};
 use crate::PgBackend;
 
 /// Runs `sql` (which removes at most `$2` rows of `$1`'s tenant before cutoff `$3`) until a
@@ -18,6 +19,36 @@ fn drain(b: &PgBackend, sql: &str, tenant: &str, cutoff: i64, batch: i64) -> Res
         })?;
         n += removed;
         if removed < u64::try_from(batch).unwrap_or(u64::MAX) {
+            return Ok(n);
+        }
+    }
+}
+
+/// Drops the record snapshots of `tenant`'s events before `cutoff`, `batch` events per
+/// transaction: a stored event is its row, so each is read, its snapshot dropped, and
+/// written back (the row's own layout, not SQL, says where the snapshot is).
+fn drop_snapshots(b: &PgBackend, tenant: &str, cutoff: i64, batch: i64) -> Result<u64> {
+    let mut n = 0;
+    loop {
+        let dropped = b.transact(Durability::Durable, |tx| {
+            let rows = tx.query(
+                "SELECT id, value FROM events WHERE tenant = $1 AND has_snapshot \
+                 AND occurred_ms < $3 LIMIT $2 FOR UPDATE",
+                &[&tenant, &batch, &cutoff],
+            )?;
+            for r in &rows {
+                let mut e: Event = dec("an event", r.get::<_, &[u8]>(1))?;
+                e.snapshot = None;
+                tx.execute(
+                    "UPDATE events SET has_snapshot = FALSE, value = $3 \
+                     WHERE tenant = $1 AND id = $2",
+                    &[&tenant, &r.get::<_, &str>(0), &enc("an event", &e)?],
+                )?;
+            }
+            Ok(rows.len())
+        })?;
+        n += u64::try_from(dropped).unwrap_or(0);
+        if i64::try_from(dropped).unwrap_or(i64::MAX) < batch {
             return Ok(n);
         }
     }
@@ -44,15 +75,7 @@ pub fn prune(b: &PgBackend, req: &PruneRequest) -> Result<Pruned> {
             cutoff,
             batch,
         )?;
-        out.snapshots += drain(
-            b,
-            "UPDATE events SET has_snapshot = FALSE, value = jsonb_set(value, '{snapshot}', 'null') \
-             WHERE (tenant, id) IN (SELECT tenant, id FROM events \
-             WHERE tenant = $1 AND has_snapshot AND occurred_ms < $3 LIMIT $2)",
-            t,
-            cutoff,
-            batch,
-        )?;
+        out.snapshots += drop_snapshots(b, t, cutoff, batch)?;
         out.messages += drain(
             b,
             "DELETE FROM messages WHERE (tenant, id) IN (SELECT tenant, id FROM messages \

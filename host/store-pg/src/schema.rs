@@ -2,17 +2,18 @@
 //! in its own transaction under an advisory lock, so hosts starting together migrate once.
 //! `stagecraft_schema` holds the version reached; a database a newer binary migrated is
 //! refused ([`SchemaError::TooNew`]) rather than written with rules this binary doesn't
-//! know.
+//! know. A migration SQL cannot express whole has a Rust step (`STEPS`), run after its SQL
+//! in the same transaction.
 //!
 //! Every table's primary key starts with `tenant` and every per-tenant index does too, so
 //! the tables can be distributed by tenant with Citus without a schema change. The few
 //! cross-tenant reads (a key by its hash, due timers and messages, retention) use indexes of
 //! their own and touch every shard, as Citus allows.
 
-use postgres::Client;
+use postgres::{Client, Transaction};
 
 /// The migrations, in order: `MIGRATIONS[n]` takes the schema from version n to n + 1.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3_INDEXES, V4_TASKS, V5_SHARED];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3_INDEXES, V4_TASKS, V5_SHARED, V6_ROWS];
 
 /// The schema version this binary writes.
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -29,7 +30,20 @@ pub enum SchemaError {
     TooNew { found: i64, known: i64 },
     #[error("migrating the database failed: {0}")]
     Failed(#[from] postgres::Error),
+    /// A stored value the migration to storage rows could not convert (nothing was changed).
+    #[error(
+        "migrating the database failed: a stored value in {table} cannot be converted: {reason}"
+    )]
+    Convert { table: String, reason: String },
 }
+
+/// What a migration does after its SQL, in Rust, inside the same transaction (what SQL
+/// cannot do).
+type Step = fn(&mut Transaction<'_>) -> Result<(), SchemaError>;
+
+/// The migrations with a Rust step, found by their SQL (so renumbering keeps each with its
+/// step).
+const STEPS: &[(&str, Step)] = &[(V6_ROWS, crate::conversion::to_rows)];
 
 /// Brings the database up to [`VERSION`] (nothing to do when it is there already).
 pub fn migrate(client: &mut Client) -> Result<i64, SchemaError> {
@@ -51,6 +65,9 @@ pub fn migrate(client: &mut Client) -> Result<i64, SchemaError> {
     }
     for (n, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         tx.batch_execute(sql)?;
+        if let Some((_, step)) = STEPS.iter().find(|(s, _)| s == sql) {
+            step(&mut tx)?;
+        }
         tracing::info!(version = n + 1, "migrated the PostgreSQL schema");
     }
     tx.execute(
@@ -217,4 +234,76 @@ CREATE TABLE replays (
     tenant TEXT NOT NULL, id TEXT NOT NULL, created_ms BIGINT NOT NULL, value JSONB NOT NULL,
     PRIMARY KEY (tenant, id));
 CREATE INDEX replays_by_age ON replays (tenant, created_ms);
+"#;
+
+/// Version 6: every stored value is its storage row (`stagecraft_store::Stored`: `[0xC2,
+/// row version]` then postcard, the bytes sled stores), no longer the JSON of the API's
+/// model types, so renaming an API field never rewrites or breaks stored data. `value`
+/// becomes BYTEA; SQL no longer looks inside it, so what it filters on is a column: runs
+/// gain `event` and `event_kind`, events `kind` (filled from the JSON here). The JSON moves
+/// aside to `json`, the Rust step (`conversion::to_rows`) writes each row's `value` from
+/// it, then [`V6_ROWS_DONE`] drops it. `replays` stays JSON: it holds the API's own answer
+/// for another host to give, not data.
+const V6_ROWS: &str = r#"
+ALTER TABLE runs ADD COLUMN event TEXT, ADD COLUMN event_kind TEXT;
+UPDATE runs SET event = value->>'event', event_kind = value->>'event_kind';
+ALTER TABLE runs ALTER COLUMN event SET NOT NULL, ALTER COLUMN event_kind SET NOT NULL;
+ALTER TABLE events ADD COLUMN kind TEXT;
+UPDATE events SET kind = value->>'type';
+ALTER TABLE events ALTER COLUMN kind SET NOT NULL;
+ALTER TABLE tenants RENAME COLUMN value TO json;
+ALTER TABLE tenants ADD COLUMN value BYTEA;
+ALTER TABLE api_keys RENAME COLUMN value TO json;
+ALTER TABLE api_keys ADD COLUMN value BYTEA;
+ALTER TABLE pipelines RENAME COLUMN value TO json;
+ALTER TABLE pipelines ADD COLUMN value BYTEA;
+ALTER TABLE records RENAME COLUMN value TO json;
+ALTER TABLE records ADD COLUMN value BYTEA;
+ALTER TABLE events RENAME COLUMN value TO json;
+ALTER TABLE events ADD COLUMN value BYTEA;
+ALTER TABLE runs RENAME COLUMN value TO json;
+ALTER TABLE runs ADD COLUMN value BYTEA;
+ALTER TABLE rollups RENAME COLUMN value TO json;
+ALTER TABLE rollups ADD COLUMN value BYTEA;
+ALTER TABLE messages RENAME COLUMN value TO json;
+ALTER TABLE messages ADD COLUMN value BYTEA;
+ALTER TABLE timers RENAME COLUMN value TO json;
+ALTER TABLE timers ADD COLUMN value BYTEA;
+ALTER TABLE jobs RENAME COLUMN value TO json;
+ALTER TABLE jobs ADD COLUMN value BYTEA;
+ALTER TABLE bindings RENAME COLUMN value TO json;
+ALTER TABLE bindings ADD COLUMN value BYTEA;
+ALTER TABLE modules RENAME COLUMN value TO json;
+ALTER TABLE modules ADD COLUMN value BYTEA;
+ALTER TABLE module_versions RENAME COLUMN value TO json;
+ALTER TABLE module_versions ADD COLUMN value BYTEA;
+ALTER TABLE channels RENAME COLUMN value TO json;
+ALTER TABLE channels ADD COLUMN value BYTEA;
+ALTER TABLE notifications RENAME COLUMN value TO json;
+ALTER TABLE notifications ADD COLUMN value BYTEA;
+ALTER TABLE tasks RENAME COLUMN value TO json;
+ALTER TABLE tasks ADD COLUMN value BYTEA;
+ALTER TABLE comments RENAME COLUMN value TO json;
+ALTER TABLE comments ADD COLUMN value BYTEA;
+"#;
+
+/// The end of version 6, run by its Rust step once every row is written.
+pub(crate) const V6_ROWS_DONE: &str = r#"
+ALTER TABLE tenants DROP COLUMN json, ALTER COLUMN value SET NOT NULL;
+ALTER TABLE api_keys DROP COLUMN json, ALTER COLUMN value SET NOT NULL;
+ALTER TABLE pipelines DROP COLUMN json, ALTER COLUMN value SET NOT NULL;
+ALTER TABLE records DROP COLUMN json, ALTER COLUMN value SET NOT NULL;
+ALTER TABLE events DROP COLUMN json, ALTER COLUMN value SET NOT NULL;
+ALTER TABLE runs DROP COLUMN json, ALTER COLUMN value SET NOT NULL;
+ALTER TABLE rollups DROP COLUMN json, ALTER COLUMN value SET NOT NULL;
+ALTER TABLE messages DROP COLUMN json, ALTER COLUMN value SET NOT NULL;
+ALTER TABLE timers DROP COLUMN json, ALTER COLUMN value SET NOT NULL;
+ALTER TABLE jobs DROP COLUMN json, ALTER COLUMN value SET NOT NULL;
+ALTER TABLE bindings DROP COLUMN json, ALTER COLUMN value SET NOT NULL;
+ALTER TABLE modules DROP COLUMN json, ALTER COLUMN value SET NOT NULL;
+ALTER TABLE module_versions DROP COLUMN json, ALTER COLUMN value SET NOT NULL;
+ALTER TABLE channels DROP COLUMN json, ALTER COLUMN value SET NOT NULL;
+ALTER TABLE notifications DROP COLUMN json, ALTER COLUMN value SET NOT NULL;
+ALTER TABLE tasks DROP COLUMN json, ALTER COLUMN value SET NOT NULL;
+ALTER TABLE comments DROP COLUMN json, ALTER COLUMN value SET NOT NULL;
 "#;

@@ -1,10 +1,10 @@
 //! What every module of this crate shares: the error a transaction body returns (a rule's
-//! [`StoreError`] or the database's own), how database errors become store errors, and the
-//! JSON encoding of stored values.
+//! [`StoreError`] or the database's own), how database errors become store errors, the
+//! encoding of stored values (their storage rows, never the model's serde shapes) and the
+//! names kept in indexed columns.
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-use stagecraft_store::StoreError;
+use stagecraft_model::{Channel, MessageStatus, RecordKind};
+use stagecraft_store::{StoreError, Stored};
 
 /// Why a transaction body stopped: a rule said no ([`StoreError`]), or the database failed
 /// (a serialization failure among them, which the caller retries).
@@ -55,29 +55,46 @@ pub fn fail_into(f: Fail) -> StoreError {
     }
 }
 
-/// A value as stored (JSONB).
-pub fn enc<T: Serialize + ?Sized>(what: &str, v: &T) -> TxResult<serde_json::Value> {
-    serde_json::to_value(v).map_err(|e| {
-        Fail::Store(StoreError::Backend(format!(
-            "cannot encode {what} for storage: {e}"
-        )))
-    })
+/// A value as stored in its `value` column (BYTEA): its storage row's bytes, the same as
+/// sled stores (`stagecraft_store::Stored`: only model types with a row can be stored).
+pub fn enc<T: Stored>(_what: &str, v: &T) -> TxResult<Vec<u8>> {
+    Ok(v.encode_row()?)
 }
 
-/// A stored value read back as text (`value::text`).
-pub fn dec<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
-        key: what.to_string(),
-        reason: e.to_string(),
-    })
+/// A stored value read back from its row's bytes.
+pub fn dec<T: Stored>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    T::decode_row(what, bytes)
 }
 
-/// A serde enum's name (`"queued"`, `"email"`, `"lead"`), as stored in its column.
-pub fn name<T: Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(serde_json::Value::String(s)) => s,
-        Ok(other) => other.to_string(),
-        Err(_) => String::new(),
+/// A record kind as its `kind` column holds it. These names are the storage's own (the
+/// filters and the SQL compare with them): they do not follow the API's serde names.
+pub fn kind_name(k: RecordKind) -> &'static str {
+    match k {
+        RecordKind::Lead => "lead",
+        RecordKind::Contact => "contact",
+        RecordKind::Company => "company",
+        RecordKind::Deal => "deal",
+    }
+}
+
+/// A message status as its `status` column holds it (the SQL names `queued`, `sending`
+/// and `sent` too).
+pub fn status_name(s: MessageStatus) -> &'static str {
+    match s {
+        MessageStatus::Queued => "queued",
+        MessageStatus::Sending => "sending",
+        MessageStatus::Sent => "sent",
+        MessageStatus::Dead => "dead",
+    }
+}
+
+/// A channel as its `channel` column holds it.
+pub fn channel_name(c: Channel) -> &'static str {
+    match c {
+        Channel::Email => "email",
+        Channel::Sms => "sms",
+        Channel::Webhook => "webhook",
+        Channel::Notify => "notify",
     }
 }
 

@@ -121,13 +121,13 @@ fn current(
     expected: Option<u64>,
 ) -> TxResult<Task> {
     let row = tx.query_opt(
-        "SELECT value::text FROM tasks WHERE tenant = $1 AND id = $2 FOR UPDATE",
+        "SELECT value FROM tasks WHERE tenant = $1 AND id = $2 FOR UPDATE",
         &[&tenant, &id],
     )?;
     let Some(row) = row else {
         return Err(StoreError::NotFound(format!("task {id:?}")).into());
     };
-    let t: Task = dec("a task", row.get::<_, &str>(0))?;
+    let t: Task = dec("a task", row.get::<_, &[u8]>(0))?;
     match expected {
         Some(v) if v != t.version => Err(StoreError::VersionConflict {
             what: format!("task {id:?}"),
@@ -202,16 +202,16 @@ pub fn add_comment(
 
 pub fn read(c: &mut Client, tenant: &str, id: &str) -> TxResult<Option<Row>> {
     match c.query_opt(
-        "SELECT value::text FROM tasks WHERE tenant = $1 AND id = $2",
+        "SELECT value FROM tasks WHERE tenant = $1 AND id = $2",
         &[&tenant, &id],
     )? {
-        Some(row) => Ok(Some(Row::Task(dec("a task", row.get::<_, &str>(0))?))),
+        Some(row) => Ok(Some(Row::Task(dec("a task", row.get::<_, &[u8]>(0))?))),
         None => Ok(None),
     }
 }
 
 /// A page of `table` under `w`, ordered by (and resumed after) the text column `ord`.
-fn ordered<T: serde::de::DeserializeOwned, C: GenericClient>(
+fn ordered<T: stagecraft_store::Stored, C: GenericClient>(
     c: &mut C,
     what: &str,
     table: &str,
@@ -228,7 +228,7 @@ fn ordered<T: serde::de::DeserializeOwned, C: GenericClient>(
     }
     let limit = w.push(fetch_limit(req));
     let sql = format!(
-        "SELECT {ord}, value::text FROM {table} {} ORDER BY {ord} COLLATE \"C\" LIMIT ${limit}",
+        "SELECT {ord}, value FROM {table} {} ORDER BY {ord} COLLATE \"C\" LIMIT ${limit}",
         w.clause()
     );
     let page = fill(fetch::<T, _>(c, what, &sql, &w.params())?, req);
@@ -312,7 +312,7 @@ pub fn timeline(
         None => (None, None),
     };
     let sql = format!(
-        "SELECT k, id, value::text FROM ( \
+        "SELECT k, id, value FROM ( \
             SELECT 'e' AS k, id, value FROM events WHERE tenant = $1 AND record = $2 \
             UNION ALL SELECT 'c', id, value FROM comments WHERE tenant = $1 AND record = $2 \
             UNION ALL SELECT 't', id, value FROM tasks WHERE tenant = $1 AND record = $2) x \
@@ -322,13 +322,13 @@ pub fn timeline(
     let rows = c.query(&sql, &[&tenant, &record, &ulid, &id, &fetch_limit(req)])?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        let (k, id, text): (&str, String, &str) = (r.get(0), r.get(1), r.get(2));
+        let (k, id, bytes): (&str, String, &[u8]) = (r.get(0), r.get(1), r.get(2));
         let item = match k {
-            "e" => TimelineItem::Event(Box::new(dec::<Event>("an event", text)?)),
-            "c" => TimelineItem::Comment(dec("a comment", text)?),
-            _ => TimelineItem::Task(dec("a task", text)?),
+            "e" => TimelineItem::Event(Box::new(dec::<Event>("an event", bytes)?)),
+            "c" => TimelineItem::Comment(dec("a comment", bytes)?),
+            _ => TimelineItem::Task(dec("a task", bytes)?),
         };
-        out.push((id, text.len(), item));
+        out.push((id, bytes.len(), item));
     }
     let page = fill(out, req);
     Ok(Page {

@@ -47,6 +47,7 @@ pub use query::{
 };
 pub use quota::{ModuleQuota, ModuleUsage};
 pub use reads::RecordPage;
+pub use rows::Stored;
 pub use store::{Leases, Store};
 
 #[derive(Debug, thiserror::Error)]

@@ -15,7 +15,9 @@
 //!
 //! A row's version says which layout follows; a layout change adds a version (and a decode
 //! arm for the old one). Only the types in this module implement [`StoredRow`], and the
-//! sled codec writes nothing else: a model type cannot be stored directly.
+//! sled codec writes nothing else: a model type cannot be stored directly. Other backends
+//! (PostgreSQL) store the same bytes through [`Stored`], sealed and implemented here for
+//! each model type that has a row.
 
 mod automation;
 mod binding;
@@ -26,6 +28,7 @@ mod pipeline;
 mod record;
 mod run;
 mod stats;
+mod stored;
 mod task;
 mod tenant;
 
@@ -40,6 +43,8 @@ pub(crate) use run::{RunHeadRow, RunOwnerRow, RunRow};
 pub(crate) use stats::RollupRow;
 pub(crate) use task::{CommentRow, TaskRow};
 pub(crate) use tenant::{ApiKeyRow, TenantRow};
+
+pub use stored::Stored;
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
