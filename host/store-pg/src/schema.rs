@@ -12,7 +12,7 @@
 use postgres::Client;
 
 /// The migrations, in order: `MIGRATIONS[n]` takes the schema from version n to n + 1.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3_INDEXES, V4_TASKS, V5_SHARED];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3_INDEXES, V4_TASKS, V5_SHARED, V6_ROLLUP_DELTAS];
 
 /// The schema version this binary writes.
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -217,4 +217,17 @@ CREATE TABLE replays (
     tenant TEXT NOT NULL, id TEXT NOT NULL, created_ms BIGINT NOT NULL, value JSONB NOT NULL,
     PRIMARY KEY (tenant, id));
 CREATE INDEX replays_by_age ON replays (tenant, created_ms);
+"#;
+
+/// Version 6 (#18, scaling): rollups as append-only deltas. Each run (each ended delivery)
+/// inserts a row of its own here instead of reading and rewriting its hour's row in
+/// `rollups`, so concurrent commits of a tenant no longer collide on that row; reads sum
+/// `rollups` and the deltas, compaction folds deltas into `rollups` (see `rollup`). The rows
+/// already in `rollups` stay as they are: they are the compacted totals of what came
+/// before.
+const V6_ROLLUP_DELTAS: &str = r#"
+CREATE TABLE rollup_deltas (
+    tenant TEXT NOT NULL, scope TEXT NOT NULL, name TEXT NOT NULL, hour BIGINT NOT NULL,
+    seq BIGINT GENERATED ALWAYS AS IDENTITY, value JSONB NOT NULL,
+    PRIMARY KEY (tenant, scope, name, hour, seq));
 "#;
