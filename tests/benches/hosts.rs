@@ -15,6 +15,12 @@
 //!   runs once per lead. Time from the first create to the last run committed.
 //! - **moves/s**: each lead moved twice (new → contacted → qualified), with an inline
 //!   binding on `stage_changed` that runs inside each request. Acknowledged moves per second.
+//!
+//! Beside them, per setup: the transactions PostgreSQL rolled back and committed in its
+//! database (`pg_stat_database`, read once the hosts' connections are gone: mostly
+//! serialization failures the commit loop retried), and where the CPU went during the moves
+//! (the machine's busy share; CPU-seconds per second of the hosts, PostgreSQL and this
+//! process, from /proc) — to tell contention from a full machine.
 
 #![allow(clippy::unwrap_used)]
 
