@@ -15,6 +15,12 @@
 //!   runs once per lead. Time from the first create to the last run committed.
 //! - **moves/s**: each lead moved twice (new → contacted → qualified), with an inline
 //!   binding on `stage_changed` that runs inside each request. Acknowledged moves per second.
+//!
+//! Beside them, per setup: the transactions PostgreSQL rolled back and committed in its
+//! database (`pg_stat_database`, read once the hosts' connections are gone: mostly
+//! serialization failures the commit loop retried), and where the CPU went during the moves
+//! (the machine's busy share; CPU-seconds per second of the hosts, PostgreSQL and this
+//! process, from /proc) — to tell contention from a full machine.
 
 #![allow(clippy::unwrap_used)]
 
@@ -34,6 +40,99 @@ struct Figures {
     setup: String,
     runs_per_s: f64,
     moves_per_s: f64,
+    /// Transactions PostgreSQL rolled back in the setup's database (serialization failures
+    /// retried, mostly) and committed, over both workloads; None on sled.
+    rollbacks: Option<(i64, i64)>,
+    /// CPU during the moves: the machine's busy share, and the seconds the hosts,
+    /// PostgreSQL and this process (the clients) used.
+    cpu: Cpu,
+}
+
+/// CPU seconds by who used them, over a span of time (from /proc).
+#[derive(Default, Clone, Copy)]
+struct Cpu {
+    busy: f64,
+    hosts: f64,
+    postgres: f64,
+    clients: f64,
+    wall: f64,
+}
+
+/// Ticks (user + system) of every process whose name starts with `comm`.
+fn ticks_of(comm: &str) -> u64 {
+    let mut t = 0;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    for e in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !stat[open + 1..close].starts_with(comm) {
+            continue;
+        }
+        let f: Vec<&str> = stat[close + 2..].split(' ').collect();
+        // Fields 14 and 15 (utime, stime) are the 12th and 13th after the name.
+        t += f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        t += f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    }
+    t
+}
+
+/// (busy, total) jiffies of the whole machine.
+fn machine() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+struct CpuMark {
+    at: Instant,
+    machine: (u64, u64),
+    hosts: u64,
+    postgres: u64,
+    clients: u64,
+}
+
+impl CpuMark {
+    fn now() -> CpuMark {
+        CpuMark {
+            at: Instant::now(),
+            machine: machine(),
+            hosts: ticks_of("stagecraft-serv"),
+            postgres: ticks_of("postgres"),
+            clients: ticks_of("hosts-"),
+        }
+    }
+
+    /// What was used since this mark (ticks are 1/100 s on Linux).
+    fn since(&self) -> Cpu {
+        let later = CpuMark::now();
+        let s = |a: u64, b: u64| b.saturating_sub(a) as f64 / 100.0;
+        let (busy, total) = (
+            later.machine.0.saturating_sub(self.machine.0),
+            later.machine.1.saturating_sub(self.machine.1),
+        );
+        Cpu {
+            busy: busy as f64 / total.max(1) as f64,
+            hosts: s(self.hosts, later.hosts),
+            postgres: s(self.postgres, later.postgres),
+            clients: s(self.clients, later.clients),
+            wall: self.at.elapsed().as_secs_f64(),
+        }
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
@@ -52,12 +151,30 @@ async fn main() {
     for hosts in 1..=3 {
         figures.push(throughput(hosts).await.0);
     }
-    println!("\n| setup | committed runs/s | end-to-end moves/s |");
-    println!("|---|---:|---:|");
+    println!("\n| setup | committed runs/s | end-to-end moves/s | rolled back / committed transactions |");
+    println!("|---|---:|---:|---:|");
     for f in &figures {
+        let rb = f
+            .rollbacks
+            .map(|(r, c)| format!("{r} / {c}"))
+            .unwrap_or_else(|| "—".into());
         println!(
-            "| {} | {:.0} | {:.0} |",
+            "| {} | {:.0} | {:.0} | {rb} |",
             f.setup, f.runs_per_s, f.moves_per_s
+        );
+    }
+    println!("\nCPU during the moves (2 cores = 2 CPU-s per s):");
+    println!("| setup | machine busy | hosts CPU-s/s | PostgreSQL CPU-s/s | clients CPU-s/s |");
+    println!("|---|---:|---:|---:|---:|");
+    for f in &figures {
+        let c = f.cpu;
+        println!(
+            "| {} | {:.0}% | {:.2} | {:.2} | {:.2} |",
+            f.setup,
+            c.busy * 100.0,
+            c.hosts / c.wall,
+            c.postgres / c.wall,
+            c.clients / c.wall
         );
     }
     let (sled_us, pg_us) = read_latency(sled_dir).await;
@@ -135,6 +252,7 @@ async fn throughput(hosts: usize) -> (Figures, Option<tempfile::TempDir>) {
     let runs_per_s = LEADS as f64 / t0.elapsed().as_secs_f64();
 
     let per_client: Arc<Vec<Vec<String>>> = Arc::new(ids);
+    let mark = CpuMark::now();
     let t0 = Instant::now();
     let moved = run_clients(bases.clone(), {
         let per_client = per_client.clone();
@@ -162,6 +280,7 @@ async fn throughput(hosts: usize) -> (Figures, Option<tempfile::TempDir>) {
     .await;
     let moves: usize = moved.iter().map(|v| v[0].parse::<usize>().unwrap()).sum();
     let moves_per_s = moves as f64 / t0.elapsed().as_secs_f64();
+    let cpu = mark.since();
     let setup = match hosts {
         0 => "1 host, sled".to_string(),
         1 => "1 host, PostgreSQL".to_string(),
@@ -169,6 +288,7 @@ async fn throughput(hosts: usize) -> (Figures, Option<tempfile::TempDir>) {
     };
     eprintln!("{setup}: {runs_per_s:.0} runs/s, {moves_per_s:.0} moves/s");
     drop(started);
+    let rollbacks = db.as_ref().map(transactions);
     drop(db);
     let keep = (hosts == 0).then(|| dirs.into_iter().next().unwrap());
     (
@@ -176,9 +296,30 @@ async fn throughput(hosts: usize) -> (Figures, Option<tempfile::TempDir>) {
             setup,
             runs_per_s,
             moves_per_s,
+            rollbacks,
+            cpu,
         },
         keep,
     )
+}
+
+/// (rolled back, committed) transactions in `db`, once the hosts' connections are gone (a
+/// server process reports its counts when it exits).
+fn transactions(db: &TempDatabase) -> (i64, i64) {
+    let others = "SELECT count(*) FROM pg_stat_activity \
+                  WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    for _ in 0..600 {
+        if db.count(others) == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stat = |col: &str| {
+        db.count(&format!(
+            "SELECT {col} FROM pg_stat_database WHERE datname = current_database()"
+        ))
+    };
+    (stat("xact_rollback"), stat("xact_commit"))
 }
 
 /// Runs `CLIENTS` clients at once; what each returned, in client order.

@@ -26,6 +26,9 @@ pub struct PgBackend {
     options: PgOptions,
     /// The LISTEN connection that moves the epoch (see [`crate::listen`]).
     listener: std::sync::Arc<crate::listen::Listener>,
+    /// Changesets with runs this host committed: every [`crate::rollup::COMPACT_EVERY`]th
+    /// compacts its tenant's rollup deltas.
+    run_commits: std::sync::atomic::AtomicU64,
 }
 
 /// Closing a connection runs the client's own runtime too: the pool goes off the async
@@ -72,6 +75,7 @@ impl PgBackend {
             pool: Some(pool),
             options,
             listener: crate::listen::Listener::start(config),
+            run_commits: Default::default(),
         };
         let mut conn = backend.conn().map_err(|e| PoolError::Exhausted {
             size: options.pool_size,
@@ -167,7 +171,13 @@ impl Backend for PgBackend {
         off_runtime(|| {
             batch
                 .iter()
-                .map(|cs| self.transact(cs.durability, |tx| crate::commit::commit(tx, cs)))
+                .map(|cs| {
+                    let done = self.transact(cs.durability, |tx| crate::commit::commit(tx, cs));
+                    if done.is_ok() && !cs.runs.is_empty() {
+                        self.maybe_compact(&cs.tenant);
+                    }
+                    done
+                })
                 .collect()
         })
     }
@@ -216,6 +226,24 @@ impl Backend for PgBackend {
 }
 
 impl PgBackend {
+    /// After every [`crate::rollup::COMPACT_EVERY`]th commit with runs, folds the tenant's
+    /// hot rollup deltas (outside the commit, which has its answer already; a failure
+    /// leaves them for the next pass).
+    fn maybe_compact(&self, tenant: &str) {
+        use std::sync::atomic::Ordering;
+        let n = self.run_commits.fetch_add(1, Ordering::Relaxed) + 1;
+        if !n.is_multiple_of(crate::rollup::COMPACT_EVERY) {
+            return;
+        }
+        let folded = self.conn().and_then(|mut c| {
+            crate::rollup::compact_tenant(&mut c, tenant, crate::rollup::COMPACT_AT)
+                .map_err(fail_into)
+        });
+        if let Err(e) = folded {
+            tracing::warn!(error = %e, "compacting rollups failed");
+        }
+    }
+
     /// Whether this host is listening for other hosts' changes (else its caches follow the
     /// one-second fallback tick).
     pub fn listening(&self) -> bool {

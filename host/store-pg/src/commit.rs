@@ -9,7 +9,7 @@ use stagecraft_model::stats::{hour_of, Rollup};
 use stagecraft_model::{Event, MessageStatus, OutboxMessage, Record, RunRecord, Timer, TimerKind};
 use stagecraft_store::{Changeset, Committed, RecordWrite, StoreError};
 
-use crate::sql::{big, channel_name, dec, enc, kind_name, ms, status_name, TxResult};
+use crate::sql::{big, channel_name, enc, kind_name, ms, status_name, TxResult};
 
 pub fn commit(tx: &mut Transaction<'_>, cs: &Changeset) -> TxResult<Committed> {
     let tenant = cs.tenant.as_str();
@@ -200,13 +200,17 @@ fn insert_run(tx: &mut Transaction<'_>, tenant: &str, r: &RunRecord) -> TxResult
         return Err(StoreError::AlreadyDone(r.id.clone()).into());
     }
     let hour = hour_of(r.started_at);
-    for (scope, who) in [("m", &r.module), ("b", &r.binding)] {
-        roll(tx, tenant, scope, who, hour, |x| x.add(r))?;
-    }
+    crate::rollup::add(
+        tx,
+        tenant,
+        &[("m", &r.module), ("b", &r.binding)],
+        hour,
+        |x| x.add(r),
+    )?;
     Ok(())
 }
 
-/// Changes one hourly rollup (read and written under the row's lock).
+/// Adds to one hourly rollup: a delta row of its own, no read (see [`crate::rollup`]).
 pub fn roll(
     tx: &mut Transaction<'_>,
     tenant: &str,
@@ -215,22 +219,7 @@ pub fn roll(
     hour: i64,
     change: impl FnOnce(&mut Rollup),
 ) -> TxResult<()> {
-    let row = tx.query_opt(
-        "SELECT value FROM rollups WHERE tenant = $1 AND scope = $2 AND name = $3 \
-         AND hour = $4 FOR UPDATE",
-        &[&tenant, &scope, &who, &hour],
-    )?;
-    let mut r: Rollup = match row {
-        Some(row) => dec("a rollup", row.get::<_, &[u8]>(0))?,
-        None => Rollup::default(),
-    };
-    change(&mut r);
-    tx.execute(
-        "INSERT INTO rollups (tenant, scope, name, hour, value) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (tenant, scope, name, hour) DO UPDATE SET value = EXCLUDED.value",
-        &[&tenant, &scope, &who, &hour, &enc("a rollup", &r)?],
-    )?;
-    Ok(())
+    crate::rollup::add(tx, tenant, &[(scope, who)], hour, change)
 }
 
 /// Queues a message unless its idempotency key was used (the key's primary key decides).

@@ -18,7 +18,9 @@
 //! - [`read`], [`list`] (with [`page`]): point reads and indexed lists with cursors.
 //! - [`lease`]: due jobs and timers taken with `FOR UPDATE SKIP LOCKED` and a lease-expiry
 //!   column; a message's lease is its `sending` status with the same expiry.
-//! - [`retention`]: pruning in bounded batches.
+//! - [`rollup`]: hourly run statistics as append-only deltas, summed on read and compacted
+//!   in the background, so concurrent commits never write one hot row.
+//! - [`retention`]: pruning in bounded batches (and compacting every rollup delta).
 //! - [`shared`]: console sign-ins and replay results, so any host answers for them.
 //! - [`listen`]: LISTEN/NOTIFY, so every host forgets cached bindings and pipelines as soon
 //!   as any host changes them (a one-second tick while the listener is down).
@@ -39,6 +41,7 @@ pub mod ops;
 pub mod page;
 pub mod read;
 pub mod retention;
+pub mod rollup;
 pub mod schema;
 pub mod shared;
 mod sql;

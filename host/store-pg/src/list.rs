@@ -228,19 +228,25 @@ pub fn list(c: &mut Client, l: &List, req: &PageRequest) -> TxResult<Page<Row>> 
                 Scope::Module => "m",
                 Scope::Binding => "b",
             };
-            let rows = c.query(
-                "SELECT hour, value FROM rollups WHERE tenant = $1 AND scope = $2 \
-                 AND name = $3 AND hour >= $4 AND hour < $5 ORDER BY hour",
-                &[tenant, &scope, name, since_hour, until_hour],
-            )?;
-            let mut items = Vec::with_capacity(rows.len());
-            for r in rows {
-                items.push(Row::Rollup {
-                    hour: r.get(0),
-                    rollup: dec("a rollup", r.get::<_, &[u8]>(1))?,
-                });
+            let crate::rollup::Summed { hours, deltas } =
+                crate::rollup::read(c, tenant, scope, name, *since_hour, *until_hour)?;
+            // Many deltas: fold them now, so the next read finds them compacted. This read's
+            // answer is already whole; a failed fold only leaves them for the next one.
+            for (hour, _) in deltas
+                .iter()
+                .filter(|(_, n)| *n >= crate::rollup::COMPACT_AT)
+            {
+                if let Err(e) = crate::rollup::compact(c, tenant, scope, name, *hour) {
+                    tracing::warn!(error = ?e, "compacting rollups failed");
+                }
             }
-            Ok(Page { items, next: None })
+            Ok(Page {
+                items: hours
+                    .into_iter()
+                    .map(|(hour, rollup)| Row::Rollup { hour, rollup })
+                    .collect(),
+                next: None,
+            })
         }
         List::BindingRuns {
             tenant,

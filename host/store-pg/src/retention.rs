@@ -67,6 +67,10 @@ pub fn prune(b: &PgBackend, req: &PruneRequest) -> Result<Pruned> {
     };
     let mut out = Pruned::default();
     for t in &tenants {
+        // Every rollup delta folded into its hour's row (see `crate::rollup`).
+        let mut c = b.conn()?;
+        crate::rollup::compact_all(&mut c, t).map_err(crate::sql::fail_into)?;
+        drop(c);
         out.runs += drain(
             b,
             "DELETE FROM runs WHERE (tenant, id) IN (SELECT tenant, id FROM runs \

@@ -13,7 +13,15 @@
 use postgres::{Client, Transaction};
 
 /// The migrations, in order: `MIGRATIONS[n]` takes the schema from version n to n + 1.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3_INDEXES, V4_TASKS, V5_SHARED, V6_ROWS];
+pub const MIGRATIONS: &[&str] = &[
+    V1,
+    V2,
+    V3_INDEXES,
+    V4_TASKS,
+    V5_SHARED,
+    V6_ROWS,
+    V7_ROLLUP_DELTAS,
+];
 
 /// The schema version this binary writes.
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -306,4 +314,17 @@ ALTER TABLE channels DROP COLUMN json, ALTER COLUMN value SET NOT NULL;
 ALTER TABLE notifications DROP COLUMN json, ALTER COLUMN value SET NOT NULL;
 ALTER TABLE tasks DROP COLUMN json, ALTER COLUMN value SET NOT NULL;
 ALTER TABLE comments DROP COLUMN json, ALTER COLUMN value SET NOT NULL;
+"#;
+
+/// Version 7 (#18, scaling): rollups as append-only deltas. Each run (each ended delivery)
+/// inserts a row of its own here instead of reading and rewriting its hour's row in
+/// `rollups`, so concurrent commits of a tenant no longer collide on that row; reads sum
+/// `rollups` and the deltas, compaction folds deltas into `rollups` (see `rollup`). The rows
+/// already in `rollups` stay as they are: they are the compacted totals of what came
+/// before.
+const V7_ROLLUP_DELTAS: &str = r#"
+CREATE TABLE rollup_deltas (
+    tenant TEXT NOT NULL, scope TEXT NOT NULL, name TEXT NOT NULL, hour BIGINT NOT NULL,
+    seq BIGINT GENERATED ALWAYS AS IDENTITY, value BYTEA NOT NULL,
+    PRIMARY KEY (tenant, scope, name, hour, seq));
 "#;
