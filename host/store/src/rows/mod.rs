@@ -206,5 +206,10 @@ impl<'de> Deserialize<'de> for JsonText {
     }
 }
 
+/// How an event row's bytes split between its fields (the disk bench's breakdown).
+pub(crate) fn event_breakdown(bytes: &[u8]) -> Vec<(&'static str, usize)> {
+    decode::<EventRow>(bytes).map_or_else(|_| Vec::new(), |e| e.breakdown())
+}
+
 #[cfg(test)]
 mod tests;

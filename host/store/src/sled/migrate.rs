@@ -184,3 +184,12 @@ fn convert<T: Decode + Encode>(b: &SledBackend, prefix: &'static str) -> Result<
         }
     }
 }
+
+/// How the bytes of a value stored under `key` split between its fields, for the disk
+/// bench (empty for kinds it does not break down).
+pub(crate) fn breakdown(key: &str, bytes: &[u8]) -> Vec<(&'static str, usize)> {
+    if !key.starts_with("evt/") || !rows::is_row(bytes) {
+        return Vec::new();
+    }
+    rows::event_breakdown(bytes)
+}
