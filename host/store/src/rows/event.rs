@@ -7,7 +7,7 @@ use super::{stored_row, JsonText, RecordRow, RowError, TaskRow, Ts};
 
 /// What happened (append only).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-enum KindRow {
+pub(super) enum KindRow {
     Created,
     Updated {
         fields: Vec<String>,

@@ -20,6 +20,8 @@
 mod automation;
 mod binding;
 mod event;
+mod id;
+mod journal;
 mod module;
 mod outbox;
 mod pipeline;
@@ -27,11 +29,14 @@ mod record;
 mod run;
 mod stats;
 mod task;
+mod task_event;
 mod tenant;
 
 pub(crate) use automation::{JobRow, TimerRow};
 pub(crate) use binding::BindingRow;
 pub(crate) use event::EventRow;
+pub(crate) use id::IdRow;
+pub(crate) use journal::{apply, blank, changes, own_snapshot, FieldRow, JournalRow, SnapRow};
 pub(crate) use module::{ModuleRow, ModuleVersionRow};
 pub(crate) use outbox::{ChannelConfigRow, MessageHeadRow, MessageRow, NotificationRow};
 pub(crate) use pipeline::PipelineRow;
@@ -100,6 +105,14 @@ stored_row!(
 /// True when `bytes` is an encoded row (else it is storage v1's JSON).
 pub(crate) fn is_row(bytes: &[u8]) -> bool {
     bytes.first() == Some(&FORMAT)
+}
+
+/// The row version of an encoded row (None for storage v1's JSON).
+pub(crate) fn version(bytes: &[u8]) -> Option<u8> {
+    match bytes {
+        [FORMAT, v, ..] => Some(*v),
+        _ => None,
+    }
 }
 
 pub(crate) fn encode<R: StoredRow>(row: &R) -> Result<Vec<u8>, RowError> {
@@ -208,7 +221,10 @@ impl<'de> Deserialize<'de> for JsonText {
 
 /// How an event row's bytes split between its fields (the disk bench's breakdown).
 pub(crate) fn event_breakdown(bytes: &[u8]) -> Vec<(&'static str, usize)> {
-    decode::<EventRow>(bytes).map_or_else(|_| Vec::new(), |e| e.breakdown())
+    match version(bytes) {
+        Some(1) => decode::<EventRow>(bytes).map_or_else(|_| Vec::new(), |e| e.breakdown()),
+        _ => decode::<JournalRow>(bytes).map_or_else(|_| Vec::new(), |e| e.breakdown()),
+    }
 }
 
 #[cfg(test)]
