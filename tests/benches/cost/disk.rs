@@ -17,9 +17,12 @@ use serde_json::{json, Value};
 const KEY: &str = "bench-admin-key-0123456789";
 
 /// Families whose bytes belong to a record (its row, journal, messages, timers, counters);
-/// everything under `run/`, `brun/` and `roll/` belongs to runs; the rest (modules,
-/// bindings, pipelines, keys, meta) is fixed cost.
-const RUN_FAMILIES: [&str; 3] = ["run/", "brun/", "roll/"];
+/// everything under `run/`, `brun/` and `roll/` and the run indexes (by record, binding,
+/// module, outcome: `ix/n*`) belongs to runs; the rest (modules, bindings, pipelines, keys,
+/// meta) is fixed cost.
+const RUN_FAMILIES: [&str; 7] = [
+    "run/", "brun/", "roll/", "ix/nr/", "ix/nb/", "ix/nm/", "ix/no/",
+];
 const FIXED_FAMILIES: [&str; 12] = [
     "tenant/", "key/", "pipe/", "bind/", "mod/", "modv/", "muse/", "mvn/", "mtn/", "mtb/", "mref/",
     "meta/",
@@ -203,7 +206,7 @@ pub fn section(units: usize) {
     for kv in data.iter() {
         let (k, v) = kv.expect("entry");
         let key = String::from_utf8_lossy(&k).into_owned();
-        let json = match stagecraft::store::stored_as_v1_json(&key, &v) {
+        let json = match stagecraft::store::stored_as_v1_json_in(&data, &key, &v) {
             Ok(j) => serde_json::to_vec(&j).expect("json"),
             // Counters and index entries: v1 stored counters as they are, entries as `null`.
             Err(_) if v.is_empty() => b"null".to_vec(),
@@ -292,6 +295,20 @@ pub fn section(units: usize) {
         .map(|(f, v)| format!("{f} {} B/{} keys", v.1, v.0))
         .collect();
     println!("  largest families (rows): {}", top.join(", "));
+    let of_records: Vec<String> = big
+        .iter()
+        .filter(|(f, _)| {
+            !RUN_FAMILIES.contains(&f.as_str()) && !FIXED_FAMILIES.contains(&f.as_str())
+        })
+        .map(|(f, v)| format!("{f} {:.0}", per(v.1, records)))
+        .collect();
+    println!("  per record, by family (B): {}", of_records.join(", "));
+    let of_runs: Vec<String> = big
+        .iter()
+        .filter(|(f, _)| RUN_FAMILIES.contains(&f.as_str()))
+        .map(|(f, v)| format!("{f} {:.0}", per(v.1, runs)))
+        .collect();
+    println!("  per run, by family (B): {}", of_runs.join(", "));
     let mut fields: Vec<_> = event_fields.into_iter().collect();
     fields.sort_by_key(|f| std::cmp::Reverse(f.1));
     let fields: Vec<String> = fields
