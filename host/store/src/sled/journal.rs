@@ -34,6 +34,10 @@ use stagecraft_model::{Event, Record};
 /// The longest chain of deltas a write makes (a read follows at most [`MAX_HOPS`]).
 pub(super) const MAX_DEPTH: u8 = 8;
 
+/// A delta this small is kept without working out the snapshot's own form (a record's
+/// own snapshot is its id, kind, name, version and a timestamp at least).
+const SMALL_DELTA: usize = 24;
+
 /// The most bases a read follows before calling the chain corrupt (a cycle cannot be
 /// written, see the module doc; this only bounds a damaged one).
 const MAX_HOPS: usize = 64;
@@ -235,10 +239,18 @@ pub(super) fn listed_size(e: &Event) -> usize {
 /// changes to the snapshot of the record's latest event when that is smaller.
 pub(super) fn append(tx: &Tx<'_>, tenant: &str, e: &Event) -> Result<()> {
     let key = family::event(tenant, &e.id);
-    let own = rows::own_snapshot(e);
     let snapshot = match delta(tx, tenant, &key, e)? {
-        Some(d) if size(&d) < size(&own) => d,
-        _ => own,
+        // Smaller than any record's own snapshot: no need to compare.
+        Some(d) if size(&d) <= SMALL_DELTA => d,
+        Some(d) => {
+            let own = rows::own_snapshot(e);
+            if size(&d) < size(&own) {
+                d
+            } else {
+                own
+            }
+        }
+        None => rows::own_snapshot(e),
     };
     tx.put(&key, &JournalRow::new(tenant, &e.id, e, snapshot))?;
     if let Some(r) = &e.record {
