@@ -957,9 +957,10 @@ fn open_and_compare(db: &Path, expected: &Value) {
     drop(store);
 }
 
-/// After the migration: format 2 recorded, every row family's value a row, no markers left.
+/// After the migration: the current format (3) recorded, every row family's value a row,
+/// no markers left.
 fn assert_migrated(db: &sled::Db, keys: &BTreeSet<String>) {
-    assert_eq!(format_of(db), Some(2));
+    assert_eq!(format_of(db), Some(3));
     let after = row_values(db);
     let stored: BTreeSet<String> = after.iter().map(|(k, _)| k.clone()).collect();
     assert_eq!(&stored, keys, "the same keys before and after");
@@ -970,8 +971,8 @@ fn assert_migrated(db: &sled::Db, keys: &BTreeSet<String>) {
     assert_eq!(data.scan_prefix("meta/rows/").count(), 0, "markers removed");
 }
 
-/// Opening a v1 data dir migrates every row in place, records format 2, and reads back row
-/// for row; opening it again rewrites nothing.
+/// Opening a v1 data dir migrates every row in place, records the current format, and
+/// reads back row for row; opening it again rewrites nothing.
 #[test]
 fn a_v1_data_dir_is_migrated_in_place_once() {
     let (tmp, mut expected) = unpack();
@@ -1070,7 +1071,7 @@ fn a_newer_format_is_refused_untouched() {
         let raw = raw_db(&db);
         raw.open_tree("data")
             .unwrap()
-            .insert("meta/format", &3i64.to_be_bytes()[..])
+            .insert("meta/format", &4i64.to_be_bytes()[..])
             .unwrap();
         raw.flush().unwrap();
         row_values(&raw)
@@ -1078,10 +1079,10 @@ fn a_newer_format_is_refused_untouched() {
     let err = Store::open(&db).err().expect("a newer format is refused");
     let msg = err.to_string();
     assert!(
-        msg.contains("newer Stagecraft (storage format 3)") && msg.contains("up to 2"),
+        msg.contains("newer Stagecraft (storage format 4)") && msg.contains("up to 3"),
         "{msg}"
     );
     let raw = raw_db(&db);
     assert_eq!(row_values(&raw), before, "nothing was migrated");
-    assert_eq!(format_of(&raw), Some(3));
+    assert_eq!(format_of(&raw), Some(4));
 }

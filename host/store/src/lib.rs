@@ -114,4 +114,22 @@ pub fn stored_as_v1_json(key: &str, bytes: &[u8]) -> Result<serde_json::Value> {
     crate::sled::migrate::v1_json(key, bytes)
 }
 
+/// [`stored_as_v1_json`] for a value of the sled `tree` it was read from (an event's
+/// snapshot may be stored as changes to another event's).
+#[doc(hidden)]
+pub fn stored_as_v1_json_in(
+    tree: &::sled::Tree,
+    key: &str,
+    bytes: &[u8],
+) -> Result<serde_json::Value> {
+    crate::sled::migrate::v1_json_in(Some(tree), key, bytes)
+}
+
+/// How the bytes of a value stored under `key` split between its fields (the disk bench's
+/// breakdown; empty for kinds it does not break down).
+#[doc(hidden)]
+pub fn stored_breakdown(key: &str, bytes: &[u8]) -> Vec<(&'static str, usize)> {
+    crate::sled::migrate::breakdown(key, bytes)
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

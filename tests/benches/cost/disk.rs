@@ -17,9 +17,12 @@ use serde_json::{json, Value};
 const KEY: &str = "bench-admin-key-0123456789";
 
 /// Families whose bytes belong to a record (its row, journal, messages, timers, counters);
-/// everything under `run/`, `brun/` and `roll/` belongs to runs; the rest (modules,
-/// bindings, pipelines, keys, meta) is fixed cost.
-const RUN_FAMILIES: [&str; 3] = ["run/", "brun/", "roll/"];
+/// everything under `run/`, `brun/` and `roll/` and the run indexes (by record, binding,
+/// module, outcome: `ix/n*`) belongs to runs; the rest (modules, bindings, pipelines, keys,
+/// meta) is fixed cost.
+const RUN_FAMILIES: [&str; 7] = [
+    "run/", "brun/", "roll/", "ix/nr/", "ix/nb/", "ix/nm/", "ix/no/",
+];
 const FIXED_FAMILIES: [&str; 12] = [
     "tenant/", "key/", "pipe/", "bind/", "mod/", "modv/", "muse/", "mvn/", "mtn/", "mtb/", "mref/",
     "meta/",
@@ -61,8 +64,15 @@ fn dir_bytes(dir: &Path) -> u64 {
     total
 }
 
+/// A key's family: its first segment, or its first two for the secondary indexes
+/// (`ix/rk/`, `ix/ru/`, …), so each index is counted on its own.
 fn family_of(key: &str) -> &str {
-    key.split_inclusive('/').next().unwrap_or(key)
+    let first = key.split_inclusive('/').next().unwrap_or(key);
+    if first != "ix/" {
+        return first;
+    }
+    let second = key[3..].split_inclusive('/').next().unwrap_or("");
+    &key[..3 + second.len()]
 }
 
 pub fn section(units: usize) {
@@ -179,6 +189,8 @@ pub fn section(units: usize) {
     let data = sled.open_tree("data").expect("data tree");
     // family -> (keys, bytes as stored, bytes as v1 JSON)
     let mut families: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+    // Where the journal's bytes go: its keys, and each field of its rows.
+    let mut event_fields: BTreeMap<&'static str, u64> = BTreeMap::new();
     // The same keys loaded into two fresh databases, once with the rows and once with v1's
     // JSON: what each encoding costs sled on disk, with no history of rewrites behind it.
     let fresh = tempfile::Builder::new()
@@ -194,12 +206,22 @@ pub fn section(units: usize) {
     for kv in data.iter() {
         let (k, v) = kv.expect("entry");
         let key = String::from_utf8_lossy(&k).into_owned();
-        let json = match stagecraft::store::stored_as_v1_json(&key, &v) {
+        let json = match stagecraft::store::stored_as_v1_json_in(&data, &key, &v) {
             Ok(j) => serde_json::to_vec(&j).expect("json"),
             // Counters and index entries: v1 stored counters as they are, entries as `null`.
             Err(_) if v.is_empty() => b"null".to_vec(),
             Err(_) => v.to_vec(),
         };
+        if key.starts_with("evt/") {
+            *event_fields.entry("key").or_default() += k.len() as u64;
+            let parts = stagecraft::store::stored_breakdown(&key, &v);
+            let counted: usize = parts.iter().map(|p| p.1).sum();
+            *event_fields.entry("row header").or_default() +=
+                v.len().saturating_sub(counted) as u64;
+            for (field, n) in parts {
+                *event_fields.entry(field).or_default() += n as u64;
+            }
+        }
         let f = families.entry(family_of(&key).to_string()).or_default();
         f.0 += 1;
         f.1 += (k.len() + v.len()) as u64;
@@ -269,8 +291,29 @@ pub fn section(units: usize) {
     big.sort_by_key(|(_, v)| std::cmp::Reverse(v.1));
     let top: Vec<String> = big
         .iter()
-        .take(6)
+        .take(12)
         .map(|(f, v)| format!("{f} {} B/{} keys", v.1, v.0))
         .collect();
     println!("  largest families (rows): {}", top.join(", "));
+    let of_records: Vec<String> = big
+        .iter()
+        .filter(|(f, _)| {
+            !RUN_FAMILIES.contains(&f.as_str()) && !FIXED_FAMILIES.contains(&f.as_str())
+        })
+        .map(|(f, v)| format!("{f} {:.0}", per(v.1, records)))
+        .collect();
+    println!("  per record, by family (B): {}", of_records.join(", "));
+    let of_runs: Vec<String> = big
+        .iter()
+        .filter(|(f, _)| RUN_FAMILIES.contains(&f.as_str()))
+        .map(|(f, v)| format!("{f} {:.0}", per(v.1, runs)))
+        .collect();
+    println!("  per run, by family (B): {}", of_runs.join(", "));
+    let mut fields: Vec<_> = event_fields.into_iter().collect();
+    fields.sort_by_key(|f| std::cmp::Reverse(f.1));
+    let fields: Vec<String> = fields
+        .iter()
+        .map(|(f, n)| format!("{f} {:.0}", per(*n, records)))
+        .collect();
+    println!("  evt/ per record, by field (B): {}", fields.join(", "));
 }

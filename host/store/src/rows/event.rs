@@ -7,7 +7,7 @@ use super::{stored_row, JsonText, RecordRow, RowError, TaskRow, Ts};
 
 /// What happened (append only).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-enum KindRow {
+pub(super) enum KindRow {
     Created,
     Updated {
         fields: Vec<String>,
@@ -151,5 +151,32 @@ impl TryFrom<EventRow> for Event {
             }),
             snapshot: e.snapshot.map(Record::try_from).transpose()?,
         })
+    }
+}
+
+/// The size of `v` as postcard writes it.
+pub(crate) fn size<T: Serialize + ?Sized>(v: &T) -> usize {
+    postcard::to_allocvec(v).map_or(0, |b| b.len())
+}
+
+impl EventRow {
+    /// How this row's bytes split between its fields (the disk bench's breakdown).
+    pub(crate) fn breakdown(&self) -> Vec<(&'static str, usize)> {
+        let mut out = vec![
+            ("id", size(&self.id)),
+            ("tenant", size(&self.tenant)),
+            ("record", size(&self.record)),
+            ("kind", size(&self.kind)),
+            ("occurred_at", size(&self.occurred_at)),
+            ("cause", size(&self.cause)),
+        ];
+        match &self.snapshot {
+            Some(s) => {
+                out.push(("snapshot tag", 1));
+                out.extend(s.breakdown());
+            }
+            None => out.push(("snapshot tag", 1)),
+        }
+        out
     }
 }

@@ -22,6 +22,8 @@
 mod automation;
 mod binding;
 mod event;
+mod id;
+mod journal;
 mod module;
 mod outbox;
 mod pipeline;
@@ -30,11 +32,14 @@ mod run;
 mod stats;
 mod stored;
 mod task;
+mod task_event;
 mod tenant;
 
 pub(crate) use automation::{JobRow, TimerRow};
 pub(crate) use binding::BindingRow;
 pub(crate) use event::EventRow;
+pub(crate) use id::IdRow;
+pub(crate) use journal::{apply, blank, changes, own_snapshot, FieldRow, JournalRow, SnapRow};
 pub(crate) use module::{ModuleRow, ModuleVersionRow};
 pub(crate) use outbox::{ChannelConfigRow, MessageHeadRow, MessageRow, NotificationRow};
 pub(crate) use pipeline::PipelineRow;
@@ -105,6 +110,14 @@ stored_row!(
 /// True when `bytes` is an encoded row (else it is storage v1's JSON).
 pub(crate) fn is_row(bytes: &[u8]) -> bool {
     bytes.first() == Some(&FORMAT)
+}
+
+/// The row version of an encoded row (None for storage v1's JSON).
+pub(crate) fn version(bytes: &[u8]) -> Option<u8> {
+    match bytes {
+        [FORMAT, v, ..] => Some(*v),
+        _ => None,
+    }
 }
 
 pub(crate) fn encode<R: StoredRow>(row: &R) -> Result<Vec<u8>, RowError> {
@@ -208,6 +221,14 @@ impl<'de> Deserialize<'de> for JsonText {
             }
         }
         d.deserialize_byte_buf(Bytes)
+    }
+}
+
+/// How an event row's bytes split between its fields (the disk bench's breakdown).
+pub(crate) fn event_breakdown(bytes: &[u8]) -> Vec<(&'static str, usize)> {
+    match version(bytes) {
+        Some(1) => decode::<EventRow>(bytes).map_or_else(|_| Vec::new(), |e| e.breakdown()),
+        _ => decode::<JournalRow>(bytes).map_or_else(|_| Vec::new(), |e| e.breakdown()),
     }
 }
 

@@ -95,6 +95,23 @@ impl From<&Record> for RecordRow {
     }
 }
 
+impl RecordRow {
+    /// How a snapshot's bytes split between its fields (the disk bench's breakdown).
+    pub(crate) fn breakdown(&self) -> Vec<(&'static str, usize)> {
+        use super::event::size;
+        let all = size(self);
+        let id = size(&self.id);
+        let custom = size(&self.custom);
+        let times = size(&self.created_at) + size(&self.updated_at);
+        vec![
+            ("snapshot id", id),
+            ("snapshot custom", custom),
+            ("snapshot timestamps", times),
+            ("snapshot other", all - id - custom - times),
+        ]
+    }
+}
+
 impl TryFrom<RecordRow> for Record {
     type Error = RowError;
 

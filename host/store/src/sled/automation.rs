@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::codec::{Decode, Marker, RunHead};
+use super::codec::{Decode, RunHead};
 use super::page::{fill, Fetched};
 use super::postings::Dir;
 use super::tx::Tx;
@@ -67,10 +67,7 @@ pub(super) fn fire_timer(
         }
     }
     if let Some(e) = event {
-        tx.put(&family::event(&due.tenant, &e.id), e)?;
-        if let Some(r) = &e.record {
-            tx.put(&family::record_event(&due.tenant, r, &e.id), &Marker)?;
-        }
+        super::journal::append(tx, &due.tenant, e)?;
     }
     if let Some(job) = job {
         tx.put(&family::job(&due.tenant, &job.id), job)?;

@@ -29,7 +29,7 @@ pub(crate) trait Decode: Sized {
     fn decode(key: &str, bytes: &[u8]) -> Result<Self>;
 }
 
-fn corrupt(key: &str, e: impl std::fmt::Display) -> StoreError {
+pub(super) fn corrupt(key: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt {
         key: key.to_string(),
         reason: e.to_string(),
@@ -38,7 +38,7 @@ fn corrupt(key: &str, e: impl std::fmt::Display) -> StoreError {
 
 /// Storage v1: the model type's JSON; a value stored by an older version that accepted
 /// deeper values is read all the same (see `deep`).
-fn json_decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
+pub(super) fn json_decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
     match serde_json::from_slice(bytes) {
         Ok(v) => Ok(v),
         Err(e) if deep::too_deep(&e) => match deep::decode(bytes) {
@@ -78,7 +78,6 @@ row_kind!(
     ApiKey => rows::ApiKeyRow,
     Pipeline => rows::PipelineRow,
     Record => rows::RecordRow,
-    Event => rows::EventRow,
     Binding => rows::BindingRow,
     Module => rows::ModuleRow,
     ModuleVersion => rows::ModuleVersionRow,
@@ -92,6 +91,38 @@ row_kind!(
     Task => rows::TaskRow,
     Comment => rows::CommentRow,
 );
+
+/// Events are written as the journal's row v2 with a snapshot that needs no other event
+/// (the commit path writes snapshots as changes to an earlier one itself: `journal`), and
+/// read from v1's JSON, row v1 or row v2. A snapshot stored as changes to another event's
+/// needs that event: [`super::journal::read`] resolves it, this refuses it.
+impl Encode for Event {
+    fn encode(&self, key: &str) -> Result<Vec<u8>> {
+        let (tenant, id) = super::journal::key_parts(key);
+        row_encode(
+            key,
+            &rows::JournalRow::new(tenant, id, self, rows::own_snapshot(self)),
+        )
+    }
+}
+
+impl Decode for Event {
+    fn decode(key: &str, bytes: &[u8]) -> Result<Self> {
+        match super::journal::stored(key, bytes)? {
+            super::journal::Stored::Whole(e) => Ok(e),
+            super::journal::Stored::Delta { base, .. } => Err(corrupt(
+                key,
+                format!("its snapshot is stored as changes to event {base}'s; read it through the journal"),
+            )),
+        }
+    }
+}
+
+impl Encode for rows::JournalRow {
+    fn encode(&self, key: &str) -> Result<Vec<u8>> {
+        row_encode(key, self)
+    }
+}
 
 /// Small values that are their own row: the keys of a record's timers (`rtim/`); a webhook
 /// secret, an idempotency key's message id, a retention mark; flags under `meta/`.

@@ -188,10 +188,7 @@ pub(super) fn apply(tx: &Tx<'_>, cs: &Changeset) -> Result<()> {
         }
     }
     for e in &cs.events {
-        tx.put(&family::event(tenant, &e.id), e)?;
-        if let Some(r) = &e.record {
-            tx.put(&family::record_event(tenant, r, &e.id), &Marker)?;
-        }
+        super::journal::append(tx, tenant, e)?;
     }
     for r in &cs.runs {
         let key = family::run(tenant, &r.id);

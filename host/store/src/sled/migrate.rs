@@ -7,8 +7,14 @@
 //!   finished family leaves a marker (`meta/rows/{family}`), so an interrupted migration
 //!   resumes where it stopped. Batches are written lazily (a crash loses at most unflushed
 //!   conversions, whose JSON is still there); each family is flushed before its marker.
-//! - **Recorded:** when every family is done, `meta/format` says 2 and the markers go.
-//!   A data dir whose format is newer than [`FORMAT`] is refused before anything touches it.
+//! - **Recorded:** when every family is done, `meta/format` says [`FORMAT`] and the markers
+//!   go. A data dir whose format is newer than [`FORMAT`] is refused before anything
+//!   touches it.
+//!
+//! Format 3 (the journal's event row v2: compact ids, snapshots as changes to an earlier
+//! event's, see `super::journal`) reads everything format 2 stored as it is, so a format-2
+//! data dir only records the new format; recording it keeps a format-2 binary from
+//! opening a journal it cannot read.
 //!
 //! Values nobody could read before (corrupt JSON) are left as they are, and stay corrupt.
 
@@ -25,8 +31,11 @@ use stagecraft_model::{
     Pipeline, Record, RunRecord, Tenant, Timer,
 };
 
-/// The storage format this binary writes: 2, storage rows.
-pub(super) const FORMAT: i64 = 2;
+/// The storage format this binary writes: 3, storage rows with the journal's event row v2.
+pub(super) const FORMAT: i64 = 3;
+
+/// The first format of storage rows; every later one reads its rows as they are.
+const FIRST_ROWS_FORMAT: i64 = 2;
 
 /// Where a data dir records its format (a big-endian i64; absent in storage v1).
 pub(super) const FORMAT_KEY: &str = "meta/format";
@@ -85,6 +94,23 @@ fn v1_json_of<T: Decode + Serialize>(key: &str, bytes: &[u8]) -> Result<serde_js
 /// The JSON storage v1 kept for the value stored under `key` (in either encoding): how
 /// tests plant what an older version would have left.
 pub(crate) fn v1_json(key: &str, bytes: &[u8]) -> Result<serde_json::Value> {
+    v1_json_in(None, key, bytes)
+}
+
+/// [`v1_json`], with the tree to read an event's snapshot base from (`tree`: None reads
+/// only events whose snapshot needs no other).
+pub(crate) fn v1_json_in(
+    tree: Option<&sled::Tree>,
+    key: &str,
+    bytes: &[u8],
+) -> Result<serde_json::Value> {
+    if let (Some(t), true) = (tree, key.starts_with("evt/")) {
+        let (e, _, _) = super::journal::resolve(t, key, bytes)?;
+        return serde_json::to_value(e).map_err(|e| StoreError::Corrupt {
+            key: key.to_string(),
+            reason: e.to_string(),
+        });
+    }
     match FAMILIES.iter().find(|f| key.starts_with(f.prefix)) {
         Some(f) => (f.v1_json)(key, bytes),
         None => Err(StoreError::NotFound(format!(
@@ -117,8 +143,13 @@ pub(super) fn check(b: &SledBackend) -> Result<()> {
 /// Converts every family not yet done, then records the format. Returns how many values
 /// it rewrote (0 when the data dir was already at [`FORMAT`]).
 pub(super) fn run(b: &SledBackend) -> Result<u64> {
-    if stored_format(b)?.is_some_and(|f| f >= FORMAT) {
-        return Ok(0);
+    match stored_format(b)? {
+        Some(f) if f >= FORMAT => return Ok(0),
+        Some(f) if f >= FIRST_ROWS_FORMAT => {
+            b.transact(|tx| tx.set_counter(FORMAT_KEY, FORMAT))?;
+            return Ok(0);
+        }
+        _ => {}
     }
     let mut total = 0;
     for f in FAMILIES {
@@ -183,4 +214,13 @@ fn convert<T: Decode + Encode>(b: &SledBackend, prefix: &'static str) -> Result<
             _ => return Ok(n),
         }
     }
+}
+
+/// How the bytes of a value stored under `key` split between its fields, for the disk
+/// bench (empty for kinds it does not break down).
+pub(crate) fn breakdown(key: &str, bytes: &[u8]) -> Vec<(&'static str, usize)> {
+    if !key.starts_with("evt/") || !rows::is_row(bytes) {
+        return Vec::new();
+    }
+    rows::event_breakdown(bytes)
 }

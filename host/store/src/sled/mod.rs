@@ -24,6 +24,9 @@ pub(crate) mod deep;
 mod family;
 mod group;
 mod index;
+mod journal;
+#[cfg(test)]
+mod journal_tests;
 mod lease;
 mod list;
 pub(crate) mod migrate;

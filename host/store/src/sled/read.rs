@@ -7,9 +7,8 @@ use crate::Result;
 pub(super) fn read(b: &SledBackend, r: &Read) -> Result<Option<Row>> {
     Ok(match r {
         Read::Record { tenant, id } => b.get(&family::record(tenant, id))?.map(Row::Record),
-        Read::Event { tenant, id } => b
-            .get(&family::event(tenant, id))?
-            .map(|e| Row::Event(Box::new(e))),
+        Read::Event { tenant, id } => super::journal::read(b, &family::event(tenant, id))?
+            .map(|(_, e)| Row::Event(Box::new(e))),
         Read::Run { tenant, id } => b.get(&family::run(tenant, id))?.map(Row::Run),
         Read::Message { tenant, id } => b.get(&family::message(tenant, id))?.map(Row::Message),
         Read::Binding { tenant, id } => b.get(&family::binding(tenant, id))?.map(Row::Binding),

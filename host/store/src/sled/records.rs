@@ -127,7 +127,7 @@ impl SledBackend {
     ) -> Result<Page<Event>> {
         let lists = [family::record_events(tenant, record)];
         fill(self, &lists, after, Dir::Up, limit, limits, None, |id| {
-            self.fetch(&family::event(tenant, id))
+            super::journal::fetch(self, &family::event(tenant, id))
         })
     }
 
@@ -142,7 +142,7 @@ impl SledBackend {
     ) -> Result<Page<Event>> {
         let lists = [family::events(tenant)];
         fill(self, &lists, after, Dir::Up, limit, limits, None, |id| {
-            self.fetch(&family::event(tenant, id))
+            super::journal::fetch(self, &family::event(tenant, id))
         })
     }
 

@@ -10,14 +10,16 @@
 //! A value that cannot be read is skipped, logged and counted (`Pruned::unreadable`); it
 //! never fails the pass.
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Utc};
 
 use super::codec::Decode;
-use super::{family, SledBackend};
+use super::{family, journal, SledBackend};
 use crate::query::Pruned;
 use crate::{Result, StoreError};
 use stagecraft_model::id::last_id_at;
-use stagecraft_model::{Event, MessageStatus, OutboxMessage, RunRecord};
+use stagecraft_model::{MessageStatus, OutboxMessage, RunRecord};
 
 impl SledBackend {
     /// Prunes everything older than `cutoff`, `batch` keys per transaction. Where the walk
@@ -135,16 +137,43 @@ impl SledBackend {
             };
             let (stripped, bad) = self.transact(|tx| {
                 let (mut stripped, mut bad) = (0, Vec::new());
+                // A record's snapshots go together, so no kept snapshot is left built on a
+                // dropped one (see `journal`).
+                let mut records: BTreeSet<String> = BTreeSet::new();
                 for k in &keys {
-                    match tx.get::<Event>(k) {
-                        Ok(Some(mut e)) if e.snapshot.is_some() && e.occurred_at < cutoff => {
-                            e.snapshot = None;
-                            tx.put(k, &e)?;
-                            stripped += 1;
+                    let Some(raw) = tx.raw(k)? else { continue };
+                    match journal::resolve(tx, k, &raw) {
+                        Ok((e, _, _)) if e.snapshot.is_some() && e.occurred_at < cutoff => {
+                            match e.record {
+                                Some(r) => {
+                                    records.insert(r);
+                                }
+                                None => {
+                                    let mut e = e;
+                                    e.snapshot = None;
+                                    tx.put(k, &e)?;
+                                    stripped += 1;
+                                }
+                            }
                         }
                         Ok(_) => {}
                         Err(e @ StoreError::Corrupt { .. }) => bad.push((k.clone(), e)),
                         Err(e) => return Err(e),
+                    }
+                }
+                for r in &records {
+                    stripped += journal::strip_record(tx, tenant, r, cutoff)?;
+                }
+                // An event its record's list does not hold (written before that list
+                // existed) has no delta built on it.
+                for k in &keys {
+                    let Some(raw) = tx.raw(k)? else { continue };
+                    if let Ok(journal::Stored::Whole(mut e)) = journal::stored(k, &raw) {
+                        if e.snapshot.is_some() && e.occurred_at < cutoff {
+                            e.snapshot = None;
+                            tx.put(k, &e)?;
+                            stripped += 1;
+                        }
                     }
                 }
                 tx.put(&mark_key, last.as_str())?;

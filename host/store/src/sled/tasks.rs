@@ -14,7 +14,7 @@
 //! A list's cursor is the key's tail after its family's prefix, so every list resumes with
 //! one seek. Values go through the codec like every other kind.
 
-use stagecraft_model::{Actor, Comment, Event, Record, Task, TaskStatus, Timer};
+use stagecraft_model::{Actor, Comment, Record, Task, TaskStatus, Timer};
 
 use super::automation::count_follow_up;
 use super::codec::{Decode, Marker};
@@ -467,12 +467,21 @@ impl SledBackend {
             let Some(bytes) = self.data.get(&key)? else {
                 continue;
             };
-            let item = match source {
-                'e' => TimelineItem::Event(Box::new(<Event as Decode>::decode(&key, &bytes)?)),
-                'c' => TimelineItem::Comment(Decode::decode(&key, &bytes)?),
-                _ => TimelineItem::Task(Decode::decode(&key, &bytes)?),
+            let (len, item) = match source {
+                'e' => match super::journal::read(self, &key)? {
+                    Some((len, e)) => (len, TimelineItem::Event(Box::new(e))),
+                    None => continue,
+                },
+                'c' => (
+                    bytes.len(),
+                    TimelineItem::Comment(Decode::decode(&key, &bytes)?),
+                ),
+                _ => (
+                    bytes.len(),
+                    TimelineItem::Task(Decode::decode(&key, &bytes)?),
+                ),
             };
-            if !page.push(&id, bytes.len(), item) {
+            if !page.push(&id, len, item) {
                 break;
             }
         }

@@ -39,7 +39,7 @@ impl<'a> Tx<'a> {
         self.mine.into_inner()
     }
 
-    fn raw(&self, key: &str) -> Result<Option<IVec>> {
+    pub fn raw(&self, key: &str) -> Result<Option<IVec>> {
         let k = key.as_bytes();
         if let Some(v) = self.mine.borrow().get(k) {
             return Ok(v.clone());
@@ -51,6 +51,57 @@ impl<'a> Tx<'a> {
         self.tree
             .get(k)
             .map_err(|e| StoreError::Engine(Box::new(e)))
+    }
+
+    /// The last key under `prefix` that this write sees: the tree's (unless a layer above
+    /// removed it) or one this write added. Keys added by the rest of the group are not
+    /// looked for (that would walk the whole group): the journal only wants a recent key.
+    pub fn last_key_under(&self, prefix: &str) -> Result<Option<String>> {
+        let p = prefix.as_bytes();
+        let removed = |k: &[u8]| {
+            let mine = self.mine.borrow();
+            match mine.get(k) {
+                Some(v) => v.is_none(),
+                None => matches!(self.below.get(k), Some(None)),
+            }
+        };
+        let mut best: Option<Vec<u8>> = None;
+        for item in self.tree.scan_prefix(p).rev() {
+            let (k, _) = item.map_err(|e| StoreError::Engine(Box::new(e)))?;
+            if !removed(&k) {
+                best = Some(k.to_vec());
+                break;
+            }
+        }
+        for (k, v) in self.mine.borrow().iter() {
+            if v.is_some() && k.starts_with(p) && best.as_deref().is_none_or(|b| &k[..] > b) {
+                best = Some(k.to_vec());
+            }
+        }
+        Ok(best.map(|k| String::from_utf8_lossy(&k).into_owned()))
+    }
+
+    /// Every key under `prefix` this write sees (the tree's, the group's and its own), in
+    /// order.
+    pub fn keys_under(&self, prefix: &str) -> Result<Vec<String>> {
+        let p = prefix.as_bytes();
+        let mut keys: std::collections::BTreeMap<Vec<u8>, bool> = Default::default();
+        for item in self.tree.scan_prefix(p) {
+            let (k, _) = item.map_err(|e| StoreError::Engine(Box::new(e)))?;
+            keys.insert(k.to_vec(), true);
+        }
+        for layer in [self.below, &*self.mine.borrow()] {
+            for (k, v) in layer {
+                if k.starts_with(p) {
+                    keys.insert(k.to_vec(), v.is_some());
+                }
+            }
+        }
+        Ok(keys
+            .into_iter()
+            .filter(|(_, live)| *live)
+            .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
+            .collect())
     }
 
     fn set(&self, key: &str, value: Option<IVec>) {

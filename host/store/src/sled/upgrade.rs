@@ -36,7 +36,11 @@ pub(super) fn run(b: &SledBackend) -> Result<()> {
     }
     let rows = migrate::run(b)?;
     if rows > 0 {
-        tracing::info!(rows, "migrated the data dir to storage format 2");
+        tracing::info!(
+            rows,
+            format = migrate::FORMAT,
+            "migrated the data dir to storage rows"
+        );
     }
     Ok(())
 }
