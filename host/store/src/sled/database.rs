@@ -30,6 +30,8 @@ use super::group::Group;
 use super::tx::Tx;
 use crate::{Result, StoreError};
 
+/// sled's page cache unless configured: sled's own default, 1 GiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 1 << 30;
 /// The least time between two attempts to reopen a failed database.
 pub(crate) const RETRY: Duration = Duration::from_secs(2);
 /// Free space a reopen wants first: two of sled's log segments.
@@ -47,6 +49,8 @@ pub(crate) type OnReopen = Box<dyn Fn() + Send + Sync>;
 
 pub(crate) struct Database {
     dir: PathBuf,
+    /// sled's page cache, in bytes (kept for the reopen).
+    cache_bytes: u64,
     state: RwLock<State>,
     on_reopen: OnReopen,
     /// Every write goes through the group commit (`group`).
@@ -89,10 +93,11 @@ pub(super) struct Live {
 }
 
 impl Database {
-    pub fn open(dir: &Path, on_reopen: OnReopen) -> Result<Database> {
-        let (db, tree) = open_waiting(dir, OPEN_WAIT).map_err(StoreError::from)?;
+    pub fn open(dir: &Path, cache_bytes: u64, on_reopen: OnReopen) -> Result<Database> {
+        let (db, tree) = open_waiting(dir, cache_bytes, OPEN_WAIT).map_err(StoreError::from)?;
         Ok(Database {
             dir: dir.to_path_buf(),
+            cache_bytes,
             state: RwLock::new(State {
                 live: Some(Live {
                     db,
@@ -201,7 +206,7 @@ impl Database {
         // gets it any more.
         let old = self.write().live.take();
         drop(old);
-        let opened = open_waiting(&self.dir, RELEASE_WAIT);
+        let opened = open_waiting(&self.dir, self.cache_bytes, RELEASE_WAIT);
         let mut s = self.write();
         match opened {
             Ok((db, tree)) => {
@@ -342,9 +347,10 @@ pub(crate) fn describe(e: &io::Error) -> String {
     }
 }
 
-fn open_sled(dir: &Path) -> sled::Result<(sled::Db, sled::Tree)> {
+fn open_sled(dir: &Path, cache_bytes: u64) -> sled::Result<(sled::Db, sled::Tree)> {
     let db = sled::Config::new()
         .path(dir)
+        .cache_capacity(cache_bytes)
         .flush_every_ms(Some(200))
         .open()?;
     let tree = db.open_tree("data")?;
@@ -353,10 +359,14 @@ fn open_sled(dir: &Path) -> sled::Result<(sled::Db, sled::Tree)> {
 
 /// Opens `dir`, waiting up to `wait` for an old handle's last users to release sled's file
 /// lock (sled reports that as an `Other` I/O error naming the lock).
-fn open_waiting(dir: &Path, wait: Duration) -> sled::Result<(sled::Db, sled::Tree)> {
+fn open_waiting(
+    dir: &Path,
+    cache_bytes: u64,
+    wait: Duration,
+) -> sled::Result<(sled::Db, sled::Tree)> {
     let deadline = Instant::now() + wait;
     loop {
-        match open_sled(dir) {
+        match open_sled(dir, cache_bytes) {
             Err(sled::Error::Io(e))
                 if e.to_string().contains("could not acquire lock")
                     && Instant::now() < deadline =>
