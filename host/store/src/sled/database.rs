@@ -43,6 +43,12 @@ const RELEASE_WAIT: Duration = Duration::from_millis(500);
 /// later on a loaded machine). Another process holding the lock is refused after it.
 const OPEN_WAIT: Duration = Duration::from_secs(10);
 
+#[cfg(test)]
+thread_local! {
+    /// Scans opened by this thread: each copies the node it starts in, unlike a point read.
+    pub(crate) static SCANS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// Called after every reopen, before anyone can read the reopened database (clears caches
 /// that may hold what the failed handle showed but never reached the disk).
 pub(crate) type OnReopen = Box<dyn Fn() + Send + Sync>;
@@ -132,6 +138,8 @@ impl Database {
     }
 
     fn scan_with(&self, open: impl FnOnce(&sled::Tree) -> sled::Iter) -> Scan<'_> {
+        #[cfg(test)]
+        SCANS.with(|n| n.set(n.get() + 1));
         match self.live() {
             Ok(live) => Scan {
                 db: self,
