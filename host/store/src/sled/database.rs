@@ -120,11 +120,23 @@ impl Database {
     }
 
     pub fn get(&self, key: &str) -> Result<Option<IVec>> {
-        let live = self.live()?;
-        let got = live.tree.get(key);
+        // The common case, a healthy handle: read under the lock without cloning the handle
+        // (point reads are most of a list's cost, and `records.find` makes one per record).
+        let quick = {
+            let s = self.read();
+            match (&s.live, &s.failure) {
+                (Some(live), None) => Some((live.tree.get(key), live.generation)),
+                _ => None,
+            }
+        };
+        let (got, generation) = match quick {
+            Some(quick) => quick,
+            None => {
+                let live = self.live()?;
+                (live.tree.get(key), live.generation)
+            }
+        };
         // Handles go before an error is reported: a reopen waits for them.
-        let generation = live.generation;
-        drop(live);
         got.map_err(|e| self.failed(generation, e))
     }
 

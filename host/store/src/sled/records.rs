@@ -82,21 +82,41 @@ impl SledBackend {
         let checks_rows =
             (text.is_some() && !by_email) || (filter.stage.is_some() && filter.pipeline.is_none());
         let looks = checks_rows.then_some(TEXT_LOOKS);
+        // What the lists answered (a stage alone is checked on the rows, not by a list).
+        let listed = RecordFilter {
+            stage: filter.pipeline.as_ref().and(filter.stage.clone()),
+            ..filter.clone()
+        };
+        let needle = text.as_ref().map(|t| t.0.as_str());
         fill(self, &lists, after, Dir::Up, limit, limits, looks, |id| {
             let key = family::record(tenant, id);
             let Some(bytes) = self.data.get(&key)? else {
                 return Ok(Fetched::Mismatch { key, bytes: None });
             };
+            if text.is_none() {
+                // Every row the lists lead to is on the page (but for a stage alone): decoded
+                // once, whole, and checked on what was decoded.
+                let r: Record = Decode::decode(&key, &bytes)?;
+                if !listed.matches_fields(r.kind, &r.pipeline, &r.stage, &r.owner) {
+                    return Ok(Fetched::Mismatch {
+                        key,
+                        bytes: Some(bytes),
+                    });
+                }
+                return Ok(
+                    if filter.matches_fields(r.kind, &r.pipeline, &r.stage, &r.owner) {
+                        Fetched::Item(bytes.len(), r)
+                    } else {
+                        Fetched::Skip
+                    },
+                );
+            }
+            // A text search looks at rows it may leave out: their head is enough for that.
             let head = RecordHead::decode(&key, &bytes)?;
-            // What the lists answered (a stage alone is checked here, not by a list).
-            let listed = RecordFilter {
-                stage: filter.pipeline.as_ref().and(filter.stage.clone()),
-                ..filter.clone()
-            };
             let email = by_email.then(|| head.email.as_deref().map(index::email_key));
             let mismatch =
                 !listed.matches_fields(head.kind, &head.pipeline, &head.stage, &head.owner)
-                    || email.is_some_and(|e| e != text.as_ref().map(|t| t.0.clone()));
+                    || email.is_some_and(|e| e.as_deref() != needle);
             if mismatch {
                 return Ok(Fetched::Mismatch {
                     key,
