@@ -77,6 +77,15 @@ fn main() {
     };
     let few = page_line(&store, "find, 10 (few)", &team("few"), 100, queries);
     let many = page_line(&store, "find, 100 (ann)", &team("ann"), 100, queries);
+    for who in &TEAM[1..] {
+        page_line(
+            &store,
+            &format!("find, 100 ({who})"),
+            &team(who),
+            100,
+            queries,
+        );
+    }
     let per = (many.0.as_secs_f64() - few.0.as_secs_f64()) / (many.1 - few.1).max(1) as f64;
     println!(
         "find: {:.2} µs per record + {:.1} µs fixed (p50s)",

@@ -47,6 +47,8 @@ const OPEN_WAIT: Duration = Duration::from_secs(10);
 thread_local! {
     /// Scans opened by this thread: each copies the node it starts in, unlike a point read.
     pub(crate) static SCANS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// Point reads made by this thread.
+    pub(crate) static GETS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// Called after every reopen, before anyone can read the reopened database (clears caches
@@ -120,6 +122,8 @@ impl Database {
     }
 
     pub fn get(&self, key: &str) -> Result<Option<IVec>> {
+        #[cfg(test)]
+        GETS.with(|n| n.set(n.get() + 1));
         // The common case, a healthy handle: read under the lock without cloning the handle
         // (point reads are most of a list's cost, and `records.find` makes one per record).
         let quick = {

@@ -24,6 +24,13 @@ pub enum Dir {
     Down,
 }
 
+/// Answers, from a candidate's row, the first list (by its place in the prefixes) that
+/// does not hold it, or None when the row is for the visitor to judge (it matches every
+/// list, or it is gone). A list that reads each row anyway answers this instead of the
+/// lookups an intersection otherwise makes in every other list: rows and their entries
+/// are written in one transaction, so a row's fields say which lists hold it.
+pub type Judge<'a> = &'a mut dyn FnMut(&str) -> Result<Option<usize>>;
+
 /// What one step of a walk yields.
 pub enum Step {
     /// An id in every list.
@@ -52,9 +59,10 @@ impl SledBackend {
         prefixes: &[String],
         after: Option<&str>,
         dir: Dir,
+        judge: Option<Judge<'_>>,
         visit: impl FnMut(Step) -> Result<bool>,
     ) -> Result<()> {
-        self.walk_ids_within(prefixes, after, dir, SEEKS, visit)
+        self.walk_ids_within(prefixes, after, dir, SEEKS, judge, visit)
     }
 
     /// [`SledBackend::walk_ids`] with at most `budget` seeks for an intersection.
@@ -65,14 +73,16 @@ impl SledBackend {
     /// opening an iterator, copies no node. The first list that lacks a candidate drives
     /// from there, opened just past it: so the list that rejects most ends up driving, and
     /// a filter whose lists nest (a team member's leads among all leads) reads its
-    /// smallest list in order and probes the others once per id it returns. Each step,
-    /// lookup and open counts against `budget`.
+    /// smallest list in order and probes the others once per id it returns. With `judge`,
+    /// the candidate's row answers instead of the lookups. Each step, lookup, judgement and
+    /// open counts against `budget`.
     fn walk_ids_within(
         &self,
         prefixes: &[String],
         after: Option<&str>,
         dir: Dir,
         budget: usize,
+        mut judge: Option<Judge<'_>>,
         mut visit: impl FnMut(Step) -> Result<bool>,
     ) -> Result<()> {
         let Some((first, rest)) = prefixes.split_first() else {
@@ -99,17 +109,23 @@ impl SledBackend {
             };
             let cand = id_in(&prefixes[driver], &item?.0);
             let mut missing = None;
-            for (j, p) in prefixes.iter().enumerate() {
-                if j == driver {
-                    continue;
-                }
+            if let Some(judge) = judge.as_mut() {
                 seeks += 1;
-                probe.clear();
-                probe.push_str(p);
-                probe.push_str(&super::index::esc(&cand));
-                if self.data.get(&probe)?.is_none() {
-                    missing = Some(j);
-                    break;
+                // The driver's own entry disagreeing with the row is for the visitor.
+                missing = judge(&cand)?.filter(|j| *j != driver && *j < prefixes.len());
+            } else {
+                for (j, p) in prefixes.iter().enumerate() {
+                    if j == driver {
+                        continue;
+                    }
+                    seeks += 1;
+                    probe.clear();
+                    probe.push_str(p);
+                    probe.push_str(&super::index::esc(&cand));
+                    if self.data.get(&probe)?.is_none() {
+                        missing = Some(j);
+                        break;
+                    }
                 }
             }
             match missing {
@@ -212,7 +228,7 @@ mod tests {
             let mut after: Option<String> = None;
             loop {
                 let mut stopped = None;
-                b.walk_ids_within(&prefixes, after.as_deref(), dir, 10, |step| {
+                b.walk_ids_within(&prefixes, after.as_deref(), dir, 10, None, |step| {
                     match step {
                         Step::Hit(id) => hits.push(id),
                         Step::Stop(at) => stopped = Some(at.expect("a cursor")),
@@ -289,7 +305,7 @@ mod tests {
         let (mut hits, mut after) = (Vec::new(), None::<String>);
         for _ in 0..100_000 {
             let mut stopped = None;
-            b.walk_ids_within(prefixes, after.as_deref(), dir, budget, |step| {
+            b.walk_ids_within(prefixes, after.as_deref(), dir, budget, None, |step| {
                 match step {
                     Step::Hit(id) => hits.push(id),
                     Step::Stop(at) => stopped = at,
