@@ -77,6 +77,12 @@ impl Store {
         Ok(Store::new(Arc::new(crate::sled::SledBackend::open(dir)?)))
     }
 
+    /// [`Store::open`] with sled's page cache at `cache_bytes`.
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Store> {
+        let backend = crate::sled::SledBackend::open_with_cache(dir, cache_bytes)?;
+        Ok(Store::new(Arc::new(backend)))
+    }
+
     /// A store over any backend.
     pub fn new(backend: Arc<dyn Backend>) -> Store {
         Store {

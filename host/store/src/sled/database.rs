@@ -30,6 +30,8 @@ use super::group::Group;
 use super::tx::Tx;
 use crate::{Result, StoreError};
 
+/// sled's page cache unless configured: sled's own default, 1 GiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 1 << 30;
 /// The least time between two attempts to reopen a failed database.
 pub(crate) const RETRY: Duration = Duration::from_secs(2);
 /// Free space a reopen wants first: two of sled's log segments.
@@ -41,12 +43,22 @@ const RELEASE_WAIT: Duration = Duration::from_millis(500);
 /// later on a loaded machine). Another process holding the lock is refused after it.
 const OPEN_WAIT: Duration = Duration::from_secs(10);
 
+#[cfg(test)]
+thread_local! {
+    /// Scans opened by this thread: each copies the node it starts in, unlike a point read.
+    pub(crate) static SCANS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// Point reads made by this thread.
+    pub(crate) static GETS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// Called after every reopen, before anyone can read the reopened database (clears caches
 /// that may hold what the failed handle showed but never reached the disk).
 pub(crate) type OnReopen = Box<dyn Fn() + Send + Sync>;
 
 pub(crate) struct Database {
     dir: PathBuf,
+    /// sled's page cache, in bytes (kept for the reopen).
+    cache_bytes: u64,
     state: RwLock<State>,
     on_reopen: OnReopen,
     /// Every write goes through the group commit (`group`).
@@ -89,10 +101,11 @@ pub(super) struct Live {
 }
 
 impl Database {
-    pub fn open(dir: &Path, on_reopen: OnReopen) -> Result<Database> {
-        let (db, tree) = open_waiting(dir, OPEN_WAIT).map_err(StoreError::from)?;
+    pub fn open(dir: &Path, cache_bytes: u64, on_reopen: OnReopen) -> Result<Database> {
+        let (db, tree) = open_waiting(dir, cache_bytes, OPEN_WAIT).map_err(StoreError::from)?;
         Ok(Database {
             dir: dir.to_path_buf(),
+            cache_bytes,
             state: RwLock::new(State {
                 live: Some(Live {
                     db,
@@ -109,11 +122,25 @@ impl Database {
     }
 
     pub fn get(&self, key: &str) -> Result<Option<IVec>> {
-        let live = self.live()?;
-        let got = live.tree.get(key);
+        #[cfg(test)]
+        GETS.with(|n| n.set(n.get() + 1));
+        // The common case, a healthy handle: read under the lock without cloning the handle
+        // (point reads are most of a list's cost, and `records.find` makes one per record).
+        let quick = {
+            let s = self.read();
+            match (&s.live, &s.failure) {
+                (Some(live), None) => Some((live.tree.get(key), live.generation)),
+                _ => None,
+            }
+        };
+        let (got, generation) = match quick {
+            Some(quick) => quick,
+            None => {
+                let live = self.live()?;
+                (live.tree.get(key), live.generation)
+            }
+        };
         // Handles go before an error is reported: a reopen waits for them.
-        let generation = live.generation;
-        drop(live);
         got.map_err(|e| self.failed(generation, e))
     }
 
@@ -127,6 +154,8 @@ impl Database {
     }
 
     fn scan_with(&self, open: impl FnOnce(&sled::Tree) -> sled::Iter) -> Scan<'_> {
+        #[cfg(test)]
+        SCANS.with(|n| n.set(n.get() + 1));
         match self.live() {
             Ok(live) => Scan {
                 db: self,
@@ -201,7 +230,7 @@ impl Database {
         // gets it any more.
         let old = self.write().live.take();
         drop(old);
-        let opened = open_waiting(&self.dir, RELEASE_WAIT);
+        let opened = open_waiting(&self.dir, self.cache_bytes, RELEASE_WAIT);
         let mut s = self.write();
         match opened {
             Ok((db, tree)) => {
@@ -342,9 +371,10 @@ pub(crate) fn describe(e: &io::Error) -> String {
     }
 }
 
-fn open_sled(dir: &Path) -> sled::Result<(sled::Db, sled::Tree)> {
+fn open_sled(dir: &Path, cache_bytes: u64) -> sled::Result<(sled::Db, sled::Tree)> {
     let db = sled::Config::new()
         .path(dir)
+        .cache_capacity(cache_bytes)
         .flush_every_ms(Some(200))
         .open()?;
     let tree = db.open_tree("data")?;
@@ -353,10 +383,14 @@ fn open_sled(dir: &Path) -> sled::Result<(sled::Db, sled::Tree)> {
 
 /// Opens `dir`, waiting up to `wait` for an old handle's last users to release sled's file
 /// lock (sled reports that as an `Other` I/O error naming the lock).
-fn open_waiting(dir: &Path, wait: Duration) -> sled::Result<(sled::Db, sled::Tree)> {
+fn open_waiting(
+    dir: &Path,
+    cache_bytes: u64,
+    wait: Duration,
+) -> sled::Result<(sled::Db, sled::Tree)> {
     let deadline = Instant::now() + wait;
     loop {
-        match open_sled(dir) {
+        match open_sled(dir, cache_bytes) {
             Err(sled::Error::Io(e))
                 if e.to_string().contains("could not acquire lock")
                     && Instant::now() < deadline =>

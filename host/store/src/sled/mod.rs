@@ -78,6 +78,12 @@ pub struct SledBackend {
 impl SledBackend {
     /// Opens (or creates) the database in `dir` and brings an older layout up to date.
     pub fn open(dir: &Path) -> Result<SledBackend> {
+        SledBackend::open_with_cache(dir, database::DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`SledBackend::open`] with a page cache of `cache_bytes` (sled's estimate of the
+    /// tree's pages held in memory).
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<SledBackend> {
         let epoch = Arc::new(AtomicU64::new(0));
         let moved = epoch.clone();
         // What the failed handle showed may not have reached the disk: the facade's caches
@@ -86,7 +92,7 @@ impl SledBackend {
             moved.fetch_add(1, Ordering::AcqRel);
         });
         let backend = SledBackend {
-            data: database::Database::open(dir, on_reopen)?,
+            data: database::Database::open(dir, cache_bytes, on_reopen)?,
             epoch,
             leases: lease::Leases::default(),
         };

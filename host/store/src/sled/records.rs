@@ -2,8 +2,12 @@
 //! each read from its index.
 
 use super::codec::{Decode, RecordHead};
-use super::page::{fill, Fetched, TEXT_LOOKS};
-use super::postings::Dir;
+use std::cell::RefCell;
+
+use sled::IVec;
+
+use super::page::{fill, fill_judged, Fetched, TEXT_LOOKS};
+use super::postings::{Dir, Judge};
 use super::{family, index, SledBackend};
 use crate::query::{ListLimits, Page};
 use crate::Result;
@@ -47,6 +51,33 @@ fn record_lists(tenant: &str, filter: &RecordFilter) -> Vec<String> {
     out
 }
 
+/// The first of [`record_lists`]'s lists (by place) that does not hold `r`; None when
+/// every one does. The same order and the same fields as the lists.
+fn first_list_without(filter: &RecordFilter, r: &Record) -> Option<usize> {
+    let mut at = 0;
+    if let Some(p) = &filter.pipeline {
+        let held = r.pipeline.as_ref() == Some(p)
+            && filter
+                .stage
+                .as_ref()
+                .is_none_or(|s| r.stage.as_ref() == Some(s));
+        if !held {
+            return Some(at);
+        }
+        at += 1;
+    }
+    if let Some(o) = &filter.owner {
+        if r.owner.as_ref() != Some(o) {
+            return Some(at);
+        }
+        at += 1;
+    }
+    match filter.kind {
+        Some(k) if r.kind != k => Some(at),
+        _ => None,
+    }
+}
+
 /// Whether a search text is an email address: then it is answered from the email index
 /// (exactly this address, case-insensitively), not by looking at names.
 fn is_email(text: &str) -> bool {
@@ -82,37 +113,94 @@ impl SledBackend {
         let checks_rows =
             (text.is_some() && !by_email) || (filter.stage.is_some() && filter.pipeline.is_none());
         let looks = checks_rows.then_some(TEXT_LOOKS);
-        fill(self, &lists, after, Dir::Up, limit, limits, looks, |id| {
+        // What the lists answered (a stage alone is checked on the rows, not by a list).
+        let listed = RecordFilter {
+            stage: filter.pipeline.as_ref().and(filter.stage.clone()),
+            ..filter.clone()
+        };
+        let needle = text.as_ref().map(|t| t.0.as_str());
+        // Without a text, the rows judge an intersection's candidates (see `Judge`): the
+        // row a candidate leads to is read once, kept here for `fetch` when it matches.
+        let judged: RefCell<Option<(String, IVec, Record)>> = RefCell::new(None);
+        let mut judge = |id: &str| -> Result<Option<usize>> {
             let key = family::record(tenant, id);
             let Some(bytes) = self.data.get(&key)? else {
-                return Ok(Fetched::Mismatch { key, bytes: None });
+                return Ok(None);
             };
-            let head = RecordHead::decode(&key, &bytes)?;
-            // What the lists answered (a stage alone is checked here, not by a list).
-            let listed = RecordFilter {
-                stage: filter.pipeline.as_ref().and(filter.stage.clone()),
-                ..filter.clone()
-            };
-            let email = by_email.then(|| head.email.as_deref().map(index::email_key));
-            let mismatch =
-                !listed.matches_fields(head.kind, &head.pipeline, &head.stage, &head.owner)
-                    || email.is_some_and(|e| e != text.as_ref().map(|t| t.0.clone()));
-            if mismatch {
-                return Ok(Fetched::Mismatch {
-                    key,
-                    bytes: Some(bytes),
-                });
+            let r: Record = Decode::decode(&key, &bytes)?;
+            let without = first_list_without(filter, &r);
+            if without.is_none() {
+                *judged.borrow_mut() = Some((id.to_string(), bytes, r));
             }
-            let wanted = filter.matches_fields(head.kind, &head.pipeline, &head.stage, &head.owner)
-                && text
-                    .as_ref()
-                    .is_none_or(|t| t.matches(&head.name, head.email.as_deref()));
-            Ok(if wanted {
-                Fetched::Item(bytes.len(), Decode::decode(&key, &bytes)?)
-            } else {
-                Fetched::Skip
-            })
-        })
+            Ok(without)
+        };
+        let judge: Option<Judge<'_>> = (text.is_none() && lists.len() > 1).then_some(&mut judge);
+        fill_judged(
+            self,
+            &lists,
+            after,
+            Dir::Up,
+            limit,
+            limits,
+            looks,
+            judge,
+            |id| {
+                let key = family::record(tenant, id);
+                if text.is_none() {
+                    let kept = judged.borrow_mut().take().filter(|(k, ..)| k == id);
+                    let (bytes, r) = match kept {
+                        Some((_, bytes, r)) => (bytes, r),
+                        None => {
+                            let Some(bytes) = self.data.get(&key)? else {
+                                return Ok(Fetched::Mismatch { key, bytes: None });
+                            };
+                            let r: Record = Decode::decode(&key, &bytes)?;
+                            (bytes, r)
+                        }
+                    };
+                    // Every row the lists lead to is on the page (but for a stage alone): decoded
+                    // once, whole, and checked on what was decoded.
+                    if !listed.matches_fields(r.kind, &r.pipeline, &r.stage, &r.owner) {
+                        return Ok(Fetched::Mismatch {
+                            key,
+                            bytes: Some(bytes),
+                        });
+                    }
+                    return Ok(
+                        if filter.matches_fields(r.kind, &r.pipeline, &r.stage, &r.owner) {
+                            Fetched::Item(bytes.len(), r)
+                        } else {
+                            Fetched::Skip
+                        },
+                    );
+                }
+                let Some(bytes) = self.data.get(&key)? else {
+                    return Ok(Fetched::Mismatch { key, bytes: None });
+                };
+                // A text search looks at rows it may leave out: their head is enough for that.
+                let head = RecordHead::decode(&key, &bytes)?;
+                let email = by_email.then(|| head.email.as_deref().map(index::email_key));
+                let mismatch =
+                    !listed.matches_fields(head.kind, &head.pipeline, &head.stage, &head.owner)
+                        || email.is_some_and(|e| e.as_deref() != needle);
+                if mismatch {
+                    return Ok(Fetched::Mismatch {
+                        key,
+                        bytes: Some(bytes),
+                    });
+                }
+                let wanted =
+                    filter.matches_fields(head.kind, &head.pipeline, &head.stage, &head.owner)
+                        && text
+                            .as_ref()
+                            .is_none_or(|t| t.matches(&head.name, head.email.as_deref()));
+                Ok(if wanted {
+                    Fetched::Item(bytes.len(), Decode::decode(&key, &bytes)?)
+                } else {
+                    Fetched::Skip
+                })
+            },
+        )
     }
 
     /// A record's events, oldest first, after event id `after`, at most `limit` and
