@@ -156,3 +156,83 @@ async fn two_hosts_on_one_database_share_records_runs_and_modules() {
     assert_eq!(db.count("SELECT count(*) FROM module_blobs"), 1);
     drop(b);
 }
+
+/// Starts a host like [`spawn`] and returns it with the lines it printed before listening
+/// (where `admin key: …` goes).
+async fn spawn_telling(dir: &std::path::Path, url: &str) -> (Host, Vec<String>) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stagecraft-server"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .env("STAGECRAFT_DATABASE_URL", url)
+        .env("STAGECRAFT_BOOTSTRAP_KEY", ADMIN_KEY)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the server");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut before = Vec::new();
+    let addr = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            match line.strip_prefix("listening on ") {
+                Some(a) => return a.to_string(),
+                None => before.push(line),
+            }
+        }
+        panic!("the server exited before listening: {before:?}");
+    })
+    .await
+    .expect("the server starts listening");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let host = Host {
+        child,
+        base: format!("http://{addr}"),
+        c: reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap(),
+    };
+    (host, before)
+}
+
+/// Hosts started at the same moment on an empty database all see no tenant, and all try to
+/// create the first one. Exactly one does and prints its admin key; the others serve that
+/// same tenant and print no key (the tenant's primary key decides; the losers' attempt is
+/// refused as already there, not an error that stops them). Three rounds of three at once.
+#[tokio::test]
+async fn hosts_starting_at_once_on_an_empty_database_make_one_tenant_and_all_serve_it() {
+    for _round in 0..3 {
+        let Some(db) = TempDatabase::create() else {
+            return;
+        };
+        let url = db.url();
+        let dirs = [temp_dir(), temp_dir(), temp_dir()];
+        let (a, b, c) = tokio::join!(
+            spawn_telling(dirs[0].path(), &url),
+            spawn_telling(dirs[1].path(), &url),
+            spawn_telling(dirs[2].path(), &url)
+        );
+        let hosts = [a, b, c];
+        assert_eq!(db.count("SELECT count(*) FROM tenants"), 1);
+        assert_eq!(db.count("SELECT count(*) FROM api_keys"), 1);
+        assert_eq!(db.count("SELECT count(*) FROM pipelines"), 2);
+        let printed: Vec<_> = hosts
+            .iter()
+            .flat_map(|(_, said)| said.iter().filter(|l| l.starts_with("admin key: ")))
+            .collect();
+        assert_eq!(
+            printed,
+            [&format!("admin key: {ADMIN_KEY}")],
+            "one host prints the key: {:?}",
+            hosts.iter().map(|(_, said)| said).collect::<Vec<_>>()
+        );
+        for (h, _) in &hosts {
+            let lead = h
+                .post("/v1/records", json!({"kind": "lead", "name": "Ada"}))
+                .await;
+            assert_eq!(lead["stage"], "new", "{lead}");
+        }
+        assert_eq!(db.count("SELECT count(*) FROM records"), 3);
+    }
+}

@@ -735,14 +735,22 @@ fn deserialize(engine: &Engine, path: &Path) -> Option<Component> {
 }
 
 /// Writes `bytes` to `path` whole or not at all (through a temporary file and a rename).
+/// The temporary file is this writer's own: two runs loading the same module at once (its
+/// first use on a host of many) both write it, and with one shared temporary name the
+/// second rename found the file the first had moved, failing its run.
 fn write(path: &Path, bytes: &[u8]) -> Result<(), SandboxError> {
-    let tmp = path.with_extension("tmp");
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("{}-{n}.tmp", std::process::id()));
     std::fs::write(&tmp, bytes)
         .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|source| SandboxError::Io {
-            what: "writing",
-            path: path.to_path_buf(),
-            source,
+        .map_err(|source| {
+            let _ = std::fs::remove_file(&tmp);
+            SandboxError::Io {
+                what: "writing",
+                path: path.to_path_buf(),
+                source,
+            }
         })
 }
 
@@ -834,6 +842,34 @@ fn panic_message(stderr: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn writers_of_the_same_file_at_once_all_succeed() {
+        let dir = std::env::temp_dir().join(format!(
+            "stagecraft-sandbox-write-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("abc.wasm");
+        for round in 0..200u8 {
+            let barrier = std::sync::Barrier::new(4);
+            std::thread::scope(|s| {
+                for _ in 0..4 {
+                    s.spawn(|| {
+                        barrier.wait();
+                        super::write(&path, &[round; 4096]).unwrap();
+                    });
+                }
+            });
+            assert_eq!(std::fs::read(&path).unwrap(), [round; 4096]);
+        }
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temporary file is left behind");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     use super::*;
 
     #[test]

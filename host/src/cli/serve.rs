@@ -108,6 +108,14 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     let started = crate::server::start(config, bootstrap.as_deref())?;
     match &started.bootstrap_key {
         Some(key) => println!("admin key: {key}"),
+        None if a.database.is_some() => {
+            // Another host made the first tenant (maybe at this same moment): it printed
+            // the key, or STAGECRAFT_BOOTSTRAP_KEY is that key when all hosts share it.
+            println!(
+                "the database already has a tenant: its admin key was printed by the host \
+                 that created it (STAGECRAFT_BOOTSTRAP_KEY is used only there)"
+            );
+        }
         None => {
             if bootstrap.is_some() {
                 println!("STAGECRAFT_BOOTSTRAP_KEY is ignored: this data dir already has a tenant");

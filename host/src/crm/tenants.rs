@@ -8,7 +8,7 @@ use super::{CrmError, Result};
 use crate::model::id::{is_valid_slug, new_id};
 use crate::model::pipeline::default_stages;
 use crate::model::{ApiKey, Pipeline, PipelineKind, Role, Tenant};
-use crate::store::{Changeset, Op, Store};
+use crate::store::{Changeset, Op, Store, StoreError};
 
 /// SHA-256 of a key secret, hex. Keys are 256-bit random, so a fast hash is enough.
 pub fn hash_secret(secret: &str) -> String {
@@ -56,7 +56,9 @@ pub fn default_pipelines() -> Vec<Pipeline> {
 
 /// On a server with no tenant, creates tenant `default` with an operator admin key and
 /// returns the key's secret (`bootstrap` when given, else a fresh one). None when tenants
-/// already exist.
+/// already exist — also when another host on the same database created `default` between
+/// this one's look and its commit (hosts starting at once on an empty PostgreSQL): the
+/// tenant's primary key lets exactly one create it, and only that host prints a key.
 pub fn bootstrap(store: &Store, bootstrap: Option<&str>) -> Result<Option<String>> {
     if !store.tenants()?.is_empty() {
         return Ok(None);
@@ -76,8 +78,19 @@ pub fn bootstrap(store: &Store, bootstrap: Option<&str>) -> Result<Option<String
         created_at: Utc::now(),
     };
     let key = key_for(&tenant.id, Role::Admin, "bootstrap", true, &secret);
-    create(store, &tenant, &key)?;
-    Ok(Some(secret))
+    let op = Op::CreateTenant {
+        tenant: tenant.clone(),
+        key,
+        pipelines: default_pipelines(),
+    };
+    match store.commit(&Changeset::op(&tenant.id, op)) {
+        Ok(_) => Ok(Some(secret)),
+        Err(StoreError::AlreadyExists(_)) if !store.tenants()?.is_empty() => {
+            tracing::info!("another host created the first tenant at the same time; serving it");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Creates a tenant with default pipelines and returns it with its first admin key's secret.

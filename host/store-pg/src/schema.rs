@@ -55,12 +55,14 @@ const STEPS: &[(&str, Step)] = &[(V6_ROWS, crate::conversion::to_rows)];
 
 /// Brings the database up to [`VERSION`] (nothing to do when it is there already).
 pub fn migrate(client: &mut Client) -> Result<i64, SchemaError> {
-    client.batch_execute(
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    // Under the lock: `IF NOT EXISTS` is no guard against another host creating the same
+    // table at the same moment (hosts starting at once on an empty database).
+    tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS stagecraft_schema (\
             one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one), version BIGINT NOT NULL)",
     )?;
-    let mut tx = client.transaction()?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
     let found: i64 = tx
         .query_opt("SELECT version FROM stagecraft_schema", &[])?
         .map(|r| r.get(0))
