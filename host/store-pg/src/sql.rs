@@ -3,7 +3,6 @@
 //! encoding of stored values (their storage rows, never the model's serde shapes) and the
 //! names kept in indexed columns.
 
-use stagecraft_model::{Channel, MessageStatus, RecordKind};
 use stagecraft_store::{StoreError, Stored};
 
 /// Why a transaction body stopped: a rule said no ([`StoreError`]), or the database failed
@@ -66,37 +65,8 @@ pub fn dec<T: Stored>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
     T::decode_row(what, bytes)
 }
 
-/// A record kind as its `kind` column holds it. These names are the storage's own (the
-/// filters and the SQL compare with them): they do not follow the API's serde names.
-pub fn kind_name(k: RecordKind) -> &'static str {
-    match k {
-        RecordKind::Lead => "lead",
-        RecordKind::Contact => "contact",
-        RecordKind::Company => "company",
-        RecordKind::Deal => "deal",
-    }
-}
-
-/// A message status as its `status` column holds it (the SQL names `queued`, `sending`
-/// and `sent` too).
-pub fn status_name(s: MessageStatus) -> &'static str {
-    match s {
-        MessageStatus::Queued => "queued",
-        MessageStatus::Sending => "sending",
-        MessageStatus::Sent => "sent",
-        MessageStatus::Dead => "dead",
-    }
-}
-
-/// A channel as its `channel` column holds it.
-pub fn channel_name(c: Channel) -> &'static str {
-    match c {
-        Channel::Email => "email",
-        Channel::Sms => "sms",
-        Channel::Webhook => "webhook",
-        Channel::Notify => "notify",
-    }
-}
+// The names enum values take in columns are the storage's own, one copy for both backends.
+pub use stagecraft_store::names::{channel_name, kind_name, status_name};
 
 /// Milliseconds since the epoch (how times are kept in indexed columns).
 pub fn ms(t: chrono::DateTime<chrono::Utc>) -> i64 {

@@ -25,6 +25,7 @@ mod change;
 pub mod contract;
 mod copy;
 mod metrics;
+pub mod names;
 mod query;
 mod quota;
 mod reads;

@@ -26,6 +26,7 @@ use super::codec::{Decode, Marker, MessageHead};
 use super::tx::Tx;
 use super::{family, SledBackend};
 use crate::change::{Changeset, Op, RecordWrite};
+pub use crate::names::status_name;
 use crate::Result;
 use stagecraft_model::{MessageStatus, OutboxMessage, Record, RunRecord};
 
@@ -73,15 +74,6 @@ pub fn email_key(email: &str) -> String {
 /// The update-time index's list (oldest update first).
 pub fn updated_prefix(tenant: &str) -> String {
     prefix("ru", tenant, &[])
-}
-
-pub fn status_name(s: MessageStatus) -> &'static str {
-    match s {
-        MessageStatus::Queued => "queued",
-        MessageStatus::Sending => "sending",
-        MessageStatus::Sent => "sent",
-        MessageStatus::Dead => "dead",
-    }
 }
 
 /// Every index entry of a record.
